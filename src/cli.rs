@@ -1,0 +1,328 @@
+//! Every command and option of `ocpoll`, defined once with clap's derive API.
+//!
+//! Help text, the man pages in `man/` and the shell completions in `completions/` are all
+//! generated from these definitions (see `assets`), so documentation cannot drift from the code.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Polls APIs that have no webhooks and delivers signed change events to your callback URL.
+///
+/// ocpoll reads Open Connectors instance files (the JSON body of `POST /instances`) from an
+/// instances folder, polls every configured resource on its interval, remembers a watermark per
+/// resource in a local state file, and POSTs signed events to each instance's callback URL, at
+/// least once.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ocpoll",
+    version,
+    propagate_version = true,
+    disable_help_subcommand = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command accepts. Each can also come from the config file or `OCPOLL_*`;
+/// the command line wins.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Folder of instance files [default: ./instances.d if it exists, else instances.d in the
+    /// config folder]
+    #[arg(long, global = true, value_name = "DIR", env = "OCPOLL_INSTANCES")]
+    pub instances: Option<PathBuf>,
+
+    /// State file (SQLite) [default: state.db in the platform state folder]
+    #[arg(long, global = true, value_name = "PATH", env = "OCPOLL_STATE")]
+    pub state: Option<PathBuf>,
+
+    /// Config file (TOML) [default: ocpoll/config.toml in the platform config folder]
+    #[arg(long, global = true, value_name = "FILE", env = "OCPOLL_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// More log output (-v debug, -vv trace)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Less log output (-q warnings and errors only, -qq errors only)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub quiet: u8,
+
+    /// Log format: text for people, json for journald and log shippers
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "FORMAT",
+        env = "OCPOLL_LOG_FORMAT"
+    )]
+    pub log_format: Option<LogFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// One line per problem: path:line:col: json.path: message
+    Text,
+    /// A JSON array of findings (file, path, line, column, severity, message)
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check instance files and report every problem with its file, JSON path, line and column
+    ///
+    /// Reads the files and folders given (only *.json files in a folder), or the instances
+    /// folder when none are given. Exits 0 when every file is valid (warnings allowed), 1 when
+    /// any file has an error.
+    Validate(ValidateArgs),
+
+    /// Poll every due resource once, deliver the notifications, save the state and exit (for cron)
+    Tick(TickArgs),
+
+    /// Run the daemon: poll on schedule and deliver continuously (what systemd runs)
+    Run(RunArgs),
+
+    /// Show every instance and resource: last poll, watermark, next due time, outbox depth
+    Status(StatusArgs),
+
+    /// Inspect or change the saved state
+    #[command(subcommand)]
+    State(StateCommand),
+
+    /// Inspect and act on pending and dead-lettered notifications
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+
+    /// Start a local sample API and callback receiver and poll them, printing each event
+    Demo(DemoArgs),
+
+    /// Write the man pages and shell completions (for maintainers)
+    #[command(hide = true)]
+    GenerateAssets(GenerateAssetsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Instance files or folders [default: the instances folder]
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct TickArgs {
+    /// Poll only this instance (repeatable)
+    #[arg(long = "instance", value_name = "NAME")]
+    pub instances: Vec<String>,
+
+    /// Poll every resource now, whether or not it is due
+    #[arg(long)]
+    pub all: bool,
+
+    /// Wait for the state lock instead of exiting 75 when another ocpoll holds it
+    #[arg(long)]
+    pub wait: bool,
+
+    /// How long to wait for deliveries before leaving the rest in the outbox
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub deliver_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Stay in the foreground and log to stderr (what systemd expects)
+    #[arg(long)]
+    pub foreground: bool,
+
+    /// Wait for the state lock instead of exiting 75 when another ocpoll holds it
+    #[arg(long)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// Rewind or set a watermark, to poll a period again (backfill)
+    Reset(StateResetArgs),
+
+    /// Delete all state of an instance (watermarks and its pending notifications)
+    Forget(StateForgetArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StateResetArgs {
+    /// INSTANCE or INSTANCE/RESOURCE (split at the first '/')
+    #[arg(value_name = "INSTANCE[/RESOURCE]")]
+    pub target: String,
+
+    /// New watermark (RFC 3339, e.g. 2026-11-01T00:00:00Z) [default: forget it; the next
+    /// poll is a new baseline]
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+
+    /// Do not ask for confirmation
+    #[arg(short, long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StateForgetArgs {
+    /// The instance name
+    #[arg(value_name = "INSTANCE")]
+    pub instance: String,
+
+    /// Do not ask for confirmation
+    #[arg(short, long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OutboxCommand {
+    /// List pending (or dead-lettered) notifications
+    List(OutboxListArgs),
+
+    /// Print one notification's body
+    Show(OutboxShowArgs),
+
+    /// Make dead-lettered (or pending) notifications due again
+    Retry(OutboxSelectArgs),
+
+    /// Delete notifications for good
+    Drop(OutboxDropArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct OutboxListArgs {
+    /// Only dead letters
+    #[arg(long)]
+    pub dead: bool,
+
+    /// Only this instance's notifications
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
+
+    /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OutboxShowArgs {
+    /// Notification id (the eventId)
+    #[arg(value_name = "ID")]
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct OutboxSelectArgs {
+    /// Notification id (the eventId)
+    #[arg(
+        value_name = "ID",
+        required_unless_present = "all_dead",
+        conflicts_with = "all_dead"
+    )]
+    pub id: Option<String>,
+
+    /// Every dead letter
+    #[arg(long)]
+    pub all_dead: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct OutboxDropArgs {
+    /// Notification id (the eventId)
+    #[arg(value_name = "ID", required_unless_present_any = ["all_dead", "instance"])]
+    pub id: Option<String>,
+
+    /// Every dead letter
+    #[arg(long, conflicts_with = "id")]
+    pub all_dead: bool,
+
+    /// Every notification of this instance (pending and dead)
+    #[arg(long, value_name = "NAME", conflicts_with = "id")]
+    pub instance: Option<String>,
+
+    /// Do not ask for confirmation
+    #[arg(short, long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Stop after this long (e.g. 30s) [default: until Ctrl-C]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateAssetsArgs {
+    /// Project folder to write man/ and completions/ into
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out: PathBuf,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|error| format!("{error} (examples: 30s, 5m, 1h)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_work_after_the_subcommand() {
+        let cli =
+            Cli::try_parse_from(["ocpoll", "validate", "--instances", "x", "a.json"]).unwrap();
+        assert_eq!(cli.global.instances, Some(PathBuf::from("x")));
+        let Command::Validate(args) = cli.command else {
+            panic!("expected validate");
+        };
+        assert_eq!(args.paths, vec![PathBuf::from("a.json")]);
+        assert_eq!(args.format, OutputFormat::Text);
+    }
+
+    #[test]
+    fn durations_are_human() {
+        let cli = Cli::try_parse_from(["ocpoll", "demo", "--duration", "5s"]).unwrap();
+        let Command::Demo(args) = cli.command else {
+            panic!("expected demo");
+        };
+        assert_eq!(args.duration, Some(Duration::from_secs(5)));
+        assert!(Cli::try_parse_from(["ocpoll", "demo", "--duration", "soon"]).is_err());
+    }
+
+    #[test]
+    fn outbox_retry_needs_an_id_or_all_dead() {
+        assert!(Cli::try_parse_from(["ocpoll", "outbox", "retry"]).is_err());
+        assert!(Cli::try_parse_from(["ocpoll", "outbox", "retry", "--all-dead"]).is_ok());
+        assert!(Cli::try_parse_from(["ocpoll", "outbox", "retry", "X", "--all-dead"]).is_err());
+    }
+}

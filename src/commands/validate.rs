@@ -1,0 +1,96 @@
+//! `ocpoll validate`: load instance files, print every finding, exit 0 or 1.
+
+use crate::cli::{OutputFormat, ValidateArgs};
+use crate::commands::exit;
+use crate::config::Config;
+use crate::instance::{self, LoadedFile, SystemSecrets, UnresolvedSecrets};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub fn run(args: &ValidateArgs, config: &Config) -> ExitCode {
+    let paths = if args.paths.is_empty() {
+        if !config.instances.exists() {
+            eprintln!(
+                "ocpoll: the instances folder {} does not exist; give files or folders to validate, \
+                 or set --instances, OCPOLL_INSTANCES or `instances` in config.toml",
+                config.instances.display()
+            );
+            return ExitCode::from(exit::CONFIG);
+        }
+        vec![config.instances.clone()]
+    } else {
+        args.paths.clone()
+    };
+    let loaded = instance::load_all(&paths, UnresolvedSecrets::Warn, &SystemSecrets);
+    let mut out = std::io::stdout().lock();
+    let written = match args.format {
+        OutputFormat::Text => print_text(&mut out, &loaded),
+        OutputFormat::Json => print_json(&mut out, &loaded),
+    };
+    // A closed pipe (`| head`) is not an error worth a message.
+    let _ = written.and_then(|()| out.flush());
+    if loaded.iter().any(LoadedFile::has_errors) {
+        ExitCode::from(exit::FAILURE)
+    } else {
+        ExitCode::from(exit::SUCCESS)
+    }
+}
+
+fn print_text(out: &mut impl Write, loaded: &[LoadedFile]) -> std::io::Result<()> {
+    let mut errors = 0;
+    let mut warnings = 0;
+    let mut invalid_files = 0;
+    for file in loaded {
+        for finding in &file.findings {
+            writeln!(out, "{}", finding.display_for(&file.path))?;
+        }
+        let file_errors = file.findings.iter().filter(|f| f.is_error()).count();
+        let file_warnings = file.findings.len() - file_errors;
+        errors += file_errors;
+        warnings += file_warnings;
+        if file_errors > 0 {
+            invalid_files += 1;
+        } else if file_warnings > 0 {
+            writeln!(
+                out,
+                "{}: OK ({})",
+                file.path.display(),
+                plural(file_warnings, "warning")
+            )?;
+        } else {
+            writeln!(out, "{}: OK", file.path.display())?;
+        }
+    }
+    writeln!(
+        out,
+        "{}: {} valid, {} invalid; {}, {}",
+        plural(loaded.len(), "file"),
+        loaded.len() - invalid_files,
+        invalid_files,
+        plural(errors, "error"),
+        plural(warnings, "warning"),
+    )
+}
+
+fn print_json(out: &mut impl Write, loaded: &[LoadedFile]) -> std::io::Result<()> {
+    let reports: Vec<_> = loaded
+        .iter()
+        .flat_map(|file| file.findings.iter().map(|f| f.to_report(&file.path)))
+        .collect();
+    serde_json::to_writer_pretty(&mut *out, &reports)?;
+    writeln!(out)
+}
+
+fn plural(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
+    }
+}
+
+/// The paths `validate` would read by default; exposed for tests of the folder defaults.
+pub fn default_paths(config: &Config) -> Vec<PathBuf> {
+    vec![config.instances.clone()]
+}

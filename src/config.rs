@@ -1,0 +1,444 @@
+//! Configuration: `config.toml`, `OCPOLL_*` environment variables and command-line flags,
+//! merged into one [`Config`] (flags win over the environment, which wins over the file).
+//!
+//! Every key of the file can be set by `OCPOLL_<SECTION>_<KEY>` (`OCPOLL_POLL_MAX_IN_FLIGHT`),
+//! top-level keys by `OCPOLL_<KEY>` (`OCPOLL_INSTANCES`). Unknown keys in the file are errors,
+//! so a typo never silently falls back to a default.
+
+use crate::cli::{GlobalArgs, LogFormat};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// The merged configuration every command runs with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub instances: PathBuf,
+    pub state: PathBuf,
+    pub log: LogConfig,
+    pub poll: PollConfig,
+    pub delivery: DeliveryConfig,
+    pub synchronous: Synchronous,
+    pub daemon: DaemonConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PollConfig {
+    pub max_in_flight: u32,
+    pub per_host: u32,
+    pub retries: u32,
+    pub jitter_seconds: u64,
+}
+
+impl Default for PollConfig {
+    fn default() -> Self {
+        PollConfig {
+            max_in_flight: 32,
+            per_host: 4,
+            retries: 3,
+            jitter_seconds: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliveryConfig {
+    pub max_in_flight: u32,
+    pub per_host: u32,
+    pub timeout_seconds: u64,
+    pub retry_max_age_seconds: u64,
+    pub backoff_initial_seconds: u64,
+    pub backoff_max_seconds: u64,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            max_in_flight: 64,
+            per_host: 8,
+            timeout_seconds: 15,
+            retry_max_age_seconds: 86_400,
+            backoff_initial_seconds: 5,
+            backoff_max_seconds: 3_600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// Every commit reaches the disk before it is acknowledged (power-loss safe).
+    #[default]
+    Full,
+    /// Faster; a power loss may lose the last commits (a process crash loses nothing).
+    Normal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonConfig {
+    pub grace_seconds: u64,
+    pub metrics_addr: Option<String>,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            grace_seconds: 10,
+            metrics_addr: None,
+        }
+    }
+}
+
+/// The file as written. `state` is either the state file's path or a `[state]` table with
+/// `path` and `synchronous` (SPEC.md 9a shows both, which TOML cannot hold under one key).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileConfig {
+    instances: Option<PathBuf>,
+    state: Option<StateSetting>,
+    log: LogConfig,
+    poll: PollConfig,
+    delivery: DeliveryConfig,
+    daemon: DaemonConfig,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum StateSetting {
+    Path(PathBuf),
+    Table(StateTable),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct StateTable {
+    path: Option<PathBuf>,
+    synchronous: Synchronous,
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("environment variable {name}={value:?}: {message}")]
+    Env {
+        name: String,
+        value: String,
+        message: String,
+    },
+}
+
+/// Keys settable from the environment as `OCPOLL_<SECTION>_<KEY>`.
+const SECTION_KEYS: &[(&str, &[&str])] = &[
+    ("log", &["format", "level"]),
+    (
+        "poll",
+        &["max_in_flight", "per_host", "retries", "jitter_seconds"],
+    ),
+    (
+        "delivery",
+        &[
+            "max_in_flight",
+            "per_host",
+            "timeout_seconds",
+            "retry_max_age_seconds",
+            "backoff_initial_seconds",
+            "backoff_max_seconds",
+        ],
+    ),
+    ("state", &["synchronous"]),
+    ("daemon", &["grace_seconds", "metrics_addr"]),
+];
+
+/// Where ocpoll looks for its files on this platform.
+pub struct PlatformDirs {
+    pub config_dir: PathBuf,
+    pub state_dir: PathBuf,
+}
+
+impl PlatformDirs {
+    pub fn detect() -> PlatformDirs {
+        match directories::ProjectDirs::from("", "", "ocpoll") {
+            Some(dirs) => PlatformDirs {
+                config_dir: dirs.config_dir().to_path_buf(),
+                state_dir: dirs
+                    .state_dir()
+                    .unwrap_or_else(|| dirs.data_local_dir())
+                    .to_path_buf(),
+            },
+            // No home folder (a bare service account): fall back to the system-wide places.
+            None => PlatformDirs {
+                config_dir: PathBuf::from("/etc/ocpoll"),
+                state_dir: PathBuf::from("/var/lib/ocpoll"),
+            },
+        }
+    }
+}
+
+impl Config {
+    /// Merges the config file, the environment (`env` yields `OCPOLL_*` variables) and flags.
+    pub fn load(
+        flags: &GlobalArgs,
+        env: impl Fn(&str) -> Option<String>,
+        dirs: &PlatformDirs,
+    ) -> Result<Config, ConfigError> {
+        let (file_path, required) = match &flags.config {
+            Some(path) => (path.clone(), true),
+            None => (dirs.config_dir.join("config.toml"), false),
+        };
+        let mut table = read_table(&file_path, required)?;
+        overlay_env(&mut table, &env)?;
+        let file: FileConfig =
+            table
+                .try_into()
+                .map_err(|error: toml::de::Error| ConfigError::Invalid {
+                    path: file_path.clone(),
+                    message: error.message().to_owned(),
+                })?;
+        Ok(Self::merge(file, flags, dirs))
+    }
+
+    fn merge(file: FileConfig, flags: &GlobalArgs, dirs: &PlatformDirs) -> Config {
+        let (state_path, synchronous) = match file.state {
+            Some(StateSetting::Path(path)) => (Some(path), Synchronous::default()),
+            Some(StateSetting::Table(table)) => (table.path, table.synchronous),
+            None => (None, Synchronous::default()),
+        };
+        let instances = flags
+            .instances
+            .clone()
+            .or(file.instances)
+            .unwrap_or_else(|| default_instances(dirs));
+        let state = flags
+            .state
+            .clone()
+            .or(state_path)
+            .unwrap_or_else(|| dirs.state_dir.join("state.db"));
+        let mut log = file.log;
+        if let Some(format) = flags.log_format {
+            log.format = format;
+        }
+        Config {
+            instances,
+            state,
+            log,
+            poll: file.poll,
+            delivery: file.delivery,
+            synchronous,
+            daemon: file.daemon,
+        }
+    }
+}
+
+/// `./instances.d` if it exists, else `instances.d` in the config folder.
+fn default_instances(dirs: &PlatformDirs) -> PathBuf {
+    let local = Path::new("instances.d");
+    if local.is_dir() {
+        local.to_path_buf()
+    } else {
+        dirs.config_dir.join("instances.d")
+    }
+}
+
+fn read_table(path: &Path, required: bool) -> Result<toml::Table, ConfigError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound && !required => {
+            return Ok(toml::Table::new());
+        }
+        Err(error) => {
+            return Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                reason: crate::instance::decode::io_reason(&error),
+            });
+        }
+    };
+    text.parse::<toml::Table>()
+        .map_err(|error| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            // toml's message names the line and column and quotes the offending line.
+            message: error.to_string().trim_end().to_owned(),
+        })
+}
+
+/// Writes `OCPOLL_<SECTION>_<KEY>` variables into the table, where they win over the file.
+fn overlay_env(
+    table: &mut toml::Table,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    for (section, keys) in SECTION_KEYS {
+        for key in *keys {
+            let name = format!("OCPOLL_{}_{}", section, key).to_ascii_uppercase();
+            let Some(value) = env(&name) else { continue };
+            let parsed = env_value(&value);
+            let section_table =
+                section_table(table, section).map_err(|message| ConfigError::Env {
+                    name: name.clone(),
+                    value: value.clone(),
+                    message,
+                })?;
+            section_table.insert((*key).to_owned(), parsed);
+        }
+    }
+    Ok(())
+}
+
+/// The `[section]` table, created when missing. `state = "path"` becomes `[state] path`.
+fn section_table<'t>(
+    table: &'t mut toml::Table,
+    section: &str,
+) -> Result<&'t mut toml::Table, String> {
+    let entry = table
+        .entry(section.to_owned())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let toml::Value::String(path) = entry {
+        let mut converted = toml::Table::new();
+        converted.insert("path".to_owned(), toml::Value::String(path.clone()));
+        *entry = toml::Value::Table(converted);
+    }
+    entry
+        .as_table_mut()
+        .ok_or_else(|| format!("the config file's \"{section}\" is not a table"))
+}
+
+/// Environment values are text; numbers are read as numbers so that `OCPOLL_POLL_RETRIES=5`
+/// means the integer 5.
+fn env_value(value: &str) -> toml::Value {
+    match value.trim().parse::<i64>() {
+        Ok(number) => toml::Value::Integer(number),
+        Err(_) => toml::Value::String(value.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use std::collections::HashMap;
+
+    fn flags(args: &[&str]) -> GlobalArgs {
+        let mut argv = vec!["ocpoll"];
+        argv.extend_from_slice(args);
+        argv.push("status");
+        crate::cli::Cli::try_parse_from(argv).unwrap().global
+    }
+
+    fn dirs(root: &Path) -> PlatformDirs {
+        PlatformDirs {
+            config_dir: root.join("config"),
+            state_dir: root.join("state"),
+        }
+    }
+
+    #[test]
+    fn defaults_without_a_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = Config::load(&flags(&[]), |_| None, &dirs(tmp.path())).unwrap();
+        assert_eq!(config.state, tmp.path().join("state/state.db"));
+        assert_eq!(config.poll, PollConfig::default());
+        assert_eq!(config.synchronous, Synchronous::Full);
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "instances = \"/etc/i\"\nstate = \"/var/s.db\"\n[poll]\nmax_in_flight = 7\nretries = 1\n",
+        )
+        .unwrap();
+        let env: HashMap<&str, &str> = [
+            ("OCPOLL_POLL_RETRIES", "5"),
+            ("OCPOLL_STATE_SYNCHRONOUS", "normal"),
+        ]
+        .into();
+        let lookup = |name: &str| env.get(name).map(|v| v.to_string());
+        let file_arg = file.to_str().unwrap();
+        let config = Config::load(
+            &flags(&["--config", file_arg, "--instances", "/flag/i"]),
+            lookup,
+            &dirs(tmp.path()),
+        )
+        .unwrap();
+        assert_eq!(config.instances, PathBuf::from("/flag/i"));
+        assert_eq!(config.state, PathBuf::from("/var/s.db"));
+        assert_eq!(config.poll.max_in_flight, 7);
+        assert_eq!(config.poll.retries, 5);
+        assert_eq!(config.synchronous, Synchronous::Normal);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors_naming_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("c.toml");
+        std::fs::write(&file, "[poll]\nmax_in_flite = 7\n").unwrap();
+        let error = Config::load(
+            &flags(&["--config", file.to_str().unwrap()]),
+            |_| None,
+            &dirs(tmp.path()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("c.toml"), "{error}");
+        assert!(error.contains("max_in_flite"), "{error}");
+
+        std::fs::write(&file, "[poll\n").unwrap();
+        let error = Config::load(
+            &flags(&["--config", file.to_str().unwrap()]),
+            |_| None,
+            &dirs(tmp.path()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("line 1"), "{error}");
+    }
+
+    #[test]
+    fn a_missing_explicit_config_file_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let missing = tmp.path().join("nope.toml");
+        let result = Config::load(
+            &flags(&["--config", missing.to_str().unwrap()]),
+            |_| None,
+            &dirs(tmp.path()),
+        );
+        assert!(matches!(result, Err(ConfigError::Read { .. })));
+    }
+
+    #[test]
+    fn bad_env_value_is_reported() {
+        let tmp = tempfile::tempdir().unwrap();
+        let result = Config::load(
+            &flags(&[]),
+            |name| (name == "OCPOLL_POLL_RETRIES").then(|| "many".to_owned()),
+            &dirs(tmp.path()),
+        );
+        let error = result.unwrap_err().to_string();
+        assert!(
+            error.contains("retries") || error.contains("integer"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,1383 @@
+//! Decoding: a parsed instance file (`serde_json::Value`) into an [`Instance`], checking every
+//! rule of SPEC.md section 3 on the way and collecting every problem as a [`Finding`].
+//!
+//! Open Connectors accepts loose typing (`"true"`, `"15"`), so this is hand-written over the JSON
+//! value rather than derived: a derive stops at the first error, and users need all of them.
+//! No I/O happens here except through [`SecretSource`], which resolves `${env:..}` and
+//! `${file:..}` references; tests pass a fake one.
+
+use crate::dates::{DateFormat, Zone};
+use crate::instance::finding::{Finding, JsonPath, Severity};
+use crate::instance::model::{
+    Auth, DateField, DatesConfig, FieldPath, HttpOptions, Instance, NotificationOptions, OtherKeys,
+    Pagination, Resource, VendorType,
+};
+use crate::instance::secret::Secret;
+use crate::url_macros::UrlTemplate;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use url::Url;
+
+/// Where `${env:NAME}` and `${file:PATH}` references get their values.
+pub trait SecretSource {
+    fn env(&self, name: &str) -> Option<String>;
+    fn file(&self, path: &Path) -> std::io::Result<String>;
+}
+
+/// What a secret reference that cannot be resolved means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnresolvedSecrets {
+    /// `validate`: files are often checked on another machine than the one that runs them.
+    Warn,
+    /// `tick` and `run`: the instance cannot work without them.
+    Fail,
+}
+
+/// Everything decoding needs besides the JSON itself.
+pub struct DecodeContext<'a> {
+    /// The file stem, the instance's name when `name` is missing or a placeholder.
+    pub file_stem: &'a str,
+    /// The instance file's folder: relative `${file:..}` and `http.ca.file` paths start here.
+    pub base_dir: &'a Path,
+    pub unresolved: UnresolvedSecrets,
+    pub secrets: &'a dyn SecretSource,
+}
+
+/// The result of decoding one file: the instance when it has no errors, and all findings.
+#[derive(Debug)]
+pub struct Decoded {
+    pub instance: Option<Instance>,
+    pub findings: Vec<Finding>,
+}
+
+/// Decodes one instance file's JSON value.
+pub fn decode(root: &Value, ctx: &DecodeContext) -> Decoded {
+    let mut decoder = Decoder {
+        ctx,
+        findings: Vec::new(),
+    };
+    let instance = decoder.instance(root);
+    let has_errors = decoder.findings.iter().any(Finding::is_error);
+    Decoded {
+        instance: if has_errors { None } else { instance },
+        findings: decoder.findings,
+    }
+}
+
+/// A string read from the file, after secret references were resolved.
+enum Text {
+    Absent,
+    /// A `${env:..}`/`${file:..}` reference that could not be resolved (already reported).
+    Unresolved,
+    Value(String),
+}
+
+/// Configuration keys whose values are credentials: never printed, checked for placeholders.
+const SECRET_KEYS: &[&str] = &[
+    "password",
+    "api.key",
+    "oauth.access.token",
+    "oauth.api.key",
+    "oauth.api.secret",
+    "oauth.user.refresh_token",
+    "elements.user.secret",
+    "elements.organization.secret",
+    "elements.instance.token",
+    "event.notification.signature.key",
+];
+
+/// Top-level instance keys; finding one inside `event.poller.configuration` means a brace is
+/// misplaced (the Salesloft seed does exactly this).
+const INSTANCE_LEVEL_KEYS: &[&str] = &[
+    "name",
+    "tags",
+    "element",
+    "configuration",
+    "providerData",
+    "eventsEnabled",
+];
+
+/// The keys a resource object understands.
+const RESOURCE_KEYS: &[&str] = &[
+    "url",
+    "idField",
+    "datesConfiguration",
+    "recordsPath",
+    "pagination",
+    "pathParams",
+    "lookbackSeconds",
+];
+
+struct Decoder<'a> {
+    ctx: &'a DecodeContext<'a>,
+    findings: Vec<Finding>,
+}
+
+impl Decoder<'_> {
+    fn error(&mut self, path: JsonPath, message: impl Into<String>) {
+        self.findings.push(Finding::error(path, message));
+    }
+
+    fn warning(&mut self, path: JsonPath, message: impl Into<String>) {
+        self.findings.push(Finding::warning(path, message));
+    }
+
+    fn instance(&mut self, root: &Value) -> Option<Instance> {
+        let root_path = JsonPath::root();
+        let Some(root) = root.as_object() else {
+            self.error(
+                root_path,
+                format!(
+                    "an instance file holds one JSON object (the POST /instances body), found {}",
+                    kind_of(root)
+                ),
+            );
+            return None;
+        };
+        let name = self.instance_name(root);
+        let element_key = self.element_key(root);
+        self.provider_data(root);
+        let tags = self.tags(root);
+        let config_path = root_path.key("configuration");
+        let empty = Map::new();
+        let config = match root.get("configuration") {
+            Some(Value::Object(config)) => config,
+            Some(other) => {
+                self.error(
+                    config_path.clone(),
+                    format!("expected an object, found {}", kind_of(other)),
+                );
+                &empty
+            }
+            None => {
+                self.error(
+                    config_path.clone(),
+                    "missing \"configuration\" object (the instance's settings)",
+                );
+                &empty
+            }
+        };
+        let config = ConfigView {
+            map: config,
+            path: config_path,
+        };
+        self.configuration(name?, element_key, tags, &config)
+    }
+
+    fn instance_name(&mut self, root: &Map<String, Value>) -> Option<String> {
+        let path = JsonPath::root().key("name");
+        let name = match root.get("name") {
+            None => return Some(self.ctx.file_stem.to_owned()),
+            Some(Value::String(name)) if is_placeholder(name) || name.trim().is_empty() => {
+                self.warning(
+                    path,
+                    format!(
+                        "{name:?} is a placeholder; the instance is named after its file: \"{}\"",
+                        self.ctx.file_stem
+                    ),
+                );
+                return Some(self.ctx.file_stem.to_owned());
+            }
+            Some(Value::String(name)) => name.clone(),
+            Some(other) => {
+                self.error(path, format!("expected a string, found {}", kind_of(other)));
+                return None;
+            }
+        };
+        if name.contains('/') {
+            self.error(path, format!("instance name {name:?} may not contain '/'"));
+            return None;
+        }
+        Some(name)
+    }
+
+    fn element_key(&mut self, root: &Map<String, Value>) -> Option<String> {
+        let path = JsonPath::root().key("element");
+        match root.get("element") {
+            None => {
+                self.warning(
+                    path,
+                    "missing \"element\": {\"key\": ...}; events will carry no elementKey",
+                );
+                None
+            }
+            Some(Value::Object(element)) => match element.get("key") {
+                Some(Value::String(key)) => Some(key.clone()),
+                Some(other) => {
+                    let message = format!("expected a string, found {}", kind_of(other));
+                    self.error(path.key("key"), message);
+                    None
+                }
+                None => {
+                    self.warning(path, "missing \"key\"; events will carry no elementKey");
+                    None
+                }
+            },
+            Some(other) => {
+                self.error(
+                    path,
+                    format!("expected an object, found {}", kind_of(other)),
+                );
+                None
+            }
+        }
+    }
+
+    /// `providerData` is Open Connectors' OAuth code exchange; ocpoll does not use it, but a
+    /// placeholder left in it shows the body was pasted unfinished.
+    fn provider_data(&mut self, root: &Map<String, Value>) {
+        let path = JsonPath::root().key("providerData");
+        let Some(Value::Object(data)) = root.get("providerData") else {
+            return;
+        };
+        for (key, value) in data {
+            if value.as_str().is_some_and(is_placeholder) {
+                self.warning(
+                    path.key(key),
+                    "looks like a placeholder (value hidden); ocpoll does not use providerData, \
+                     it authenticates with the configuration's keys",
+                );
+            }
+        }
+    }
+
+    fn tags(&mut self, root: &Map<String, Value>) -> Vec<String> {
+        let path = JsonPath::root().key("tags");
+        let Some(value) = root.get("tags") else {
+            return Vec::new();
+        };
+        let Some(items) = value.as_array() else {
+            let message = format!("expected an array of strings, found {}", kind_of(value));
+            self.error(path, message);
+            return Vec::new();
+        };
+        let mut tags = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            match item {
+                Value::String(tag) if is_placeholder(tag) => self.warning(
+                    path.index(index),
+                    format!("{tag:?} looks like a placeholder tag"),
+                ),
+                Value::String(tag) => tags.push(tag.clone()),
+                other => {
+                    let message = format!("expected a string, found {}", kind_of(other));
+                    self.error(path.index(index), message);
+                }
+            }
+        }
+        tags
+    }
+
+    fn configuration(
+        &mut self,
+        name: String,
+        element_key: Option<String>,
+        tags: Vec<String>,
+        config: &ConfigView,
+    ) -> Option<Instance> {
+        let events_enabled = self
+            .loose_bool(config, "event.notification.enabled")
+            .unwrap_or(false);
+        let vendor = self.vendor_type(config);
+        let polling_enabled = events_enabled && vendor == VendorType::Polling;
+        if events_enabled && vendor == VendorType::Webhooks {
+            self.warning(
+                config.path("event.vendor.type"),
+                "webhook relay is not supported yet; this instance will not be polled",
+            );
+        }
+        let callback_url = self.callback_url(config, events_enabled);
+        let signature_keys = self.signature_keys(config);
+        let refresh_interval = self.refresh_interval(config, polling_enabled);
+        let base_url = self.absolute_url(config, "base.url");
+        let auth = self.auth(config);
+        let http = self.http_options(config);
+        let notification = self.notification_options(config);
+        let resources = self.resources(config, base_url.as_ref(), polling_enabled);
+        let other_configuration = OtherKeys(
+            config
+                .map
+                .iter()
+                .filter(|(key, _)| !is_known_configuration_key(key))
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect(),
+        );
+        Some(Instance {
+            name,
+            element_key,
+            tags,
+            events_enabled,
+            vendor,
+            callback_url: callback_url?,
+            signature_keys,
+            refresh_interval,
+            base_url,
+            auth: auth?,
+            http: http?,
+            notification: notification?,
+            resources: resources?,
+            other_configuration,
+        })
+    }
+
+    fn vendor_type(&mut self, config: &ConfigView) -> VendorType {
+        let key = "event.vendor.type";
+        match self.text(config, key) {
+            Text::Value(kind) => match kind.to_ascii_lowercase().as_str() {
+                "polling" => VendorType::Polling,
+                "webhooks" | "webhook" => VendorType::Webhooks,
+                _ => {
+                    self.error(
+                        config.path(key),
+                        format!("{kind:?} is not an event type; use \"polling\" or \"webhooks\""),
+                    );
+                    VendorType::Polling
+                }
+            },
+            Text::Absent | Text::Unresolved => VendorType::Polling,
+        }
+    }
+
+    /// `Some(url)` or `Some(None)` when valid, `None` after reporting an error.
+    fn callback_url(&mut self, config: &ConfigView, events_enabled: bool) -> Option<Option<Url>> {
+        let key = "event.notification.callback.url";
+        if events_enabled && !config.map.contains_key(key) {
+            self.error(
+                config.path(key),
+                "events are enabled but no callback URL is set; add \"event.notification.callback.url\"",
+            );
+            return None;
+        }
+        let before = self.error_count();
+        let url = self.absolute_url(config, key);
+        (self.error_count() == before).then_some(url)
+    }
+
+    fn error_count(&self) -> usize {
+        self.findings.iter().filter(|f| f.is_error()).count()
+    }
+
+    /// An absolute http(s) URL at `key`, if present and valid (problems are reported).
+    fn absolute_url(&mut self, config: &ConfigView, key: &str) -> Option<Url> {
+        let Text::Value(text) = self.text(config, key) else {
+            return None;
+        };
+        match parse_http_url(&text) {
+            Ok(url) => Some(url),
+            Err(reason) => {
+                self.error(config.path(key), format!("{text:?} {reason}"));
+                None
+            }
+        }
+    }
+
+    fn signature_keys(&mut self, config: &ConfigView) -> Vec<Secret> {
+        let key = "event.notification.signature.key";
+        let path = config.path(key);
+        match config.map.get(key) {
+            None => Vec::new(),
+            Some(Value::Array(items)) => {
+                let mut keys = Vec::new();
+                for (index, item) in items.iter().enumerate() {
+                    if let Some(secret) = self.secret_value(item, path.index(index)) {
+                        keys.push(secret);
+                    }
+                }
+                if items.is_empty() {
+                    self.warning(path, "an empty list: notifications will not be signed");
+                }
+                keys
+            }
+            Some(value) => self.secret_value(value, path).into_iter().collect(),
+        }
+    }
+
+    fn refresh_interval(&mut self, config: &ConfigView, required: bool) -> Option<Duration> {
+        let minutes_key = "event.poller.refresh_interval";
+        let seconds_key = "event.poller.refresh_seconds";
+        let minutes = self.loose_count(config, minutes_key, "a number of minutes");
+        let seconds = self.loose_count(config, seconds_key, "a number of seconds");
+        let present = |key: &str| config.map.contains_key(key);
+        if minutes == Some(0) {
+            self.error(
+                config.path(minutes_key),
+                "the interval must be at least 1 minute",
+            );
+        }
+        if seconds == Some(0) {
+            self.error(
+                config.path(seconds_key),
+                "the interval must be at least 1 second",
+            );
+        }
+        if required && !present(minutes_key) && !present(seconds_key) {
+            self.error(
+                config.path(minutes_key),
+                "missing: how often to poll, in whole minutes (e.g. \"15\")",
+            );
+        }
+        match (seconds, minutes) {
+            (Some(seconds), _) if seconds > 0 => Some(Duration::from_secs(seconds)),
+            (_, Some(minutes)) if minutes > 0 => Some(Duration::from_secs(minutes * 60)),
+            _ => None,
+        }
+    }
+
+    fn auth(&mut self, config: &ConfigView) -> Option<Auth> {
+        if [
+            "elements.user.secret",
+            "elements.organization.secret",
+            "elements.instance.token",
+        ]
+        .iter()
+        .any(|key| config.map.contains_key(*key))
+        {
+            // Through the hub, the provider credentials are Open Connectors' business.
+            return self.hub_auth(config);
+        }
+        let mut families = Vec::new();
+        if let Some(basic) = self.basic_auth(config) {
+            families.push(basic);
+        }
+        if let Some(api_key) = self.api_key_auth(config) {
+            families.push(api_key);
+        }
+        if let Some(token) = self.secret_key(config, "oauth.access.token") {
+            families.push(Auth::Bearer { token });
+        }
+        if let Some(refresh) = self.oauth_refresh_auth(config) {
+            families.push(refresh);
+        }
+        match families.len() {
+            0 => Some(Auth::None),
+            1 => families.pop(),
+            _ => {
+                let kinds: Vec<_> = families.iter().map(Auth::kind).collect();
+                self.error(
+                    config.path.clone(),
+                    format!(
+                        "several authentication methods are configured ({}); keep one",
+                        kinds.join(", ")
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn hub_auth(&mut self, config: &ConfigView) -> Option<Auth> {
+        let user = self.required_secret(config, "elements.user.secret", "the hub");
+        let organization = self.required_secret(config, "elements.organization.secret", "the hub");
+        let element = self.required_secret(config, "elements.instance.token", "the hub");
+        Some(Auth::Hub {
+            user: user?,
+            organization: organization?,
+            element: element?,
+        })
+    }
+
+    fn basic_auth(&mut self, config: &ConfigView) -> Option<Auth> {
+        let has_user = config.map.contains_key("username");
+        let has_password = config.map.contains_key("password");
+        if !has_user && !has_password {
+            return None;
+        }
+        let username = match self.text(config, "username") {
+            Text::Value(username) => Some(username),
+            Text::Unresolved => Some(String::new()),
+            Text::Absent => {
+                self.error(
+                    config.path("username"),
+                    "\"password\" is set but \"username\" is missing",
+                );
+                None
+            }
+        };
+        let password = self.required_secret(config, "password", "HTTP Basic authentication");
+        Some(Auth::Basic {
+            username: username?,
+            password: password?,
+        })
+    }
+
+    fn api_key_auth(&mut self, config: &ConfigView) -> Option<Auth> {
+        let key = self.secret_key(config, "api.key")?;
+        let header = match self.text(config, "api.key.header") {
+            Text::Value(header) if is_header_name(&header) => header,
+            Text::Value(header) => {
+                self.error(
+                    config.path("api.key.header"),
+                    format!("{header:?} is not a valid HTTP header name"),
+                );
+                return None;
+            }
+            Text::Absent | Text::Unresolved => "Authorization".to_owned(),
+        };
+        Some(Auth::ApiKey { header, key })
+    }
+
+    fn oauth_refresh_auth(&mut self, config: &ConfigView) -> Option<Auth> {
+        const KEYS: [&str; 4] = [
+            "oauth.token.url",
+            "oauth.api.key",
+            "oauth.api.secret",
+            "oauth.user.refresh_token",
+        ];
+        let present: Vec<&str> = KEYS
+            .into_iter()
+            .filter(|key| config.map.contains_key(*key))
+            .collect();
+        let missing: Vec<&str> = KEYS
+            .into_iter()
+            .filter(|key| !config.map.contains_key(*key))
+            .collect();
+        if present.is_empty() {
+            return None;
+        }
+        let only_app_credentials = present
+            .iter()
+            .all(|key| *key == "oauth.api.key" || *key == "oauth.api.secret");
+        if !missing.is_empty() {
+            if only_app_credentials {
+                // Seeds carry the provider app's OAuth client for Open Connectors to use.
+                self.warning(
+                    config.path(present[0]),
+                    format!(
+                        "OAuth client credentials without {}: ocpoll sends no authentication; \
+                         add them for the OAuth 2 refresh flow, or the elements.* secrets to poll through Open Connectors",
+                        missing.join(", ")
+                    ),
+                );
+                // Still check them for placeholders.
+                for key in present {
+                    self.secret_key(config, key);
+                }
+            } else {
+                self.error(
+                    config.path(present[0]),
+                    format!("OAuth 2 refresh needs {} as well", missing.join(", ")),
+                );
+            }
+            return None;
+        }
+        let token_url = self.absolute_url(config, "oauth.token.url");
+        let client_id = self.secret_key(config, "oauth.api.key");
+        let client_secret = self.secret_key(config, "oauth.api.secret");
+        let refresh_token = self.secret_key(config, "oauth.user.refresh_token");
+        Some(Auth::OAuthRefresh {
+            token_url: token_url?,
+            client_id: client_id?,
+            client_secret: client_secret?,
+            refresh_token: refresh_token?,
+        })
+    }
+
+    fn required_secret(
+        &mut self,
+        config: &ConfigView,
+        key: &str,
+        needed_by: &str,
+    ) -> Option<Secret> {
+        if !config.map.contains_key(key) {
+            self.error(config.path(key), format!("missing: {needed_by} needs it"));
+            return None;
+        }
+        self.secret_key(config, key)
+    }
+
+    /// The secret at `key` (checked for placeholders), `None` when absent or invalid.
+    fn secret_key(&mut self, config: &ConfigView, key: &str) -> Option<Secret> {
+        let value = config.map.get(key)?;
+        self.secret_value(value, config.path(key))
+    }
+
+    fn secret_value(&mut self, value: &Value, path: JsonPath) -> Option<Secret> {
+        let Value::String(raw) = value else {
+            self.error(path, format!("expected a string, found {}", kind_of(value)));
+            return None;
+        };
+        match self.resolve(raw, &path) {
+            Text::Value(secret) => {
+                if is_placeholder(&secret) {
+                    self.warning(
+                        path,
+                        "looks like a placeholder, not a real secret (value hidden); \
+                         set the real one or use ${env:NAME}",
+                    );
+                }
+                Some(Secret::new(secret))
+            }
+            // Reported already; an empty secret keeps the instance usable in validate.
+            Text::Unresolved => Some(Secret::default()),
+            Text::Absent => None,
+        }
+    }
+
+    fn http_options(&mut self, config: &ConfigView) -> Option<HttpOptions> {
+        let mut http = HttpOptions::default();
+        let before = self.error_count();
+        if let Some(value) = config.map.get("http.headers") {
+            http.headers = self.headers(value, config.path("http.headers"));
+        }
+        if let Some(seconds) =
+            self.loose_count(config, "http.timeout.seconds", "a number of seconds")
+        {
+            http.timeout = self.positive_seconds(config, "http.timeout.seconds", seconds);
+        }
+        if let Text::Value(file) = self.text(config, "http.ca.file") {
+            http.ca_file = Some(self.ctx.base_dir.join(file));
+        }
+        (self.error_count() == before).then_some(http)
+    }
+
+    fn headers(&mut self, value: &Value, path: JsonPath) -> Vec<(String, Secret)> {
+        let Some(map) = value.as_object() else {
+            let message = format!(
+                "expected an object of header names to values, found {}",
+                kind_of(value)
+            );
+            self.error(path, message);
+            return Vec::new();
+        };
+        let mut headers = Vec::new();
+        for (name, value) in map {
+            if !is_header_name(name) {
+                self.error(
+                    path.key(name),
+                    format!("{name:?} is not a valid HTTP header name"),
+                );
+                continue;
+            }
+            if let Some(secret) = self.secret_value(value, path.key(name)) {
+                headers.push((name.clone(), secret));
+            }
+        }
+        headers
+    }
+
+    fn positive_seconds(&mut self, config: &ConfigView, key: &str, seconds: u64) -> Duration {
+        if seconds == 0 {
+            self.error(config.path(key), "must be at least 1 second");
+        }
+        Duration::from_secs(seconds.max(1))
+    }
+
+    fn notification_options(&mut self, config: &ConfigView) -> Option<NotificationOptions> {
+        let mut options = NotificationOptions::default();
+        let before = self.error_count();
+        let size_key = "event.notification.batch.size";
+        if let Some(size) = self.loose_count(config, size_key, "a number of events") {
+            if size == 0 {
+                self.error(config.path(size_key), "must be at least 1 event");
+            }
+            options.batch_size = usize::try_from(size).unwrap_or(usize::MAX);
+        }
+        let bytes_key = "event.notification.batch.bytes";
+        if let Some(bytes) = self.loose_count(config, bytes_key, "a number of bytes") {
+            if bytes < 1024 {
+                self.error(config.path(bytes_key), "must be at least 1024 bytes");
+            }
+            options.batch_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+        }
+        let timeout_key = "event.notification.timeout.seconds";
+        if let Some(seconds) = self.loose_count(config, timeout_key, "a number of seconds") {
+            options.timeout = self.positive_seconds(config, timeout_key, seconds);
+        }
+        let retry_key = "event.notification.retry.hours";
+        if let Some(hours) = self.loose_count(config, retry_key, "a number of hours") {
+            options.retry_for = Some(Duration::from_secs(hours.saturating_mul(3600)));
+        }
+        (self.error_count() == before).then_some(options)
+    }
+
+    fn resources(
+        &mut self,
+        config: &ConfigView,
+        base_url: Option<&Url>,
+        polling_enabled: bool,
+    ) -> Option<Vec<Resource>> {
+        let key = "event.poller.configuration";
+        let path = config.path(key);
+        let resources = match config.map.get(key) {
+            None => {
+                if polling_enabled {
+                    self.warning(
+                        path,
+                        "no resources to poll: add \"event.poller.configuration\"",
+                    );
+                }
+                return Some(Vec::new());
+            }
+            Some(Value::Object(resources)) => resources,
+            Some(other) => {
+                self.error(
+                    path,
+                    format!("expected an object of resources, found {}", kind_of(other)),
+                );
+                return None;
+            }
+        };
+        if resources.is_empty() && polling_enabled {
+            self.warning(path.clone(), "no resources to poll");
+        }
+        let before = self.error_count();
+        let decoded: Vec<Resource> = resources
+            .iter()
+            .filter_map(|(key, value)| self.resource(key, value, path.key(key), base_url))
+            .collect();
+        (self.error_count() == before).then_some(decoded)
+    }
+
+    fn resource(
+        &mut self,
+        key: &str,
+        value: &Value,
+        path: JsonPath,
+        base_url: Option<&Url>,
+    ) -> Option<Resource> {
+        let Some(map) = value.as_object() else {
+            let mut message = format!(
+                "resource {key:?} must be an object with a \"url\", found {}",
+                describe_value(value)
+            );
+            if looks_instance_level(key) {
+                message.push_str(&format!(
+                    "; {key:?} looks like an instance setting that ended up inside \
+                     event.poller.configuration (check the closing braces)"
+                ));
+            }
+            self.error(path, message);
+            return None;
+        };
+        let view = ConfigView {
+            map,
+            path: path.clone(),
+        };
+        self.misplaced_resource_keys(&view);
+        let url = self.resource_url(&view, key, base_url);
+        let path_params = self.path_params(&view, url.as_ref());
+        let id_field = self.id_field(&view);
+        let dates = self.dates_configuration(&view);
+        let records_path = match self.text(&view, "recordsPath") {
+            Text::Value(records) => Some(FieldPath::parse(&records)),
+            _ => None,
+        };
+        let pagination = self.pagination(&view);
+        let lookback = self
+            .loose_count(&view, "lookbackSeconds", "a number of seconds")
+            .map_or(Duration::ZERO, Duration::from_secs);
+        let other_keys = OtherKeys(
+            map.iter()
+                .filter(|(k, _)| !RESOURCE_KEYS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        );
+        Some(Resource {
+            key: key.to_owned(),
+            url: url?,
+            id_field: id_field?,
+            dates: dates?,
+            records_path,
+            pagination: pagination?,
+            path_params: path_params?,
+            lookback,
+            other_keys,
+        })
+    }
+
+    /// Instance keys inside a resource mean a misplaced brace (the Salesloft seed).
+    fn misplaced_resource_keys(&mut self, resource: &ConfigView) {
+        for key in resource.map.keys() {
+            if !RESOURCE_KEYS.contains(&key.as_str()) && looks_instance_level(key) {
+                self.warning(
+                    resource.path(key),
+                    format!(
+                        "{key:?} is not a resource setting; it looks like an instance \
+                         configuration key that ended up inside this resource (check the closing braces)"
+                    ),
+                );
+            }
+        }
+    }
+
+    fn resource_url(
+        &mut self,
+        resource: &ConfigView,
+        key: &str,
+        base_url: Option<&Url>,
+    ) -> Option<UrlTemplate> {
+        let path = resource.path("url");
+        let url = match self.text(resource, "url") {
+            Text::Value(url) => url,
+            Text::Absent => {
+                let mut message = format!("resource {key:?} has no \"url\" to poll");
+                if looks_instance_level(key) {
+                    message.push_str(&format!(
+                        "; {key:?} looks like an instance setting that ended up inside \
+                         event.poller.configuration (check the closing braces)"
+                    ));
+                }
+                self.error(path, message);
+                return None;
+            }
+            Text::Unresolved => return None,
+        };
+        let template = match UrlTemplate::parse(&url) {
+            Ok(template) => template,
+            Err(errors) => {
+                for error in errors {
+                    self.error(
+                        path.clone(),
+                        format!("{error} (at character {} of the url)", error.offset + 1),
+                    );
+                }
+                return None;
+            }
+        };
+        for warning in template.warnings() {
+            self.warning(
+                path.clone(),
+                format!(
+                    "{} (at character {} of the url)",
+                    warning.message,
+                    warning.offset + 1
+                ),
+            );
+        }
+        let lower = url.to_ascii_lowercase();
+        if lower.starts_with("http://") || lower.starts_with("https://") {
+            return Some(template);
+        }
+        if url.contains("://") {
+            self.error(path, format!("{url:?} is not an http(s) URL"));
+            return None;
+        }
+        if base_url.is_none() {
+            self.error(
+                path,
+                format!(
+                    "{url:?} is relative but configuration has no \"base.url\" to resolve it against \
+                     (for Open Connectors: \"https://api.openconnectors.us2.ext.hana.ondemand.com/elements/api-v2\")"
+                ),
+            );
+            return None;
+        }
+        Some(template)
+    }
+
+    fn path_params(
+        &mut self,
+        resource: &ConfigView,
+        url: Option<&UrlTemplate>,
+    ) -> Option<BTreeMap<String, Vec<String>>> {
+        let path = resource.path("pathParams");
+        let mut params = BTreeMap::new();
+        match resource.map.get("pathParams") {
+            None => {}
+            Some(Value::Object(map)) => {
+                for (name, value) in map {
+                    let values = self.path_param_values(value, path.key(name))?;
+                    params.insert(name.clone(), values);
+                }
+            }
+            Some(other) => {
+                self.error(
+                    path,
+                    format!(
+                        "expected an object of placeholder names to values, found {}",
+                        kind_of(other)
+                    ),
+                );
+                return None;
+            }
+        }
+        let placeholders = url.map(UrlTemplate::path_params).unwrap_or_default();
+        let mut ok = true;
+        for name in &placeholders {
+            if !params.contains_key(*name) {
+                self.error(
+                    resource.path("url"),
+                    format!(
+                        "{{{name}}} has no value: add \"pathParams\": {{\"{name}\": [\"...\"]}} to this resource"
+                    ),
+                );
+                ok = false;
+            }
+        }
+        if url.is_some() {
+            for name in params.keys() {
+                if !placeholders.contains(&name.as_str()) {
+                    self.warning(
+                        path.key(name),
+                        format!("the url has no {{{name}}} placeholder; this value is unused"),
+                    );
+                }
+            }
+        }
+        ok.then_some(params)
+    }
+
+    fn path_param_values(&mut self, value: &Value, path: JsonPath) -> Option<Vec<String>> {
+        let items: Vec<&Value> = match value {
+            Value::Array(items) if items.is_empty() => {
+                self.error(path, "needs at least one value");
+                return None;
+            }
+            Value::Array(items) => items.iter().collect(),
+            single => vec![single],
+        };
+        let mut values = Vec::new();
+        for item in items {
+            match item {
+                Value::String(text) => values.push(text.clone()),
+                Value::Number(number) => values.push(number.to_string()),
+                other => {
+                    self.error(
+                        path.clone(),
+                        format!(
+                            "expected a string or a list of strings, found {}",
+                            kind_of(other)
+                        ),
+                    );
+                    return None;
+                }
+            }
+        }
+        Some(values)
+    }
+
+    fn id_field(&mut self, resource: &ConfigView) -> Option<FieldPath> {
+        match self.text(resource, "idField") {
+            Text::Value(field) => Some(FieldPath::parse(&field)),
+            Text::Absent => {
+                self.error(
+                    resource.path("idField"),
+                    "missing \"idField\" (the record's id field; \"\" identifies records by their content)",
+                );
+                None
+            }
+            Text::Unresolved => None,
+        }
+    }
+
+    /// `Some(None)` for snapshot mode, `None` after an error.
+    fn dates_configuration(&mut self, resource: &ConfigView) -> Option<Option<DatesConfig>> {
+        let path = resource.path("datesConfiguration");
+        let map = match resource.map.get("datesConfiguration") {
+            None => return Some(None),
+            Some(Value::Object(map)) => map,
+            Some(other) => {
+                self.error(
+                    path,
+                    format!("expected an object, found {}", kind_of(other)),
+                );
+                return None;
+            }
+        };
+        let dates = ConfigView { map, path };
+        let updated = self.date_field(&dates, "updated", None);
+        let has_created = dates.map.contains_key("createdDateField");
+        if !has_created {
+            for key in ["createdDateFormat", "createdDateTimezone"] {
+                if dates.map.contains_key(key) {
+                    self.warning(dates.path(key), "ignored: there is no \"createdDateField\"");
+                }
+            }
+        }
+        let created = match (&updated, has_created) {
+            (Some(updated), true) => Some(self.date_field(&dates, "created", Some(updated))?),
+            _ => None,
+        };
+        Some(Some(DatesConfig {
+            updated: updated?,
+            created,
+        }))
+    }
+
+    /// Reads `{prefix}DateField`, `{prefix}DateFormat` and `{prefix}DateTimezone`; the created
+    /// date's format and zone default to the updated date's. `None` means "reported".
+    fn date_field(
+        &mut self,
+        dates: &ConfigView,
+        prefix: &str,
+        defaults: Option<&DateField>,
+    ) -> Option<DateField> {
+        let field_key = format!("{prefix}DateField");
+        let format_key = format!("{prefix}DateFormat");
+        let zone_key = format!("{prefix}DateTimezone");
+        let field = match self.text(dates, &field_key) {
+            Text::Value(field) if !field.is_empty() => Some(FieldPath::parse(&field)),
+            Text::Value(_) | Text::Absent => {
+                self.error(
+                    dates.path(&field_key),
+                    "missing: the record field that holds this date",
+                );
+                None
+            }
+            Text::Unresolved => None,
+        };
+        let format = match (self.text(dates, &format_key), defaults) {
+            (Text::Value(spec), _) => self.date_format(dates.path(&format_key), &spec),
+            (Text::Absent, Some(defaults)) => Some(defaults.format.clone()),
+            (Text::Absent, None) => {
+                self.error(
+                    dates.path(&format_key),
+                    "missing: the date's format, e.g. \"yyyy-MM-dd'T'HH:mm:ssXXX\" or \"milliseconds\"",
+                );
+                None
+            }
+            (Text::Unresolved, _) => None,
+        };
+        let zone = match (self.text(dates, &zone_key), defaults) {
+            (Text::Value(name), _) => match Zone::parse(&name) {
+                Ok(zone) => Some(zone),
+                Err(error) => {
+                    self.error(dates.path(&zone_key), error.to_string());
+                    None
+                }
+            },
+            (_, Some(defaults)) => Some(defaults.zone.clone()),
+            (_, None) => Some(Zone::utc()),
+        };
+        Some(DateField {
+            path: field?,
+            format: format?,
+            zone: zone?,
+        })
+    }
+
+    fn date_format(&mut self, path: JsonPath, spec: &str) -> Option<DateFormat> {
+        match DateFormat::new(spec) {
+            Ok(format) => {
+                if format.has_dotless_fraction() {
+                    self.warning(
+                        path,
+                        format!(
+                            "{spec:?} has fraction digits (S) right after the seconds without a '.'; \
+                             ocpoll also accepts a '.' there, but \"ss.SSS...\" says what the provider sends"
+                        ),
+                    );
+                }
+                Some(format)
+            }
+            Err(error) => {
+                self.error(path, error.to_string());
+                None
+            }
+        }
+    }
+
+    fn pagination(&mut self, resource: &ConfigView) -> Option<Pagination> {
+        let path = resource.path("pagination");
+        let map = match resource.map.get("pagination") {
+            None => return Some(Pagination::default()),
+            Some(Value::Object(map)) => map,
+            Some(other) => {
+                self.error(
+                    path,
+                    format!(
+                        "expected an object like {{\"type\": \"auto\"}}, found {}",
+                        kind_of(other)
+                    ),
+                );
+                return None;
+            }
+        };
+        let view = ConfigView { map, path };
+        let kind = match self.text(&view, "type") {
+            Text::Value(kind) => kind,
+            _ => "auto".to_owned(),
+        };
+        match kind.as_str() {
+            "auto" => {
+                let page_size = self
+                    .loose_count(&view, "pageSize", "a page size")
+                    .unwrap_or(200);
+                if page_size == 0 || page_size > u64::from(u32::MAX) {
+                    self.error(view.path("pageSize"), "must be between 1 and 4294967295");
+                    return None;
+                }
+                Some(Pagination::Auto {
+                    page_size: page_size as u32,
+                })
+            }
+            "cursor" => {
+                let cursor_path = match self.text(&view, "cursorPath") {
+                    Text::Value(path) if !path.is_empty() => FieldPath::parse(&path),
+                    _ => {
+                        self.error(
+                            view.path("cursorPath"),
+                            "missing: where the next cursor is in the response body",
+                        );
+                        return None;
+                    }
+                };
+                let cursor_param = match self.text(&view, "cursorParam") {
+                    Text::Value(param) => param,
+                    _ => "cursor".to_owned(),
+                };
+                Some(Pagination::Cursor {
+                    cursor_path,
+                    cursor_param,
+                })
+            }
+            "page" => {
+                let page_param = match self.text(&view, "pageParam") {
+                    Text::Value(param) => param,
+                    _ => "page".to_owned(),
+                };
+                Some(Pagination::Page { page_param })
+            }
+            "none" => Some(Pagination::None),
+            other => {
+                self.error(
+                    view.path("type"),
+                    format!("{other:?} is not a pagination type; use \"auto\", \"cursor\", \"page\" or \"none\""),
+                );
+                None
+            }
+        }
+    }
+
+    // ---- Loose typing -------------------------------------------------------------------
+
+    /// The string at `key`, with secret references resolved. Reports wrong types.
+    fn text(&mut self, view: &ConfigView, key: &str) -> Text {
+        match view.map.get(key) {
+            None | Some(Value::Null) => Text::Absent,
+            Some(Value::String(raw)) => self.resolve(raw, &view.path(key)),
+            Some(other) => {
+                self.error(
+                    view.path(key),
+                    format!("expected a string, found {}", kind_of(other)),
+                );
+                Text::Unresolved
+            }
+        }
+    }
+
+    /// Resolves a whole-value `${env:NAME}` or `${file:PATH}` reference.
+    fn resolve(&mut self, raw: &str, path: &JsonPath) -> Text {
+        let Some(reference) = SecretRef::parse(raw) else {
+            return Text::Value(raw.to_owned());
+        };
+        let resolved = match &reference {
+            SecretRef::Env(name) if name.is_empty() => Err("${env:} names no variable".to_owned()),
+            SecretRef::File(file) if file.is_empty() => Err("${file:} names no file".to_owned()),
+            SecretRef::Env(name) => self
+                .ctx
+                .secrets
+                .env(name)
+                .ok_or_else(|| format!("environment variable {name} is not set")),
+            SecretRef::File(file) => {
+                let full = self.ctx.base_dir.join(file);
+                self.ctx
+                    .secrets
+                    .file(&full)
+                    .map(|content| trim_one_newline(content))
+                    .map_err(|error| {
+                        format!("cannot read {}: {}", full.display(), io_reason(&error))
+                    })
+            }
+        };
+        match resolved {
+            Ok(value) => Text::Value(value),
+            Err(reason) => {
+                let severity = match self.ctx.unresolved {
+                    UnresolvedSecrets::Warn => Severity::Warning,
+                    UnresolvedSecrets::Fail => Severity::Error,
+                };
+                let mut finding = Finding::error(path.clone(), format!("{raw}: {reason}"));
+                finding.severity = severity;
+                self.findings.push(finding);
+                Text::Unresolved
+            }
+        }
+    }
+
+    fn loose_bool(&mut self, view: &ConfigView, key: &str) -> Option<bool> {
+        let value = view.map.get(key)?;
+        let parsed = match value {
+            Value::Bool(b) => Some(*b),
+            Value::String(s) if s.trim().eq_ignore_ascii_case("true") => Some(true),
+            Value::String(s) if s.trim().eq_ignore_ascii_case("false") => Some(false),
+            _ => None,
+        };
+        if parsed.is_none() {
+            self.error(
+                view.path(key),
+                format!("{} is not true or false", describe_value(value)),
+            );
+        }
+        parsed
+    }
+
+    /// A whole, non-negative number given as a JSON number or a numeric string.
+    fn loose_count(&mut self, view: &ConfigView, key: &str, what: &str) -> Option<u64> {
+        let value = view.map.get(key)?;
+        let parsed = match value {
+            Value::Number(n) => n.as_u64().or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 1e15)
+                    .map(|f| f as u64)
+            }),
+            Value::String(s) => s.trim().parse::<u64>().ok(),
+            _ => None,
+        };
+        if parsed.is_none() {
+            self.error(
+                view.path(key),
+                format!("{} is not {what}", describe_value(value)),
+            );
+        }
+        parsed
+    }
+}
+
+/// A view of one JSON object and where it sits in the file.
+struct ConfigView<'v> {
+    map: &'v Map<String, Value>,
+    path: JsonPath,
+}
+
+impl ConfigView<'_> {
+    fn path(&self, key: &str) -> JsonPath {
+        self.path.key(key)
+    }
+}
+
+/// A string value that is wholly a secret reference.
+#[derive(Debug, PartialEq, Eq)]
+enum SecretRef<'a> {
+    Env(&'a str),
+    File(&'a str),
+}
+
+impl<'a> SecretRef<'a> {
+    fn parse(raw: &'a str) -> Option<SecretRef<'a>> {
+        let inner = raw.strip_prefix("${")?.strip_suffix('}')?;
+        if let Some(name) = inner.strip_prefix("env:") {
+            Some(SecretRef::Env(name))
+        } else {
+            inner.strip_prefix("file:").map(SecretRef::File)
+        }
+    }
+}
+
+fn trim_one_newline(mut content: String) -> String {
+    if content.ends_with('\n') {
+        content.pop();
+        if content.ends_with('\r') {
+            content.pop();
+        }
+    }
+    content
+}
+
+/// The OS error without Rust's "(os error 2)" suffix.
+pub(crate) fn io_reason(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    match text.find(" (os error") {
+        Some(cut) => text[..cut].to_owned(),
+        None => text,
+    }
+}
+
+/// `xxxx...`, `<...>`, `<INSERT>` and the literal `null`: values users forgot to fill in.
+pub fn is_placeholder(value: &str) -> bool {
+    let value = value.trim();
+    let all_x = value.len() >= 4 && value.chars().all(|c| c == 'x' || c == 'X');
+    let bracketed = value.starts_with('<') && value.ends_with('>');
+    all_x
+        || bracketed
+        || value.eq_ignore_ascii_case("null")
+        || value.to_ascii_uppercase().contains("<INSERT")
+}
+
+fn looks_instance_level(key: &str) -> bool {
+    INSTANCE_LEVEL_KEYS.contains(&key)
+        || key.starts_with("event.")
+        || key.starts_with("oauth.")
+        || key.starts_with("elements.")
+        || SECRET_KEYS.contains(&key)
+}
+
+fn is_known_configuration_key(key: &str) -> bool {
+    const OWN_KEYS: &[&str] = &[
+        "event.notification.enabled",
+        "event.vendor.type",
+        "event.notification.callback.url",
+        "event.notification.signature.key",
+        "event.notification.batch.size",
+        "event.notification.batch.bytes",
+        "event.notification.timeout.seconds",
+        "event.notification.retry.hours",
+        "event.poller.refresh_interval",
+        "event.poller.refresh_seconds",
+        "event.poller.configuration",
+        "base.url",
+        "username",
+        "api.key.header",
+        "oauth.token.url",
+        "http.headers",
+        "http.timeout.seconds",
+        "http.ca.file",
+    ];
+    OWN_KEYS.contains(&key) || SECRET_KEYS.contains(&key)
+}
+
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn parse_http_url(text: &str) -> Result<Url, &'static str> {
+    let url = Url::parse(text).map_err(|_| "is not an absolute http(s) URL")?;
+    match url.scheme() {
+        "http" | "https" if url.host().is_some() => Ok(url),
+        _ => Err("is not an absolute http(s) URL"),
+    }
+}
+
+fn kind_of(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A short description for messages: short strings and numbers are quoted as written.
+fn describe_value(value: &Value) -> String {
+    match value {
+        Value::String(s) if s.chars().count() <= 40 => format!("{s:?}"),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        other => kind_of(other).to_owned(),
+    }
+}
+
+/// Resolves references against the real environment and file system.
+pub struct SystemSecrets;
+
+impl SecretSource for SystemSecrets {
+    fn env(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+
+    fn file(&self, path: &Path) -> std::io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+}
+
+/// A helper for callers that only need the base directory of a file.
+pub fn base_dir_of(file: &Path) -> PathBuf {
+    file.parent().map(Path::to_path_buf).unwrap_or_default()
+}

@@ -1,0 +1,302 @@
+//! Loading instance files: finding them in folders, reading them safely, parsing the JSON,
+//! decoding each, pinning every finding to a line and column, and the one rule that needs all
+//! files at once (duplicate instance names).
+//!
+//! One bad file never stops the others: every problem becomes a finding of that file.
+
+use crate::instance::decode::{self, DecodeContext, SecretSource, UnresolvedSecrets, io_reason};
+use crate::instance::finding::{Finding, JsonPath, Position, Segment};
+use crate::instance::model::Instance;
+use jsonc_parser::common::Ranged;
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// Instance files are small; a bigger file is a mistake (a log, a dump), not an instance.
+pub const MAX_FILE_BYTES: u64 = 10 * 1024 * 1024;
+
+/// One instance file after loading: its instance when it has no errors, and every finding.
+#[derive(Debug)]
+pub struct LoadedFile {
+    pub path: PathBuf,
+    pub instance: Option<Instance>,
+    pub findings: Vec<Finding>,
+}
+
+impl LoadedFile {
+    fn failed(path: PathBuf, finding: Finding) -> Self {
+        LoadedFile {
+            path,
+            instance: None,
+            findings: vec![finding],
+        }
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.findings.iter().any(Finding::is_error)
+    }
+}
+
+/// Loads every instance file under `paths` (files, or folders whose `*.json` files are read),
+/// in a stable order, and checks names across all of them.
+pub fn load_all(
+    paths: &[PathBuf],
+    unresolved: UnresolvedSecrets,
+    secrets: &dyn SecretSource,
+) -> Vec<LoadedFile> {
+    let mut loaded: Vec<LoadedFile> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for path in paths {
+        match instance_files(path) {
+            Ok(files) => loaded.extend(
+                files
+                    .into_iter()
+                    // The same file named twice (a folder and one of its files) is one instance.
+                    .filter(|file| seen.insert(file.clone()))
+                    .map(|file| load_file(&file, unresolved, secrets)),
+            ),
+            Err(finding) => loaded.push(LoadedFile::failed(path.clone(), finding)),
+        }
+    }
+    reject_duplicate_names(&mut loaded);
+    loaded
+}
+
+/// The files a path names: itself, or a folder's `*.json` entries sorted by name.
+fn instance_files(path: &Path) -> Result<Vec<PathBuf>, Finding> {
+    let metadata = std::fs::metadata(path)
+        .map_err(|error| Finding::error(JsonPath::root(), io_reason(&error)))?;
+    if !metadata.is_dir() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let entries = std::fs::read_dir(path).map_err(|error| {
+        Finding::error(
+            JsonPath::root(),
+            format!("cannot list folder: {}", io_reason(&error)),
+        )
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|file| file.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(Finding::warning(
+            JsonPath::root(),
+            "no *.json instance files in this folder",
+        ));
+    }
+    Ok(files)
+}
+
+/// Reads, parses and decodes one file. Never panics, whatever the file holds.
+pub fn load_file(
+    path: &Path,
+    unresolved: UnresolvedSecrets,
+    secrets: &dyn SecretSource,
+) -> LoadedFile {
+    match read_bytes(path) {
+        Ok(bytes) => load_bytes(path, &bytes, unresolved, secrets),
+        Err(finding) => LoadedFile::failed(path.to_path_buf(), finding),
+    }
+}
+
+/// Parses and decodes the contents of one file; `path` names it in findings and gives the
+/// file stem and the folder for relative `${file:..}` references.
+pub fn load_bytes(
+    path: &Path,
+    bytes: &[u8],
+    unresolved: UnresolvedSecrets,
+    secrets: &dyn SecretSource,
+) -> LoadedFile {
+    let parsed = utf8_text(bytes).and_then(|text| Ok((parse_json(text)?, text)));
+    let (value, text) = match parsed {
+        Ok(parsed) => parsed,
+        Err(finding) => return LoadedFile::failed(path.to_path_buf(), finding),
+    };
+    let file_stem = path
+        .file_stem()
+        .map(|stem| stem.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let base_dir = decode::base_dir_of(path);
+    let ctx = DecodeContext {
+        file_stem: &file_stem,
+        base_dir: &base_dir,
+        unresolved,
+        secrets,
+    };
+    let decoded = decode::decode(&value, &ctx);
+    let mut findings = decoded.findings;
+    if !findings.is_empty() {
+        locate_findings(text, &mut findings);
+        // Top to bottom, as an editor shows the file; findings without a position last.
+        findings.sort_by_key(|finding| {
+            finding
+                .position
+                .map_or((usize::MAX, 0), |p| (p.line, p.column))
+        });
+    }
+    LoadedFile {
+        path: path.to_path_buf(),
+        instance: decoded.instance,
+        findings,
+    }
+}
+
+/// The file's bytes, with a clear finding for every way reading can fail.
+fn read_bytes(path: &Path) -> Result<Vec<u8>, Finding> {
+    let fail = |message: String| Finding::error(JsonPath::root(), message);
+    let file = std::fs::File::open(path).map_err(|error| fail(io_reason(&error)))?;
+    let metadata = file.metadata().map_err(|error| fail(io_reason(&error)))?;
+    if metadata.is_dir() {
+        return Err(fail("is a folder, not an instance file".to_owned()));
+    }
+    if metadata.len() > MAX_FILE_BYTES {
+        return Err(fail(format!(
+            "the file is {:.1} MiB; instance files are limited to {} MiB",
+            metadata.len() as f64 / (1024.0 * 1024.0),
+            MAX_FILE_BYTES / (1024 * 1024)
+        )));
+    }
+    let mut bytes = Vec::new();
+    // `take` guards against files that grow while being read (or are not regular files).
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|error| fail(io_reason(&error)))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(fail(format!(
+            "the file is larger than {} MiB, the limit for instance files",
+            MAX_FILE_BYTES / (1024 * 1024)
+        )));
+    }
+    Ok(bytes)
+}
+
+/// The bytes as UTF-8 text (a leading byte-order mark is skipped).
+fn utf8_text(bytes: &[u8]) -> Result<&str, Finding> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    std::str::from_utf8(bytes).map_err(|error| {
+        // The prefix before the first bad byte is valid UTF-8 by definition.
+        let prefix = std::str::from_utf8(&bytes[..error.valid_up_to()]).unwrap_or_default();
+        Finding::error(JsonPath::root(), "the file is not valid UTF-8")
+            .at(Position::of_offset(prefix, prefix.len()))
+    })
+}
+
+/// Strict JSON; errors carry serde_json's line and column.
+fn parse_json(text: &str) -> Result<serde_json::Value, Finding> {
+    if text.trim().is_empty() {
+        return Err(Finding::error(
+            JsonPath::root(),
+            "the file is empty; an instance file holds one JSON object",
+        ));
+    }
+    serde_json::from_str(text).map_err(|error| {
+        let position = Position {
+            line: error.line(),
+            column: error.column().max(1),
+        };
+        Finding::error(JsonPath::root(), json_error_message(&error)).at(position)
+    })
+}
+
+fn json_error_message(error: &serde_json::Error) -> String {
+    let full = error.to_string();
+    // serde_json appends " at line L column C"; the position is printed separately.
+    let message = full
+        .rfind(" at line ")
+        .map_or(full.as_str(), |cut| &full[..cut]);
+    if message.contains("recursion limit") {
+        "invalid JSON: nested more than 128 levels deep".to_owned()
+    } else {
+        format!("invalid JSON: {message}")
+    }
+}
+
+/// Gives each finding the line and column of the deepest part of its path that exists.
+fn locate_findings(text: &str, findings: &mut [Finding]) {
+    let strict = jsonc_parser::ParseOptions {
+        allow_comments: false,
+        allow_loose_object_property_names: false,
+        allow_trailing_commas: false,
+        allow_missing_commas: false,
+        allow_single_quoted_strings: false,
+        allow_hexadecimal_numbers: false,
+        allow_unary_plus_numbers: false,
+        allow_bare_decimal_point_numbers: false,
+        allow_non_finite_numbers: false,
+        allow_extended_string_escapes: false,
+    };
+    let Ok(parsed) = jsonc_parser::parse_to_ast(text, &Default::default(), &strict) else {
+        return;
+    };
+    let Some(root) = parsed.value else {
+        return;
+    };
+    for finding in findings.iter_mut().filter(|f| f.position.is_none()) {
+        let offset = offset_of(&root, &finding.path);
+        finding.position = Some(Position::of_offset(text, offset));
+    }
+}
+
+fn offset_of(root: &jsonc_parser::ast::Value, path: &JsonPath) -> usize {
+    use jsonc_parser::ast::Value;
+    let mut node = root;
+    let mut offset = root.start();
+    for segment in path.segments() {
+        let next = match (segment, node) {
+            // JSON with a repeated key keeps the last one, as serde_json does.
+            (Segment::Key(key), Value::Object(object)) => object
+                .properties
+                .iter()
+                .rev()
+                .find(|property| property.name.as_str() == key)
+                .map(|property| (property.range.start, &property.value)),
+            (Segment::Index(index), Value::Array(array)) => array
+                .elements
+                .get(*index)
+                .map(|element| (element.start(), element)),
+            _ => None,
+        };
+        let Some((start, value)) = next else {
+            break;
+        };
+        offset = start;
+        node = value;
+    }
+    offset
+}
+
+/// Two files with one name are both invalid: state is keyed by name, and silently renaming
+/// one would reset its watermark.
+fn reject_duplicate_names(loaded: &mut [LoadedFile]) {
+    let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
+    for (index, file) in loaded.iter().enumerate() {
+        if let Some(instance) = &file.instance {
+            by_name
+                .entry(instance.name.clone())
+                .or_default()
+                .push(index);
+        }
+    }
+    for (name, indexes) in by_name.into_iter().filter(|(_, i)| i.len() > 1) {
+        let paths: Vec<PathBuf> = indexes.iter().map(|&i| loaded[i].path.clone()).collect();
+        for &index in &indexes {
+            let others: Vec<String> = paths
+                .iter()
+                .filter(|path| **path != loaded[index].path)
+                .map(|path| path.display().to_string())
+                .collect();
+            let file = &mut loaded[index];
+            file.instance = None;
+            file.findings.push(Finding::error(
+                JsonPath::root().key("name"),
+                format!(
+                    "instance name {name:?} is also used by {}; names must be unique",
+                    others.join(", ")
+                ),
+            ));
+        }
+    }
+}

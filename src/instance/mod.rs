@@ -1,0 +1,17 @@
+//! Instance files: the typed model, decoding with every validation rule, and loading from disk.
+//!
+//! `model` is what an instance means, `decode` turns JSON into it (pure, collects findings),
+//! `load` reads files and folders (the I/O edge), `finding` is how problems are reported,
+//! `secret` keeps credentials out of every printout.
+
+pub mod decode;
+pub mod finding;
+pub mod load;
+pub mod model;
+pub mod secret;
+
+pub use decode::{SecretSource, SystemSecrets, UnresolvedSecrets};
+pub use finding::{Finding, JsonPath, Position, Severity};
+pub use load::{LoadedFile, load_all, load_file};
+pub use model::*;
+pub use secret::Secret;

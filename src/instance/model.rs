@@ -1,0 +1,277 @@
+//! The typed instance: what an instance file means once it has been decoded and checked.
+//!
+//! These types hold no raw JSON except what ocpoll does not understand (kept in [`OtherKeys`],
+//! which prints only key names so that an unknown credential cannot leak through `Debug`).
+//! Everything here is plain data; decoding lives in `decode`, file reading in `load`.
+
+use crate::dates::{DateFormat, Zone};
+use crate::instance::Secret;
+use crate::url_macros::UrlTemplate;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+use url::Url;
+
+/// One connector instance: one instance file.
+#[derive(Clone, Debug)]
+pub struct Instance {
+    /// The `name` field, or the file stem when it is missing or a placeholder. State is keyed by it.
+    pub name: String,
+    /// `element.key` (e.g. `salesloft`); events carry it as `elementKey`.
+    pub element_key: Option<String>,
+    pub tags: Vec<String>,
+    /// `event.notification.enabled`: a disabled instance is valid and never polled.
+    pub events_enabled: bool,
+    pub vendor: VendorType,
+    pub callback_url: Option<Url>,
+    /// `event.notification.signature.key`: several keys sign at once during a rotation.
+    pub signature_keys: Vec<Secret>,
+    /// How often each resource is polled.
+    pub refresh_interval: Option<Duration>,
+    pub base_url: Option<Url>,
+    pub auth: Auth,
+    pub http: HttpOptions,
+    pub notification: NotificationOptions,
+    pub resources: Vec<Resource>,
+    /// Configuration keys ocpoll does not use (providers have many); kept, never printed.
+    pub other_configuration: OtherKeys,
+}
+
+impl Instance {
+    /// True when `tick` and `run` should poll this instance.
+    pub fn is_polled(&self) -> bool {
+        self.events_enabled && self.vendor == VendorType::Polling && !self.resources.is_empty()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VendorType {
+    Polling,
+    /// Provider webhooks relayed by ocpoll: not built yet (SPEC.md section 11).
+    Webhooks,
+}
+
+/// How requests to the provider authenticate (SPEC.md section 3), chosen by which keys are set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Auth {
+    None,
+    /// `username` + `password`: HTTP Basic.
+    Basic {
+        username: String,
+        password: Secret,
+    },
+    /// `api.key` sent in `api.key.header` (default `Authorization`).
+    ApiKey {
+        header: String,
+        key: Secret,
+    },
+    /// `oauth.access.token`: `Authorization: Bearer ...`.
+    Bearer {
+        token: Secret,
+    },
+    /// OAuth 2 refresh-token grant; refreshed tokens live in the state, not in the file.
+    OAuthRefresh {
+        token_url: Url,
+        client_id: Secret,
+        client_secret: Secret,
+        refresh_token: Secret,
+    },
+    /// The Open Connectors hub: `Authorization: User ..., Organization ..., Element ...`.
+    Hub {
+        user: Secret,
+        organization: Secret,
+        element: Secret,
+    },
+}
+
+impl Auth {
+    /// A name for messages and `status`, never the credentials.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Auth::None => "none",
+            Auth::Basic { .. } => "basic",
+            Auth::ApiKey { .. } => "api key",
+            Auth::Bearer { .. } => "bearer token",
+            Auth::OAuthRefresh { .. } => "oauth2 refresh",
+            Auth::Hub { .. } => "open connectors hub",
+        }
+    }
+}
+
+/// Provider-request settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpOptions {
+    /// `http.headers`: extra request headers. Values may carry tokens, so they are secrets.
+    pub headers: Vec<(String, Secret)>,
+    /// `http.timeout.seconds` (default 30).
+    pub timeout: Duration,
+    /// `http.ca.file`: extra PEM roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            headers: Vec::new(),
+            timeout: Duration::from_secs(30),
+            ca_file: None,
+        }
+    }
+}
+
+/// Notification settings (EVENTS.md, SPEC.md section 7).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotificationOptions {
+    /// `event.notification.batch.size`: most events in one notification (default 1000).
+    pub batch_size: usize,
+    /// `event.notification.batch.bytes`: most bytes in one notification (default 1 MiB).
+    pub batch_bytes: usize,
+    /// `event.notification.timeout.seconds` (default 15).
+    pub timeout: Duration,
+    /// `event.notification.retry.hours`: how long a notification is retried before it is
+    /// dead-lettered; `None` uses the global setting.
+    pub retry_for: Option<Duration>,
+}
+
+impl Default for NotificationOptions {
+    fn default() -> Self {
+        NotificationOptions {
+            batch_size: 1000,
+            batch_bytes: 1024 * 1024,
+            timeout: Duration::from_secs(15),
+            retry_for: None,
+        }
+    }
+}
+
+/// One entry of `event.poller.configuration`.
+#[derive(Clone, Debug)]
+pub struct Resource {
+    /// The key as configured (`contacts`, `calendars/{calendarId}/changed-events`); events carry
+    /// it as `objectType`.
+    pub key: String,
+    pub url: UrlTemplate,
+    /// `idField`; empty means "identify records by a hash of their canonical JSON".
+    pub id_field: FieldPath,
+    /// `datesConfiguration`; `None` is snapshot mode (SPEC.md section 6).
+    pub dates: Option<DatesConfig>,
+    /// `recordsPath`; `None` finds the records array by the default rules.
+    pub records_path: Option<FieldPath>,
+    pub pagination: Pagination,
+    /// `pathParams`: values for `{name}` placeholders; several values fan the resource out.
+    pub path_params: BTreeMap<String, Vec<String>>,
+    /// `lookbackSeconds`: window re-read before the watermark.
+    pub lookback: Duration,
+    pub other_keys: OtherKeys,
+}
+
+/// Where a record keeps its dates and how to read them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DatesConfig {
+    pub updated: DateField,
+    pub created: Option<DateField>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DateField {
+    pub path: FieldPath,
+    pub format: DateFormat,
+    pub zone: Zone,
+}
+
+/// How a poll walks pages (SPEC.md section 3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Pagination {
+    /// Follow `elements-next-page-token` (with `nextPage=`/`pageSize=`) or `Link: rel="next"`.
+    Auto {
+        page_size: u32,
+    },
+    /// Read the next cursor at `cursor_path` in the body and send it as `cursor_param`.
+    Cursor {
+        cursor_path: FieldPath,
+        cursor_param: String,
+    },
+    /// Count pages in `page_param`, starting at 1, until a page comes back empty.
+    Page {
+        page_param: String,
+    },
+    None,
+}
+
+impl Default for Pagination {
+    fn default() -> Self {
+        Pagination::Auto { page_size: 200 }
+    }
+}
+
+/// A dotted path into a record, e.g. `metadata.updateTime`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FieldPath(Vec<String>);
+
+impl FieldPath {
+    pub fn parse(dotted: &str) -> FieldPath {
+        if dotted.is_empty() {
+            return FieldPath(Vec::new());
+        }
+        FieldPath(dotted.split('.').map(str::to_owned).collect())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The value at this path in `record`, if every step exists.
+    pub fn get<'v>(&self, record: &'v serde_json::Value) -> Option<&'v serde_json::Value> {
+        self.0
+            .iter()
+            .try_fold(record, |value, step| value.as_object()?.get(step))
+    }
+}
+
+impl fmt::Display for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join("."))
+    }
+}
+
+/// JSON members ocpoll keeps but does not interpret. `Debug` lists the keys only, because
+/// providers put credentials in keys ocpoll does not know.
+#[derive(Clone, Default, PartialEq)]
+pub struct OtherKeys(pub serde_json::Map<String, serde_json::Value>);
+
+impl fmt::Debug for OtherKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn field_path_follows_dots() {
+        let record = json!({"metadata": {"updateTime": "x"}, "_info": {"lastUpdated": 5}});
+        assert_eq!(
+            FieldPath::parse("metadata.updateTime").get(&record),
+            Some(&json!("x"))
+        );
+        assert_eq!(
+            FieldPath::parse("_info.lastUpdated").get(&record),
+            Some(&json!(5))
+        );
+        assert_eq!(FieldPath::parse("_info.missing").get(&record), None);
+        assert!(FieldPath::parse("").is_empty());
+    }
+
+    #[test]
+    fn other_keys_debug_shows_keys_not_values() {
+        let mut map = serde_json::Map::new();
+        map.insert("providerSecret".into(), json!("s3cr3t-value"));
+        let shown = format!("{:?}", OtherKeys(map));
+        assert!(shown.contains("providerSecret"));
+        assert!(!shown.contains("s3cr3t"));
+    }
+}

@@ -1,0 +1,50 @@
+//! The `ocpoll` binary: parse the command line, load the configuration, dispatch, exit.
+
+use clap::Parser;
+use ocpoll::cli::{Cli, Command, OutboxCommand, StateCommand};
+use ocpoll::commands::{self, exit};
+use ocpoll::config::{Config, PlatformDirs};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::GenerateAssets(args) = &cli.command {
+        return match ocpoll::assets::write_all(&args.out) {
+            Ok(written) => {
+                for path in written {
+                    println!("wrote {}", args.out.join(path).display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("ocpoll: cannot write assets: {error}");
+                ExitCode::from(exit::FAILURE)
+            }
+        };
+    }
+    let config = match Config::load(
+        &cli.global,
+        |name| std::env::var(name).ok(),
+        &PlatformDirs::detect(),
+    ) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("ocpoll: {error}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    match &cli.command {
+        Command::Validate(args) => commands::validate::run(args, &config),
+        Command::Tick(_) => commands::not_available("tick"),
+        Command::Run(_) => commands::not_available("run"),
+        Command::Status(_) => commands::not_available("status"),
+        Command::State(StateCommand::Reset(_)) => commands::not_available("state reset"),
+        Command::State(StateCommand::Forget(_)) => commands::not_available("state forget"),
+        Command::Outbox(OutboxCommand::List(_)) => commands::not_available("outbox list"),
+        Command::Outbox(OutboxCommand::Show(_)) => commands::not_available("outbox show"),
+        Command::Outbox(OutboxCommand::Retry(_)) => commands::not_available("outbox retry"),
+        Command::Outbox(OutboxCommand::Drop(_)) => commands::not_available("outbox drop"),
+        Command::Demo(_) => commands::not_available("demo"),
+        Command::GenerateAssets(_) => unreachable!("handled before the configuration is loaded"),
+    }
+}
