@@ -283,22 +283,31 @@ fn read_table(path: &Path, required: bool) -> Result<toml::Table, ConfigError> {
 }
 
 /// Writes `OCPOLL_<SECTION>_<KEY>` variables into the table, where they win over the file.
+/// Each variable is checked on its own first, so a bad value is blamed on the variable.
 fn overlay_env(
     table: &mut toml::Table,
     env: &impl Fn(&str) -> Option<String>,
 ) -> Result<(), ConfigError> {
     for (section, keys) in SECTION_KEYS {
         for key in *keys {
-            let name = format!("OCPOLL_{}_{}", section, key).to_ascii_uppercase();
+            let name = format!("OCPOLL_{section}_{key}").to_ascii_uppercase();
             let Some(value) = env(&name) else { continue };
+            let env_error = |message: String| ConfigError::Env {
+                name: name.clone(),
+                value: value.clone(),
+                message,
+            };
             let parsed = env_value(&value);
-            let section_table =
-                section_table(table, section).map_err(|message| ConfigError::Env {
-                    name: name.clone(),
-                    value: value.clone(),
-                    message,
-                })?;
-            section_table.insert((*key).to_owned(), parsed);
+            let mut alone = toml::Table::new();
+            section_table(&mut alone, section)
+                .map_err(env_error)?
+                .insert((*key).to_owned(), parsed.clone());
+            toml::Value::Table(alone)
+                .try_into::<FileConfig>()
+                .map_err(|error| env_error(error.message().to_owned()))?;
+            section_table(table, section)
+                .map_err(env_error)?
+                .insert((*key).to_owned(), parsed);
         }
     }
     Ok(())
@@ -436,9 +445,7 @@ mod tests {
             &dirs(tmp.path()),
         );
         let error = result.unwrap_err().to_string();
-        assert!(
-            error.contains("retries") || error.contains("integer"),
-            "{error}"
-        );
+        assert!(error.contains("OCPOLL_POLL_RETRIES"), "{error}");
+        assert!(error.contains("many"), "{error}");
     }
 }

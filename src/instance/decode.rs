@@ -830,7 +830,11 @@ impl Decoder<'_> {
                 for error in errors {
                     self.error(
                         path.clone(),
-                        format!("{error} (at character {} of the url)", error.offset + 1),
+                        format!(
+                            "{} (at character {} of the url)",
+                            error.kind,
+                            error.offset + 1
+                        ),
                     );
                 }
                 return None;
@@ -846,25 +850,29 @@ impl Decoder<'_> {
                 ),
             );
         }
+        self.check_url_is_resolvable(&path, &url, base_url);
+        // Returned even when it cannot be resolved: the placeholder checks still apply, and the
+        // error above already keeps the instance from running.
+        Some(template)
+    }
+
+    /// An absolute http(s) URL, or a relative one with a `base.url` to resolve it against.
+    fn check_url_is_resolvable(&mut self, path: &JsonPath, url: &str, base_url: Option<&Url>) {
         let lower = url.to_ascii_lowercase();
         if lower.starts_with("http://") || lower.starts_with("https://") {
-            return Some(template);
+            return;
         }
         if url.contains("://") {
-            self.error(path, format!("{url:?} is not an http(s) URL"));
-            return None;
-        }
-        if base_url.is_none() {
+            self.error(path.clone(), format!("{url:?} is not an http(s) URL"));
+        } else if base_url.is_none() {
             self.error(
-                path,
+                path.clone(),
                 format!(
                     "{url:?} is relative but configuration has no \"base.url\" to resolve it against \
                      (for Open Connectors: \"https://api.openconnectors.us2.ext.hana.ondemand.com/elements/api-v2\")"
                 ),
             );
-            return None;
         }
-        Some(template)
     }
 
     fn path_params(
@@ -1164,8 +1172,8 @@ impl Decoder<'_> {
             return Text::Value(raw.to_owned());
         };
         let resolved = match &reference {
-            SecretRef::Env(name) if name.is_empty() => Err("${env:} names no variable".to_owned()),
-            SecretRef::File(file) if file.is_empty() => Err("${file:} names no file".to_owned()),
+            SecretRef::Env("") => Err("${env:} names no variable".to_owned()),
+            SecretRef::File("") => Err("${file:} names no file".to_owned()),
             SecretRef::Env(name) => self
                 .ctx
                 .secrets
@@ -1176,7 +1184,7 @@ impl Decoder<'_> {
                 self.ctx
                     .secrets
                     .file(&full)
-                    .map(|content| trim_one_newline(content))
+                    .map(trim_one_newline)
                     .map_err(|error| {
                         format!("cannot read {}: {}", full.display(), io_reason(&error))
                     })
@@ -1381,3 +1389,7 @@ impl SecretSource for SystemSecrets {
 pub fn base_dir_of(file: &Path) -> PathBuf {
     file.parent().map(Path::to_path_buf).unwrap_or_default()
 }
+
+#[cfg(test)]
+#[path = "decode_tests.rs"]
+mod tests;

@@ -1,0 +1,843 @@
+//! Unit tests of every decoding rule (SPEC.md section 3), on JSON values, without files.
+
+use super::*;
+use serde_json::json;
+use std::collections::HashMap;
+
+/// A fake environment and file system for secret references.
+#[derive(Default)]
+struct FakeSecrets {
+    env: HashMap<String, String>,
+    files: HashMap<PathBuf, String>,
+}
+
+impl SecretSource for FakeSecrets {
+    fn env(&self, name: &str) -> Option<String> {
+        self.env.get(name).cloned()
+    }
+
+    fn file(&self, path: &Path) -> std::io::Result<String> {
+        self.files
+            .get(path)
+            .cloned()
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+    }
+}
+
+fn decode_with(value: &Value, secrets: &FakeSecrets, unresolved: UnresolvedSecrets) -> Decoded {
+    let ctx = DecodeContext {
+        file_stem: "stem",
+        base_dir: Path::new("/etc/ocpoll/instances.d"),
+        unresolved,
+        secrets,
+    };
+    decode(value, &ctx)
+}
+
+fn decode_value(value: &Value) -> Decoded {
+    decode_with(value, &FakeSecrets::default(), UnresolvedSecrets::Warn)
+}
+
+/// A valid instance to start each test from.
+fn valid() -> Value {
+    json!({
+        "element": {"key": "salesloft"},
+        "name": "salesloft-prod",
+        "tags": ["crm"],
+        "configuration": {
+            "base.url": "https://api.example.com/v2",
+            "event.notification.enabled": "true",
+            "event.notification.callback.url": "https://hooks.example.com/in",
+            "event.poller.refresh_interval": "15",
+            "event.poller.configuration": {
+                "contacts": {
+                    "url": "/contacts?updated_since=${date:yyyy-MM-dd'T'HH:mm:ssXXX}",
+                    "idField": "id",
+                    "datesConfiguration": {
+                        "updatedDateField": "updated_at",
+                        "updatedDateFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSSSSXXX",
+                        "updatedDateTimezone": "GMT",
+                        "createdDateField": "created_at"
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// `valid()` with `changes` applied to its configuration (null removes a key).
+fn with_config(changes: Value) -> Value {
+    let mut value = valid();
+    let config = value["configuration"].as_object_mut().unwrap();
+    for (key, change) in changes.as_object().unwrap() {
+        if change.is_null() {
+            config.remove(key);
+        } else {
+            config.insert(key.clone(), change.clone());
+        }
+    }
+    value
+}
+
+/// `valid()` with `changes` applied to the contacts resource (null removes a key).
+fn with_resource(changes: Value) -> Value {
+    let mut value = valid();
+    let resource = value["configuration"]["event.poller.configuration"]["contacts"]
+        .as_object_mut()
+        .unwrap();
+    for (key, change) in changes.as_object().unwrap() {
+        if change.is_null() {
+            resource.remove(key);
+        } else {
+            resource.insert(key.clone(), change.clone());
+        }
+    }
+    value
+}
+
+fn findings_text(decoded: &Decoded) -> Vec<String> {
+    decoded
+        .findings
+        .iter()
+        .map(|f| format!("{:?} {}: {}", f.severity, f.path, f.message))
+        .collect()
+}
+
+/// Asserts one finding of `severity` at `path` whose message contains `phrase`.
+#[track_caller]
+fn assert_finding(decoded: &Decoded, severity: Severity, path: &str, phrase: &str) {
+    let found = decoded.findings.iter().any(|f| {
+        f.severity == severity && f.path.to_string() == path && f.message.contains(phrase)
+    });
+    assert!(
+        found,
+        "no {severity:?} at {path} containing {phrase:?}; findings: {:#?}",
+        findings_text(decoded)
+    );
+}
+
+const CONTACTS: &str = "configuration.event.poller.configuration.contacts";
+
+#[test]
+fn the_valid_instance_decodes_without_findings() {
+    let decoded = decode_value(&valid());
+    assert!(
+        decoded.findings.is_empty(),
+        "{:#?}",
+        findings_text(&decoded)
+    );
+    let instance = decoded.instance.unwrap();
+    assert_eq!(instance.name, "salesloft-prod");
+    assert_eq!(instance.element_key.as_deref(), Some("salesloft"));
+    assert_eq!(instance.tags, vec!["crm"]);
+    assert!(instance.is_polled());
+    assert_eq!(instance.refresh_interval, Some(Duration::from_secs(900)));
+    assert_eq!(instance.auth, Auth::None);
+    let contacts = &instance.resources[0];
+    assert_eq!(contacts.key, "contacts");
+    assert_eq!(contacts.id_field.to_string(), "id");
+    assert_eq!(contacts.pagination, Pagination::Auto { page_size: 200 });
+    let dates = contacts.dates.as_ref().unwrap();
+    assert_eq!(dates.updated.path.to_string(), "updated_at");
+    // The created date inherits the updated date's format and zone.
+    let created = dates.created.as_ref().unwrap();
+    assert_eq!(created.format, dates.updated.format);
+    assert_eq!(created.zone, dates.updated.zone);
+}
+
+#[test]
+fn loose_typing_accepts_strings_booleans_and_numbers() {
+    for (enabled, interval) in [
+        (json!(true), json!(15)),
+        (json!("true"), json!("15")),
+        (json!("TRUE"), json!(15.0)),
+    ] {
+        let decoded = decode_value(&with_config(json!({
+            "event.notification.enabled": enabled,
+            "event.poller.refresh_interval": interval,
+        })));
+        let instance = decoded.instance.expect("valid");
+        assert!(instance.events_enabled);
+        assert_eq!(instance.refresh_interval, Some(Duration::from_secs(900)));
+    }
+    let decoded = decode_value(&with_config(json!({"event.notification.enabled": "maybe"})));
+    assert_finding(
+        &decoded,
+        Severity::Error,
+        "configuration.event.notification.enabled",
+        "\"maybe\" is not true or false",
+    );
+}
+
+#[test]
+fn placeholder_and_fractional_intervals_are_errors() {
+    let decoded = decode_value(&with_config(
+        json!({"event.poller.refresh_interval": "<minutes>"}),
+    ));
+    assert_finding(
+        &decoded,
+        Severity::Error,
+        "configuration.event.poller.refresh_interval",
+        "\"<minutes>\" is not a number of minutes",
+    );
+    assert!(decoded.instance.is_none());
+    for bad in [json!(15.5), json!("15.5"), json!(-1), json!({"m": 1})] {
+        let decoded = decode_value(&with_config(json!({"event.poller.refresh_interval": bad})));
+        assert_finding(
+            &decoded,
+            Severity::Error,
+            "configuration.event.poller.refresh_interval",
+            "is not a number of minutes",
+        );
+    }
+    let decoded = decode_value(&with_config(json!({"event.poller.refresh_interval": 0})));
+    assert_finding(
+        &decoded,
+        Severity::Error,
+        "configuration.event.poller.refresh_interval",
+        "at least 1 minute",
+    );
+}
+
+#[test]
+fn refresh_seconds_overrides_minutes_and_an_interval_is_required() {
+    let decoded = decode_value(&with_config(json!({"event.poller.refresh_seconds": "2"})));
+    assert_eq!(
+        decoded.instance.unwrap().refresh_interval,
+        Some(Duration::from_secs(2))
+    );
+    let decoded = decode_value(&with_config(json!({"event.poller.refresh_interval": null})));
+    assert_finding(
+        &decoded,
+        Severity::Error,
+        "configuration.event.poller.refresh_interval",
+        "missing",
+    );
+}
+
+#[test]
+fn enabled_events_need_an_absolute_http_callback() {
+    let decoded = decode_value(&with_config(
+        json!({"event.notification.callback.url": null}),
+    ));
+    assert_finding(
+        &decoded,
+        Severity::Error,
+        "configuration.event.notification.callback.url",
+        "no callback URL",
+    );
+    for bad in [
+        "/relative/path",
+        "ftp://files.example.com/x",
+        "<YOUR_CALLBACK_URL>",
+        "http://",
+    ] {
+        let decoded = decode_value(&with_config(
+            json!({"event.notification.callback.url": bad}),
+        ));
+        assert_finding(
+            &decoded,
+            Severity::Error,
+            "configuration.event.notification.callback.url",
+            "is not an absolute http(s) URL",
+        );
+    }
+}
+
+#[test]
+fn disabled_events_are_valid_without_callback_and_not_polled() {
+    let decoded = decode_value(&with_config(json!({
+        "event.notification.enabled": false,
+        "event.notification.callback.url": null,
+        "event.poller.refresh_interval": null,
+    })));
+    assert!(
+        decoded.findings.is_empty(),
+        "{:#?}",
+        findings_text(&decoded)
+    );
+    let instance = decoded.instance.unwrap();
+    assert!(!instance.events_enabled);
+    assert!(!instance.is_polled());
+}
+
+#[test]
+fn base_url_must_be_absolute_and_relative_urls_need_it() {
+    let decoded = decode_value(&with_config(json!({"base.url": "api.example.com"})));
+    assert_finding(
+        &decoded,
+        Severity::Error,
+        "configuration.base.url",
+        "is not an absolute http(s) URL",
+    );
+    let decoded = decode_value(&with_config(json!({"base.url": null})));
+    assert_finding(
+        &decoded,
+        Severity::Error,
+        &format!("{CONTACTS}.url"),
+        "relative but configuration has no \"base.url\"",
+    );
+    // An absolute resource URL needs no base.
+    let decoded = decode_value(&{
+        let mut value = with_config(json!({"base.url": null}));
+        value["configuration"]["event.poller.configuration"]["contacts"]["url"] =
+            json!("https://api.example.com/contacts");
+        value
+    });
+    assert!(decoded.instance.is_some(), "{:#?}", findings_text(&decoded));
+}
+
+#[test]
+fn a_resource_needs_a_url_and_an_id_field() {
+    let decoded = decode_value(&with_resource(json!({"url": null, "idField": null})));
+    assert_finding(
+        &decoded,
+        Severity::Error,
+        &format!("{CONTACTS}.url"),
+        "has no \"url\"",
+    );
+    assert_finding(
+        &decoded,
+        Severity::Error,
+        &format!("{CONTACTS}.idField"),
+        "missing \"idField\"",
+    );
+    // An empty idField is allowed: records are identified by their content.
+    let decoded = decode_value(&with_resource(json!({"idField": ""})));
+    assert!(decoded.instance.unwrap().resources[0].id_field.is_empty());
+}
+
+#[test]
+fn unknown_macros_and_bad_formats_in_urls_are_errors() {
+    let decoded = decode_value(&with_resource(json!({"url": "/c?since=${foo:yyyy}"})));
+    assert_finding(
+        &decoded,
+        Severity::Error,
+        &format!("{CONTACTS}.url"),
+        "of the url",
+    );
+    let decoded = decode_value(&with_resource(json!({"url": "/c?since=${date:yyyy-QQ}"})));
+    assert_finding(&decoded, Severity::Error, &format!("{CONTACTS}.url"), "'Q'");
+}
+
+#[test]
+fn bad_date_formats_and_timezones_are_errors() {
+    let decoded = decode_value(&with_resource(json!({"datesConfiguration": {
+        "updatedDateField": "updated",
+        "updatedDateFormat": "yyyy-QQ",
+        "updatedDateTimezone": "Mars/Olympus",
+    }})));
+    let dates = format!("{CONTACTS}.datesConfiguration");
+    assert_finding(
+        &decoded,
+        Severity::Error,
+        &format!("{dates}.updatedDateFormat"),
+        "'Q'",
+    );
+    assert_finding(
+        &decoded,
+        Severity::Error,
+        &format!("{dates}.updatedDateTimezone"),
+        "Mars/Olympus",
+    );
+    let decoded = decode_value(&with_resource(
+        json!({"datesConfiguration": {"updatedDateFormat": "seconds"}}),
+    ));
+    assert_finding(
+        &decoded,
+        Severity::Error,
+        &format!("{dates}.updatedDateField"),
+        "missing",
+    );
+}
+
+#[test]
+fn dotless_fraction_formats_are_warned_about() {
+    let decoded = decode_value(&with_resource(json!({"datesConfiguration": {
+        "updatedDateField": "updated_at",
+        "updatedDateFormat": "yyyy-MM-dd'T'HH:mm:ssSSSSSSXXX",
+    }})));
+    assert_finding(
+        &decoded,
+        Severity::Warning,
+        &format!("{CONTACTS}.datesConfiguration.updatedDateFormat"),
+        "without a '.'",
+    );
+    assert!(decoded.instance.is_some());
+}
+
+#[test]
+fn missing_datesconfiguration_is_snapshot_mode() {
+    let decoded = decode_value(&with_resource(json!({"datesConfiguration": null})));
+    assert!(decoded.instance.unwrap().resources[0].dates.is_none());
+}
+
+#[test]
+fn placeholders_need_path_params() {
+    let url = "/calendars/{calendarId}/changed-events";
+    let decoded = decode_value(&with_resource(json!({"url": url})));
+    assert_finding(
+        &decoded,
+        Severity::Error,
+        &format!("{CONTACTS}.url"),
+        "{calendarId} has no value",
+    );
+    let decoded = decode_value(&with_resource(json!({
+        "url": url,
+        "pathParams": {"calendarId": ["primary", "team@example.com"]},
+    })));
+    let instance = decoded.instance.expect("valid with pathParams");
+    assert_eq!(
+        instance.resources[0].path_params["calendarId"],
+        vec!["primary", "team@example.com"]
+    );
+    // A single value may be given without a list; an unused one is a warning.
+    let decoded = decode_value(&with_resource(json!({
+        "url": url,
+        "pathParams": {"calendarId": "primary", "unused": "x"},
+    })));
+    assert_finding(
+        &decoded,
+        Severity::Warning,
+        &format!("{CONTACTS}.pathParams.unused"),
+        "unused",
+    );
+    assert!(decoded.instance.is_some());
+}
+
+#[test]
+fn placeholder_secrets_are_warnings_and_never_shown() {
+    for placeholder in [
+        "xxxxxxxxxxxxxxxxxx",
+        "XXXXXXXX",
+        "<INSERT_PASSWORD>",
+        "<INSERT>",
+        "<password>",
+    ] {
+        let decoded = decode_value(&with_config(
+            json!({"username": "me", "password": placeholder}),
+        ));
+        assert_finding(
+            &decoded,
+            Severity::Warning,
+            "configuration.password",
+            "placeholder",
+        );
+        assert!(decoded.instance.is_some());
+        for line in findings_text(&decoded) {
+            assert!(!line.contains(placeholder), "{line}");
+        }
+    }
+}
+
+#[test]
+fn every_problem_of_a_file_is_reported() {
+    let mut value = with_config(json!({
+        "event.poller.refresh_interval": "<minutes>",
+        "event.notification.callback.url": "not a url",
+        "base.url": null,
+    }));
+    value["configuration"]["event.poller.configuration"]["other"] = json!({"idField": "id"});
+    let decoded = decode_value(&value);
+    let errors = decoded.findings.iter().filter(|f| f.is_error()).count();
+    assert_eq!(errors, 4, "{:#?}", findings_text(&decoded));
+}
+
+#[test]
+fn the_salesloft_seed_mis_nesting_is_explained() {
+    let mut value = valid();
+    let resources = value["configuration"]["event.poller.configuration"]
+        .as_object_mut()
+        .unwrap();
+    resources.insert("name".into(), json!("false"));
+    resources.insert("providerData".into(), json!({"code": "x"}));
+    resources["contacts"]["oauth.user.refresh_token"] = json!("null");
+    let decoded = decode_value(&value);
+    let poller = "configuration.event.poller.configuration";
+    assert_finding(
+        &decoded,
+        Severity::Error,
+        &format!("{poller}.name"),
+        "found \"false\"",
+    );
+    assert_finding(
+        &decoded,
+        Severity::Error,
+        &format!("{poller}.name"),
+        "check the closing braces",
+    );
+    assert_finding(
+        &decoded,
+        Severity::Error,
+        &format!("{poller}.providerData.url"),
+        "check the closing braces",
+    );
+    assert_finding(
+        &decoded,
+        Severity::Warning,
+        &format!("{CONTACTS}.oauth.user.refresh_token"),
+        "not a resource setting",
+    );
+}
+
+#[test]
+fn names_fall_back_to_the_file_stem_and_may_not_contain_a_slash() {
+    let mut value = valid();
+    value["name"] = json!("<INSTANCE_NAME>");
+    let decoded = decode_value(&value);
+    assert_eq!(decoded.instance.as_ref().unwrap().name, "stem");
+    assert_finding(&decoded, Severity::Warning, "name", "placeholder");
+    value.as_object_mut().unwrap().remove("name");
+    assert_eq!(decode_value(&value).instance.unwrap().name, "stem");
+    value["name"] = json!("team/prod");
+    assert_finding(
+        &decode_value(&value),
+        Severity::Error,
+        "name",
+        "may not contain '/'",
+    );
+    value["name"] = json!(42);
+    assert_finding(
+        &decode_value(&value),
+        Severity::Error,
+        "name",
+        "expected a string",
+    );
+}
+
+#[test]
+fn the_root_must_be_an_object_with_a_configuration() {
+    let decoded = decode_value(&json!([1, 2]));
+    assert_finding(&decoded, Severity::Error, "", "found an array");
+    let decoded = decode_value(&json!({"name": "x"}));
+    assert_finding(
+        &decoded,
+        Severity::Error,
+        "configuration",
+        "missing \"configuration\"",
+    );
+    let decoded = decode_value(&json!({"name": "x", "configuration": "yes"}));
+    assert_finding(
+        &decoded,
+        Severity::Error,
+        "configuration",
+        "expected an object",
+    );
+}
+
+#[test]
+fn each_auth_family_is_recognised() {
+    let cases = [
+        (json!({"username": "u", "password": "p"}), "basic"),
+        (json!({"api.key": "k"}), "api key"),
+        (json!({"oauth.access.token": "t"}), "bearer token"),
+        (
+            json!({"oauth.token.url": "https://auth.example.com/token", "oauth.api.key": "id",
+                   "oauth.api.secret": "s", "oauth.user.refresh_token": "r"}),
+            "oauth2 refresh",
+        ),
+        (
+            json!({"elements.user.secret": "u", "elements.organization.secret": "o",
+                   "elements.instance.token": "e", "username": "ignored", "password": "ignored"}),
+            "open connectors hub",
+        ),
+    ];
+    for (keys, kind) in cases {
+        let decoded = decode_value(&with_config(keys));
+        let instance = decoded
+            .instance
+            .unwrap_or_else(|| panic!("{kind}: {:#?}", findings_text(&decode_value(&valid()))));
+        assert_eq!(instance.auth.kind(), kind);
+    }
+    let decoded = decode_value(&with_config(
+        json!({"api.key": "k", "api.key.header": "X-SmartToken"}),
+    ));
+    assert_eq!(
+        decoded.instance.unwrap().auth,
+        Auth::ApiKey {
+            header: "X-SmartToken".into(),
+            key: Secret::new("k")
+        }
+    );
+}
+
+#[test]
+fn conflicting_or_incomplete_auth_is_reported() {
+    let decoded = decode_value(&with_config(
+        json!({"username": "u", "password": "p", "api.key": "k"}),
+    ));
+    assert_finding(
+        &decoded,
+        Severity::Error,
+        "configuration",
+        "several authentication methods",
+    );
+    let decoded = decode_value(&with_config(json!({"password": "p"})));
+    assert_finding(
+        &decoded,
+        Severity::Error,
+        "configuration.username",
+        "missing",
+    );
+    let decoded = decode_value(&with_config(json!({"elements.user.secret": "u"})));
+    assert_finding(
+        &decoded,
+        Severity::Error,
+        "configuration.elements.instance.token",
+        "missing",
+    );
+    let decoded = decode_value(&with_config(
+        json!({"oauth.token.url": "https://a.example.com/t"}),
+    ));
+    assert_finding(
+        &decoded,
+        Severity::Error,
+        "configuration.oauth.token.url",
+        "needs oauth.api.key",
+    );
+    // The provider app's credentials alone (as in the seeds) are a warning: no auth is sent.
+    let decoded = decode_value(&with_config(
+        json!({"oauth.api.key": "id", "oauth.api.secret": "s"}),
+    ));
+    assert_finding(
+        &decoded,
+        Severity::Warning,
+        "configuration.oauth.api.key",
+        "sends no authentication",
+    );
+    assert_eq!(decoded.instance.unwrap().auth, Auth::None);
+}
+
+#[test]
+fn secret_references_resolve_and_missing_ones_depend_on_the_mode() {
+    let mut secrets = FakeSecrets::default();
+    secrets.env.insert("CRM_PASSWORD".into(), "from-env".into());
+    secrets.files.insert(
+        PathBuf::from("/etc/ocpoll/instances.d/secrets/key"),
+        "from-file\n".into(),
+    );
+    let value = with_config(json!({
+        "username": "u",
+        "password": "${env:CRM_PASSWORD}",
+        "event.notification.signature.key": "${file:secrets/key}",
+    }));
+    let decoded = decode_with(&value, &secrets, UnresolvedSecrets::Fail);
+    let instance = decoded.instance.expect("resolved");
+    let Auth::Basic { password, .. } = &instance.auth else {
+        panic!("basic auth expected");
+    };
+    assert_eq!(password.expose(), "from-env");
+    assert_eq!(instance.signature_keys[0].expose(), "from-file");
+
+    let missing =
+        with_config(json!({"username": "u", "password": "${env:NOPE}", "api.key.header": null}));
+    let decoded = decode_with(&missing, &FakeSecrets::default(), UnresolvedSecrets::Warn);
+    assert_finding(
+        &decoded,
+        Severity::Warning,
+        "configuration.password",
+        "NOPE is not set",
+    );
+    assert!(decoded.instance.is_some());
+    let decoded = decode_with(&missing, &FakeSecrets::default(), UnresolvedSecrets::Fail);
+    assert_finding(
+        &decoded,
+        Severity::Error,
+        "configuration.password",
+        "NOPE is not set",
+    );
+    assert!(decoded.instance.is_none());
+
+    let missing_file = with_config(json!({"event.notification.signature.key": "${file:gone.txt}"}));
+    let decoded = decode_with(
+        &missing_file,
+        &FakeSecrets::default(),
+        UnresolvedSecrets::Warn,
+    );
+    assert_finding(
+        &decoded,
+        Severity::Warning,
+        "configuration.event.notification.signature.key",
+        "cannot read /etc/ocpoll/instances.d/gone.txt",
+    );
+}
+
+#[test]
+fn no_secret_reaches_debug_output_or_findings() {
+    let mut secrets = FakeSecrets::default();
+    secrets
+        .env
+        .insert("TOKEN".into(), "env-secret-value".into());
+    let value = with_config(json!({
+        "elements.user.secret": "hub-user-secret",
+        "elements.organization.secret": "hub-org-secret",
+        "elements.instance.token": "${env:TOKEN}",
+        "event.notification.signature.key": ["sig-key-one", "sig-key-two"],
+        "http.headers": {"X-Api-Token": "header-secret"},
+        "providerSecret": "unknown-key-secret",
+        "event.poller.refresh_interval": "<minutes>",
+    }));
+    let decoded = decode_with(&value, &secrets, UnresolvedSecrets::Warn);
+    assert!(decoded.instance.is_none());
+    let valid_value = with_config(json!({
+        "elements.user.secret": "hub-user-secret",
+        "elements.organization.secret": "hub-org-secret",
+        "elements.instance.token": "${env:TOKEN}",
+        "event.notification.signature.key": ["sig-key-one", "sig-key-two"],
+        "http.headers": {"X-Api-Token": "header-secret"},
+        "providerSecret": "unknown-key-secret",
+    }));
+    let instance = decode_with(&valid_value, &secrets, UnresolvedSecrets::Warn)
+        .instance
+        .expect("valid");
+    let shown = format!("{instance:?} {instance:#?} {:?}", findings_text(&decoded));
+    for secret in [
+        "hub-user-secret",
+        "hub-org-secret",
+        "env-secret-value",
+        "sig-key-one",
+        "sig-key-two",
+        "header-secret",
+        "unknown-key-secret",
+    ] {
+        assert!(!shown.contains(secret), "{secret} leaked");
+    }
+    assert_eq!(instance.signature_keys.len(), 2);
+}
+
+#[test]
+fn unknown_keys_are_kept() {
+    let decoded = decode_value(&with_config(json!({"filter.response.nulls": "true"})));
+    let instance = decoded.instance.unwrap();
+    assert_eq!(
+        instance.other_configuration.0["filter.response.nulls"],
+        json!("true")
+    );
+}
+
+#[test]
+fn webhooks_instances_are_valid_but_not_polled() {
+    let decoded = decode_value(&with_config(json!({"event.vendor.type": "webhooks"})));
+    assert_finding(
+        &decoded,
+        Severity::Warning,
+        "configuration.event.vendor.type",
+        "not supported yet",
+    );
+    assert!(!decoded.instance.unwrap().is_polled());
+    let decoded = decode_value(&with_config(json!({"event.vendor.type": "carrier-pigeon"})));
+    assert_finding(
+        &decoded,
+        Severity::Error,
+        "configuration.event.vendor.type",
+        "not an event type",
+    );
+}
+
+#[test]
+fn resource_options_decode() {
+    let decoded = decode_value(&with_resource(json!({
+        "recordsPath": "data.items",
+        "lookbackSeconds": "30",
+        "pagination": {"type": "cursor", "cursorPath": "meta.next", "cursorParam": "after"},
+    })));
+    let instance = decoded.instance.unwrap();
+    let resource = &instance.resources[0];
+    assert_eq!(
+        resource.records_path.as_ref().unwrap().to_string(),
+        "data.items"
+    );
+    assert_eq!(resource.lookback, Duration::from_secs(30));
+    assert_eq!(
+        resource.pagination,
+        Pagination::Cursor {
+            cursor_path: FieldPath::parse("meta.next"),
+            cursor_param: "after".into()
+        }
+    );
+    for (pagination, expected) in [
+        (
+            json!({"type": "page"}),
+            Pagination::Page {
+                page_param: "page".into(),
+            },
+        ),
+        (json!({"type": "none"}), Pagination::None),
+        (json!({"pageSize": 50}), Pagination::Auto { page_size: 50 }),
+    ] {
+        let decoded = decode_value(&with_resource(json!({"pagination": pagination})));
+        assert_eq!(decoded.instance.unwrap().resources[0].pagination, expected);
+    }
+    let decoded = decode_value(&with_resource(json!({"pagination": {"type": "cursor"}})));
+    assert_finding(
+        &decoded,
+        Severity::Error,
+        &format!("{CONTACTS}.pagination.cursorPath"),
+        "missing",
+    );
+    let decoded = decode_value(&with_resource(json!({"pagination": {"type": "scroll"}})));
+    assert_finding(
+        &decoded,
+        Severity::Error,
+        &format!("{CONTACTS}.pagination.type"),
+        "not a pagination type",
+    );
+}
+
+#[test]
+fn http_and_notification_options_decode() {
+    let decoded = decode_value(&with_config(json!({
+        "http.headers": {"Accept": "application/json"},
+        "http.timeout.seconds": "20",
+        "http.ca.file": "ca.pem",
+        "event.notification.batch.size": "10",
+        "event.notification.batch.bytes": 65536,
+        "event.notification.retry.hours": 2,
+    })));
+    let instance = decoded.instance.unwrap();
+    assert_eq!(instance.http.timeout, Duration::from_secs(20));
+    assert_eq!(instance.http.headers[0].0, "Accept");
+    assert_eq!(
+        instance.http.ca_file,
+        Some(PathBuf::from("/etc/ocpoll/instances.d/ca.pem"))
+    );
+    assert_eq!(instance.notification.batch_size, 10);
+    assert_eq!(instance.notification.batch_bytes, 65536);
+    assert_eq!(
+        instance.notification.retry_for,
+        Some(Duration::from_secs(7200))
+    );
+    let decoded = decode_value(&with_config(json!({
+        "http.headers": {"Bad Header": "x"},
+        "event.notification.batch.size": 0,
+    })));
+    assert_finding(
+        &decoded,
+        Severity::Error,
+        "configuration.http.headers.Bad Header",
+        "not a valid HTTP header name",
+    );
+    assert_finding(
+        &decoded,
+        Severity::Error,
+        "configuration.event.notification.batch.size",
+        "at least 1",
+    );
+}
+
+#[test]
+fn placeholder_detection() {
+    for yes in [
+        "xxxx",
+        "XXXXXXXXXXXX",
+        "<INSERT>",
+        "<INSERT_TOKEN>",
+        "<Google app Client ID>",
+        "null",
+    ] {
+        assert!(is_placeholder(yes), "{yes}");
+    }
+    for no in ["xxx", "x1xx", "secret", "a<b>", "hunter2"] {
+        assert!(!is_placeholder(no), "{no}");
+    }
+}
