@@ -10,8 +10,11 @@ use std::path::{Path, PathBuf};
 /// Every generated file: its path relative to the project folder and its contents.
 pub fn render() -> Vec<(PathBuf, Vec<u8>)> {
     let mut files = Vec::new();
-    let command = Cli::command();
-    render_man_pages(&command, "ocpoll", &mut files);
+    let mut command = Cli::command();
+    // Building propagates the version and global options into every subcommand and names
+    // them `ocpoll-state-reset` (page) and `ocpoll state reset` (synopsis).
+    command.build();
+    render_man_pages(&command, &mut files);
     for shell in [
         Shell::Bash,
         Shell::Zsh,
@@ -34,17 +37,15 @@ pub fn render() -> Vec<(PathBuf, Vec<u8>)> {
     files
 }
 
-/// One page for the command and one per visible subcommand, nested ones included
-/// (`ocpoll-state-reset.1`).
-fn render_man_pages(command: &clap::Command, page_name: &str, files: &mut Vec<(PathBuf, Vec<u8>)>) {
-    let named = command.clone().name(page_name.to_owned());
+/// One page for the command and one per visible subcommand, nested ones included.
+fn render_man_pages(command: &clap::Command, files: &mut Vec<(PathBuf, Vec<u8>)>) {
+    let man = clap_mangen::Man::new(command.clone());
     let mut buffer = Vec::new();
     // Rendering into a Vec cannot fail.
-    let _ = clap_mangen::Man::new(named).render(&mut buffer);
-    files.push((Path::new("man").join(format!("{page_name}.1")), buffer));
+    let _ = man.render(&mut buffer);
+    files.push((Path::new("man").join(man.get_filename()), buffer));
     for sub in command.get_subcommands().filter(|sub| !sub.is_hide_set()) {
-        let sub_page = format!("{page_name}-{}", sub.get_name());
-        render_man_pages(sub, &sub_page, files);
+        render_man_pages(sub, files);
     }
 }
 

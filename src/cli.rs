@@ -35,15 +35,33 @@ pub struct Cli {
 pub struct GlobalArgs {
     /// Folder of instance files [default: ./instances.d if it exists, else instances.d in the
     /// config folder]
-    #[arg(long, global = true, value_name = "DIR", env = "OCPOLL_INSTANCES")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "OCPOLL_INSTANCES",
+        hide_env_values = true
+    )]
     pub instances: Option<PathBuf>,
 
     /// State file (SQLite) [default: state.db in the platform state folder]
-    #[arg(long, global = true, value_name = "PATH", env = "OCPOLL_STATE")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "OCPOLL_STATE",
+        hide_env_values = true
+    )]
     pub state: Option<PathBuf>,
 
     /// Config file (TOML) [default: ocpoll/config.toml in the platform config folder]
-    #[arg(long, global = true, value_name = "FILE", env = "OCPOLL_CONFIG")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "OCPOLL_CONFIG",
+        hide_env_values = true
+    )]
     pub config: Option<PathBuf>,
 
     /// More log output (-v debug, -vv trace)
@@ -60,7 +78,8 @@ pub struct GlobalArgs {
         global = true,
         value_enum,
         value_name = "FORMAT",
-        env = "OCPOLL_LOG_FORMAT"
+        env = "OCPOLL_LOG_FORMAT",
+        hide_env_values = true
     )]
     pub log_format: Option<LogFormat>,
 }
