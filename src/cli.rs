@@ -101,31 +101,31 @@ pub enum OutputFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check instance files and report every problem with its file, JSON path, line and column
+    /// Check instance files and report every problem with file, JSON path, line and column
     ///
     /// Reads the files and folders given (only *.json files in a folder), or the instances
     /// folder when none are given. Exits 0 when every file is valid (warnings allowed), 1 when
     /// any file has an error.
     Validate(ValidateArgs),
 
-    /// Poll every due resource once, deliver the notifications, save the state and exit (for cron)
+    /// Poll due resources once, deliver, save the state, exit (for cron) [not available yet]
     Tick(TickArgs),
 
-    /// Run the daemon: poll on schedule and deliver continuously (what systemd runs)
+    /// Run the daemon that polls and delivers (what systemd runs) [not available yet]
     Run(RunArgs),
 
-    /// Show every instance and resource: last poll, watermark, next due time, outbox depth
+    /// Show last poll, watermark, next due time, outbox depth [not available yet]
     Status(StatusArgs),
 
-    /// Inspect or change the saved state
+    /// Inspect or change the saved state [not available yet]
     #[command(subcommand)]
     State(StateCommand),
 
-    /// Inspect and act on pending and dead-lettered notifications
+    /// Inspect and act on pending and dead-lettered notifications [not available yet]
     #[command(subcommand)]
     Outbox(OutboxCommand),
 
-    /// Start a local sample API and callback receiver and poll them, printing each event
+    /// Poll a local sample API and print each verified event [not available yet]
     Demo(DemoArgs),
 
     /// Write the man pages and shell completions (for maintainers)
