@@ -1,0 +1,463 @@
+//! Decoding one resource of `event.poller.configuration`: its URL and placeholders, id
+//! field, dates, records path, pagination and lookback.
+
+use super::*;
+
+impl Decoder<'_> {
+    pub(super) fn resources(
+        &mut self,
+        config: &ConfigView,
+        base_url: Option<&Url>,
+        polling_enabled: bool,
+    ) -> Option<Vec<Resource>> {
+        let key = "event.poller.configuration";
+        let path = config.path(key);
+        let resources = match config.map.get(key) {
+            None => {
+                if polling_enabled {
+                    self.warning(
+                        path,
+                        "no resources to poll: add \"event.poller.configuration\"",
+                    );
+                }
+                return Some(Vec::new());
+            }
+            Some(Value::Object(resources)) => resources,
+            Some(other) => {
+                self.error(
+                    path,
+                    format!("expected an object of resources, found {}", kind_of(other)),
+                );
+                return None;
+            }
+        };
+        if resources.is_empty() && polling_enabled {
+            self.warning(path.clone(), "no resources to poll");
+        }
+        let before = self.error_count();
+        let decoded: Vec<Resource> = resources
+            .iter()
+            .filter_map(|(key, value)| self.resource(key, value, path.key(key), base_url))
+            .collect();
+        (self.error_count() == before).then_some(decoded)
+    }
+
+    fn resource(
+        &mut self,
+        key: &str,
+        value: &Value,
+        path: JsonPath,
+        base_url: Option<&Url>,
+    ) -> Option<Resource> {
+        let Some(map) = value.as_object() else {
+            let mut message = format!(
+                "resource {key:?} must be an object with a \"url\", found {}",
+                describe_value(value)
+            );
+            if looks_instance_level(key) {
+                message.push_str(&format!(
+                    "; {key:?} looks like an instance setting that ended up inside \
+                     event.poller.configuration (check the closing braces)"
+                ));
+            }
+            self.error(path, message);
+            return None;
+        };
+        let view = ConfigView {
+            map,
+            path: path.clone(),
+        };
+        self.misplaced_resource_keys(&view);
+        let url = self.resource_url(&view, key, base_url);
+        let path_params = self.path_params(&view, url.as_ref());
+        let id_field = self.id_field(&view);
+        let dates = self.dates_configuration(&view);
+        let records_path = match self.text(&view, "recordsPath") {
+            Text::Value(records) => Some(FieldPath::parse(&records)),
+            _ => None,
+        };
+        let pagination = self.pagination(&view);
+        let lookback = self
+            .loose_count(&view, "lookbackSeconds", "a number of seconds")
+            .map_or(Duration::ZERO, Duration::from_secs);
+        let other_keys = OtherKeys(
+            map.iter()
+                .filter(|(k, _)| !RESOURCE_KEYS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        );
+        Some(Resource {
+            key: key.to_owned(),
+            url: url?,
+            id_field: id_field?,
+            dates: dates?,
+            records_path,
+            pagination: pagination?,
+            path_params: path_params?,
+            lookback,
+            other_keys,
+        })
+    }
+
+    /// Instance keys inside a resource mean a misplaced brace (the Salesloft seed).
+    fn misplaced_resource_keys(&mut self, resource: &ConfigView) {
+        for key in resource.map.keys() {
+            if !RESOURCE_KEYS.contains(&key.as_str()) && looks_instance_level(key) {
+                self.warning(
+                    resource.path(key),
+                    format!(
+                        "{key:?} is not a resource setting; it looks like an instance \
+                         configuration key that ended up inside this resource (check the closing braces)"
+                    ),
+                );
+            }
+        }
+    }
+
+    fn resource_url(
+        &mut self,
+        resource: &ConfigView,
+        key: &str,
+        base_url: Option<&Url>,
+    ) -> Option<UrlTemplate> {
+        let path = resource.path("url");
+        let url = match self.text(resource, "url") {
+            Text::Value(url) => url,
+            Text::Absent => {
+                let mut message = format!("resource {key:?} has no \"url\" to poll");
+                if looks_instance_level(key) {
+                    message.push_str(&format!(
+                        "; {key:?} looks like an instance setting that ended up inside \
+                         event.poller.configuration (check the closing braces)"
+                    ));
+                }
+                self.error(path, message);
+                return None;
+            }
+            Text::Unresolved => return None,
+        };
+        let template = match UrlTemplate::parse(&url) {
+            Ok(template) => template,
+            Err(errors) => {
+                for error in errors {
+                    self.error(
+                        path.clone(),
+                        format!(
+                            "{} (at character {} of the url)",
+                            error.kind,
+                            error.offset + 1
+                        ),
+                    );
+                }
+                return None;
+            }
+        };
+        for warning in template.warnings() {
+            self.warning(
+                path.clone(),
+                format!(
+                    "{} (at character {} of the url)",
+                    warning.message,
+                    warning.offset + 1
+                ),
+            );
+        }
+        self.check_url_is_resolvable(&path, &url, base_url);
+        // Returned even when it cannot be resolved: the placeholder checks still apply, and the
+        // error above already keeps the instance from running.
+        Some(template)
+    }
+
+    /// An absolute http(s) URL, or a relative one with a `base.url` to resolve it against.
+    fn check_url_is_resolvable(&mut self, path: &JsonPath, url: &str, base_url: Option<&Url>) {
+        let lower = url.to_ascii_lowercase();
+        if lower.starts_with("http://") || lower.starts_with("https://") {
+            return;
+        }
+        if url.contains("://") {
+            self.error(path.clone(), format!("{url:?} is not an http(s) URL"));
+        } else if base_url.is_none() {
+            self.error(
+                path.clone(),
+                format!(
+                    "{url:?} is relative but configuration has no \"base.url\" to resolve it against \
+                     (for Open Connectors: \"https://api.openconnectors.us2.ext.hana.ondemand.com/elements/api-v2\")"
+                ),
+            );
+        }
+    }
+
+    fn path_params(
+        &mut self,
+        resource: &ConfigView,
+        url: Option<&UrlTemplate>,
+    ) -> Option<BTreeMap<String, Vec<String>>> {
+        let path = resource.path("pathParams");
+        let mut params = BTreeMap::new();
+        match resource.map.get("pathParams") {
+            None => {}
+            Some(Value::Object(map)) => {
+                for (name, value) in map {
+                    let values = self.path_param_values(value, path.key(name))?;
+                    params.insert(name.clone(), values);
+                }
+            }
+            Some(other) => {
+                self.error(
+                    path,
+                    format!(
+                        "expected an object of placeholder names to values, found {}",
+                        kind_of(other)
+                    ),
+                );
+                return None;
+            }
+        }
+        let placeholders = url.map(UrlTemplate::path_params).unwrap_or_default();
+        let mut ok = true;
+        for name in &placeholders {
+            if !params.contains_key(*name) {
+                self.error(
+                    resource.path("url"),
+                    format!(
+                        "{{{name}}} has no value: add \"pathParams\": {{\"{name}\": [\"...\"]}} to this resource"
+                    ),
+                );
+                ok = false;
+            }
+        }
+        if url.is_some() {
+            for name in params.keys() {
+                if !placeholders.contains(&name.as_str()) {
+                    self.warning(
+                        path.key(name),
+                        format!("the url has no {{{name}}} placeholder; this value is unused"),
+                    );
+                }
+            }
+        }
+        ok.then_some(params)
+    }
+
+    fn path_param_values(&mut self, value: &Value, path: JsonPath) -> Option<Vec<String>> {
+        let items: Vec<&Value> = match value {
+            Value::Array(items) if items.is_empty() => {
+                self.error(path, "needs at least one value");
+                return None;
+            }
+            Value::Array(items) => items.iter().collect(),
+            single => vec![single],
+        };
+        let mut values = Vec::new();
+        for item in items {
+            match item {
+                Value::String(text) => values.push(text.clone()),
+                Value::Number(number) => values.push(number.to_string()),
+                other => {
+                    self.error(
+                        path.clone(),
+                        format!(
+                            "expected a string or a list of strings, found {}",
+                            kind_of(other)
+                        ),
+                    );
+                    return None;
+                }
+            }
+        }
+        Some(values)
+    }
+
+    fn id_field(&mut self, resource: &ConfigView) -> Option<FieldPath> {
+        match self.text(resource, "idField") {
+            Text::Value(field) => Some(FieldPath::parse(&field)),
+            Text::Absent => {
+                self.error(
+                    resource.path("idField"),
+                    "missing \"idField\" (the record's id field; \"\" identifies records by their content)",
+                );
+                None
+            }
+            Text::Unresolved => None,
+        }
+    }
+
+    /// `Some(None)` for snapshot mode, `None` after an error.
+    fn dates_configuration(&mut self, resource: &ConfigView) -> Option<Option<DatesConfig>> {
+        let path = resource.path("datesConfiguration");
+        let map = match resource.map.get("datesConfiguration") {
+            None => return Some(None),
+            Some(Value::Object(map)) => map,
+            Some(other) => {
+                self.error(
+                    path,
+                    format!("expected an object, found {}", kind_of(other)),
+                );
+                return None;
+            }
+        };
+        let dates = ConfigView { map, path };
+        let updated = self.date_field(&dates, "updated", None);
+        let has_created = dates.map.contains_key("createdDateField");
+        if !has_created {
+            for key in ["createdDateFormat", "createdDateTimezone"] {
+                if dates.map.contains_key(key) {
+                    self.warning(dates.path(key), "ignored: there is no \"createdDateField\"");
+                }
+            }
+        }
+        let created = match (&updated, has_created) {
+            (Some(updated), true) => Some(self.date_field(&dates, "created", Some(updated))?),
+            _ => None,
+        };
+        Some(Some(DatesConfig {
+            updated: updated?,
+            created,
+        }))
+    }
+
+    /// Reads `{prefix}DateField`, `{prefix}DateFormat` and `{prefix}DateTimezone`; the created
+    /// date's format and zone default to the updated date's. `None` means "reported".
+    fn date_field(
+        &mut self,
+        dates: &ConfigView,
+        prefix: &str,
+        defaults: Option<&DateField>,
+    ) -> Option<DateField> {
+        let field_key = format!("{prefix}DateField");
+        let format_key = format!("{prefix}DateFormat");
+        let zone_key = format!("{prefix}DateTimezone");
+        let field = match self.text(dates, &field_key) {
+            Text::Value(field) if !field.is_empty() => Some(FieldPath::parse(&field)),
+            Text::Value(_) | Text::Absent => {
+                self.error(
+                    dates.path(&field_key),
+                    "missing: the record field that holds this date",
+                );
+                None
+            }
+            Text::Unresolved => None,
+        };
+        let format = match (self.text(dates, &format_key), defaults) {
+            (Text::Value(spec), _) => self.date_format(dates.path(&format_key), &spec),
+            (Text::Absent, Some(defaults)) => Some(defaults.format.clone()),
+            (Text::Absent, None) => {
+                self.error(
+                    dates.path(&format_key),
+                    "missing: the date's format, e.g. \"yyyy-MM-dd'T'HH:mm:ssXXX\" or \"milliseconds\"",
+                );
+                None
+            }
+            (Text::Unresolved, _) => None,
+        };
+        let zone = match (self.text(dates, &zone_key), defaults) {
+            (Text::Value(name), _) => match Zone::parse(&name) {
+                Ok(zone) => Some(zone),
+                Err(error) => {
+                    self.error(dates.path(&zone_key), error.to_string());
+                    None
+                }
+            },
+            (_, Some(defaults)) => Some(defaults.zone.clone()),
+            (_, None) => Some(Zone::utc()),
+        };
+        Some(DateField {
+            path: field?,
+            format: format?,
+            zone: zone?,
+        })
+    }
+
+    fn date_format(&mut self, path: JsonPath, spec: &str) -> Option<DateFormat> {
+        match DateFormat::new(spec) {
+            Ok(format) => {
+                if format.has_dotless_fraction() {
+                    self.warning(
+                        path,
+                        format!(
+                            "{spec:?} has fraction digits (S) right after the seconds without a '.'; \
+                             ocpoll also accepts a '.' there, but \"ss.SSS...\" says what the provider sends"
+                        ),
+                    );
+                }
+                Some(format)
+            }
+            Err(error) => {
+                self.error(path, error.to_string());
+                None
+            }
+        }
+    }
+
+    fn pagination(&mut self, resource: &ConfigView) -> Option<Pagination> {
+        let path = resource.path("pagination");
+        let map = match resource.map.get("pagination") {
+            None => return Some(Pagination::default()),
+            Some(Value::Object(map)) => map,
+            Some(other) => {
+                self.error(
+                    path,
+                    format!(
+                        "expected an object like {{\"type\": \"auto\"}}, found {}",
+                        kind_of(other)
+                    ),
+                );
+                return None;
+            }
+        };
+        let view = ConfigView { map, path };
+        let kind = match self.text(&view, "type") {
+            Text::Value(kind) => kind,
+            _ => "auto".to_owned(),
+        };
+        match kind.as_str() {
+            "auto" => {
+                let page_size = self
+                    .loose_count(&view, "pageSize", "a page size")
+                    .unwrap_or(200);
+                if page_size == 0 || page_size > u64::from(u32::MAX) {
+                    self.error(view.path("pageSize"), "must be between 1 and 4294967295");
+                    return None;
+                }
+                Some(Pagination::Auto {
+                    page_size: page_size as u32,
+                })
+            }
+            "cursor" => {
+                let cursor_path = match self.text(&view, "cursorPath") {
+                    Text::Value(path) if !path.is_empty() => FieldPath::parse(&path),
+                    _ => {
+                        self.error(
+                            view.path("cursorPath"),
+                            "missing: where the next cursor is in the response body",
+                        );
+                        return None;
+                    }
+                };
+                let cursor_param = match self.text(&view, "cursorParam") {
+                    Text::Value(param) => param,
+                    _ => "cursor".to_owned(),
+                };
+                Some(Pagination::Cursor {
+                    cursor_path,
+                    cursor_param,
+                })
+            }
+            "page" => {
+                let page_param = match self.text(&view, "pageParam") {
+                    Text::Value(param) => param,
+                    _ => "page".to_owned(),
+                };
+                Some(Pagination::Page { page_param })
+            }
+            "none" => Some(Pagination::None),
+            other => {
+                self.error(
+                    view.path("type"),
+                    format!("{other:?} is not a pagination type; use \"auto\", \"cursor\", \"page\" or \"none\""),
+                );
+                None
+            }
+        }
+    }
+}
