@@ -624,10 +624,10 @@ fn names_from_file_stems_collide_too() {
     let run = dir.run(["validate", "a", "b"]);
     run.assert_code(1);
     run.assert_stdout_contains(
-        "a/crm.json: name: instance name \"crm\" is also used by b/crm.json",
+        "a/crm.json:1:1: name: instance name \"crm\" is also used by b/crm.json",
     );
     run.assert_stdout_contains(
-        "b/crm.json: name: instance name \"crm\" is also used by a/crm.json",
+        "b/crm.json:1:1: name: instance name \"crm\" is also used by a/crm.json",
     );
 }
 
@@ -658,6 +658,8 @@ fn a_folder_without_instance_files_says_so() {
     let run = dir.run(["validate", "instances.d"]);
     run.assert_no_panic();
     run.assert_stdout_contains("instances.d: warning: no *.json instance files");
+    // The folder is not counted as a valid file.
+    run.assert_stdout_contains("0 files: 0 valid, 0 invalid; 0 errors, 1 warning");
 }
 
 // ---- Secrets -------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ use crate::commands::exit;
 use crate::config::Config;
 use crate::instance::{self, LoadedFile, SystemSecrets, UnresolvedSecrets};
 use std::io::Write;
-use std::path::PathBuf;
+
 use std::process::ExitCode;
 
 pub fn run(args: &ValidateArgs, config: &Config) -> ExitCode {
@@ -22,8 +22,9 @@ pub fn run(args: &ValidateArgs, config: &Config) -> ExitCode {
     } else {
         args.paths.clone()
     };
-    let loaded = instance::load_all(&paths, UnresolvedSecrets::Warn, &SystemSecrets);
-    let mut out = std::io::stdout().lock();
+    let loaded = instance::load::check_all(&paths, UnresolvedSecrets::Warn, &SystemSecrets);
+    // Buffered: thousands of files print tens of thousands of lines.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let written = match args.format {
         OutputFormat::Text => print_text(&mut out, &loaded),
         OutputFormat::Json => print_json(&mut out, &loaded),
@@ -41,7 +42,9 @@ fn print_text(out: &mut impl Write, loaded: &[LoadedFile]) -> std::io::Result<()
     let mut errors = 0;
     let mut warnings = 0;
     let mut invalid_files = 0;
+    let mut file_count = 0;
     for file in loaded {
+        file_count += usize::from(file.is_file);
         for finding in &file.findings {
             writeln!(out, "{}", finding.display_for(&file.path))?;
         }
@@ -50,7 +53,9 @@ fn print_text(out: &mut impl Write, loaded: &[LoadedFile]) -> std::io::Result<()
         errors += file_errors;
         warnings += file_warnings;
         if file_errors > 0 {
-            invalid_files += 1;
+            invalid_files += usize::from(file.is_file);
+        } else if !file.is_file {
+            // A folder with nothing to validate: its warning says so.
         } else if file_warnings > 0 {
             writeln!(
                 out,
@@ -65,8 +70,8 @@ fn print_text(out: &mut impl Write, loaded: &[LoadedFile]) -> std::io::Result<()
     writeln!(
         out,
         "{}: {} valid, {} invalid; {}, {}",
-        plural(loaded.len(), "file"),
-        loaded.len() - invalid_files,
+        plural(file_count, "file"),
+        file_count - invalid_files,
         invalid_files,
         plural(errors, "error"),
         plural(warnings, "warning"),
@@ -88,9 +93,4 @@ fn plural(count: usize, noun: &str) -> String {
     } else {
         format!("{count} {noun}s")
     }
-}
-
-/// The paths `validate` would read by default; exposed for tests of the folder defaults.
-pub fn default_paths(config: &Config) -> Vec<PathBuf> {
-    vec![config.instances.clone()]
 }

@@ -16,9 +16,14 @@ use std::path::{Path, PathBuf};
 pub const MAX_FILE_BYTES: u64 = 10 * 1024 * 1024;
 
 /// One instance file after loading: its instance when it has no errors, and every finding.
+/// A folder that could not be listed or holds no instance files is reported as an entry too.
 #[derive(Debug)]
 pub struct LoadedFile {
     pub path: PathBuf,
+    /// False for a folder-level entry (no `*.json` files, cannot be listed).
+    pub is_file: bool,
+    /// The instance's name when it decoded without errors (kept even when the instance is not).
+    pub name: Option<String>,
     pub instance: Option<Instance>,
     pub findings: Vec<Finding>,
 }
@@ -27,6 +32,8 @@ impl LoadedFile {
     fn failed(path: PathBuf, finding: Finding) -> Self {
         LoadedFile {
             path,
+            is_file: true,
+            name: None,
             instance: None,
             findings: vec![finding],
         }
@@ -44,18 +51,48 @@ pub fn load_all(
     unresolved: UnresolvedSecrets,
     secrets: &dyn SecretSource,
 ) -> Vec<LoadedFile> {
+    load_each(paths, unresolved, secrets, true)
+}
+
+/// Like [`load_all`], but keeps only names and findings: `validate` of thousands of files then
+/// holds no decoded instances in memory.
+pub fn check_all(
+    paths: &[PathBuf],
+    unresolved: UnresolvedSecrets,
+    secrets: &dyn SecretSource,
+) -> Vec<LoadedFile> {
+    load_each(paths, unresolved, secrets, false)
+}
+
+fn load_each(
+    paths: &[PathBuf],
+    unresolved: UnresolvedSecrets,
+    secrets: &dyn SecretSource,
+    keep_instances: bool,
+) -> Vec<LoadedFile> {
     let mut loaded: Vec<LoadedFile> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for path in paths {
-        match instance_files(path) {
-            Ok(files) => loaded.extend(
-                files
-                    .into_iter()
-                    // The same file named twice (a folder and one of its files) is one instance.
-                    .filter(|file| seen.insert(file.clone()))
-                    .map(|file| load_file(&file, unresolved, secrets)),
-            ),
-            Err(finding) => loaded.push(LoadedFile::failed(path.clone(), finding)),
+        let files = match instance_files(path) {
+            Ok(files) => files,
+            Err(finding) => {
+                let mut entry = LoadedFile::failed(path.clone(), finding);
+                entry.is_file = !path.is_dir();
+                loaded.push(entry);
+                continue;
+            }
+        };
+        for file in files {
+            // The same file named twice (a folder and one of its files) is one instance.
+            let identity = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
+            if !seen.insert(identity) {
+                continue;
+            }
+            let mut entry = load_file(&file, unresolved, secrets);
+            if !keep_instances {
+                entry.instance = None;
+            }
+            loaded.push(entry);
         }
     }
     reject_duplicate_names(&mut loaded);
@@ -139,6 +176,11 @@ pub fn load_bytes(
     }
     LoadedFile {
         path: path.to_path_buf(),
+        is_file: true,
+        name: decoded
+            .instance
+            .as_ref()
+            .map(|instance| instance.name.clone()),
         instance: decoded.instance,
         findings,
     }
@@ -268,16 +310,22 @@ fn offset_of(root: &jsonc_parser::ast::Value, path: &JsonPath) -> usize {
     offset
 }
 
+/// Where `path` points in the file at `file`, when it can be read and parsed.
+fn position_in_file(file: &Path, path: &JsonPath) -> Option<Position> {
+    let bytes = read_bytes(file).ok()?;
+    let text = utf8_text(&bytes).ok()?;
+    let mut probe = [Finding::error(path.clone(), String::new())];
+    locate_findings(text, &mut probe);
+    probe[0].position
+}
+
 /// Two files with one name are both invalid: state is keyed by name, and silently renaming
 /// one would reset its watermark.
 fn reject_duplicate_names(loaded: &mut [LoadedFile]) {
     let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
     for (index, file) in loaded.iter().enumerate() {
-        if let Some(instance) = &file.instance {
-            by_name
-                .entry(instance.name.clone())
-                .or_default()
-                .push(index);
+        if let Some(name) = &file.name {
+            by_name.entry(name.clone()).or_default().push(index);
         }
     }
     for (name, indexes) in by_name.into_iter().filter(|(_, i)| i.len() > 1) {
@@ -290,13 +338,17 @@ fn reject_duplicate_names(loaded: &mut [LoadedFile]) {
                 .collect();
             let file = &mut loaded[index];
             file.instance = None;
-            file.findings.push(Finding::error(
-                JsonPath::root().key("name"),
+            let name_path = JsonPath::root().key("name");
+            let mut finding = Finding::error(
+                name_path.clone(),
                 format!(
                     "instance name {name:?} is also used by {}; names must be unique",
                     others.join(", ")
                 ),
-            ));
+            );
+            // Rare enough to read the file again for the position of its name.
+            finding.position = position_in_file(&file.path, &name_path);
+            file.findings.push(finding);
         }
     }
 }

@@ -84,10 +84,13 @@ impl Decoder<'_> {
         let key = self.secret_key(config, "api.key")?;
         let header = match self.text(config, "api.key.header") {
             Text::Value(header) if is_header_name(&header) => header,
-            Text::Value(header) => {
+            Text::Value(_) => {
                 self.error(
                     config.path("api.key.header"),
-                    format!("{header:?} is not a valid HTTP header name"),
+                    format!(
+                        "{} is not a valid HTTP header name",
+                        config.written("api.key.header")
+                    ),
                 );
                 return None;
             }

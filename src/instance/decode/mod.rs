@@ -63,6 +63,7 @@ pub fn decode(root: &Value, ctx: &DecodeContext) -> Decoded {
     let mut decoder = Decoder {
         ctx,
         findings: Vec::new(),
+        base_url_configured: false,
     };
     let instance = decoder.instance(root);
     let has_errors = decoder.findings.iter().any(Finding::is_error);
@@ -94,6 +95,9 @@ const SECRET_KEYS: &[&str] = &[
     "event.notification.signature.key",
 ];
 
+/// The longest polling interval accepted: a year.
+const MAX_INTERVAL_SECONDS: u64 = 365 * 24 * 3600;
+
 /// Top-level instance keys; finding one inside `event.poller.configuration` means a brace is
 /// misplaced (the Salesloft seed does exactly this).
 const INSTANCE_LEVEL_KEYS: &[&str] = &[
@@ -119,6 +123,8 @@ const RESOURCE_KEYS: &[&str] = &[
 struct Decoder<'a> {
     ctx: &'a DecodeContext<'a>,
     findings: Vec<Finding>,
+    /// `base.url` is set (possibly invalid): relative URLs then get no second error for it.
+    base_url_configured: bool,
 }
 
 impl Decoder<'_> {
@@ -298,6 +304,7 @@ impl Decoder<'_> {
         let signature_keys = self.signature_keys(config);
         let refresh_interval = self.refresh_interval(config, polling_enabled);
         let base_url = self.absolute_url(config, "base.url");
+        self.base_url_configured = config.map.contains_key("base.url");
         let auth = self.auth(config);
         let http = self.http_options(config);
         let notification = self.notification_options(config);
@@ -337,7 +344,10 @@ impl Decoder<'_> {
                 _ => {
                     self.error(
                         config.path(key),
-                        format!("{kind:?} is not an event type; use \"polling\" or \"webhooks\""),
+                        format!(
+                            "{} is not an event type; use \"polling\" or \"webhooks\"",
+                            config.written(key)
+                        ),
                     );
                     VendorType::Polling
                 }
@@ -373,7 +383,10 @@ impl Decoder<'_> {
         match parse_http_url(&text) {
             Ok(url) => Some(url),
             Err(reason) => {
-                self.error(config.path(key), format!("{text:?} {reason}"));
+                self.error(
+                    config.path(key),
+                    format!("{} {reason}", config.written(key)),
+                );
                 None
             }
         }
@@ -423,6 +436,23 @@ impl Decoder<'_> {
                 config.path(minutes_key),
                 "missing: how often to poll, in whole minutes (e.g. \"15\")",
             );
+        }
+        if minutes.is_some_and(|minutes| minutes > MAX_INTERVAL_SECONDS / 60) {
+            self.error(
+                config.path(minutes_key),
+                format!(
+                    "must be at most a year ({} minutes)",
+                    MAX_INTERVAL_SECONDS / 60
+                ),
+            );
+            return None;
+        }
+        if seconds.is_some_and(|seconds| seconds > MAX_INTERVAL_SECONDS) {
+            self.error(
+                config.path(seconds_key),
+                format!("must be at most a year ({MAX_INTERVAL_SECONDS} seconds)"),
+            );
+            return None;
         }
         match (seconds, minutes) {
             (Some(seconds), _) if seconds > 0 => Some(Duration::from_secs(seconds)),
@@ -592,9 +622,21 @@ impl Decoder<'_> {
         }
     }
 
+    /// The value at `key`, a whole-string secret reference resolved; `None` when absent or
+    /// unresolved (reported already).
+    fn resolved_value(&mut self, view: &ConfigView, key: &str) -> Option<Value> {
+        match view.map.get(key)? {
+            Value::String(raw) => match self.resolve(raw, &view.path(key)) {
+                Text::Value(text) => Some(Value::String(text)),
+                Text::Absent | Text::Unresolved => None,
+            },
+            other => Some(other.clone()),
+        }
+    }
+
     fn loose_bool(&mut self, view: &ConfigView, key: &str) -> Option<bool> {
-        let value = view.map.get(key)?;
-        let parsed = match value {
+        let value = self.resolved_value(view, key)?;
+        let parsed = match &value {
             Value::Bool(b) => Some(*b),
             Value::String(s) if s.trim().eq_ignore_ascii_case("true") => Some(true),
             Value::String(s) if s.trim().eq_ignore_ascii_case("false") => Some(false),
@@ -603,7 +645,7 @@ impl Decoder<'_> {
         if parsed.is_none() {
             self.error(
                 view.path(key),
-                format!("{} is not true or false", describe_value(value)),
+                format!("{} is not true or false", view.written(key)),
             );
         }
         parsed
@@ -611,8 +653,8 @@ impl Decoder<'_> {
 
     /// A whole, non-negative number given as a JSON number or a numeric string.
     fn loose_count(&mut self, view: &ConfigView, key: &str, what: &str) -> Option<u64> {
-        let value = view.map.get(key)?;
-        let parsed = match value {
+        let value = self.resolved_value(view, key)?;
+        let parsed = match &value {
             Value::Number(n) => n.as_u64().or_else(|| {
                 n.as_f64()
                     .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 1e15)
@@ -624,7 +666,7 @@ impl Decoder<'_> {
         if parsed.is_none() {
             self.error(
                 view.path(key),
-                format!("{} is not {what}", describe_value(value)),
+                format!("{} is not {what}", view.written(key)),
             );
         }
         parsed
@@ -640,6 +682,21 @@ struct ConfigView<'v> {
 impl ConfigView<'_> {
     fn path(&self, key: &str) -> JsonPath {
         self.path.key(key)
+    }
+
+    /// The value at `key` as the file writes it, for messages. A `${env:..}`/`${file:..}`
+    /// reference shows as the reference, never as the value it stands for.
+    fn written(&self, key: &str) -> String {
+        match self.map.get(key) {
+            Some(Value::String(text)) => format!("{text:?}"),
+            Some(other) => describe_value(other),
+            None => "(missing)".to_owned(),
+        }
+    }
+
+    /// True when the value at `key` is a secret reference: its resolved value stays unprinted.
+    fn is_reference(&self, key: &str) -> bool {
+        matches!(self.map.get(key), Some(Value::String(text)) if SecretRef::parse(text).is_some())
     }
 }
 
@@ -689,6 +746,15 @@ pub fn is_placeholder(value: &str) -> bool {
         || bracketed
         || value.eq_ignore_ascii_case("null")
         || value.to_ascii_uppercase().contains("<INSERT")
+}
+
+/// Keys whose values must never be quoted in a message, even when they sit in the wrong place.
+fn looks_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    SECRET_KEYS.contains(&key.as_str())
+        || ["secret", "password", "token", "key", "code"]
+            .iter()
+            .any(|word| key.contains(word))
 }
 
 fn looks_instance_level(key: &str) -> bool {

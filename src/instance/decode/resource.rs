@@ -52,7 +52,12 @@ impl Decoder<'_> {
         let Some(map) = value.as_object() else {
             let mut message = format!(
                 "resource {key:?} must be an object with a \"url\", found {}",
-                describe_value(value)
+                // A credential nested one brace too deep must not be printed.
+                if looks_secret(key) {
+                    kind_of(value).to_owned()
+                } else {
+                    describe_value(value)
+                }
             );
             if looks_instance_level(key) {
                 message.push_str(&format!(
@@ -162,25 +167,40 @@ impl Decoder<'_> {
                 ),
             );
         }
-        self.check_url_is_resolvable(&path, &url, base_url);
+        let base_configured = self.base_url_configured;
+        self.check_url_is_resolvable(
+            &path,
+            &url,
+            &resource.written("url"),
+            base_url,
+            base_configured,
+        );
         // Returned even when it cannot be resolved: the placeholder checks still apply, and the
         // error above already keeps the instance from running.
         Some(template)
     }
 
     /// An absolute http(s) URL, or a relative one with a `base.url` to resolve it against.
-    fn check_url_is_resolvable(&mut self, path: &JsonPath, url: &str, base_url: Option<&Url>) {
+    /// `shown` is the URL as the file writes it (a reference stays a reference in messages).
+    fn check_url_is_resolvable(
+        &mut self,
+        path: &JsonPath,
+        url: &str,
+        shown: &str,
+        base_url: Option<&Url>,
+        base_configured: bool,
+    ) {
         let lower = url.to_ascii_lowercase();
         if lower.starts_with("http://") || lower.starts_with("https://") {
             return;
         }
         if url.contains("://") {
-            self.error(path.clone(), format!("{url:?} is not an http(s) URL"));
-        } else if base_url.is_none() {
+            self.error(path.clone(), format!("{shown} is not an http(s) URL"));
+        } else if base_url.is_none() && !base_configured {
             self.error(
                 path.clone(),
                 format!(
-                    "{url:?} is relative but configuration has no \"base.url\" to resolve it against \
+                    "{shown} is relative but configuration has no \"base.url\" to resolve it against \
                      (for Open Connectors: \"https://api.openconnectors.us2.ext.hana.ondemand.com/elements/api-v2\")"
                 ),
             );
@@ -339,7 +359,12 @@ impl Decoder<'_> {
             Text::Unresolved => None,
         };
         let format = match (self.text(dates, &format_key), defaults) {
-            (Text::Value(spec), _) => self.date_format(dates.path(&format_key), &spec),
+            (Text::Value(spec), _) => {
+                let shown = dates
+                    .is_reference(&format_key)
+                    .then(|| dates.written(&format_key));
+                self.date_format(dates.path(&format_key), &spec, shown)
+            }
             (Text::Absent, Some(defaults)) => Some(defaults.format.clone()),
             (Text::Absent, None) => {
                 self.error(
@@ -354,7 +379,12 @@ impl Decoder<'_> {
             (Text::Value(name), _) => match Zone::parse(&name) {
                 Ok(zone) => Some(zone),
                 Err(error) => {
-                    self.error(dates.path(&zone_key), error.to_string());
+                    let message = if dates.is_reference(&zone_key) {
+                        format!("{} is not a known timezone", dates.written(&zone_key))
+                    } else {
+                        error.to_string()
+                    };
+                    self.error(dates.path(&zone_key), message);
                     None
                 }
             },
@@ -368,7 +398,14 @@ impl Decoder<'_> {
         })
     }
 
-    fn date_format(&mut self, path: JsonPath, spec: &str) -> Option<DateFormat> {
+    /// `reference` is set when the format came from a secret reference: messages then name the
+    /// reference instead of quoting its value.
+    fn date_format(
+        &mut self,
+        path: JsonPath,
+        spec: &str,
+        reference: Option<String>,
+    ) -> Option<DateFormat> {
         match DateFormat::new(spec) {
             Ok(format) => {
                 if format.has_dotless_fraction() {
@@ -383,7 +420,11 @@ impl Decoder<'_> {
                 Some(format)
             }
             Err(error) => {
-                self.error(path, error.to_string());
+                let message = match reference {
+                    Some(reference) => format!("{reference} is not a valid date format"),
+                    None => error.to_string(),
+                };
+                self.error(path, message);
                 None
             }
         }
@@ -451,10 +492,13 @@ impl Decoder<'_> {
                 Some(Pagination::Page { page_param })
             }
             "none" => Some(Pagination::None),
-            other => {
+            _ => {
                 self.error(
                     view.path("type"),
-                    format!("{other:?} is not a pagination type; use \"auto\", \"cursor\", \"page\" or \"none\""),
+                    format!(
+                        "{} is not a pagination type; use \"auto\", \"cursor\", \"page\" or \"none\"",
+                        view.written("type")
+                    ),
                 );
                 None
             }

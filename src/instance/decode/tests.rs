@@ -288,6 +288,37 @@ fn base_url_must_be_absolute_and_relative_urls_need_it() {
 }
 
 #[test]
+fn an_invalid_base_url_is_reported_once() {
+    let decoded = decode_value(&with_config(json!({"base.url": "${env:BASE}"})));
+    // Unresolved: a warning, and the relative URL is not blamed for it.
+    assert!(
+        decoded.findings.iter().all(|f| !f.is_error()),
+        "{:#?}",
+        findings_text(&decoded)
+    );
+    let decoded = decode_value(&with_config(json!({"base.url": "not-a-url"})));
+    let errors: Vec<_> = decoded.findings.iter().filter(|f| f.is_error()).collect();
+    assert_eq!(errors.len(), 1, "{:#?}", findings_text(&decoded));
+    assert_eq!(errors[0].path.to_string(), "configuration.base.url");
+}
+
+#[test]
+fn huge_intervals_are_errors_not_overflows() {
+    for key in [
+        "event.poller.refresh_interval",
+        "event.poller.refresh_seconds",
+    ] {
+        let decoded = decode_value(&with_config(json!({key: "18446744073709551615"})));
+        assert_finding(
+            &decoded,
+            Severity::Error,
+            &format!("configuration.{key}"),
+            "at most a year",
+        );
+    }
+}
+
+#[test]
 fn a_resource_needs_a_url_and_an_id_field() {
     let decoded = decode_value(&with_resource(json!({"url": null, "idField": null})));
     assert_finding(
