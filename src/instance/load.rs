@@ -83,10 +83,13 @@ fn load_each(
             }
         };
         for file in files {
-            // The same file named twice (a folder and one of its files) is one instance.
-            let identity = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
-            if !seen.insert(identity) {
-                continue;
+            // The same file named twice (a folder and one of its files) is one instance. Only
+            // several paths can name a file twice, so one folder skips the realpath calls.
+            if paths.len() > 1 {
+                let identity = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
+                if !seen.insert(identity) {
+                    continue;
+                }
             }
             let mut entry = load_file(&file, unresolved, secrets);
             if !keep_instances {

@@ -472,7 +472,7 @@ impl Decoder<'_> {
             self.error(path, format!("expected a string, found {}", kind_of(value)));
             return None;
         };
-        match self.resolve(raw, &path) {
+        match self.resolve(raw, || path.clone()) {
             Text::Value(secret) => {
                 if is_placeholder(&secret) {
                     self.warning(
@@ -572,7 +572,7 @@ impl Decoder<'_> {
     fn text(&mut self, view: &ConfigView, key: &str) -> Text {
         match view.map.get(key) {
             None | Some(Value::Null) => Text::Absent,
-            Some(Value::String(raw)) => self.resolve(raw, &view.path(key)),
+            Some(Value::String(raw)) => self.resolve(raw, || view.path(key)),
             Some(other) => {
                 self.error(
                     view.path(key),
@@ -583,8 +583,9 @@ impl Decoder<'_> {
         }
     }
 
-    /// Resolves a whole-value `${env:NAME}` or `${file:PATH}` reference.
-    fn resolve(&mut self, raw: &str, path: &JsonPath) -> Text {
+    /// Resolves a whole-value `${env:NAME}` or `${file:PATH}` reference. `path` is only
+    /// built when there is something to report (this runs for every string of every file).
+    fn resolve(&mut self, raw: &str, path: impl FnOnce() -> JsonPath) -> Text {
         let Some(reference) = SecretRef::parse(raw) else {
             return Text::Value(raw.to_owned());
         };
@@ -614,7 +615,7 @@ impl Decoder<'_> {
                     UnresolvedSecrets::Warn => Severity::Warning,
                     UnresolvedSecrets::Fail => Severity::Error,
                 };
-                let mut finding = Finding::error(path.clone(), format!("{raw}: {reason}"));
+                let mut finding = Finding::error(path(), format!("{raw}: {reason}"));
                 finding.severity = severity;
                 self.findings.push(finding);
                 Text::Unresolved
@@ -626,7 +627,7 @@ impl Decoder<'_> {
     /// unresolved (reported already).
     fn resolved_value(&mut self, view: &ConfigView, key: &str) -> Option<Value> {
         match view.map.get(key)? {
-            Value::String(raw) => match self.resolve(raw, &view.path(key)) {
+            Value::String(raw) => match self.resolve(raw, || view.path(key)) {
                 Text::Value(text) => Some(Value::String(text)),
                 Text::Absent | Text::Unresolved => None,
             },
