@@ -626,12 +626,9 @@ fn create_state_file(path: &Path, synchronous: Synchronous) -> Result<(), StateE
     let _ = std::fs::remove_file(&temporary);
     result?;
     // Make the new directory entry durable before anything is committed into the file.
-    if let Some(parent) = parent {
-        File::open(parent)
-            .and_then(|dir| dir.sync_all())
-            .map_err(io_error)?;
-    }
-    Ok(())
+    File::open(parent.unwrap_or(Path::new(".")))
+        .and_then(|dir| dir.sync_all())
+        .map_err(io_error)
 }
 
 fn initialise(temporary: &Path, synchronous: Synchronous) -> Result<(), StateError> {

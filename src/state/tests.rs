@@ -988,3 +988,32 @@ fn oauth_tokens_are_dropped_when_the_credentials_change() {
         "Debug hides the token"
     );
 }
+
+#[test]
+fn a_relative_path_in_the_current_folder_works() {
+    let dir = tempfile::tempdir().unwrap();
+    // The test's own child process: changing this process's folder would race other tests.
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "state::tests::relative_path_child",
+            "--test-threads=1",
+            "--quiet",
+        ])
+        .env("OCPOLL_TEST_RELATIVE_STATE", "1")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(dir.path().join("state.db").exists());
+}
+
+/// Not a test on its own: the child of `a_relative_path_in_the_current_folder_works`.
+#[test]
+fn relative_path_child() {
+    if std::env::var_os("OCPOLL_TEST_RELATIVE_STATE").is_none() {
+        return;
+    }
+    Store::open(Path::new("state.db"), Synchronous::Full).unwrap();
+}
