@@ -11,4 +11,5 @@ pub mod commands;
 pub mod config;
 pub mod dates;
 pub mod instance;
+pub mod state;
 pub mod url_macros;

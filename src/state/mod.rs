@@ -1,0 +1,733 @@
+//! The state store: one SQLite file holding everything ocpoll must remember between runs.
+//!
+//! It owns the watermarks (per instance, resource and pathParams value), the (id, updated) pairs
+//! seen near each watermark, snapshot sets, stored OAuth tokens, the poll staging tables and the
+//! outbox of notifications not yet acknowledged. Other modules read and write them only through
+//! [`Store`]; `lock` is the poller lock beside the file, `schema` its migrations.
+//!
+//! # What survives a crash, and why
+//!
+//! The file is in WAL mode and every change is one SQLite transaction, so after a crash at any
+//! moment (`kill -9`, panic, OOM) the file holds exactly the transactions that committed, each
+//! whole, and nothing of the one in flight. What that means for ocpoll:
+//!
+//! - **A poll is all or nothing.** A poll writes its events page by page into staging tables
+//!   (short transactions, so memory stays bounded by a page); only [`CommitTxn::finish`] makes them
+//!   count, in one transaction that moves them into the outbox as notifications, advances the
+//!   watermark, refreshes the seen pairs and the snapshot set and deletes the staging rows. A crash
+//!   before that commit leaves the old watermark and no notification of that poll: the next poll
+//!   repeats it (staging leftovers are dropped by [`Store::discard_unfinished_polls`] at start-up
+//!   and by [`Store::begin_poll`]). A crash after it loses nothing: the events are in the outbox.
+//! - **A notification in the outbox stays there** until delivery removes it after a 2xx, or a user
+//!   drops it; its body bytes are stored once and resent identically.
+//! - **Power loss:** with `synchronous=FULL` (the default) a commit is on disk before `finish`
+//!   returns, so the above holds for power loss too. With `normal`, a power loss may take back the
+//!   last commits (whole ones, still never half of one): those polls repeat and their events are
+//!   produced again, so nothing is lost, but a watermark may step back.
+//!
+//! What does not survive, on purpose: an unfinished poll's staging rows, and the poller lock (the
+//! kernel drops it with the process, see `lock`).
+//!
+//! A state file that is not SQLite, is corrupted or truncated, or comes from a newer ocpoll is
+//! refused with an error naming it ([`StateError::is_unusable_file`]); it is never replaced by an
+//! empty one, because that would silently reset every watermark. For the same reason an empty
+//! (0-byte) state file is an error: ocpoll creates the file whole (a temporary file with the
+//! schema, linked into place), so an empty one was truncated by something else.
+
+pub mod lock;
+mod outbox;
+mod poll;
+mod schema;
+
+#[cfg(test)]
+mod crash_tests;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+use rusqlite::types::Type;
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
+use thiserror::Error;
+
+use crate::config::Synchronous;
+use crate::instance::Secret;
+
+pub use lock::{LockError, StateLock};
+pub use outbox::{NewNotification, OutboxDepth, OutboxFilter, OutboxRow, OutboxSelection};
+pub use poll::{CommitTxn, PollId, PollOutcome, StagedEvent};
+pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
+
+/// How long a statement waits for another process's write transaction before giving up. Long
+/// enough for the daemon's largest commit; `status` and `state reset` run beside the daemon.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+#[derive(Debug, Error)]
+pub enum StateError {
+    #[error(
+        "{}: not an ocpoll state file (not an SQLite database); move it away or choose another --state",
+        path.display()
+    )]
+    NotSqlite { path: PathBuf },
+    #[error(
+        "{}: the state file is corrupted or truncated ({detail}); restore it from a backup, or move it away to start over (every watermark would reset)",
+        path.display()
+    )]
+    Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "{}: written by a newer ocpoll (state schema version {found}, this one knows up to {supported}); upgrade ocpoll",
+        path.display()
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+    #[error("{}: no state file (nothing has been polled yet)", path.display())]
+    Missing { path: PathBuf },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The poll's staging rows were discarded (a newer `begin_poll` of the same resource, or
+    /// `discard_unfinished_polls`), so committing it would lose events.
+    #[error("poll {0} is no longer staged (a newer poll of the same resource discarded it)")]
+    PollGone(i64),
+}
+
+impl StateError {
+    /// True for the errors that make the file unusable as it is (the CLI exits 78 on them):
+    /// not SQLite, corrupted or truncated, or from a newer schema.
+    pub fn is_unusable_file(&self) -> bool {
+        matches!(
+            self,
+            StateError::NotSqlite { .. }
+                | StateError::Corrupt { .. }
+                | StateError::NewerSchema { .. }
+        )
+    }
+}
+
+/// Turns an SQLite error into the StateError that says what it means for the file.
+fn classify(path: &Path, error: rusqlite::Error) -> StateError {
+    let path = path.to_owned();
+    match error.sqlite_error_code() {
+        // The magic bytes were checked before SQLite saw the file, so NOTADB here means a
+        // damaged header rather than some other kind of file.
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StateError::Corrupt {
+            path,
+            detail: error.to_string(),
+        },
+        _ => match error {
+            rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..) => StateError::Corrupt {
+                path,
+                detail: format!("unexpected value: {error}"),
+            },
+            source => StateError::Sqlite { path, source },
+        },
+    }
+}
+
+/// One polled thing: an instance's resource, fanned out per pathParams value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ResourceKey {
+    pub instance: String,
+    pub resource: String,
+    /// "" without pathParams, else [`ResourceKey::render_path_params`] of the values.
+    pub path_params: String,
+}
+
+/// `%`, `&` and `=` are escaped so that distinct parameter maps never render alike.
+const PATH_PARAM_ESCAPES: &AsciiSet = &CONTROLS.add(b'%').add(b'&').add(b'=');
+
+impl ResourceKey {
+    pub fn new(
+        instance: impl Into<String>,
+        resource: impl Into<String>,
+        path_params: &BTreeMap<String, String>,
+    ) -> ResourceKey {
+        ResourceKey {
+            instance: instance.into(),
+            resource: resource.into(),
+            path_params: ResourceKey::render_path_params(path_params),
+        }
+    }
+
+    /// The canonical rendering stored in the state: `calendarId=primary`, several joined by `&`
+    /// in key order (the BTreeMap's), `%`, `&` and `=` percent-escaped.
+    pub fn render_path_params(path_params: &BTreeMap<String, String>) -> String {
+        path_params
+            .iter()
+            .map(|(name, value)| {
+                format!(
+                    "{}={}",
+                    utf8_percent_encode(name, PATH_PARAM_ESCAPES),
+                    utf8_percent_encode(value, PATH_PARAM_ESCAPES)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+}
+
+/// How the last poll of a resource ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollResult {
+    /// Committed, every record understood.
+    Ok,
+    /// Committed, but some records could not be read (their problems are the last error).
+    Problems,
+    /// Failed before its commit; the watermark did not move.
+    Failed,
+}
+
+impl PollResult {
+    fn as_str(self) -> &'static str {
+        match self {
+            PollResult::Ok => "ok",
+            PollResult::Problems => "problems",
+            PollResult::Failed => "failed",
+        }
+    }
+
+    fn parse(text: &str) -> Option<PollResult> {
+        match text {
+            "ok" => Some(PollResult::Ok),
+            "problems" => Some(PollResult::Problems),
+            "failed" => Some(PollResult::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// What the state remembers of one resource.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ResourceState {
+    pub watermark: Option<DateTime<Utc>>,
+    pub last_poll_at: Option<DateTime<Utc>>,
+    pub last_result: Option<PollResult>,
+    pub last_error: Option<String>,
+    pub next_due_at: Option<DateTime<Utc>>,
+    /// Of the last committed poll.
+    pub records_read: u64,
+    /// Of the last committed poll.
+    pub events: u64,
+}
+
+/// One line of `ocpoll status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceStatusRow {
+    pub key: ResourceKey,
+    pub state: ResourceState,
+}
+
+/// An OAuth access token obtained by refresh. `credentials_hash` (not stored here) ties it to
+/// the instance credentials it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredToken {
+    pub access_token: Secret,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// The state file, open. One per thread (SQLite connections are not shared); a reader such as
+/// `status` opens its own beside the daemon's.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+impl Store {
+    /// Opens the state file at `path`, creating it (and its folders) when it does not exist.
+    pub fn open(path: &Path, synchronous: Synchronous) -> Result<Store, StateError> {
+        if !path.exists() {
+            create_state_file(path, synchronous)?;
+        }
+        Store::open_existing(path, synchronous)
+    }
+
+    /// Opens an existing state file; [`StateError::Missing`] when there is none (for commands
+    /// that only read, which should not create a state as a side effect).
+    pub fn open_existing(path: &Path, synchronous: Synchronous) -> Result<Store, StateError> {
+        if !path.exists() {
+            return Err(StateError::Missing {
+                path: path.to_owned(),
+            });
+        }
+        check_header(path)?;
+        // Without SQLITE_OPEN_CREATE: if the file vanished since the check, fail rather than
+        // create one with default permissions.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| classify(path, e))?;
+        Store::prepare(conn, path.to_owned(), synchronous)
+    }
+
+    /// A private in-memory state, for tests.
+    pub fn open_in_memory() -> Result<Store, StateError> {
+        let path = PathBuf::from(":memory:");
+        let conn = Connection::open_in_memory().map_err(|e| classify(&path, e))?;
+        Store::prepare(conn, path, Synchronous::Full)
+    }
+
+    fn prepare(
+        mut conn: Connection,
+        path: PathBuf,
+        synchronous: Synchronous,
+    ) -> Result<Store, StateError> {
+        configure(&conn, synchronous).map_err(|e| classify(&path, e))?;
+        match schema::migrate(&mut conn) {
+            Ok(()) => {}
+            Err(schema::MigrateError::Newer { found }) => {
+                return Err(StateError::NewerSchema {
+                    path,
+                    found,
+                    supported: schema::CURRENT_VERSION,
+                });
+            }
+            Err(schema::MigrateError::Sqlite(e)) => return Err(classify(&path, e)),
+        }
+        // Parse the whole schema now, so damage there is reported at open, not mid-poll.
+        conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))
+            .map_err(|e| classify(&path, e))?;
+        Ok(Store { conn, path })
+    }
+
+    /// The file this store reads and writes (`:memory:` for an in-memory one).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn fail(&self, error: rusqlite::Error) -> StateError {
+        classify(&self.path, error)
+    }
+
+    /// SQLite's `PRAGMA integrity_check`: empty when the file is sound, else its complaints.
+    /// Reads the whole file, so it is for `ocpoll state check`-like commands and tests.
+    pub fn integrity_check(&self) -> Result<Vec<String>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare("PRAGMA integrity_check")
+            .map_err(|e| self.fail(e))?;
+        let lines = stmt
+            .query_map([], |row| row.get::<_, String>(0))
+            .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.fail(e))?;
+        Ok(lines.into_iter().filter(|line| line != "ok").collect())
+    }
+
+    /// The state of one resource, or None when it was never polled.
+    pub fn resource_state(&self, key: &ResourceKey) -> Result<Option<ResourceState>, StateError> {
+        self.conn
+            .query_row(
+                &format!(
+                    "SELECT {RESOURCE_STATE_COLUMNS} FROM resource_state
+                     WHERE instance = ?1 AND resource = ?2 AND path_params = ?3"
+                ),
+                params![key.instance, key.resource, key.path_params],
+                |row| read_resource_state(row, 0),
+            )
+            .optional()
+            .map_err(|e| self.fail(e))
+    }
+
+    /// The (record id, updated nanos) pairs kept near the watermark of `key`: what was already
+    /// turned into events at or just before it. Bounded by the lookback window.
+    pub fn seen_pairs(&self, key: &ResourceKey) -> Result<HashSet<(String, i64)>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT s.record_id, s.updated FROM seen_pair s
+                 JOIN resource_state r ON r.id = s.resource_id
+                 WHERE r.instance = ?1 AND r.resource = ?2 AND r.path_params = ?3",
+            )
+            .map_err(|e| self.fail(e))?;
+        let pairs = stmt
+            .query_map(
+                params![key.instance, key.resource, key.path_params],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .and_then(|rows| rows.collect::<rusqlite::Result<HashSet<_>>>())
+            .map_err(|e| self.fail(e))?;
+        Ok(pairs)
+    }
+
+    /// Snapshot mode: the content hash stored for `record_id` by the previous committed poll.
+    pub fn snapshot_hash(
+        &self,
+        key: &ResourceKey,
+        record_id: &str,
+    ) -> Result<Option<String>, StateError> {
+        Ok(self.snapshot_hashes(key, &[record_id])?.remove(record_id))
+    }
+
+    /// Snapshot mode: the stored hashes of those of `record_ids` the previous poll saw (one
+    /// page's worth at a time).
+    pub fn snapshot_hashes(
+        &self,
+        key: &ResourceKey,
+        record_ids: &[&str],
+    ) -> Result<HashMap<String, String>, StateError> {
+        let mut found = HashMap::new();
+        let Some(resource_id) = self.resource_id(key)? else {
+            return Ok(found);
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT hash FROM snapshot_item WHERE resource_id = ?1 AND record_id = ?2",
+            )
+            .map_err(|e| self.fail(e))?;
+        for &record_id in record_ids {
+            let hash: Option<String> = stmt
+                .query_row(params![resource_id, record_id], |row| row.get(0))
+                .optional()
+                .map_err(|e| self.fail(e))?;
+            if let Some(hash) = hash {
+                found.insert(record_id.to_owned(), hash);
+            }
+        }
+        Ok(found)
+    }
+
+    fn resource_id(&self, key: &ResourceKey) -> Result<Option<i64>, StateError> {
+        resource_id(&self.conn, key).map_err(|e| self.fail(e))
+    }
+
+    /// Every resource the state knows, ordered by instance, resource and pathParams.
+    pub fn statuses(&self) -> Result<Vec<ResourceStatusRow>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT instance, resource, path_params, {RESOURCE_STATE_COLUMNS}
+                 FROM resource_state ORDER BY instance, resource, path_params"
+            ))
+            .map_err(|e| self.fail(e))?;
+        stmt.query_map([], |row| {
+            Ok(ResourceStatusRow {
+                key: ResourceKey {
+                    instance: row.get(0)?,
+                    resource: row.get(1)?,
+                    path_params: row.get(2)?,
+                },
+                state: read_resource_state(row, 3)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.fail(e))
+    }
+
+    /// Every instance name with anything in the state (resources, outbox, tokens), sorted; the
+    /// ones without an instance file are `status`'s orphans.
+    pub fn instances_with_state(&self) -> Result<Vec<String>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT instance FROM resource_state
+                 UNION SELECT instance FROM outbox
+                 UNION SELECT instance FROM oauth_token
+                 ORDER BY instance",
+            )
+            .map_err(|e| self.fail(e))?;
+        stmt.query_map([], |row| row.get(0))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.fail(e))
+    }
+
+    /// `ocpoll state reset`: for every pathParams value of `resource` (or every resource of the
+    /// instance), forgets the watermark (`to` None: the next poll is a new baseline, and the
+    /// snapshot set goes too) or sets it to `to`; the seen pairs go either way. Returns how many
+    /// resources changed.
+    pub fn reset_watermark(
+        &mut self,
+        instance: &str,
+        resource: Option<&str>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<usize, StateError> {
+        let path = self.path.clone();
+        let fail = |e| classify(&path, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        // `resource IS NULL` selects every resource of the instance.
+        const MATCHING: &str = "SELECT id FROM resource_state
+             WHERE instance = ?1 AND (?2 IS NULL OR resource = ?2)";
+        tx.execute(
+            &format!("DELETE FROM seen_pair WHERE resource_id IN ({MATCHING})"),
+            params![instance, resource],
+        )
+        .map_err(fail)?;
+        if to.is_none() {
+            tx.execute(
+                &format!("DELETE FROM snapshot_item WHERE resource_id IN ({MATCHING})"),
+                params![instance, resource],
+            )
+            .map_err(fail)?;
+        }
+        let changed = tx
+            .execute(
+                "UPDATE resource_state SET watermark = ?3
+                 WHERE instance = ?1 AND (?2 IS NULL OR resource = ?2)",
+                params![instance, resource, to.as_ref().map(encode_time)],
+            )
+            .map_err(fail)?;
+        tx.commit().map_err(fail)?;
+        Ok(changed)
+    }
+
+    /// `ocpoll state forget`: everything of an instance, its outbox included.
+    pub fn forget_instance(&mut self, instance: &str) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let fail = |e| classify(&path, e);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(fail)?;
+        // Seen pairs, snapshots, polls and staging go by ON DELETE CASCADE.
+        for table in ["resource_state", "outbox", "oauth_token"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE instance = ?1"),
+                [instance],
+            )
+            .map_err(fail)?;
+        }
+        tx.commit().map_err(fail)
+    }
+
+    /// The token stored for `instance`, if it came from the credentials hashed as
+    /// `credentials_hash`. A token from other credentials is deleted (SPEC 8: the instance file's
+    /// credentials changed, so the old token must not be used) and None returned.
+    pub fn oauth_token(
+        &self,
+        instance: &str,
+        credentials_hash: &str,
+    ) -> Result<Option<StoredToken>, StateError> {
+        self.conn
+            .execute(
+                "DELETE FROM oauth_token WHERE instance = ?1 AND credentials_hash <> ?2",
+                params![instance, credentials_hash],
+            )
+            .map_err(|e| self.fail(e))?;
+        self.conn
+            .query_row(
+                "SELECT access_token, expires_at FROM oauth_token WHERE instance = ?1",
+                [instance],
+                |row| {
+                    Ok(StoredToken {
+                        access_token: Secret::new(row.get::<_, String>(0)?),
+                        expires_at: time_column(row, 1)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Stores (or replaces) the token of `instance`.
+    pub fn save_oauth_token(
+        &self,
+        instance: &str,
+        credentials_hash: &str,
+        token: &StoredToken,
+    ) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT INTO oauth_token (instance, credentials_hash, access_token, expires_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (instance) DO UPDATE SET credentials_hash = excluded.credentials_hash,
+                     access_token = excluded.access_token, expires_at = excluded.expires_at",
+                params![
+                    instance,
+                    credentials_hash,
+                    // Leaves for its destination: the state file (0600).
+                    token.access_token.expose(),
+                    token.expires_at.as_ref().map(encode_time)
+                ],
+            )
+            .map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+}
+
+/// Per-connection settings. WAL lets readers (`status`) run beside the daemon's writes and makes
+/// a commit one append to the log; the busy timeout makes a second writer wait its turn.
+fn configure(conn: &Connection, synchronous: Synchronous) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    let level = match synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", level)?;
+    // Returns the mode now in force; an in-memory database stays "memory", which is fine.
+    let _mode: String =
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    Ok(())
+}
+
+/// Creates the state file whole: a private temporary file gets the schema, then is hard-linked
+/// into place (which, unlike rename, never replaces a file another process created meanwhile).
+/// So a state file is never empty, and an empty one is known to be damage.
+fn create_state_file(path: &Path, synchronous: Synchronous) -> Result<(), StateError> {
+    let io_error = |source| StateError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    if let Some(parent) = parent {
+        // 0700: the folder holds tokens and event bodies.
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(io_error)?;
+    }
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(format!(".new-{}", std::process::id()));
+    let temporary = PathBuf::from(temporary);
+    // A leftover with our pid is from a killed earlier process: nobody else uses that name.
+    let _ = std::fs::remove_file(&temporary);
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temporary)
+        .map_err(io_error)?;
+    let result = initialise(&temporary, synchronous).and_then(|()| {
+        match std::fs::hard_link(&temporary, path) {
+            Ok(()) => Ok(()),
+            // Another process created it first: use theirs.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(io_error(e)),
+        }
+    });
+    let _ = std::fs::remove_file(&temporary);
+    result?;
+    // Make the new directory entry durable before anything is committed into the file.
+    File::open(parent.unwrap_or(Path::new(".")))
+        .and_then(|dir| dir.sync_all())
+        .map_err(io_error)
+}
+
+fn initialise(temporary: &Path, synchronous: Synchronous) -> Result<(), StateError> {
+    let conn = Connection::open(temporary).map_err(|e| classify(temporary, e))?;
+    let store = Store::prepare(conn, temporary.to_owned(), synchronous)?;
+    // Closing the last connection checkpoints the WAL into the file and removes the -wal file.
+    store.conn.close().map_err(|(_, e)| classify(temporary, e))
+}
+
+/// Tells "not SQLite at all" and "cut short" apart before SQLite opens the file, whose own
+/// message for both is "file is not a database".
+fn check_header(path: &Path) -> Result<(), StateError> {
+    let io_error = |source| StateError::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = File::open(path).map_err(io_error)?;
+    let length = file.metadata().map_err(io_error)?.len();
+    let mut header = Vec::with_capacity(SQLITE_MAGIC.len());
+    (&mut file)
+        .take(SQLITE_MAGIC.len() as u64)
+        .read_to_end(&mut header)
+        .map_err(io_error)?;
+    if !SQLITE_MAGIC.starts_with(&header) {
+        return Err(StateError::NotSqlite {
+            path: path.to_owned(),
+        });
+    }
+    // The SQLite header is 100 bytes, and a database is at least one page.
+    if length < 512 {
+        return Err(StateError::Corrupt {
+            path: path.to_owned(),
+            detail: format!("only {length} bytes long"),
+        });
+    }
+    Ok(())
+}
+
+fn resource_id(conn: &Connection, key: &ResourceKey) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached(
+        "SELECT id FROM resource_state WHERE instance = ?1 AND resource = ?2 AND path_params = ?3",
+    )?
+    .query_row(
+        params![key.instance, key.resource, key.path_params],
+        |row| row.get(0),
+    )
+    .optional()
+}
+
+/// The resource's row id, creating an empty row (never polled) when it has none.
+fn ensure_resource(conn: &Connection, key: &ResourceKey) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "INSERT INTO resource_state (instance, resource, path_params) VALUES (?1, ?2, ?3)
+         ON CONFLICT (instance, resource, path_params) DO NOTHING",
+    )?
+    .execute(params![key.instance, key.resource, key.path_params])?;
+    resource_id(conn, key)?.ok_or(rusqlite::Error::QueryReturnedNoRows)
+}
+
+const RESOURCE_STATE_COLUMNS: &str =
+    "watermark, last_poll_at, last_result, last_error, next_due_at, records_read, events";
+
+/// Reads [`RESOURCE_STATE_COLUMNS`] starting at column `first`.
+fn read_resource_state(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<ResourceState> {
+    let last_result =
+        match row.get::<_, Option<String>>(first + 2)? {
+            None => None,
+            Some(text) => Some(PollResult::parse(&text).ok_or_else(|| {
+                conversion_error(first + 2, format!("unknown poll result {text:?}"))
+            })?),
+        };
+    Ok(ResourceState {
+        watermark: time_column(row, first)?,
+        last_poll_at: time_column(row, first + 1)?,
+        last_result,
+        last_error: row.get(first + 3)?,
+        next_due_at: time_column(row, first + 4)?,
+        records_read: row.get(first + 5)?,
+        events: row.get(first + 6)?,
+    })
+}
+
+/// Times are stored as fixed-width RFC 3339 UTC with nanoseconds, which sorts correctly as text.
+fn encode_time(time: &DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+fn time_column(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    let Some(text) = row.get::<_, Option<String>>(index)? else {
+        return Ok(None);
+    };
+    DateTime::parse_from_rfc3339(&text)
+        .map(|time| Some(time.with_timezone(&Utc)))
+        .map_err(|e| conversion_error(index, format!("bad time {text:?}: {e}")))
+}
+
+fn conversion_error(index: usize, message: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(index, Type::Text, message.into())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,398 @@
+//! The poll lifecycle in the state: begin, stage page by page, commit once.
+//!
+//! ```text
+//! begin_poll ──> stage_events / stage_snapshot (one short transaction per page) ──>
+//!   begin_commit ──> for_each_staged + snapshot_deletions + insert_notification ──> finish
+//! ```
+//! Everything before `finish` can be thrown away by a crash or an error without harm: the staging
+//! rows are not events yet. `finish` is the one transaction where a poll's events are born into
+//! the outbox and its watermark moves (see the crash notes in `mod.rs`).
+
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+
+use super::outbox::{NewNotification, insert_notification};
+use super::{ResourceKey, StateError, Store, classify, encode_time, ensure_resource};
+use std::path::Path;
+
+/// A poll that has begun and not yet been committed or discarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PollId(i64);
+
+/// One changed record as the poll found it, waiting for the poll's commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedEvent {
+    pub record_id: String,
+    /// The record's updated date in unix nanoseconds (None in snapshot mode).
+    pub updated: Option<i64>,
+    /// `CREATED`, `UPDATED` or `DELETED`.
+    pub event_type: String,
+    /// The event's `date` as it will be sent.
+    pub date: String,
+    /// The event's `pathParams` object as JSON, for fanned-out resources.
+    pub path_params_json: Option<String>,
+    /// The record exactly as the provider sent it.
+    pub raw: Vec<u8>,
+}
+
+/// What a successful poll leaves behind, written by [`CommitTxn::finish`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollOutcome {
+    /// The watermark to store (None: none, as in snapshot mode).
+    pub watermark: Option<DateTime<Utc>>,
+    /// Seen pairs older than this (unix nanos) are dropped: watermark minus lookback. None keeps
+    /// none (snapshot mode, or nothing to compare against).
+    pub seen_floor: Option<i64>,
+    pub next_due_at: Option<DateTime<Utc>>,
+    pub records_read: u64,
+    pub events: u64,
+    pub polled_at: DateTime<Utc>,
+    /// Record-level problems (unparsable dates...) of a poll that still committed.
+    pub problems: Option<String>,
+}
+
+impl Store {
+    /// Starts a poll of `key` (watermark mode), discarding any unfinished poll of it first.
+    pub fn begin_poll(&mut self, key: &ResourceKey) -> Result<PollId, StateError> {
+        self.begin(key, false)
+    }
+
+    /// Starts a snapshot-mode poll: its commit replaces the snapshot set with what it staged,
+    /// even when it staged nothing (the resource became empty, every record DELETED).
+    pub fn begin_snapshot_poll(&mut self, key: &ResourceKey) -> Result<PollId, StateError> {
+        self.begin(key, true)
+    }
+
+    fn begin(&mut self, key: &ResourceKey, snapshot: bool) -> Result<PollId, StateError> {
+        let path = self.path.clone();
+        let fail = |e| classify(&path, e);
+        let tx = immediate(&mut self.conn).map_err(fail)?;
+        let resource_id = ensure_resource(&tx, key).map_err(fail)?;
+        // Staging rows go with their poll (ON DELETE CASCADE).
+        tx.execute("DELETE FROM poll WHERE resource_id = ?1", [resource_id])
+            .map_err(fail)?;
+        tx.execute(
+            "INSERT INTO poll (resource_id, snapshot) VALUES (?1, ?2)",
+            params![resource_id, snapshot],
+        )
+        .map_err(fail)?;
+        let poll = PollId(tx.last_insert_rowid());
+        tx.commit().map_err(fail)?;
+        Ok(poll)
+    }
+
+    /// Stages one page of events in one short transaction. An event with the same
+    /// (id, updated) as one already staged in this poll is ignored (the first is kept: the
+    /// record was read twice, e.g. across a page boundary). Returns how many rows were added.
+    pub fn stage_events(
+        &mut self,
+        poll: PollId,
+        events: &[StagedEvent],
+    ) -> Result<usize, StateError> {
+        let path = self.path.clone();
+        let fail = |e| classify(&path, e);
+        let tx = immediate(&mut self.conn).map_err(fail)?;
+        require_poll(&tx, &path, poll)?;
+        let mut inserted = 0;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO staged_event
+                     (poll_id, record_id, updated, event_type, date, path_params, raw)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                )
+                .map_err(fail)?;
+            for event in events {
+                inserted += insert
+                    .execute(params![
+                        poll.0,
+                        event.record_id,
+                        event.updated,
+                        event.event_type,
+                        event.date,
+                        event.path_params_json,
+                        event.raw
+                    ])
+                    .map_err(fail)?;
+            }
+        }
+        tx.commit().map_err(fail)?;
+        Ok(inserted)
+    }
+
+    /// Snapshot mode: stages one page of the current poll's (id, content hash, record) set.
+    /// A record id already staged in this poll keeps its first version.
+    pub fn stage_snapshot<I, H, R>(
+        &mut self,
+        poll: PollId,
+        records: &[(I, H, R)],
+    ) -> Result<(), StateError>
+    where
+        I: AsRef<str>,
+        H: AsRef<str>,
+        R: AsRef<[u8]>,
+    {
+        let path = self.path.clone();
+        let fail = |e| classify(&path, e);
+        let tx = immediate(&mut self.conn).map_err(fail)?;
+        require_poll(&tx, &path, poll)?;
+        tx.execute("UPDATE poll SET snapshot = 1 WHERE id = ?1", [poll.0])
+            .map_err(fail)?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO staged_snapshot (poll_id, record_id, hash, raw)
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(fail)?;
+            for (id, hash, raw) in records {
+                insert
+                    .execute(params![poll.0, id.as_ref(), hash.as_ref(), raw.as_ref()])
+                    .map_err(fail)?;
+            }
+        }
+        tx.commit().map_err(fail)
+    }
+
+    /// Drops every unfinished poll and its staging rows (at start-up: they belong to a process
+    /// that died). Returns how many polls were dropped.
+    pub fn discard_unfinished_polls(&mut self) -> Result<usize, StateError> {
+        self.conn
+            .execute("DELETE FROM poll", [])
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Records a failed poll: its time, error and next due time. The watermark, seen pairs and
+    /// snapshot do not move, and its staging rows are dropped (the next poll starts over).
+    pub fn record_poll_failure(
+        &mut self,
+        key: &ResourceKey,
+        error: &str,
+        polled_at: DateTime<Utc>,
+        next_due_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StateError> {
+        let path = self.path.clone();
+        let fail = |e| classify(&path, e);
+        let tx = immediate(&mut self.conn).map_err(fail)?;
+        let resource_id = ensure_resource(&tx, key).map_err(fail)?;
+        tx.execute(
+            "UPDATE resource_state SET last_poll_at = ?2, last_result = 'failed', last_error = ?3,
+                 next_due_at = ?4
+             WHERE id = ?1",
+            params![
+                resource_id,
+                encode_time(&polled_at),
+                error,
+                next_due_at.as_ref().map(encode_time)
+            ],
+        )
+        .map_err(fail)?;
+        tx.execute("DELETE FROM poll WHERE resource_id = ?1", [resource_id])
+            .map_err(fail)?;
+        tx.commit().map_err(fail)
+    }
+
+    /// Opens the poll's final transaction (IMMEDIATE: it takes the write lock now, so it cannot
+    /// fail half-way for lack of it). Dropping the returned value without `finish` rolls back.
+    pub fn begin_commit(&mut self, poll: PollId) -> Result<CommitTxn<'_>, StateError> {
+        let Store { conn, path } = self;
+        let fail = |e| classify(path, e);
+        let tx = immediate(conn).map_err(fail)?;
+        let (resource_id, snapshot) = tx
+            .query_row(
+                "SELECT resource_id, snapshot FROM poll WHERE id = ?1",
+                [poll.0],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(fail)?
+            .ok_or(StateError::PollGone(poll.0))?;
+        Ok(CommitTxn {
+            tx,
+            path,
+            poll,
+            resource_id,
+            snapshot,
+        })
+    }
+}
+
+/// The final transaction of one poll. Its methods take `&self`, so the closure given to
+/// [`CommitTxn::for_each_staged`] can call [`CommitTxn::insert_notification`] on the same value
+/// while the staged rows stream past (SQLite reads one row at a time; nothing is collected).
+pub struct CommitTxn<'a> {
+    tx: Transaction<'a>,
+    path: &'a Path,
+    poll: PollId,
+    resource_id: i64,
+    snapshot: bool,
+}
+
+impl CommitTxn<'_> {
+    fn fail(&self, error: rusqlite::Error) -> StateError {
+        classify(self.path, error)
+    }
+
+    /// Calls `f` with each staged event of the poll, in the order they were staged.
+    pub fn for_each_staged<E>(
+        &self,
+        mut f: impl FnMut(StagedEvent) -> Result<(), E>,
+    ) -> Result<(), E>
+    where
+        E: From<StateError>,
+    {
+        let mut stmt = self
+            .tx
+            .prepare_cached(
+                "SELECT record_id, updated, event_type, date, path_params, raw
+                 FROM staged_event WHERE poll_id = ?1 ORDER BY seq",
+            )
+            .map_err(|e| self.fail(e))?;
+        let mut rows = stmt.query([self.poll.0]).map_err(|e| self.fail(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.fail(e))? {
+            let event = StagedEvent {
+                record_id: row.get(0).map_err(|e| self.fail(e))?,
+                updated: row.get(1).map_err(|e| self.fail(e))?,
+                event_type: row.get(2).map_err(|e| self.fail(e))?,
+                date: row.get(3).map_err(|e| self.fail(e))?,
+                path_params_json: row.get(4).map_err(|e| self.fail(e))?,
+                raw: row.get(5).map_err(|e| self.fail(e))?,
+            };
+            f(event)?;
+        }
+        Ok(())
+    }
+
+    /// Snapshot mode: calls `f` with each record id of the previous snapshot that this poll did
+    /// not see (a DELETED event), with the last version of it that was stored. Nothing for a poll
+    /// in watermark mode.
+    pub fn snapshot_deletions<E>(
+        &self,
+        mut f: impl FnMut(String, Option<Vec<u8>>) -> Result<(), E>,
+    ) -> Result<(), E>
+    where
+        E: From<StateError>,
+    {
+        if !self.snapshot {
+            return Ok(());
+        }
+        let mut stmt = self
+            .tx
+            .prepare_cached(
+                "SELECT record_id, raw FROM snapshot_item AS item
+                 WHERE resource_id = ?1 AND NOT EXISTS (
+                     SELECT 1 FROM staged_snapshot AS now
+                     WHERE now.poll_id = ?2 AND now.record_id = item.record_id)
+                 ORDER BY record_id",
+            )
+            .map_err(|e| self.fail(e))?;
+        let mut rows = stmt
+            .query(params![self.resource_id, self.poll.0])
+            .map_err(|e| self.fail(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.fail(e))? {
+            let record_id: String = row.get(0).map_err(|e| self.fail(e))?;
+            let raw: Vec<u8> = row.get(1).map_err(|e| self.fail(e))?;
+            // An empty blob means the record was not kept.
+            f(record_id, Some(raw).filter(|raw| !raw.is_empty()))?;
+        }
+        Ok(())
+    }
+
+    /// Adds one notification to the outbox, due for delivery at once.
+    pub fn insert_notification(&self, notification: NewNotification) -> Result<(), StateError> {
+        insert_notification(&self.tx, &notification).map_err(|e| self.fail(e))
+    }
+
+    /// Commits the poll: watermark, seen pairs, snapshot set, poll result, and the notifications
+    /// inserted so far, in one COMMIT; the staging rows are deleted in it too.
+    pub fn finish(self, outcome: PollOutcome) -> Result<(), StateError> {
+        self.refresh_seen_pairs(outcome.seen_floor)
+            .map_err(|e| self.fail(e))?;
+        if self.snapshot {
+            self.replace_snapshot().map_err(|e| self.fail(e))?;
+        }
+        self.record_outcome(&outcome).map_err(|e| self.fail(e))?;
+        self.tx
+            .execute("DELETE FROM poll WHERE id = ?1", [self.poll.0])
+            .map_err(|e| self.fail(e))?;
+        let path = self.path;
+        self.tx.commit().map_err(|e| classify(path, e))
+    }
+
+    /// Kept pairs = (old pairs ∪ this poll's staged pairs) with updated >= floor, done inside
+    /// SQLite so memory does not grow with the number of pairs.
+    fn refresh_seen_pairs(&self, floor: Option<i64>) -> rusqlite::Result<()> {
+        let Some(floor) = floor else {
+            self.tx.execute(
+                "DELETE FROM seen_pair WHERE resource_id = ?1",
+                [self.resource_id],
+            )?;
+            return Ok(());
+        };
+        self.tx.execute(
+            "INSERT OR IGNORE INTO seen_pair (resource_id, updated, record_id)
+             SELECT ?1, updated, record_id FROM staged_event
+             WHERE poll_id = ?2 AND updated IS NOT NULL AND updated >= ?3",
+            params![self.resource_id, self.poll.0, floor],
+        )?;
+        self.tx.execute(
+            "DELETE FROM seen_pair WHERE resource_id = ?1 AND updated < ?2",
+            params![self.resource_id, floor],
+        )?;
+        Ok(())
+    }
+
+    /// The snapshot set becomes exactly what this poll staged.
+    fn replace_snapshot(&self) -> rusqlite::Result<()> {
+        self.tx.execute(
+            "DELETE FROM snapshot_item WHERE resource_id = ?1 AND NOT EXISTS (
+                 SELECT 1 FROM staged_snapshot AS now
+                 WHERE now.poll_id = ?2 AND now.record_id = snapshot_item.record_id)",
+            params![self.resource_id, self.poll.0],
+        )?;
+        self.tx.execute(
+            "INSERT OR REPLACE INTO snapshot_item (resource_id, record_id, hash, raw)
+             SELECT ?1, record_id, hash, raw FROM staged_snapshot WHERE poll_id = ?2",
+            params![self.resource_id, self.poll.0],
+        )?;
+        Ok(())
+    }
+
+    fn record_outcome(&self, outcome: &PollOutcome) -> rusqlite::Result<()> {
+        let result = if outcome.problems.is_some() {
+            super::PollResult::Problems
+        } else {
+            super::PollResult::Ok
+        };
+        self.tx.execute(
+            "UPDATE resource_state SET watermark = ?2, last_poll_at = ?3, last_result = ?4,
+                 last_error = ?5, next_due_at = ?6, records_read = ?7, events = ?8
+             WHERE id = ?1",
+            params![
+                self.resource_id,
+                outcome.watermark.as_ref().map(encode_time),
+                encode_time(&outcome.polled_at),
+                result.as_str(),
+                outcome.problems,
+                outcome.next_due_at.as_ref().map(encode_time),
+                outcome.records_read,
+                outcome.events
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+fn immediate(conn: &mut rusqlite::Connection) -> rusqlite::Result<Transaction<'_>> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+}
+
+/// Fails with [`StateError::PollGone`] when the poll was discarded: staging into it would
+/// otherwise hit a foreign-key error that says nothing useful.
+fn require_poll(tx: &Transaction<'_>, path: &Path, poll: PollId) -> Result<(), StateError> {
+    let exists = tx
+        .query_row("SELECT 1 FROM poll WHERE id = ?1", [poll.0], |_| Ok(()))
+        .optional()
+        .map_err(|e| classify(path, e))?;
+    exists.ok_or(StateError::PollGone(poll.0))
+}

@@ -1,0 +1,191 @@
+//! The state file's schema and its migrations.
+//!
+//! The schema version lives in SQLite's `PRAGMA user_version` (a header field, written inside the
+//! migrating transaction, so a crash leaves either the old or the new version, never half of one).
+//! Version N means "the first N entries of [`MIGRATIONS`] have been applied". A migration is never
+//! edited once released: changes go into a new entry at the end.
+//!
+//! A file with a version above [`MIGRATIONS`]`.len()` was written by a newer ocpoll; it is refused,
+//! not downgraded, because an older binary cannot know what the newer tables mean.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+/// Every migration, in order. Times are TEXT in one fixed-width RFC 3339 form
+/// (`2026-11-25T12:59:58.123456789Z`, see `mod.rs`), so they sort as text and read well in the
+/// `sqlite3` shell; the seen pairs use integer nanoseconds because they are compared in bulk.
+const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    r#"
+    -- One row per (instance, resource, pathParams value): the watermark and the last poll.
+    CREATE TABLE resource_state (
+        id            INTEGER PRIMARY KEY,
+        instance      TEXT NOT NULL,
+        resource      TEXT NOT NULL,
+        path_params   TEXT NOT NULL,
+        watermark     TEXT,
+        last_poll_at  TEXT,
+        last_result   TEXT,
+        last_error    TEXT,
+        next_due_at   TEXT,
+        records_read  INTEGER NOT NULL DEFAULT 0,
+        events        INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (instance, resource, path_params)
+    );
+
+    -- (id, updated) pairs already turned into events near the watermark (SPEC 6).
+    CREATE TABLE seen_pair (
+        resource_id  INTEGER NOT NULL REFERENCES resource_state(id) ON DELETE CASCADE,
+        updated      INTEGER NOT NULL,
+        record_id    TEXT NOT NULL,
+        PRIMARY KEY (resource_id, updated, record_id)
+    ) WITHOUT ROWID;
+
+    -- Snapshot mode: the previous poll's (id, content hash) set, with the record for DELETED.
+    CREATE TABLE snapshot_item (
+        resource_id  INTEGER NOT NULL REFERENCES resource_state(id) ON DELETE CASCADE,
+        record_id    TEXT NOT NULL,
+        hash         TEXT NOT NULL,
+        raw          BLOB NOT NULL,
+        PRIMARY KEY (resource_id, record_id)
+    ) WITHOUT ROWID;
+
+    -- A poll that has begun and not yet committed. Its staging rows hang off it.
+    CREATE TABLE poll (
+        id           INTEGER PRIMARY KEY,
+        resource_id  INTEGER NOT NULL REFERENCES resource_state(id) ON DELETE CASCADE,
+        snapshot     INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX poll_by_resource ON poll(resource_id);
+
+    -- Events of unfinished polls, one short transaction per page. seq is the rowid: it only grows
+    -- while a poll's own rows exist, so ordering by it is the order records were read.
+    CREATE TABLE staged_event (
+        seq          INTEGER PRIMARY KEY,
+        poll_id      INTEGER NOT NULL REFERENCES poll(id) ON DELETE CASCADE,
+        record_id    TEXT NOT NULL,
+        updated      INTEGER,
+        event_type   TEXT NOT NULL,
+        date         TEXT NOT NULL,
+        path_params  TEXT,
+        raw          BLOB NOT NULL
+    );
+    -- "Unique per poll, id and updated" (SPEC 6); snapshot events have no updated, and NULLs are
+    -- distinct in a UNIQUE index, hence the IFNULL.
+    CREATE UNIQUE INDEX staged_event_unique
+        ON staged_event(poll_id, record_id, IFNULL(updated, -9223372036854775808));
+
+    -- Snapshot mode: the current poll's full (id, hash, record) set, streamed page by page.
+    CREATE TABLE staged_snapshot (
+        poll_id      INTEGER NOT NULL REFERENCES poll(id) ON DELETE CASCADE,
+        record_id    TEXT NOT NULL,
+        hash         TEXT NOT NULL,
+        raw          BLOB NOT NULL,
+        PRIMARY KEY (poll_id, record_id)
+    ) WITHOUT ROWID;
+
+    -- Notifications not yet acknowledged by their callback. seq is the rowid: delivery order.
+    CREATE TABLE outbox (
+        seq              INTEGER PRIMARY KEY,
+        id               TEXT NOT NULL UNIQUE,
+        instance         TEXT NOT NULL,
+        body             BLOB NOT NULL,
+        events           INTEGER NOT NULL,
+        created_at       TEXT NOT NULL,
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at  TEXT NOT NULL,
+        last_error       TEXT,
+        dead             INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX outbox_by_instance ON outbox(instance, dead, seq);
+
+    -- OAuth access tokens obtained by refresh, tied to the credentials they came from (SPEC 8).
+    CREATE TABLE oauth_token (
+        instance          TEXT PRIMARY KEY,
+        credentials_hash  TEXT NOT NULL,
+        access_token      TEXT NOT NULL,
+        expires_at        TEXT
+    );
+    "#,
+];
+
+/// The schema version this build writes and understands.
+pub const CURRENT_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// What [`migrate`] found wrong, before any SQLite error.
+#[derive(Debug)]
+pub enum MigrateError {
+    /// The file's version is newer than [`CURRENT_VERSION`].
+    Newer {
+        found: u32,
+    },
+    Sqlite(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for MigrateError {
+    fn from(error: rusqlite::Error) -> Self {
+        MigrateError::Sqlite(error)
+    }
+}
+
+/// Brings the schema up to [`CURRENT_VERSION`] in one IMMEDIATE transaction (the version is
+/// re-read inside it, so two processes opening a fresh file at once do not both migrate).
+pub fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
+    let found = user_version(conn)?;
+    if found > CURRENT_VERSION {
+        return Err(MigrateError::Newer { found });
+    }
+    if found == CURRENT_VERSION {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found = user_version(&tx)?;
+    if found > CURRENT_VERSION {
+        return Err(MigrateError::Newer { found });
+    }
+    for migration in MIGRATIONS.iter().skip(found as usize) {
+        tx.execute_batch(migration)?;
+    }
+    tx.pragma_update(None, "user_version", CURRENT_VERSION)?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn user_version(conn: &Connection) -> rusqlite::Result<u32> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrating_twice_is_a_no_op_and_sets_the_version() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        assert_eq!(user_version(&conn).unwrap(), CURRENT_VERSION);
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'outbox'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 1);
+    }
+
+    #[test]
+    fn a_newer_version_is_refused_untouched() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "user_version", CURRENT_VERSION + 1)
+            .unwrap();
+        match migrate(&mut conn) {
+            Err(MigrateError::Newer { found }) => assert_eq!(found, CURRENT_VERSION + 1),
+            other => panic!("expected Newer, got {other:?}"),
+        }
+        let tables: i64 = conn
+            .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(tables, 0, "nothing was created in a newer file");
+    }
+}
