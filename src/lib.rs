@@ -12,4 +12,5 @@ pub mod config;
 pub mod dates;
 pub mod detect;
 pub mod instance;
+pub mod outbox;
 pub mod url_macros;
