@@ -11,7 +11,11 @@
 //!    table is unique on (id, updated)), because a provider may send a record twice across pages.
 //! 4. [`event_type`] tells CREATED from UPDATED; [`event_date`] writes EVENTS.md's `date`.
 //! 5. At the end of the poll, [`next_watermark`] (or [`baseline_watermark`] on the first poll)
-//!    gives the new watermark, and seen pairs older than [`seen_floor`] are dropped.
+//!    gives the new watermark, the poll's new pairs join the seen set, and seen pairs older
+//!    than [`seen_floor`] of the new watermark are dropped.
+//!
+//! The first poll of a resource (no watermark yet) is a baseline: it judges nothing, puts every
+//! (id, updated) pair it reads into the seen set and emits no events.
 //!
 //! Snapshot mode (no `datesConfiguration`) compares content hashes instead:
 //! [`content_hash`] and [`snapshot_verdict`].
@@ -370,6 +374,10 @@ pub fn next_watermark(
 /// The oldest updated date the seen set must remember for this watermark: seen pairs with
 /// `updated >= floor` are kept, older ones can be deleted. With no lookback it is the
 /// watermark instant itself (records sharing the watermark's timestamp).
+///
+/// Raising `lookbackSeconds` later widens the window past what the seen set remembers, so the
+/// first polls after such a change may repeat events from the widened part (at least once,
+/// never lost); lowering it is harmless.
 pub fn seen_floor(watermark: DateTime<Utc>, lookback: Duration) -> DateTime<Utc> {
     let lookback = TimeDelta::from_std(lookback).unwrap_or(TimeDelta::MAX);
     subtract(watermark, lookback)
