@@ -1,15 +1,19 @@
 //! ocpoll: a polling daemon that turns changes in APIs without webhooks into signed events.
 //!
 //! The flow, one module per step:
-//! `instance` (files -> typed instances) -> polling (later) -> change detection (later) ->
-//! state and outbox (later) -> delivery (later). `dates` and `url_macros` are the pure pieces
-//! the instance model and the poller share; `cli`, `config` and `commands` are the edges.
+//! `instance` (files -> typed instances) -> `http` (requests, auth, pages) -> `detect`
+//! (records + watermark -> events, pure) -> `state` (one SQLite transaction: events into the
+//! outbox, watermark moved) -> `outbox` (payload, signatures; delivery comes next).
+//! `dates` and `url_macros` are the pure pieces the instance model and the poller share;
+//! `cli`, `config` and `commands` are the edges.
 
 pub mod assets;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod dates;
+pub mod detect;
 pub mod instance;
+pub mod outbox;
 pub mod state;
 pub mod url_macros;
