@@ -10,5 +10,6 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod dates;
+pub mod http;
 pub mod instance;
 pub mod url_macros;
