@@ -341,7 +341,7 @@ fn parse_param(input: &str) -> (String, String, &str) {
         return (name, value, "");
     }
     let value_end = rest
-        .find(|c: char| c == ';' || c == ',')
+        .find([';', ','])
         .unwrap_or(rest.len());
     (
         name,
