@@ -539,6 +539,12 @@ async fn a_refused_connection_fails_after_the_retries() {
         other => panic!("expected a transport error, got {other}"),
     }
     assert!(!error.to_string().contains("query-secret"), "{error}");
+    assert!(
+        error
+            .to_string()
+            .starts_with("connection failed after 2 attempt(s): error sending request: "),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -783,4 +789,86 @@ async fn late_committed_records_appear_on_a_later_request() {
     assert_eq!(ids(&first), ["c00", "c01"]);
     let second = poll(url, &Pagination::default(), None).await.unwrap();
     assert_eq!(ids(&second), ["late", "c00", "c01"]);
+}
+
+#[tokio::test]
+async fn concurrent_requests_that_meet_a_401_refresh_once() {
+    let mock = MockProvider::builder()
+        .auth(oauth_mock_auth(true))
+        .start()
+        .await;
+    let session = session(&oauth_auth(&mock, "refresh-0"));
+    let client = client();
+    let url = mock.resource_url();
+    client
+        .get(&url, &session, &http_options(), &fast_retry())
+        .await
+        .unwrap();
+    mock.expire_tokens();
+    let (http, retry) = (http_options(), fast_retry());
+    let (first, second) = tokio::join!(
+        client.get(&url, &session, &http, &retry),
+        client.get(&url, &session, &http, &retry),
+    );
+    assert_eq!((first.unwrap().status, second.unwrap().status), (200, 200));
+    // One refresh for both: a second one would have used the rotated-away refresh token.
+    assert_eq!(mock.token_request_count(), 2);
+}
+
+#[tokio::test]
+async fn a_token_about_to_expire_is_refreshed_before_use() {
+    let mock = MockProvider::builder()
+        .auth(MockAuth::OAuth {
+            client_id: "client".into(),
+            client_secret: "shh".into(),
+            refresh_token: "refresh-0".into(),
+            rotate: false,
+            // Inside the 30-second safety margin: never worth sending.
+            expires_in: Some(10),
+        })
+        .start()
+        .await;
+    let session = session(&oauth_auth(&mock, "refresh-0"));
+    let client = client();
+    for _ in 0..2 {
+        client
+            .get(
+                &mock.resource_url(),
+                &session,
+                &http_options(),
+                &fast_retry(),
+            )
+            .await
+            .unwrap();
+    }
+    assert_eq!(mock.token_request_count(), 2);
+    assert_eq!(
+        mock.request_count(),
+        2,
+        "no request left with a dying token"
+    );
+}
+
+#[tokio::test]
+async fn an_unusable_ca_file_is_reported_with_its_path() {
+    let folder = tempfile::tempdir().unwrap();
+    let not_pem = folder.path().join("roots.pem");
+    std::fs::write(&not_pem, "not a certificate").unwrap();
+    let missing = folder.path().join("missing.pem");
+    for ca_file in [not_pem, missing] {
+        let http = HttpOptions {
+            ca_file: Some(ca_file.clone()),
+            ..http_options()
+        };
+        let url = Url::parse("https://127.0.0.1:9/").unwrap();
+        let error = client()
+            .get(&url, &session(&Auth::None), &http, &fast_retry())
+            .await
+            .unwrap_err();
+        assert!(matches!(error, FetchError::CaFile { .. }), "{error}");
+        assert!(
+            error.to_string().contains(&ca_file.display().to_string()),
+            "{error}"
+        );
+    }
 }

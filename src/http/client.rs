@@ -491,7 +491,10 @@ fn error_chain(error: &reqwest::Error) -> String {
 
 fn strip_url(error: &reqwest::Error) -> String {
     match error.url() {
-        Some(url) => error.to_string().replace(&format!(" ({url})"), ""),
+        Some(url) => error
+            .to_string()
+            .replace(&format!(" for url ({url})"), "")
+            .replace(&format!(" ({url})"), ""),
         None => error.to_string(),
     }
 }

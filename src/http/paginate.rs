@@ -340,9 +340,7 @@ fn parse_param(input: &str) -> (String, String, &str) {
         }
         return (name, value, "");
     }
-    let value_end = rest
-        .find([';', ','])
-        .unwrap_or(rest.len());
+    let value_end = rest.find([';', ',']).unwrap_or(rest.len());
     (
         name,
         rest[..value_end].trim().to_owned(),
