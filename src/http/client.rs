@@ -7,6 +7,7 @@
 //! Errors never carry credentials: header values are not printed, and transport errors drop
 //! the URL (an instance URL may carry an API key in its query).
 
+use crate::config::PollConfig;
 use crate::http::auth::{AuthError, AuthSession};
 use crate::instance::HttpOptions;
 use bytes::{Bytes, BytesMut};
@@ -44,6 +45,16 @@ impl Default for RetryPolicy {
             backoff_max: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(5 * 60),
             max_page_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+impl From<&PollConfig> for RetryPolicy {
+    /// `[poll] retries` from the configuration; the rest keeps its defaults.
+    fn from(poll: &PollConfig) -> Self {
+        RetryPolicy {
+            retries: poll.retries,
+            ..RetryPolicy::default()
         }
     }
 }
@@ -667,6 +678,18 @@ mod tests {
                 Attempt::Fail(FetchError::Status { .. })
             ));
         }
+    }
+
+    #[test]
+    fn retries_come_from_the_poll_configuration() {
+        let poll = PollConfig {
+            retries: 7,
+            ..PollConfig::default()
+        };
+        let retry = RetryPolicy::from(&poll);
+        assert_eq!(retry.retries, 7);
+        assert_eq!(retry.max_retry_after, Duration::from_secs(300));
+        assert_eq!(RetryPolicy::from(&PollConfig::default()).retries, 3);
     }
 
     #[test]
