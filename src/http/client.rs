@@ -680,6 +680,19 @@ mod tests {
         }
     }
 
+    /// The poller spawns polls on a multi-threaded runtime: `get` must stay `Send`.
+    #[allow(dead_code)]
+    fn get_future_is_send(
+        client: &HttpClient,
+        url: &Url,
+        session: &AuthSession,
+        http: &HttpOptions,
+        retry: &RetryPolicy,
+    ) {
+        fn is_send<T: Send>(_: &T) {}
+        is_send(&client.get(url, session, http, retry));
+    }
+
     #[test]
     fn retries_come_from_the_poll_configuration() {
         let poll = PollConfig {
