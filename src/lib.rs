@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod dates;
 pub mod detect;
+pub mod http;
 pub mod instance;
 pub mod outbox;
 pub mod state;
