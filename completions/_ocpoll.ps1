@@ -62,6 +62,7 @@ Register-ArgumentCompleter -Native -CommandName 'ocpoll' -ScriptBlock {
         'ocpoll;tick' {
             [CompletionResult]::new('--instance', '--instance', [CompletionResultType]::ParameterName, 'Poll only this instance (repeatable)')
             [CompletionResult]::new('--deliver-timeout', '--deliver-timeout', [CompletionResultType]::ParameterName, 'How long to wait for deliveries before leaving the rest in the outbox')
+            [CompletionResult]::new('--instances', '--instances', [CompletionResultType]::ParameterName, 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]')
             [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'State file (SQLite) [default: state.db in the platform state folder]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format: text for people, json for journald and log shippers')

@@ -475,7 +475,7 @@ _ocpoll() {
             return 0
             ;;
         ocpoll__subcmd__tick)
-            opts="-v -q -h -V --instance --all --wait --deliver-timeout --state --config --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --instance --all --wait --deliver-timeout --instances --state --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -486,6 +486,10 @@ _ocpoll() {
                     return 0
                     ;;
                 --deliver-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --instances)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

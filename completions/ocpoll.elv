@@ -57,6 +57,7 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
         &'ocpoll;tick'= {
             cand --instance 'Poll only this instance (repeatable)'
             cand --deliver-timeout 'How long to wait for deliveries before leaving the rest in the outbox'
+            cand --instances 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]'
             cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
             cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
             cand --log-format 'Log format: text for people, json for journald and log shippers'

@@ -54,6 +54,7 @@ complete -c ocpoll -n "__fish_ocpoll_using_subcommand validate" -s h -l help -d 
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand validate" -s V -l version -d 'Print version'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand tick" -l instance -d 'Poll only this instance (repeatable)' -r
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand tick" -l deliver-timeout -d 'How long to wait for deliveries before leaving the rest in the outbox' -r
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand tick" -l instances -d 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]' -r -F
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand tick" -l state -d 'State file (SQLite) [default: state.db in the platform state folder]' -r -F
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand tick" -l config -d 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]' -r -F
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand tick" -l log-format -d 'Log format: text for people, json for journald and log shippers' -r -f -a "text\t''

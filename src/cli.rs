@@ -147,7 +147,7 @@ pub struct ValidateArgs {
 #[derive(Debug, Args)]
 pub struct TickArgs {
     /// Poll only this instance (repeatable)
-    #[arg(long = "instance", value_name = "NAME")]
+    #[arg(long = "instance", id = "instance", value_name = "NAME")]
     pub instances: Vec<String>,
 
     /// Poll every resource now, whether or not it is due
@@ -336,6 +336,26 @@ mod tests {
         };
         assert_eq!(args.duration, Some(Duration::from_secs(5)));
         assert!(Cli::try_parse_from(["ocpoll", "demo", "--duration", "soon"]).is_err());
+    }
+
+    #[test]
+    fn tick_instance_filter_is_repeatable_beside_the_global_instances_folder() {
+        let cli = Cli::try_parse_from([
+            "ocpoll",
+            "--instances",
+            "dir",
+            "tick",
+            "--instance",
+            "a",
+            "--instance",
+            "b",
+        ])
+        .unwrap();
+        let Command::Tick(args) = cli.command else {
+            panic!("expected tick");
+        };
+        assert_eq!(args.instances, vec!["a", "b"]);
+        assert_eq!(cli.global.instances, Some(PathBuf::from("dir")));
     }
 
     #[test]

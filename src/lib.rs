@@ -16,5 +16,6 @@ pub mod detect;
 pub mod http;
 pub mod instance;
 pub mod outbox;
+pub mod poll;
 pub mod state;
 pub mod url_macros;

@@ -35,11 +35,11 @@ fn main() -> ExitCode {
     };
     match &cli.command {
         Command::Validate(args) => commands::validate::run(args, &config),
-        Command::Tick(_) => commands::not_available("tick"),
+        Command::Tick(args) => commands::tick::run(args, &config),
         Command::Run(_) => commands::not_available("run"),
-        Command::Status(_) => commands::not_available("status"),
-        Command::State(StateCommand::Reset(_)) => commands::not_available("state reset"),
-        Command::State(StateCommand::Forget(_)) => commands::not_available("state forget"),
+        Command::Status(args) => commands::status::run(args, &config),
+        Command::State(StateCommand::Reset(args)) => commands::state::reset(args, &config),
+        Command::State(StateCommand::Forget(args)) => commands::state::forget(args, &config),
         Command::Outbox(OutboxCommand::List(_)) => commands::not_available("outbox list"),
         Command::Outbox(OutboxCommand::Show(_)) => commands::not_available("outbox show"),
         Command::Outbox(OutboxCommand::Retry(_)) => commands::not_available("outbox retry"),

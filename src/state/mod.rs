@@ -243,6 +243,8 @@ pub struct ResourceStatusRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredToken {
     pub access_token: Secret,
+    /// A refresh token the provider rotated; `None` means "the instance file's".
+    pub refresh_token: Option<Secret>,
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -532,12 +534,13 @@ impl Store {
             .map_err(|e| self.fail(e))?;
         self.conn
             .query_row(
-                "SELECT access_token, expires_at FROM oauth_token WHERE instance = ?1",
+                "SELECT access_token, refresh_token, expires_at FROM oauth_token WHERE instance = ?1",
                 [instance],
                 |row| {
                     Ok(StoredToken {
                         access_token: Secret::new(row.get::<_, String>(0)?),
-                        expires_at: time_column(row, 1)?,
+                        refresh_token: row.get::<_, Option<String>>(1)?.map(Secret::new),
+                        expires_at: time_column(row, 2)?,
                     })
                 },
             )
@@ -554,15 +557,18 @@ impl Store {
     ) -> Result<(), StateError> {
         self.conn
             .execute(
-                "INSERT INTO oauth_token (instance, credentials_hash, access_token, expires_at)
-                 VALUES (?1, ?2, ?3, ?4)
+                "INSERT INTO oauth_token
+                     (instance, credentials_hash, access_token, refresh_token, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (instance) DO UPDATE SET credentials_hash = excluded.credentials_hash,
-                     access_token = excluded.access_token, expires_at = excluded.expires_at",
+                     access_token = excluded.access_token, refresh_token = excluded.refresh_token,
+                     expires_at = excluded.expires_at",
                 params![
                     instance,
                     credentials_hash,
                     // Leaves for its destination: the state file (0600).
                     token.access_token.expose(),
+                    token.refresh_token.as_ref().map(Secret::expose),
                     token.expires_at.as_ref().map(encode_time)
                 ],
             )

@@ -103,6 +103,7 @@ const MIGRATIONS: &[&str] = &[
         instance          TEXT PRIMARY KEY,
         credentials_hash  TEXT NOT NULL,
         access_token      TEXT NOT NULL,
+        refresh_token     TEXT,
         expires_at        TEXT
     );
     "#,

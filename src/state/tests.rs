@@ -873,6 +873,7 @@ fn store_with_three_instances() -> Store {
             "hash",
             &StoredToken {
                 access_token: Secret::new("t"),
+                refresh_token: None,
                 expires_at: None,
             },
         )
@@ -969,12 +970,14 @@ fn oauth_tokens_are_dropped_when_the_credentials_change() {
     assert_eq!(store.oauth_token("crm", "h1").unwrap(), None);
     let token = StoredToken {
         access_token: Secret::new("access-1"),
+        refresh_token: Some(Secret::new("rotated-refresh")),
         expires_at: Some(at(3600)),
     };
     store.save_oauth_token("crm", "h1", &token).unwrap();
     assert_eq!(store.oauth_token("crm", "h1").unwrap(), Some(token.clone()));
     let newer = StoredToken {
         access_token: Secret::new("access-2"),
+        refresh_token: None,
         expires_at: None,
     };
     store.save_oauth_token("crm", "h1", &newer).unwrap();
@@ -984,7 +987,7 @@ fn oauth_tokens_are_dropped_when_the_credentials_change() {
     assert_eq!(store.oauth_token("crm", "h2").unwrap(), None);
     assert_eq!(store.oauth_token("crm", "h1").unwrap(), None);
     assert!(
-        !format!("{token:?}").contains("access-1"),
+        !format!("{token:?}").contains("access-1") && !format!("{token:?}").contains("rotated"),
         "Debug hides the token"
     );
 }
