@@ -108,16 +108,16 @@ pub enum Command {
     /// any file has an error.
     Validate(ValidateArgs),
 
-    /// Poll due resources once, deliver, save the state, exit (for cron) [not available yet]
+    /// Poll due resources once, write their events to the outbox, exit (for cron)
     Tick(TickArgs),
 
     /// Run the daemon that polls and delivers (what systemd runs) [not available yet]
     Run(RunArgs),
 
-    /// Show last poll, watermark, next due time, outbox depth [not available yet]
+    /// Show last poll, watermark, next due time, outbox depth
     Status(StatusArgs),
 
-    /// Inspect or change the saved state [not available yet]
+    /// Inspect or change the saved state
     #[command(subcommand)]
     State(StateCommand),
 

@@ -919,21 +919,8 @@ fn later_commands_say_they_are_not_available_yet() {
     let dir = Dir::new();
     dir.create("instances.d/a.json", &instance("a"));
     for args in [
-        &["tick"][..],
-        &["tick", "--all"],
-        &["run", "--foreground"],
+        &["run", "--foreground"][..],
         &["run"],
-        &["status"],
-        &["status", "--json"],
-        &["state", "reset", "x"],
-        &[
-            "state",
-            "reset",
-            "x/contacts",
-            "--to",
-            "2026-01-01T00:00:00Z",
-        ],
-        &["state", "forget", "x"],
         &["outbox", "list"],
         &["outbox", "show", "abc"],
         &["outbox", "retry", "--all-dead"],
