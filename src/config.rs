@@ -45,6 +45,9 @@ pub struct PollConfig {
     pub per_host: u32,
     pub retries: u32,
     pub jitter_seconds: u64,
+    /// The first retry's backoff ceiling within a poll; doubles per retry (tests set 0).
+    pub backoff_initial_seconds: u64,
+    pub backoff_max_seconds: u64,
 }
 
 impl Default for PollConfig {
@@ -54,6 +57,8 @@ impl Default for PollConfig {
             per_host: 4,
             retries: 3,
             jitter_seconds: 5,
+            backoff_initial_seconds: 1,
+            backoff_max_seconds: 30,
         }
     }
 }

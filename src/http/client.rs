@@ -50,10 +50,12 @@ impl Default for RetryPolicy {
 }
 
 impl From<&PollConfig> for RetryPolicy {
-    /// `[poll] retries` from the configuration; the rest keeps its defaults.
+    /// `[poll] retries` and the backoff from the configuration; the rest keeps its defaults.
     fn from(poll: &PollConfig) -> Self {
         RetryPolicy {
             retries: poll.retries,
+            backoff_initial: Duration::from_secs(poll.backoff_initial_seconds),
+            backoff_max: Duration::from_secs(poll.backoff_max_seconds),
             ..RetryPolicy::default()
         }
     }
