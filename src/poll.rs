@@ -150,6 +150,13 @@ pub async fn run(
     let result = outcome.and_then(|poll| commit(ctx, target, poll, started, next_due, &mut report));
     if let Err(error) = result {
         let message = error.to_string();
+        // A provider that asks for a longer pause than a poll may wait gets it (SPEC.md 5).
+        let next_due = match &error {
+            PollError::Fetch(crate::http::FetchError::RetryAfterTooLong { until }) => {
+                next_due.max(*until)
+            }
+            _ => next_due,
+        };
         let mut store = lock(&ctx.store);
         if let Err(state_error) =
             store.record_poll_failure(&target.key, &message, started, Some(next_due))
