@@ -59,12 +59,7 @@ impl Decoder<'_> {
                     describe_value(value)
                 }
             );
-            if looks_instance_level(key) {
-                message.push_str(&format!(
-                    "; {key:?} looks like an instance setting that ended up inside \
-                     event.poller.configuration (check the closing braces)"
-                ));
-            }
+            message.push_str(&misplaced_hint(key));
             self.error(path, message);
             return None;
         };
@@ -129,13 +124,10 @@ impl Decoder<'_> {
         let url = match self.text(resource, "url") {
             Text::Value(url) => url,
             Text::Absent => {
-                let mut message = format!("resource {key:?} has no \"url\" to poll");
-                if looks_instance_level(key) {
-                    message.push_str(&format!(
-                        "; {key:?} looks like an instance setting that ended up inside \
-                         event.poller.configuration (check the closing braces)"
-                    ));
-                }
+                let message = format!(
+                    "resource {key:?} has no \"url\" to poll{}",
+                    misplaced_hint(key)
+                );
                 self.error(path, message);
                 return None;
             }
@@ -503,5 +495,18 @@ impl Decoder<'_> {
                 None
             }
         }
+    }
+}
+
+/// For a "resource" whose key is really an instance setting (the Salesloft seed's misplaced
+/// brace), the hint that says so; empty otherwise.
+fn misplaced_hint(key: &str) -> String {
+    if looks_instance_level(key) {
+        format!(
+            "; {key:?} looks like an instance setting that ended up inside \
+             event.poller.configuration (check the closing braces)"
+        )
+    } else {
+        String::new()
     }
 }
