@@ -22,7 +22,7 @@ pub struct Config {
     pub daemon: DaemonConfig,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogConfig {
     pub format: LogFormat,
@@ -38,7 +38,7 @@ impl Default for LogConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PollConfig {
     pub max_in_flight: u32,
@@ -63,7 +63,7 @@ impl Default for PollConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DeliveryConfig {
     pub max_in_flight: u32,
@@ -87,7 +87,7 @@ impl Default for DeliveryConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Synchronous {
     /// Every commit reaches the disk before it is acknowledged (power-loss safe).
@@ -97,7 +97,7 @@ pub enum Synchronous {
     Normal,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DaemonConfig {
     pub grace_seconds: u64,
@@ -159,7 +159,14 @@ const SECTION_KEYS: &[(&str, &[&str])] = &[
     ("log", &["format", "level"]),
     (
         "poll",
-        &["max_in_flight", "per_host", "retries", "jitter_seconds"],
+        &[
+            "max_in_flight",
+            "per_host",
+            "retries",
+            "jitter_seconds",
+            "backoff_initial_seconds",
+            "backoff_max_seconds",
+        ],
     ),
     (
         "delivery",
@@ -427,6 +434,39 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(error.contains("line 1"), "{error}");
+    }
+
+    /// Every key of every section can be set from the environment: the list the overlay uses
+    /// must name each field of the section structs.
+    #[test]
+    fn every_section_key_has_an_environment_variable() {
+        fn keys(section: impl serde::Serialize) -> Vec<String> {
+            let value = toml::Value::try_from(section).unwrap();
+            value.as_table().unwrap().keys().cloned().collect()
+        }
+        let daemon = DaemonConfig {
+            metrics_addr: Some("127.0.0.1:9464".to_owned()),
+            ..DaemonConfig::default()
+        };
+        let sections = [
+            ("log", keys(LogConfig::default())),
+            ("poll", keys(PollConfig::default())),
+            ("delivery", keys(DeliveryConfig::default())),
+            ("daemon", keys(daemon)),
+        ];
+        for (section, fields) in sections {
+            let listed = SECTION_KEYS
+                .iter()
+                .find(|(name, _)| *name == section)
+                .map(|(_, keys)| *keys)
+                .unwrap_or_default();
+            for field in fields {
+                assert!(
+                    listed.contains(&field.as_str()),
+                    "OCPOLL_{section}_{field} is not read"
+                );
+            }
+        }
     }
 
     #[test]

@@ -200,6 +200,8 @@ async fn poll_changes(
         (previous, seen, store.begin_poll(&target.key)?)
     };
     report.baseline = previous.is_none();
+    // Shown as is when the poll fails: a failed poll leaves the watermark where it was.
+    report.watermark = previous;
     let since = detect::query_since(previous, resource.lookback, now);
     let url = expand_url(target, since, &dates.updated.zone)?;
     let fraction_digits = dates.updated.format.fraction_digits();

@@ -5,12 +5,13 @@
 use crate::cli::StatusArgs;
 use crate::commands::{exit, write_table};
 use crate::config::Config;
-use crate::instance::{self, SystemSecrets, UnresolvedSecrets};
+use crate::instance::{self, Instance, SystemSecrets, UnresolvedSecrets};
 use crate::state::{OutboxDepth, ResourceKey, ResourceState, StateError, Store};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// One line of the status: a resource as configured and/or as the state knows it.
 #[derive(Debug, Serialize)]
@@ -66,9 +67,7 @@ pub fn run(args: &StatusArgs, config: &Config) -> ExitCode {
 
 /// Configured resources (from the instance files) joined with what the state remembers.
 fn collect(config: &Config, store: Option<&Store>) -> Result<Vec<StatusLine>, StateError> {
-    let configured = configured_resources(config);
-    let configured_instances: BTreeSet<&str> =
-        configured.iter().map(|key| key.instance.as_str()).collect();
+    let configured = Configured::read(config);
     let mut rows: BTreeMap<ResourceKey, ResourceState> = BTreeMap::new();
     let mut depth: HashMap<String, OutboxDepth> = HashMap::new();
     if let Some(store) = store {
@@ -77,7 +76,7 @@ fn collect(config: &Config, store: Option<&Store>) -> Result<Vec<StatusLine>, St
         }
         depth = store.outbox_depth()?;
     }
-    for key in configured.iter() {
+    for key in &configured.polled {
         rows.entry(key.clone()).or_default();
     }
     let mut lines: Vec<StatusLine> = rows
@@ -85,7 +84,7 @@ fn collect(config: &Config, store: Option<&Store>) -> Result<Vec<StatusLine>, St
         .map(|(key, state)| {
             let outbox = depth.get(&key.instance).cloned().unwrap_or_default();
             StatusLine {
-                orphaned: !configured_instances.contains(key.instance.as_str()),
+                orphaned: !configured.instances.contains(&key.instance),
                 instance: key.instance,
                 resource: key.resource,
                 path_params: key.path_params,
@@ -103,7 +102,7 @@ fn collect(config: &Config, store: Option<&Store>) -> Result<Vec<StatusLine>, St
     for (instance, outbox) in depth {
         if !lines.iter().any(|line| line.instance == instance) {
             lines.push(StatusLine {
-                orphaned: !configured_instances.contains(instance.as_str()),
+                orphaned: !configured.instances.contains(&instance),
                 instance,
                 resource: "-".to_owned(),
                 path_params: String::new(),
@@ -120,28 +119,44 @@ fn collect(config: &Config, store: Option<&Store>) -> Result<Vec<StatusLine>, St
     Ok(lines)
 }
 
-/// Every (instance, resource, pathParams value) the instance files configure for polling.
-fn configured_resources(config: &Config) -> Vec<ResourceKey> {
-    if !config.instances.is_dir() {
-        return Vec::new();
+/// What the instance files say: every instance that has a file (polled or not, valid or not:
+/// only a missing file makes state orphaned), and every resource they poll.
+struct Configured {
+    instances: BTreeSet<String>,
+    polled: Vec<ResourceKey>,
+}
+
+impl Configured {
+    fn read(config: &Config) -> Configured {
+        let mut configured = Configured {
+            instances: BTreeSet::new(),
+            polled: Vec::new(),
+        };
+        if !config.instances.is_dir() {
+            return configured;
+        }
+        let loaded = instance::load_all(
+            std::slice::from_ref(&config.instances),
+            UnresolvedSecrets::Warn,
+            &SystemSecrets,
+        );
+        for file in loaded.into_iter().filter(|file| file.is_file) {
+            // An invalid file has no decoded name; its stem is the best guess.
+            let stem = file
+                .path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned());
+            configured.instances.extend(file.name.clone().or(stem));
+            let Some(instance) = file.instance.filter(Instance::is_polled) else {
+                continue;
+            };
+            let instance = Arc::new(instance);
+            configured
+                .polled
+                .extend(crate::poll::targets(&instance).into_iter().map(|t| t.key));
+        }
+        configured
     }
-    let loaded = instance::load_all(
-        std::slice::from_ref(&config.instances),
-        UnresolvedSecrets::Warn,
-        &SystemSecrets,
-    );
-    loaded
-        .into_iter()
-        .filter_map(|file| file.instance)
-        .filter(|instance| instance.is_polled())
-        .flat_map(|instance| {
-            let instance = std::sync::Arc::new(instance);
-            crate::poll::targets(&instance)
-                .into_iter()
-                .map(|target| target.key)
-                .collect::<Vec<_>>()
-        })
-        .collect()
 }
 
 fn print_table(lines: &[StatusLine]) {

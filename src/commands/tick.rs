@@ -317,17 +317,14 @@ fn result_text(report: &PollReport) -> String {
     if let Some(error) = &report.error {
         return format!("failed: {error}");
     }
-    let mut text = if report.baseline {
-        "baseline".to_owned()
-    } else {
-        "ok".to_owned()
-    };
-    if report.problem_count > 0 {
-        let first = report.problems.first().map(String::as_str).unwrap_or("");
-        text.push_str(&format!(
-            "; {} unreadable records, first: {first}",
-            report.problem_count
-        ));
+    let outcome = if report.baseline { "baseline" } else { "ok" };
+    if report.problem_count == 0 {
+        return outcome.to_owned();
     }
-    text
+    // "problems", as `status` calls a poll that committed but skipped records.
+    let first = report.problems.first().map(String::as_str).unwrap_or("");
+    format!(
+        "problems ({outcome}): {} unreadable records, first: {first}",
+        report.problem_count
+    )
 }
