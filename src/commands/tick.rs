@@ -387,13 +387,28 @@ impl DeliverRun<'_> {
     }
 }
 
-/// Names of instance files with errors, when the name could be read.
+/// Names of instance files with errors: the decoded name, else the file's `name` member, else
+/// its stem (SPEC 1's rule, good enough to tell "invalid" from "missing" in the summary).
 fn invalid_instance_names(loaded: &[LoadedFile]) -> HashMap<String, std::path::PathBuf> {
     loaded
         .iter()
-        .filter(|file| file.has_errors())
-        .filter_map(|file| Some((file.name.clone()?, file.path.clone())))
+        .filter(|file| file.has_errors() && file.is_file)
+        .filter_map(|file| {
+            Some((
+                file.name.clone().or_else(|| name_in_file(&file.path))?,
+                file.path.clone(),
+            ))
+        })
         .collect()
+}
+
+fn name_in_file(path: &std::path::Path) -> Option<String> {
+    let named = std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .and_then(|value| value.get("name")?.as_str().map(str::to_owned))
+        .filter(|name| !name.starts_with('<'));
+    named.or_else(|| Some(path.file_stem()?.to_string_lossy().into_owned()))
 }
 
 fn print_delivery_summary(summary: &DeliverySummary) {
