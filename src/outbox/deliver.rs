@@ -340,8 +340,8 @@ pub async fn deliver_due(
     Ok(summary)
 }
 
-/// One instance's queue, in order, one at a time. Stops when nothing of it is due before the
-/// deadline. A retry due before the deadline is waited for (a `tick` uses its delivery time).
+/// One instance's queue, in order, one at a time, until nothing of it is due now or the
+/// deadline passes.
 async fn drain_instance(
     delivery: &Delivery,
     instance: &Instance,
@@ -352,15 +352,9 @@ async fn drain_instance(
     while Instant::now() < deadline {
         let head =
             delivery.with_store(|store| store.outbox_due_head(&instance.name, Utc::now()))?;
-        let Some(head) = head else {
-            match next_attempt_within(delivery, instance, deadline)? {
-                Some(wait) => {
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
-                None => break,
-            }
-        };
+        // Nothing due: a retry in backoff waits for a later run, not for this one (a tick
+        // against a receiver that is down must not spend its whole delivery time waiting).
+        let Some(head) = head else { break };
         if let Err(reason) = check_body(&head.id, &head.body) {
             delivery.with_store(|store| store.outbox_dead_letter(&head.id, &reason))?;
             tally.dead_lettered += 1;
@@ -410,25 +404,6 @@ fn decide(
     delivery
         .logic
         .decide(outcome, &context, Utc::now(), full_jitter)
-}
-
-/// How long until the instance's head is due, when that is before the deadline.
-fn next_attempt_within(
-    delivery: &Delivery,
-    instance: &Instance,
-    deadline: Instant,
-) -> Result<Option<Duration>, DeliverError> {
-    let next = delivery.with_store(|store| {
-        let rows = store.outbox_list(&crate::state::OutboxFilter {
-            instance: Some(instance.name.clone()),
-            selection: crate::state::OutboxSelection::Pending,
-            limit: Some(1),
-        })?;
-        Ok(rows.into_iter().next().map(|row| row.next_attempt_at))
-    })?;
-    let Some(next) = next else { return Ok(None) };
-    let wait = (next - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-    Ok((Instant::now() + wait < deadline).then_some(wait))
 }
 
 #[cfg(test)]
