@@ -34,11 +34,11 @@ Register-ArgumentCompleter -Native -CommandName 'ocpoll' -ScriptBlock {
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('validate', 'validate', [CompletionResultType]::ParameterValue, 'Check instance files and report every problem with file, JSON path, line and column')
-            [CompletionResult]::new('tick', 'tick', [CompletionResultType]::ParameterValue, 'Poll due resources once, write their events to the outbox, exit (for cron)')
+            [CompletionResult]::new('tick', 'tick', [CompletionResultType]::ParameterValue, 'Poll due resources once, deliver due notifications, exit (for cron)')
             [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Run the daemon that polls and delivers (what systemd runs) [not available yet]')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show last poll, watermark, next due time, outbox depth')
             [CompletionResult]::new('state', 'state', [CompletionResultType]::ParameterValue, 'Inspect or change the saved state')
-            [CompletionResult]::new('outbox', 'outbox', [CompletionResultType]::ParameterValue, 'Inspect and act on pending and dead-lettered notifications [not available yet]')
+            [CompletionResult]::new('outbox', 'outbox', [CompletionResultType]::ParameterValue, 'Inspect and act on pending and dead-lettered notifications')
             [CompletionResult]::new('demo', 'demo', [CompletionResultType]::ParameterValue, 'Poll a local sample API and print each verified event [not available yet]')
             [CompletionResult]::new('generate-assets', 'generate-assets', [CompletionResultType]::ParameterValue, 'Write the man pages and shell completions (for maintainers)')
             break

@@ -31,11 +31,11 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
             cand validate 'Check instance files and report every problem with file, JSON path, line and column'
-            cand tick 'Poll due resources once, write their events to the outbox, exit (for cron)'
+            cand tick 'Poll due resources once, deliver due notifications, exit (for cron)'
             cand run 'Run the daemon that polls and delivers (what systemd runs) [not available yet]'
             cand status 'Show last poll, watermark, next due time, outbox depth'
             cand state 'Inspect or change the saved state'
-            cand outbox 'Inspect and act on pending and dead-lettered notifications [not available yet]'
+            cand outbox 'Inspect and act on pending and dead-lettered notifications'
             cand demo 'Poll a local sample API and print each verified event [not available yet]'
             cand generate-assets 'Write the man pages and shell completions (for maintainers)'
         }

@@ -108,7 +108,7 @@ pub enum Command {
     /// any file has an error.
     Validate(ValidateArgs),
 
-    /// Poll due resources once, write their events to the outbox, exit (for cron)
+    /// Poll due resources once, deliver due notifications, exit (for cron)
     Tick(TickArgs),
 
     /// Run the daemon that polls and delivers (what systemd runs) [not available yet]
@@ -121,7 +121,7 @@ pub enum Command {
     #[command(subcommand)]
     State(StateCommand),
 
-    /// Inspect and act on pending and dead-lettered notifications [not available yet]
+    /// Inspect and act on pending and dead-lettered notifications
     #[command(subcommand)]
     Outbox(OutboxCommand),
 

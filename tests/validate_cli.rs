@@ -918,15 +918,7 @@ fn the_example_instances_are_valid_with_an_empty_environment() {
 fn later_commands_say_they_are_not_available_yet() {
     let dir = Dir::new();
     dir.create("instances.d/a.json", &instance("a"));
-    for args in [
-        &["run", "--foreground"][..],
-        &["run"],
-        &["outbox", "list"],
-        &["outbox", "show", "abc"],
-        &["outbox", "retry", "--all-dead"],
-        &["outbox", "drop", "abc"],
-        &["demo"],
-    ] {
+    for args in [&["run", "--foreground"][..], &["run"], &["demo"]] {
         let run = dir.run(args);
         run.assert_no_panic();
         assert_ne!(run.code(), Some(0), "{}", run.show());
@@ -988,9 +980,12 @@ fn help_marks_the_later_commands() {
     for line in run.stdout().lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
         if let Some(first) = words.first()
-            && ["run", "outbox", "demo"].contains(first)
+            && ["run", "demo"].contains(first)
         {
             assert!(line.contains("not available yet"), "{line}");
+        }
+        if words.first() == Some(&"outbox") {
+            assert!(!line.contains("not available yet"), "{line}");
         }
     }
     assert!(

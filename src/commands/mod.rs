@@ -1,6 +1,7 @@
 //! One module per subcommand, each thin: it loads what it needs, calls the library, prints,
 //! and returns the exit code.
 
+pub mod outbox;
 pub mod state;
 pub mod status;
 pub mod tick;

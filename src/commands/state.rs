@@ -65,7 +65,7 @@ pub fn forget(args: &StateForgetArgs, config: &Config) -> ExitCode {
     })
 }
 
-fn with_store(
+pub(super) fn with_store(
     config: &Config,
     action: impl FnOnce(&mut Store) -> Result<ExitCode, StateError>,
 ) -> ExitCode {
@@ -101,7 +101,7 @@ fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
 }
 
 /// Asks on the terminal; without one, `--yes` is required (a script must say what it wants).
-fn confirm(what: &str, yes: bool) -> Result<(), ExitCode> {
+pub(super) fn confirm(what: &str, yes: bool) -> Result<(), ExitCode> {
     if yes {
         return Ok(());
     }

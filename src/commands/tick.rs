@@ -1,13 +1,13 @@
-//! `ocpoll tick`: poll every due resource once, commit, print a summary, exit (for cron).
-//!
-//! Delivery of the outbox arrives with the next release; until then the notifications wait in
-//! the outbox and the summary says so.
+//! `ocpoll tick`: poll every due resource once, commit, deliver the due notifications within
+//! `--deliver-timeout`, print a summary, exit (for cron). What is not delivered by then stays in
+//! the outbox for the next tick.
 
 use crate::cli::TickArgs;
 use crate::commands::exit;
 use crate::config::Config;
 use crate::http::{HttpClient, Redirects, RetryPolicy};
 use crate::instance::{self, Instance, LoadedFile, SystemSecrets, UnresolvedSecrets};
+use crate::outbox::deliver::{DeliverError, Delivery, DeliverySummary, Recipient, deliver_due};
 use crate::poll::{self, PollContext, PollReport, PollTarget, StateTokens};
 use crate::state::{LockError, StateLock, Store};
 use chrono::{SecondsFormat, Utc};
@@ -28,6 +28,7 @@ pub fn run(args: &TickArgs, config: &Config) -> ExitCode {
         return ExitCode::from(exit::CONFIG);
     };
     let invalid = report_invalid(&loaded);
+    let invalid_names = invalid_instance_names(&loaded);
     let instances: Vec<Arc<Instance>> = loaded
         .into_iter()
         .filter_map(|file| file.instance)
@@ -60,7 +61,8 @@ pub fn run(args: &TickArgs, config: &Config) -> ExitCode {
             return ExitCode::from(exit::FAILURE);
         }
     };
-    let results = match runtime.block_on(poll_all(config, args, store, &instances)) {
+    let store = Arc::new(Mutex::new(store));
+    let results = match runtime.block_on(poll_all(config, args, Arc::clone(&store), &instances)) {
         Ok(results) => results,
         Err(message) => {
             eprintln!("ocpoll: {message}");
@@ -69,7 +71,23 @@ pub fn run(args: &TickArgs, config: &Config) -> ExitCode {
     };
     let failed = results.iter().any(|(_, report)| report.error.is_some());
     print_summary(&results, &config.state);
-    if failed || invalid > 0 || unknown > 0 {
+    let deliver = DeliverRun {
+        args,
+        config,
+        instances: &instances,
+        invalid_names: &invalid_names,
+    };
+    let dead_lettered = match runtime.block_on(deliver.run(store)) {
+        Ok(summary) => {
+            print_delivery_summary(&summary);
+            summary.dead_lettered > 0
+        }
+        Err(error) => {
+            eprintln!("ocpoll: delivery: {error}");
+            true
+        }
+    };
+    if failed || invalid > 0 || unknown > 0 || dead_lettered {
         ExitCode::from(exit::FAILURE)
     } else {
         ExitCode::from(exit::SUCCESS)
@@ -141,10 +159,9 @@ fn open_store(config: &Config) -> Result<Store, ExitCode> {
 async fn poll_all(
     config: &Config,
     args: &TickArgs,
-    store: Store,
+    store: Arc<Mutex<Store>>,
     instances: &[Arc<Instance>],
 ) -> Result<Vec<(PollTarget, PollReport)>, String> {
-    let store = Arc::new(Mutex::new(store));
     let client = HttpClient::new(Redirects::Follow).map_err(|error| error.to_string())?;
     let ctx = Arc::new(PollContext {
         client,
@@ -305,12 +322,6 @@ fn print_summary(results: &[(PollTarget, PollReport)], state: &std::path::Path) 
         failed,
         state.display()
     );
-    if notifications > 0 {
-        let _ = writeln!(
-            out,
-            "Delivery is not available yet in this version: the notifications wait in the outbox."
-        );
-    }
 }
 
 fn result_text(report: &PollReport) -> String {
@@ -327,4 +338,90 @@ fn result_text(report: &PollReport) -> String {
         "problems ({outcome}): {} unreadable records, first: {first}",
         report.problem_count
     )
+}
+
+// -------------------------------------------------------------------------------------------
+// Delivery after polling
+// -------------------------------------------------------------------------------------------
+
+/// What the delivery part of a tick needs to know about this run.
+struct DeliverRun<'a> {
+    args: &'a TickArgs,
+    config: &'a Config,
+    instances: &'a [Arc<Instance>],
+    /// Names of instance files that failed to load, with their path.
+    invalid_names: &'a HashMap<String, std::path::PathBuf>,
+}
+
+impl DeliverRun<'_> {
+    async fn run(&self, store: Arc<Mutex<Store>>) -> Result<DeliverySummary, DeliverError> {
+        let delivery = Arc::new(Delivery::new(store, &self.config.delivery)?);
+        let deadline = tokio::time::Instant::now() + self.args.deliver_timeout;
+        deliver_due(&delivery, |name| self.recipient(name), deadline).await
+    }
+
+    /// Where `name`'s notifications go in this tick; `None` when `--instance` left it out.
+    fn recipient(&self, name: &str) -> Option<Recipient> {
+        if !self.args.instances.is_empty() && !self.args.instances.iter().any(|n| n == name) {
+            return None;
+        }
+        if let Some(instance) = self.instances.iter().find(|i| i.name == name) {
+            return Some(match instance.callback_url {
+                Some(_) => Recipient::Ready(Arc::clone(instance)),
+                None => Recipient::Held("no event.notification.callback.url".to_owned()),
+            });
+        }
+        Some(Recipient::Held(match self.invalid_names.get(name) {
+            Some(path) => format!(
+                "{} is invalid (see the errors above); its notifications wait",
+                path.display()
+            ),
+            None => format!(
+                "no instance file is named {name:?} (orphaned); `ocpoll outbox drop --instance \
+                 {name}` removes its notifications"
+            ),
+        }))
+    }
+}
+
+/// Names of instance files with errors: the decoded name, else the file's `name` member, else
+/// its stem (SPEC 1's rule, good enough to tell "invalid" from "missing" in the summary).
+fn invalid_instance_names(loaded: &[LoadedFile]) -> HashMap<String, std::path::PathBuf> {
+    loaded
+        .iter()
+        .filter(|file| file.has_errors() && file.is_file)
+        .filter_map(|file| {
+            Some((
+                file.name.clone().or_else(|| name_in_file(&file.path))?,
+                file.path.clone(),
+            ))
+        })
+        .collect()
+}
+
+fn name_in_file(path: &std::path::Path) -> Option<String> {
+    let named = std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .and_then(|value| value.get("name")?.as_str().map(str::to_owned))
+        .filter(|name| !name.starts_with('<'));
+    named.or_else(|| Some(path.file_stem()?.to_string_lossy().into_owned()))
+}
+
+fn print_delivery_summary(summary: &DeliverySummary) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "Delivery: {} delivered, {} pending, {} dead-lettered.",
+        summary.delivered, summary.pending, summary.dead_lettered
+    );
+    for (instance, reason) in &summary.held {
+        let _ = writeln!(out, "Not delivered to {instance}: {reason}");
+    }
+    if summary.dead_lettered > 0 {
+        let _ = writeln!(
+            out,
+            "See `ocpoll outbox list --dead` for the reasons; `ocpoll outbox retry` sends them again."
+        );
+    }
 }

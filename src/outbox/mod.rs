@@ -1,8 +1,11 @@
 //! The outbox: notifications on their way to callback URLs (SPEC.md section 7, EVENTS.md).
 //!
 //! `payload` builds the notification body (a public API, byte for byte) and splits a poll's
-//! events into batches; `sign` computes the signature headers. Both are pure. The delivery
-//! worker that sends pending notifications, retries and dead-letters them will live here too.
+//! events into batches; `sign` computes the signature headers; `retry` decides what a failed
+//! attempt means. Those three are pure. `deliver` sends: the signed POST and the worker that
+//! drains the due notifications of every instance.
 
+pub mod deliver;
 pub mod payload;
+pub mod retry;
 pub mod sign;

@@ -59,7 +59,10 @@ use crate::config::Synchronous;
 use crate::instance::Secret;
 
 pub use lock::{LockError, StateLock};
-pub use outbox::{NewNotification, OutboxDepth, OutboxFilter, OutboxRow, OutboxSelection};
+pub use outbox::{
+    DropTarget, DueNotification, NewNotification, OutboxDepth, OutboxFilter, OutboxRow,
+    OutboxSelection, RetryTarget,
+};
 pub use poll::{CommitTxn, PollId, PollOutcome, StagedEvent};
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 

@@ -1,7 +1,14 @@
-//! The outbox table: notifications waiting for their callback's 2xx, and the read-side queries
-//! `status` and `ocpoll outbox list` need. Notifications enter only through a poll's commit
-//! ([`super::CommitTxn::insert_notification`]); delivery (attempts, backoff, dead letters,
-//! removal on acknowledgement) is the delivery module's.
+//! The outbox table: notifications waiting for their callback's 2xx, the read-side queries
+//! `status` and `ocpoll outbox list` need, and the delivery side's writes. Notifications enter
+//! only through a poll's commit ([`super::CommitTxn::insert_notification`]); they leave only by
+//! [`Store::outbox_delivered`] (a 2xx) or [`Store::outbox_drop`] (a user's decision).
+//!
+//! What survives a crash: every row, with the attempts, backoff and dead-letter marks of the
+//! last committed write. A crash between a 2xx and [`Store::outbox_delivered`] leaves the row
+//! pending, so it is sent again with the same eventId (at least once; receivers deduplicate).
+//!
+//! Order: within an instance, only the lowest-seq pending row (its *head*) may be sent, so a
+//! failing notification blocks its own instance and nothing else. Dead letters do not block.
 
 use std::collections::HashMap;
 
@@ -81,7 +88,160 @@ pub(super) fn insert_notification(
     Ok(())
 }
 
+/// A notification ready to send: the head of its instance's queue, due now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueNotification {
+    pub seq: i64,
+    pub id: String,
+    pub instance: String,
+    pub body: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+    /// Where the retry window starts: when it entered the outbox, or its last `outbox retry`.
+    pub window_start: DateTime<Utc>,
+    /// Attempts made before this one.
+    pub attempts: u32,
+}
+
+/// Which rows `outbox retry` makes due now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryTarget {
+    /// One notification, dead or pending.
+    Id(String),
+    AllDead,
+}
+
+/// Which rows `outbox drop` deletes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DropTarget {
+    Id(String),
+    AllDead,
+    /// Every row of an instance, pending and dead.
+    Instance(String),
+}
+
+/// The head of each instance's queue (its lowest-seq pending row) when it is due at `now`.
+const DUE_HEADS: &str = "
+    SELECT o.seq, o.id, o.instance, o.body, o.created_at, o.attempts,
+           coalesce(o.retried_at, o.created_at) FROM outbox o
+    JOIN (SELECT instance, min(seq) AS seq FROM outbox WHERE dead = 0 GROUP BY instance) head
+      ON head.seq = o.seq
+    WHERE o.next_attempt_at <= ?1 AND (?2 IS NULL OR o.instance = ?2)
+    ORDER BY o.seq";
+
+fn read_due(row: &rusqlite::Row<'_>) -> rusqlite::Result<DueNotification> {
+    Ok(DueNotification {
+        seq: row.get(0)?,
+        id: row.get(1)?,
+        instance: row.get(2)?,
+        body: row.get(3)?,
+        created_at: time_column(row, 4)?.unwrap_or_default(),
+        attempts: row.get(5)?,
+        window_start: time_column(row, 6)?.unwrap_or_default(),
+    })
+}
+
 impl Store {
+    /// Every instance's queue head that is due at `now`, ordered by seq (oldest first).
+    pub fn outbox_due_heads(&self, now: DateTime<Utc>) -> Result<Vec<DueNotification>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(DUE_HEADS)
+            .map_err(|e| self.fail(e))?;
+        stmt.query_map(params![encode_time(&now), None::<String>], read_due)
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.fail(e))
+    }
+
+    /// The head of one instance's queue, if it is due at `now`.
+    pub fn outbox_due_head(
+        &self,
+        instance: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DueNotification>, StateError> {
+        self.conn
+            .prepare_cached(DUE_HEADS)
+            .and_then(|mut stmt| {
+                stmt.query_row(params![encode_time(&now), instance], read_due)
+                    .optional()
+            })
+            .map_err(|e| self.fail(e))
+    }
+
+    /// The callback acknowledged it: the row goes. False when it was already gone (dropped
+    /// meanwhile by `outbox drop`).
+    pub fn outbox_delivered(&self, id: &str) -> Result<bool, StateError> {
+        self.conn
+            .prepare_cached("DELETE FROM outbox WHERE id = ?1")
+            .and_then(|mut stmt| stmt.execute([id]))
+            .map(|deleted| deleted > 0)
+            .map_err(|e| self.fail(e))
+    }
+
+    /// One more failed attempt; the next one is not before `next_attempt_at`.
+    pub fn outbox_attempt_failed(
+        &self,
+        id: &str,
+        next_attempt_at: DateTime<Utc>,
+        error: &str,
+    ) -> Result<(), StateError> {
+        self.conn
+            .prepare_cached(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3
+                 WHERE id = ?1",
+            )
+            .and_then(|mut stmt| stmt.execute(params![id, encode_time(&next_attempt_at), error]))
+            .map(drop)
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Gives up on a notification (counting the attempt that failed): it stays, marked dead,
+    /// until `outbox retry` or `outbox drop`.
+    pub fn outbox_dead_letter(&self, id: &str, reason: &str) -> Result<(), StateError> {
+        self.conn
+            .prepare_cached(
+                "UPDATE outbox SET attempts = attempts + 1, dead = 1, last_error = ?2
+                 WHERE id = ?1",
+            )
+            .and_then(|mut stmt| stmt.execute(params![id, reason]))
+            .map(drop)
+            .map_err(|e| self.fail(e))
+    }
+
+    /// `outbox retry`: the chosen rows become pending and due at `now`, with a fresh retry
+    /// window from `now` (a user who fixed the receiver expects the full window again, not a
+    /// dead letter at the first 503). Attempts and the last error are kept for the record.
+    /// Returns how many rows changed.
+    pub fn outbox_retry(
+        &self,
+        target: &RetryTarget,
+        now: DateTime<Utc>,
+    ) -> Result<usize, StateError> {
+        let now = encode_time(&now);
+        let result = match target {
+            RetryTarget::Id(id) => self.conn.execute(
+                "UPDATE outbox SET dead = 0, next_attempt_at = ?2, retried_at = ?2 WHERE id = ?1",
+                params![id, now],
+            ),
+            RetryTarget::AllDead => self.conn.execute(
+                "UPDATE outbox SET dead = 0, next_attempt_at = ?1, retried_at = ?1 WHERE dead <> 0",
+                params![now],
+            ),
+        };
+        result.map_err(|e| self.fail(e))
+    }
+
+    /// `outbox drop`: deletes the chosen rows for good. Returns how many went.
+    pub fn outbox_drop(&self, target: &DropTarget) -> Result<usize, StateError> {
+        let result = match target {
+            DropTarget::Id(id) => self.conn.execute("DELETE FROM outbox WHERE id = ?1", [id]),
+            DropTarget::AllDead => self.conn.execute("DELETE FROM outbox WHERE dead <> 0", []),
+            DropTarget::Instance(instance) => self
+                .conn
+                .execute("DELETE FROM outbox WHERE instance = ?1", [instance]),
+        };
+        result.map_err(|e| self.fail(e))
+    }
+
     /// Pending and dead-lettered counts per instance (instances with an empty outbox are absent).
     pub fn outbox_depth(&self) -> Result<HashMap<String, OutboxDepth>, StateError> {
         let mut stmt = self
@@ -153,5 +313,173 @@ impl Store {
             })
             .optional()
             .map_err(|e| self.fail(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_800_000_000 + seconds, 0).unwrap()
+    }
+
+    /// Inserts notification `id` of `instance`, created (and first due) at `at(created)`.
+    fn add(store: &Store, id: &str, instance: &str, created: i64) {
+        insert_notification(
+            &store.conn,
+            &NewNotification {
+                id: id.to_owned(),
+                instance: instance.to_owned(),
+                body: format!(r#"{{"message":{{"eventId":"{id}"}}}}"#).into_bytes(),
+                events: 1,
+                created_at: at(created),
+            },
+        )
+        .unwrap();
+    }
+
+    fn due_ids(store: &Store, now: i64) -> Vec<String> {
+        let heads = store.outbox_due_heads(at(now)).unwrap();
+        heads.into_iter().map(|due| due.id).collect()
+    }
+
+    fn rows(store: &Store) -> Vec<(String, bool, u32)> {
+        let rows = store.outbox_list(&OutboxFilter::default()).unwrap();
+        rows.into_iter()
+            .map(|r| (r.id, r.dead, r.attempts))
+            .collect()
+    }
+
+    #[test]
+    fn due_heads_are_one_per_instance_in_seq_order() {
+        let store = Store::open_in_memory().unwrap();
+        add(&store, "b1", "b", 0);
+        add(&store, "a1", "a", 0);
+        add(&store, "b2", "b", 0);
+        add(&store, "a2", "a", 0);
+        add(&store, "c1", "c", 50);
+        assert_eq!(due_ids(&store, 10), ["b1", "a1"]);
+        assert_eq!(due_ids(&store, 50), ["b1", "a1", "c1"]);
+        let head = store.outbox_due_head("b", at(10)).unwrap().unwrap();
+        assert_eq!((head.id.as_str(), head.attempts), ("b1", 0));
+        assert_eq!(head.body, br#"{"message":{"eventId":"b1"}}"#);
+        assert_eq!(head.window_start, at(0));
+        assert!(store.outbox_due_head("c", at(10)).unwrap().is_none());
+        assert!(store.outbox_due_head("nobody", at(10)).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_head_in_backoff_blocks_its_instance_only() {
+        let store = Store::open_in_memory().unwrap();
+        add(&store, "a1", "a", 0);
+        add(&store, "a2", "a", 0);
+        add(&store, "b1", "b", 0);
+        store
+            .outbox_attempt_failed("a1", at(100), "HTTP 503")
+            .unwrap();
+        assert_eq!(due_ids(&store, 10), ["b1"], "a2 waits behind a1");
+        assert_eq!(due_ids(&store, 100), ["a1", "b1"]);
+        let list = store.outbox_list(&OutboxFilter::default()).unwrap();
+        let a1 = list.iter().find(|r| r.id == "a1").unwrap();
+        assert_eq!(a1.attempts, 1);
+        assert_eq!(a1.next_attempt_at, at(100));
+        assert_eq!(a1.last_error.as_deref(), Some("HTTP 503"));
+    }
+
+    #[test]
+    fn delivered_deletes_and_the_next_one_becomes_the_head() {
+        let store = Store::open_in_memory().unwrap();
+        add(&store, "a1", "a", 0);
+        add(&store, "a2", "a", 0);
+        assert!(store.outbox_delivered("a1").unwrap());
+        assert!(!store.outbox_delivered("a1").unwrap(), "already gone");
+        assert_eq!(due_ids(&store, 0), ["a2"]);
+        assert_eq!(store.outbox_body("a1").unwrap(), None);
+    }
+
+    #[test]
+    fn dead_letters_stay_and_do_not_block() {
+        let store = Store::open_in_memory().unwrap();
+        add(&store, "a1", "a", 0);
+        add(&store, "a2", "a", 0);
+        store.outbox_dead_letter("a1", "HTTP 404: nope").unwrap();
+        assert_eq!(due_ids(&store, 0), ["a2"]);
+        assert_eq!(
+            rows(&store),
+            [("a1".to_owned(), true, 1), ("a2".to_owned(), false, 0)]
+        );
+        let dead = store
+            .outbox_list(&OutboxFilter {
+                selection: OutboxSelection::Dead,
+                ..OutboxFilter::default()
+            })
+            .unwrap();
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].last_error.as_deref(), Some("HTTP 404: nope"));
+    }
+
+    #[test]
+    fn retry_revives_dead_letters_and_makes_pending_ones_due_now() {
+        let store = Store::open_in_memory().unwrap();
+        add(&store, "a1", "a", 0);
+        add(&store, "b1", "b", 0);
+        add(&store, "c1", "c", 0);
+        store.outbox_dead_letter("a1", "HTTP 404").unwrap();
+        store.outbox_dead_letter("b1", "HTTP 410").unwrap();
+        store
+            .outbox_attempt_failed("c1", at(5000), "HTTP 503")
+            .unwrap();
+        assert_eq!(
+            store.outbox_retry(&RetryTarget::AllDead, at(20)).unwrap(),
+            2
+        );
+        assert_eq!(due_ids(&store, 20), ["a1", "b1"], "c1 still backs off");
+        let a1 = store.outbox_due_head("a", at(20)).unwrap().unwrap();
+        assert_eq!(a1.window_start, at(20), "a fresh retry window");
+        assert_eq!(a1.attempts, 1, "attempts are kept");
+        assert_eq!(
+            store
+                .outbox_retry(&RetryTarget::Id("c1".into()), at(30))
+                .unwrap(),
+            1
+        );
+        assert_eq!(due_ids(&store, 30), ["a1", "b1", "c1"]);
+        assert_eq!(
+            store
+                .outbox_retry(&RetryTarget::Id("zz".into()), at(30))
+                .unwrap(),
+            0
+        );
+    }
+
+    #[test]
+    fn drop_by_id_dead_or_instance() {
+        let store = Store::open_in_memory().unwrap();
+        for (id, instance) in [
+            ("a1", "a"),
+            ("a2", "a"),
+            ("b1", "b"),
+            ("b2", "b"),
+            ("c1", "c"),
+        ] {
+            add(&store, id, instance, 0);
+        }
+        store.outbox_dead_letter("b1", "x").unwrap();
+        store.outbox_dead_letter("c1", "x").unwrap();
+        assert_eq!(store.outbox_drop(&DropTarget::Id("a2".into())).unwrap(), 1);
+        assert_eq!(store.outbox_drop(&DropTarget::AllDead).unwrap(), 2);
+        let left: Vec<String> = rows(&store).into_iter().map(|r| r.0).collect();
+        assert_eq!(left, ["a1", "b2"]);
+        assert_eq!(
+            store
+                .outbox_drop(&DropTarget::Instance("a".into()))
+                .unwrap(),
+            1
+        );
+        let left: Vec<String> = rows(&store).into_iter().map(|r| r.0).collect();
+        assert_eq!(left, ["b2"]);
+        assert_eq!(store.outbox_drop(&DropTarget::Id("a1".into())).unwrap(), 0);
     }
 }

@@ -94,7 +94,9 @@ const MIGRATIONS: &[&str] = &[
         attempts         INTEGER NOT NULL DEFAULT 0,
         next_attempt_at  TEXT NOT NULL,
         last_error       TEXT,
-        dead             INTEGER NOT NULL DEFAULT 0
+        dead             INTEGER NOT NULL DEFAULT 0,
+        -- Set by `outbox retry`: the retry window counts from here instead of created_at.
+        retried_at       TEXT
     );
     CREATE INDEX outbox_by_instance ON outbox(instance, dead, seq);
 

@@ -1,1 +1,2 @@
 pub mod mock_provider;
+pub mod mock_receiver;

@@ -1,0 +1,433 @@
+//! Delivery: sending the outbox's notifications to their callbacks (SPEC.md section 7,
+//! EVENTS.md "Headers"). [`Sender`] makes one signed POST; [`deliver_due`] is the worker that
+//! drains every due notification; what a failure means is [`super::retry::RetryLogic`]'s call.
+//!
+//! Where a notification dies: [`Store::outbox_delivered`] after a 2xx, nowhere else (a dead
+//! letter stays in the outbox). The row is deleted only after the receiver's 2xx, so a crash at
+//! any moment sends it again later with the same eventId and body (at least once).
+//!
+//! Order and fairness: each instance's queue is drained by one task, one notification at a
+//! time in outbox order, so a failing notification holds back only its own instance. Instances
+//! run in parallel, bounded globally (`[delivery] max_in_flight`) and per callback host
+//! (`per_host`); a permit is held for one attempt, not for a whole queue.
+//!
+//! The callback URL and signature keys come from the instance as loaded for this run, never from
+//! the state, so fixing a URL or a key and running `ocpoll outbox retry` repairs delivery.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
+use serde::Deserialize;
+use thiserror::Error;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use super::retry::{AttemptContext, AttemptOutcome, RetryAction, RetryLogic, full_jitter};
+use super::sign;
+use crate::config::DeliveryConfig;
+use crate::http::client::excerpt;
+use crate::instance::Instance;
+use crate::state::{DueNotification, StateError, Store};
+
+#[derive(Debug, Error)]
+pub enum DeliverError {
+    #[error("{0}")]
+    State(#[from] StateError),
+    #[error("cannot build the HTTP client for callbacks: {0}")]
+    Client(String),
+    #[error("the state is unavailable (a delivery task failed)")]
+    Poisoned,
+    #[error("a delivery task stopped: {0}")]
+    Task(String),
+}
+
+/// Who receives an instance's notifications in this run.
+#[derive(Clone, Debug)]
+pub enum Recipient {
+    /// A valid instance file with a callback URL.
+    Ready(Arc<Instance>),
+    /// Not sent now, for this reason (file missing or invalid, no callback URL); its
+    /// notifications stay pending.
+    Held(String),
+}
+
+/// What a [`deliver_due`] run did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeliverySummary {
+    pub delivered: u64,
+    pub dead_lettered: u64,
+    /// Pending notifications left in the outbox afterwards (all instances).
+    pub pending: u64,
+    /// Instances not sent to, with the reason, sorted by name.
+    pub held: Vec<(String, String)>,
+}
+
+/// One signed POST. Cheap to share; reqwest pools connections per host.
+pub struct Sender {
+    client: reqwest::Client,
+}
+
+impl Sender {
+    pub fn new() -> Result<Sender, DeliverError> {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("ocpoll/", env!("CARGO_PKG_VERSION")))
+            // A redirect would carry signed events wherever it points: never followed.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|error| DeliverError::Client(error.to_string()))?;
+        Ok(Sender { client })
+    }
+
+    /// POSTs `body` (the stored bytes, unchanged) to the instance's callback, signed with its
+    /// keys as loaded now, and says what came of it. Never fails: every failure is an outcome.
+    pub async fn send(&self, instance: &Instance, id: &str, body: &[u8]) -> AttemptOutcome {
+        let Some(url) = &instance.callback_url else {
+            return AttemptOutcome::Connection {
+                reason: "the instance has no callback URL".to_owned(),
+            };
+        };
+        let headers = match signed_headers(instance, id, body, Utc::now().timestamp()) {
+            Ok(headers) => headers,
+            Err(reason) => return AttemptOutcome::Connection { reason },
+        };
+        let timeout = instance.notification.timeout;
+        let request = self
+            .client
+            .post(url.clone())
+            .headers(headers)
+            .timeout(timeout)
+            .body(body.to_vec());
+        match request.send().await {
+            Ok(response) => read_answer(response).await,
+            Err(error) => transport_outcome(&error, timeout),
+        }
+    }
+}
+
+/// The EVENTS.md headers of one attempt: `webhook-timestamp` (and so `webhook-signature`) is
+/// fresh per attempt; id and body are not.
+pub fn signed_headers(
+    instance: &Instance,
+    id: &str,
+    body: &[u8],
+    timestamp: i64,
+) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::new();
+    let id_value =
+        HeaderValue::from_str(id).map_err(|_| format!("eventId {id:?} is not a header value"))?;
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert("elements-webhook-id", id_value.clone());
+    headers.insert("webhook-id", id_value);
+    if let Some(first) = instance.signature_keys.first() {
+        let standard =
+            sign::standard_webhooks_signature(&instance.signature_keys, id, timestamp, body)
+                .map_err(|error| error.to_string())?;
+        let mut elements = header_value(&sign::elements_signature(first, body))?;
+        elements.set_sensitive(true);
+        let mut standard = header_value(&standard)?;
+        standard.set_sensitive(true);
+        headers.insert("elements-webhook-signature", elements);
+        headers.insert("webhook-timestamp", HeaderValue::from(timestamp));
+        headers.insert("webhook-signature", standard);
+    }
+    Ok(headers)
+}
+
+fn header_value(text: &str) -> Result<HeaderValue, String> {
+    // Base64 and ASCII prefixes only, so this cannot fail; no value in the message regardless.
+    HeaderValue::from_str(text).map_err(|_| "a signature is not a header value".to_owned())
+}
+
+/// Status, `Retry-After`, `Location` and a short excerpt of the body. A 2xx body is not read:
+/// the status acknowledges, whatever follows (a receiver that then stalls or breaks the
+/// connection has still said yes).
+async fn read_answer(mut response: reqwest::Response) -> AttemptOutcome {
+    let status = response.status().as_u16();
+    let header = |name| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|value: &HeaderValue| value.to_str().ok())
+            .map(str::to_owned)
+    };
+    let retry_after = header(RETRY_AFTER).and_then(|text| retry_after_wait(&text));
+    let location = header(LOCATION);
+    let mut excerpt_bytes = Vec::new();
+    if !(200..300).contains(&status) {
+        const EXCERPT_BYTES: usize = 1024;
+        while excerpt_bytes.len() < EXCERPT_BYTES {
+            match response.chunk().await {
+                Ok(Some(chunk)) => excerpt_bytes.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+    }
+    AttemptOutcome::Status {
+        status,
+        retry_after,
+        location,
+        excerpt: excerpt(&excerpt_bytes),
+    }
+}
+
+/// `Retry-After` as a wait from now: delta seconds or an HTTP date (a past date is no wait).
+fn retry_after_wait(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let until = httpdate::parse_http_date(text).ok()?;
+    Some(
+        until
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+fn transport_outcome(error: &reqwest::Error, timeout: Duration) -> AttemptOutcome {
+    if error.is_timeout() {
+        return AttemptOutcome::Timeout { after: timeout };
+    }
+    AttemptOutcome::Connection {
+        reason: error_chain(error),
+    }
+}
+
+/// The error and its sources, without the URL (a callback URL may carry a token).
+fn error_chain(error: &reqwest::Error) -> String {
+    let mut parts = Vec::new();
+    let mut source: Option<&dyn std::error::Error> = Some(error);
+    while let Some(current) = source {
+        let part = match current.downcast_ref::<reqwest::Error>() {
+            Some(reqwest_error) => {
+                let mut text = reqwest_error.to_string();
+                if let Some(url) = reqwest_error.url() {
+                    text = text.replace(&format!(" for url ({url})"), "");
+                    text = text.replace(url.as_str(), "<callback>");
+                }
+                text
+            }
+            None => current.to_string(),
+        };
+        if parts.last() != Some(&part) {
+            parts.push(part);
+        }
+        source = current.source();
+    }
+    parts.join(": ")
+}
+
+/// Why a stored body cannot be sent as it is: damaged in the state file. Such a notification
+/// is dead-lettered (kept for inspection) and the instance's others still flow.
+pub fn check_body(id: &str, body: &[u8]) -> Result<(), String> {
+    #[derive(Deserialize)]
+    struct Envelope {
+        message: Message,
+    }
+    #[derive(Deserialize)]
+    struct Message {
+        #[serde(rename = "eventId")]
+        event_id: String,
+    }
+    let envelope: Envelope = serde_json::from_slice(body).map_err(|error| {
+        format!("corrupted in the state file: the body is not a notification ({error})")
+    })?;
+    if envelope.message.event_id != id {
+        return Err(format!(
+            "corrupted in the state file: the body's message.eventId {:?} is not the notification's id",
+            envelope.message.event_id
+        ));
+    }
+    Ok(())
+}
+
+/// Everything a delivery run shares.
+pub struct Delivery {
+    pub sender: Sender,
+    pub store: Arc<Mutex<Store>>,
+    pub logic: RetryLogic,
+    global: Arc<Semaphore>,
+    per_host_limit: usize,
+    per_host: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Delivery {
+    pub fn new(
+        store: Arc<Mutex<Store>>,
+        config: &DeliveryConfig,
+    ) -> Result<Delivery, DeliverError> {
+        Ok(Delivery {
+            sender: Sender::new()?,
+            store,
+            logic: RetryLogic::from(config),
+            global: Arc::new(Semaphore::new(config.max_in_flight.max(1) as usize)),
+            per_host_limit: config.per_host.max(1) as usize,
+            per_host: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn with_store<T>(
+        &self,
+        work: impl FnOnce(&Store) -> Result<T, StateError>,
+    ) -> Result<T, DeliverError> {
+        let store = self.store.lock().map_err(|_| DeliverError::Poisoned)?;
+        Ok(work(&store)?)
+    }
+
+    fn host_semaphore(&self, instance: &Instance) -> Result<Arc<Semaphore>, DeliverError> {
+        let host = instance
+            .callback_url
+            .as_ref()
+            .and_then(|url| url.host_str())
+            .unwrap_or_default()
+            .to_owned();
+        let mut hosts = self.per_host.lock().map_err(|_| DeliverError::Poisoned)?;
+        Ok(Arc::clone(hosts.entry(host).or_insert_with(|| {
+            Arc::new(Semaphore::new(self.per_host_limit))
+        })))
+    }
+}
+
+/// What one instance's task did.
+#[derive(Default)]
+struct InstanceTally {
+    delivered: u64,
+    dead_lettered: u64,
+}
+
+/// Delivers every due notification until none is due or `deadline` passes. `recipient` says,
+/// per instance name, where its notifications go; `None` leaves that instance out of this run
+/// (not selected, not counted as held). A send cut short by the deadline leaves its notification
+/// pending and unchanged.
+pub async fn deliver_due(
+    delivery: &Arc<Delivery>,
+    recipient: impl Fn(&str) -> Option<Recipient>,
+    deadline: Instant,
+) -> Result<DeliverySummary, DeliverError> {
+    let heads = delivery.with_store(|store| store.outbox_due_heads(Utc::now()))?;
+    let mut summary = DeliverySummary::default();
+    let mut tasks = Vec::new();
+    for head in heads {
+        match recipient(&head.instance) {
+            None => {}
+            Some(Recipient::Held(reason)) => summary.held.push((head.instance, reason)),
+            Some(Recipient::Ready(instance)) => {
+                let delivery = Arc::clone(delivery);
+                tasks.push(tokio::spawn(async move {
+                    drain_instance(&delivery, &instance, deadline).await
+                }));
+            }
+        }
+    }
+    for task in tasks {
+        let tally = task
+            .await
+            .map_err(|error| DeliverError::Task(error.to_string()))??;
+        summary.delivered += tally.delivered;
+        summary.dead_lettered += tally.dead_lettered;
+    }
+    summary.held.sort();
+    summary.pending = delivery.with_store(|store| {
+        Ok(store
+            .outbox_depth()?
+            .values()
+            .map(|depth| depth.pending)
+            .sum())
+    })?;
+    Ok(summary)
+}
+
+/// One instance's queue, in order, one at a time, until nothing of it is due now or the
+/// deadline passes.
+async fn drain_instance(
+    delivery: &Delivery,
+    instance: &Instance,
+    deadline: Instant,
+) -> Result<InstanceTally, DeliverError> {
+    let mut tally = InstanceTally::default();
+    let host = delivery.host_semaphore(instance)?;
+    while Instant::now() < deadline {
+        let head =
+            delivery.with_store(|store| store.outbox_due_head(&instance.name, Utc::now()))?;
+        // Nothing due: a retry in backoff waits for a later run, not for this one (a tick
+        // against a receiver that is down must not spend its whole delivery time waiting).
+        let Some(head) = head else { break };
+        if let Err(reason) = check_body(&head.id, &head.body) {
+            delivery.with_store(|store| store.outbox_dead_letter(&head.id, &reason))?;
+            tally.dead_lettered += 1;
+            continue;
+        }
+        let outcome = {
+            // Semaphores are never closed, so acquiring cannot fail.
+            let _global = delivery.global.acquire().await.ok();
+            let _host = host.acquire().await.ok();
+            let send = delivery.sender.send(instance, &head.id, &head.body);
+            match tokio::time::timeout_at(deadline, send).await {
+                Ok(outcome) => outcome,
+                // Out of time mid-send: it stays pending as it was, and goes again next run.
+                Err(_) => break,
+            }
+        };
+        match decide(delivery, instance, &head, &outcome) {
+            RetryAction::Ack => {
+                delivery.with_store(|store| store.outbox_delivered(&head.id))?;
+                tally.delivered += 1;
+            }
+            RetryAction::Retry { at, error } => {
+                delivery.with_store(|store| store.outbox_attempt_failed(&head.id, at, &error))?;
+            }
+            RetryAction::DeadLetter { reason } => {
+                delivery.with_store(|store| store.outbox_dead_letter(&head.id, &reason))?;
+                tally.dead_lettered += 1;
+            }
+        }
+    }
+    Ok(tally)
+}
+
+fn decide(
+    delivery: &Delivery,
+    instance: &Instance,
+    head: &DueNotification,
+    outcome: &AttemptOutcome,
+) -> RetryAction {
+    let context = AttemptContext {
+        attempts_before: head.attempts,
+        window_start: head.window_start,
+        window: instance.notification.retry_for,
+        body_bytes: head.body.len(),
+        batch_bytes: instance.notification.batch_bytes,
+    };
+    delivery
+        .logic
+        .decide(outcome, &context, Utc::now(), full_jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_that_is_not_json_or_has_another_id_is_corrupted() {
+        assert!(check_body("A", br#"{"message":{"eventId":"A","events":[]}}"#).is_ok());
+        let not_json = check_body("A", br#"{"message":{"eventId":"A""#).unwrap_err();
+        assert!(not_json.contains("corrupted"), "{not_json}");
+        let other = check_body("A", br#"{"message":{"eventId":"B"}}"#).unwrap_err();
+        assert!(other.contains("\"B\""), "{other}");
+        assert!(check_body("A", b"").is_err());
+        assert!(check_body("A", br#"{"message":{}}"#).is_err());
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        assert_eq!(retry_after_wait(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(
+            retry_after_wait("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after_wait("later"), None);
+    }
+}
