@@ -307,13 +307,13 @@ pub async fn deliver_due(
     recipient: impl Fn(&str) -> Option<Recipient>,
     deadline: Instant,
 ) -> Result<DeliverySummary, DeliverError> {
-    let heads = delivery.with_store(|store| store.outbox_due_heads(Utc::now()))?;
+    let due = delivery.with_store(|store| store.outbox_due_instances(Utc::now()))?;
     let mut summary = DeliverySummary::default();
     let mut tasks = Vec::new();
-    for head in heads {
-        match recipient(&head.instance) {
+    for name in due {
+        match recipient(&name) {
             None => {}
-            Some(Recipient::Held(reason)) => summary.held.push((head.instance, reason)),
+            Some(Recipient::Held(reason)) => summary.held.push((name, reason)),
             Some(Recipient::Ready(instance)) => {
                 let delivery = Arc::clone(delivery);
                 tasks.push(tokio::spawn(async move {
@@ -350,6 +350,10 @@ async fn drain_instance(
     let mut tally = InstanceTally::default();
     let host = delivery.host_semaphore(instance)?;
     while Instant::now() < deadline {
+        // Permits first, body second: a task waiting for its turn holds no body in memory.
+        // Semaphores are never closed, so acquiring cannot fail.
+        let _global = delivery.global.acquire().await.ok();
+        let _host = host.acquire().await.ok();
         let head =
             delivery.with_store(|store| store.outbox_due_head(&instance.name, Utc::now()))?;
         // Nothing due: a retry in backoff waits for a later run, not for this one (a tick
@@ -361,9 +365,6 @@ async fn drain_instance(
             continue;
         }
         let outcome = {
-            // Semaphores are never closed, so acquiring cannot fail.
-            let _global = delivery.global.acquire().await.ok();
-            let _host = host.acquire().await.ok();
             let send = delivery.sender.send(instance, &head.id, &head.body);
             match tokio::time::timeout_at(deadline, send).await {
                 Ok(outcome) => outcome,

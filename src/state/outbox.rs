@@ -119,14 +119,12 @@ pub enum DropTarget {
     Instance(String),
 }
 
-/// The head of each instance's queue (its lowest-seq pending row) when it is due at `now`.
-const DUE_HEADS: &str = "
-    SELECT o.seq, o.id, o.instance, o.body, o.created_at, o.attempts,
-           coalesce(o.retried_at, o.created_at) FROM outbox o
-    JOIN (SELECT instance, min(seq) AS seq FROM outbox WHERE dead = 0 GROUP BY instance) head
-      ON head.seq = o.seq
-    WHERE o.next_attempt_at <= ?1 AND (?2 IS NULL OR o.instance = ?2)
-    ORDER BY o.seq";
+/// One instance's head: the index on (instance, dead, seq) finds it directly (one delivery
+/// must not group every instance's queue to find its own).
+const DUE_HEAD_OF_INSTANCE: &str = "
+    SELECT seq, id, instance, body, created_at, attempts, coalesce(retried_at, created_at)
+    FROM (SELECT * FROM outbox WHERE instance = ?2 AND dead = 0 ORDER BY seq LIMIT 1)
+    WHERE next_attempt_at <= ?1";
 
 fn read_due(row: &rusqlite::Row<'_>) -> rusqlite::Result<DueNotification> {
     Ok(DueNotification {
@@ -140,14 +138,23 @@ fn read_due(row: &rusqlite::Row<'_>) -> rusqlite::Result<DueNotification> {
     })
 }
 
+/// The instances whose queue head is due: read from the index and the head rows' leading
+/// columns only, never the bodies.
+const DUE_INSTANCES: &str = "
+    SELECT o.instance FROM outbox o
+    JOIN (SELECT instance, min(seq) AS seq FROM outbox WHERE dead = 0 GROUP BY instance) head
+      ON head.seq = o.seq
+    WHERE o.next_attempt_at <= ?1
+    ORDER BY o.seq";
+
 impl Store {
-    /// Every instance's queue head that is due at `now`, ordered by seq (oldest first).
-    pub fn outbox_due_heads(&self, now: DateTime<Utc>) -> Result<Vec<DueNotification>, StateError> {
+    /// The instances with a notification due at `now`, oldest head first.
+    pub fn outbox_due_instances(&self, now: DateTime<Utc>) -> Result<Vec<String>, StateError> {
         let mut stmt = self
             .conn
-            .prepare_cached(DUE_HEADS)
+            .prepare_cached(DUE_INSTANCES)
             .map_err(|e| self.fail(e))?;
-        stmt.query_map(params![encode_time(&now), None::<String>], read_due)
+        stmt.query_map(params![encode_time(&now)], |row| row.get(0))
             .and_then(|rows| rows.collect())
             .map_err(|e| self.fail(e))
     }
@@ -159,7 +166,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<Option<DueNotification>, StateError> {
         self.conn
-            .prepare_cached(DUE_HEADS)
+            .prepare_cached(DUE_HEAD_OF_INSTANCE)
             .and_then(|mut stmt| {
                 stmt.query_row(params![encode_time(&now), instance], read_due)
                     .optional()
@@ -340,9 +347,19 @@ mod tests {
         .unwrap();
     }
 
+    /// The due head of each due instance, in the order delivery visits them.
     fn due_ids(store: &Store, now: i64) -> Vec<String> {
-        let heads = store.outbox_due_heads(at(now)).unwrap();
-        heads.into_iter().map(|due| due.id).collect()
+        let instances = store.outbox_due_instances(at(now)).unwrap();
+        instances
+            .iter()
+            .map(|instance| {
+                store
+                    .outbox_due_head(instance, at(now))
+                    .unwrap()
+                    .unwrap()
+                    .id
+            })
+            .collect()
     }
 
     fn rows(store: &Store) -> Vec<(String, bool, u32)> {

@@ -64,6 +64,11 @@ impl Store {
     }
 
     fn begin(&mut self, key: &ResourceKey, snapshot: bool) -> Result<PollId, StateError> {
+        // Starting a poll only matters if the poll commits; see `Store::relaxed`.
+        self.relaxed(|store| store.begin_unsynced(key, snapshot))
+    }
+
+    fn begin_unsynced(&mut self, key: &ResourceKey, snapshot: bool) -> Result<PollId, StateError> {
         let path = self.path.clone();
         let fail = |e| classify(&path, e);
         let tx = immediate(&mut self.conn).map_err(fail)?;
@@ -85,6 +90,15 @@ impl Store {
     /// (id, updated) as one already staged in this poll is ignored (the first is kept: the
     /// record was read twice, e.g. across a page boundary). Returns how many rows were added.
     pub fn stage_events(
+        &mut self,
+        poll: PollId,
+        events: &[StagedEvent],
+    ) -> Result<usize, StateError> {
+        // Staging a crash would discard anyway: no disk sync (see `Store::relaxed`).
+        self.relaxed(|store| store.stage_events_unsynced(poll, events))
+    }
+
+    fn stage_events_unsynced(
         &mut self,
         poll: PollId,
         events: &[StagedEvent],
@@ -123,6 +137,19 @@ impl Store {
     /// Snapshot mode: stages one page of the current poll's (id, content hash, record) set.
     /// A record id already staged in this poll keeps its first version.
     pub fn stage_snapshot<I, H, R>(
+        &mut self,
+        poll: PollId,
+        records: &[(I, H, R)],
+    ) -> Result<(), StateError>
+    where
+        I: AsRef<str>,
+        H: AsRef<str>,
+        R: AsRef<[u8]>,
+    {
+        self.relaxed(|store| store.stage_snapshot_unsynced(poll, records))
+    }
+
+    fn stage_snapshot_unsynced<I, H, R>(
         &mut self,
         poll: PollId,
         records: &[(I, H, R)],
@@ -195,7 +222,7 @@ impl Store {
     /// Opens the poll's final transaction (IMMEDIATE: it takes the write lock now, so it cannot
     /// fail half-way for lack of it). Dropping the returned value without `finish` rolls back.
     pub fn begin_commit(&mut self, poll: PollId) -> Result<CommitTxn<'_>, StateError> {
-        let Store { conn, path } = self;
+        let Store { conn, path, .. } = self;
         let fail = |e| classify(path, e);
         let tx = immediate(conn).map_err(fail)?;
         let (resource_id, snapshot) = tx

@@ -84,11 +84,12 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
 
     -- Notifications not yet acknowledged by their callback. seq is the rowid: delivery order.
+    -- body is the last column: SQLite reads a row's columns in order, and a body spills into
+    -- overflow pages, so the columns delivery filters on must come before it.
     CREATE TABLE outbox (
         seq              INTEGER PRIMARY KEY,
         id               TEXT NOT NULL UNIQUE,
         instance         TEXT NOT NULL,
-        body             BLOB NOT NULL,
         events           INTEGER NOT NULL,
         created_at       TEXT NOT NULL,
         attempts         INTEGER NOT NULL DEFAULT 0,
@@ -96,7 +97,8 @@ const MIGRATIONS: &[&str] = &[
         last_error       TEXT,
         dead             INTEGER NOT NULL DEFAULT 0,
         -- Set by `outbox retry`: the retry window counts from here instead of created_at.
-        retried_at       TEXT
+        retried_at       TEXT,
+        body             BLOB NOT NULL
     );
     CREATE INDEX outbox_by_instance ON outbox(instance, dead, seq);
 
