@@ -429,6 +429,19 @@ fn commit(
     next_due: DateTime<Utc>,
     report: &mut PollReport,
 ) -> Result<(), PollError> {
+    let mut store = lock(&ctx.store);
+    // Group commit: not synced here; the caller syncs once (`Store::sync`) before delivering.
+    store.relaxed(|store| write_commit(store, target, poll, (now, next_due), report))
+}
+
+/// The body of [`commit`], inside its relaxed-durability window.
+fn write_commit(
+    store: &mut Store,
+    target: &PollTarget,
+    poll: FinishedPoll,
+    (now, next_due): (DateTime<Utc>, DateTime<Utc>),
+    report: &mut PollReport,
+) -> Result<(), PollError> {
     let instance = &target.instance;
     let resource = target.resource();
     let meta = InstanceMeta {
@@ -440,7 +453,6 @@ fn commit(
         max_events: instance.notification.batch_size,
         max_bytes: instance.notification.batch_bytes,
     };
-    let mut store = lock(&ctx.store);
     let txn = store.begin_commit(poll.id)?;
     let mut writer = NotificationWriter {
         txn: &txn,

@@ -12,7 +12,8 @@
 //!   the state, discarding the staging of the previous victim);
 //! - right after a random page request reached the mock (fetching, judging, staging pages, and
 //!   the final commits of the polls that already finished);
-//! - a random delay after the last page request (the last polls' final commits, the exit).
+//! - a random delay after the last page request (the last polls' final commits, the delivery
+//!   attempts that follow them and record their failures, the exit).
 //!
 //! After every round the outbox is read back (every body decoded) and compared with the mock's
 //! history; at the end one tick runs to completion and the full comparison is made. The test
@@ -585,8 +586,8 @@ fn seed() -> u64 {
 // Setting up
 // -------------------------------------------------------------------------------------------
 
-/// A loopback port nothing listens on: deliveries (when tick delivers) fail and stay pending,
-/// so the outbox keeps every notification for the comparison.
+/// A loopback port nothing listens on: tick's deliveries fail (connection refused, a retry
+/// later) and stay pending, so the outbox keeps every notification for the comparison.
 fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()

@@ -179,17 +179,23 @@ async fn poll_all(
             .entry(provider_host(&target))
             .or_insert_with(|| Arc::new(Semaphore::new(config.poll.per_host.max(1) as usize)))
             .clone();
-        let (ctx, global, bar) = (Arc::clone(&ctx), Arc::clone(&global), progress.bar(&target));
+        // A poll is spawned only when a slot is free: 10,000 waiting tasks would hold their
+        // futures in memory for nothing. Semaphores are never closed: acquiring cannot fail.
+        let global = Arc::clone(&global).acquire_owned().await.ok();
+        let (ctx, bar) = (Arc::clone(&ctx), progress.bar(&target));
         tasks.push(tokio::spawn(async move {
-            // Semaphores are never closed, so acquiring cannot fail.
-            let _global = global.acquire_owned().await.ok();
+            let _global = global;
             let _host = host.acquire_owned().await.ok();
             let interval = target.instance.refresh_interval.unwrap_or(DEFAULT_INTERVAL);
             let update = |pages: u64, records: u64| {
-                bar.set_message(format!("{pages} pages, {records} records"));
+                if let Some(bar) = &bar {
+                    bar.set_message(format!("{pages} pages, {records} records"));
+                }
             };
             let report = poll::run(&ctx, &target, interval, &update).await;
-            bar.finish_and_clear();
+            if let Some(bar) = bar {
+                bar.finish_and_clear();
+            }
             (target, report)
         }));
     }
@@ -201,7 +207,18 @@ async fn poll_all(
         );
     }
     progress.clear();
+    // Group commit: the polls committed without waiting for the disk; one sync makes them all
+    // durable before any of their notifications is delivered.
+    lock(&store)
+        .sync()
+        .map_err(|error| format!("cannot save the state: {error}"))?;
     Ok(results)
+}
+
+fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
+    store
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The polled resources that are due (or all with `--all`), in instance file order.
@@ -253,10 +270,9 @@ impl Progress {
         }
     }
 
-    fn bar(&self, target: &PollTarget) -> ProgressBar {
-        let Some(bars) = &self.bars else {
-            return ProgressBar::hidden();
-        };
+    /// A bar on a terminal; none otherwise (even hidden ones cost memory per poll).
+    fn bar(&self, target: &PollTarget) -> Option<ProgressBar> {
+        let bars = self.bars.as_ref()?;
         let bar = bars.add(ProgressBar::new_spinner());
         let style = ProgressStyle::with_template("{spinner} {prefix}: {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner());
@@ -267,7 +283,7 @@ impl Progress {
             resource_label(target)
         ));
         bar.enable_steady_tick(Duration::from_millis(120));
-        bar
+        Some(bar)
     }
 
     fn clear(&self) {

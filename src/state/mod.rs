@@ -324,21 +324,38 @@ impl Store {
         })
     }
 
-    /// Runs `write` without waiting for the disk: for staging, which a crash discards anyway.
-    /// The poll's final commit (back at the configured level) syncs the log, and with it every
-    /// frame written before, so nothing that matters is ever less durable. This takes a poll
-    /// from one disk sync per page plus two to one sync in all.
+    /// Runs `write` without waiting for the disk. For staging, which a crash discards anyway,
+    /// and for polls' final commits and delivery bookkeeping, which [`Store::sync`] makes
+    /// durable together (group commit): SQLite's log keeps commits in order, so one sync
+    /// covers every commit before it. A process crash loses none of them either way (the
+    /// operating system has the writes); only a power loss before the sync could.
     pub(crate) fn relaxed<T>(&mut self, write: impl FnOnce(&mut Store) -> T) -> T {
-        let full = self.synchronous == Synchronous::Full;
-        if full {
-            // A failed pragma leaves FULL in force: slower, never less safe.
-            let _ = self.conn.pragma_update(None, "synchronous", "NORMAL");
-        }
+        self.set_relaxed(true);
         let result = write(self);
-        if full {
-            let _ = self.conn.pragma_update(None, "synchronous", "FULL");
-        }
+        self.set_relaxed(false);
         result
+    }
+
+    fn set_relaxed(&self, relaxed: bool) {
+        if self.synchronous == Synchronous::Full {
+            let level = if relaxed { "NORMAL" } else { "FULL" };
+            // A failed pragma leaves the level as it was: at worst slower, or one more sync.
+            let _ = self.conn.pragma_update(None, "synchronous", level);
+        }
+    }
+
+    /// Makes every commit so far durable with one disk sync. Call it before delivering what
+    /// relaxed poll commits wrote: a notification must never reach a receiver and then be
+    /// lost with its poll in a power cut (the poll would run again and send the change under
+    /// a new eventId).
+    pub fn sync(&self) -> Result<(), StateError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO sync_point (id, at) VALUES (1, ?1)",
+                [encode_time(&Utc::now())],
+            )
+            .map(drop)
+            .map_err(|e| self.fail(e))
     }
 
     /// The file this store reads and writes (`:memory:` for an in-memory one).

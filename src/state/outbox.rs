@@ -176,12 +176,19 @@ impl Store {
 
     /// The callback acknowledged it: the row goes. False when it was already gone (dropped
     /// meanwhile by `outbox drop`).
+    ///
+    /// Not synced on its own: lost in a power cut, the notification is sent again with its
+    /// eventId, which at-least-once allows; the next [`Store::sync`] or synced commit covers it.
     pub fn outbox_delivered(&self, id: &str) -> Result<bool, StateError> {
-        self.conn
+        self.set_relaxed(true);
+        let deleted = self
+            .conn
             .prepare_cached("DELETE FROM outbox WHERE id = ?1")
             .and_then(|mut stmt| stmt.execute([id]))
             .map(|deleted| deleted > 0)
-            .map_err(|e| self.fail(e))
+            .map_err(|e| self.fail(e));
+        self.set_relaxed(false);
+        deleted
     }
 
     /// One more failed attempt; the next one is not before `next_attempt_at`.

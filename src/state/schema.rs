@@ -110,6 +110,13 @@ const MIGRATIONS: &[&str] = &[
         refresh_token     TEXT,
         expires_at        TEXT
     );
+
+    -- One row, rewritten by `Store::sync` at the configured durability: that commit waits for
+    -- the disk and with it every commit before it (group commit; see mod.rs).
+    CREATE TABLE sync_point (
+        id  INTEGER PRIMARY KEY CHECK (id = 1),
+        at  TEXT NOT NULL
+    );
     "#,
 ];
 
