@@ -409,6 +409,28 @@ async fn a_failing_receiver_holds_back_only_its_own_instance() {
     assert_eq!(object_ids(&failing.received()), ["1", "1", "2", "3"]);
 }
 
+/// Instances deliver in parallel, but never more at once than `per_host` to one callback host
+/// nor `max_in_flight` in all. Counted by the receiver, not timed.
+#[tokio::test(flavor = "multi_thread")]
+async fn deliveries_run_in_parallel_within_the_global_and_per_host_bounds() {
+    for (config, bound) in [("per_host = 2", 2), ("max_in_flight = 3\nper_host = 8", 3)] {
+        let setup = Setup::new(config).await;
+        let receiver = MockReceiver::start(&[KEY]).await;
+        // Slow answers keep each request open long enough for the others to pile up.
+        receiver.reply_by_default(Reply::Slow(std::time::Duration::from_millis(400)));
+        for index in 0..6 {
+            setup.instance(&format!("i{index}"), &receiver.url(), json!(KEY), json!({}));
+        }
+        setup.baseline_then_changes(1).await;
+        let run = setup.tick(&[]).await;
+        run.assert_code(0);
+        assert_eq!(receiver.request_count(), 6);
+        let most = receiver.max_in_flight();
+        assert!(most <= bound, "{config}: {most} requests at once");
+        assert!(most >= 2, "{config}: instances were delivered one by one");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn past_the_retry_window_a_failure_dead_letters() {
     let setup = Setup::new("retry_max_age_seconds = 0").await;

@@ -92,6 +92,9 @@ struct Shared {
     keys: Vec<String>,
     live: Mutex<Live>,
     requests: AtomicU64,
+    /// Requests being answered right now, and the most there ever were at once.
+    in_flight: AtomicU64,
+    max_in_flight: AtomicU64,
 }
 
 impl Shared {
@@ -115,6 +118,8 @@ impl MockReceiver {
             keys: keys.iter().map(|key| (*key).to_owned()).collect(),
             live: Mutex::new(Live::default()),
             requests: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            max_in_flight: AtomicU64::new(0),
         });
         let app = Router::new().fallback(receive).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -151,9 +156,24 @@ impl MockReceiver {
     pub fn request_count(&self) -> u64 {
         self.shared.requests.load(Ordering::SeqCst)
     }
+
+    /// The most requests this receiver was answering at the same moment.
+    pub fn max_in_flight(&self) -> u64 {
+        self.shared.max_in_flight.load(Ordering::SeqCst)
+    }
 }
 
 async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let now_in_flight = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    shared
+        .max_in_flight
+        .fetch_max(now_in_flight, Ordering::SeqCst);
+    let response = record_and_answer(&shared, headers, body).await;
+    shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+    response
+}
+
+async fn record_and_answer(shared: &Shared, headers: HeaderMap, body: Bytes) -> Response {
     let number = shared.requests.fetch_add(1, Ordering::SeqCst) + 1;
     let received = Received {
         number,
