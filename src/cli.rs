@@ -111,7 +111,13 @@ pub enum Command {
     /// Poll due resources once, deliver due notifications, exit (for cron)
     Tick(TickArgs),
 
-    /// Run the daemon that polls and delivers (what systemd runs) [not available yet]
+    /// Run the daemon that polls and delivers (what systemd runs)
+    ///
+    /// Polls every resource at start and then on its interval, delivers notifications as soon
+    /// as a poll commits them, logs to stderr. SIGHUP reloads the instances folder (an invalid
+    /// file keeps its previous version running); SIGTERM or SIGINT stops gracefully within
+    /// `[daemon] grace_seconds`, a second one at once. Tells systemd READY/STOPPING and pets
+    /// its watchdog when NOTIFY_SOCKET is set.
     Run(RunArgs),
 
     /// Show last poll, watermark, next due time, outbox depth
@@ -165,7 +171,8 @@ pub struct TickArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Stay in the foreground and log to stderr (what systemd expects)
+    /// Stay in the foreground and log to stderr (what systemd expects; ocpoll never forks, so
+    /// this is also what happens without it)
     #[arg(long)]
     pub foreground: bool,
 

@@ -36,7 +36,9 @@ fn main() -> ExitCode {
     match &cli.command {
         Command::Validate(args) => commands::validate::run(args, &config),
         Command::Tick(args) => commands::tick::run(args, &config),
-        Command::Run(_) => commands::not_available("run"),
+        Command::Run(args) => {
+            commands::run::run(args, &config, cli.global.verbose, cli.global.quiet)
+        }
         Command::Status(args) => commands::status::run(args, &config),
         Command::State(StateCommand::Reset(args)) => commands::state::reset(args, &config),
         Command::State(StateCommand::Forget(args)) => commands::state::forget(args, &config),

@@ -2,6 +2,7 @@
 //! and returns the exit code.
 
 pub mod outbox;
+pub mod run;
 pub mod state;
 pub mod status;
 pub mod tick;

@@ -377,9 +377,14 @@ async fn drain_instance(
                 tally.delivered += 1;
             }
             RetryAction::Retry { at, error } => {
+                tracing::warn!(instance = %instance.name, event_id = %head.id,
+                    attempt = head.attempts + 1, next_attempt = %at.to_rfc3339(), %error,
+                    "delivery failed; will retry");
                 delivery.with_store(|store| store.outbox_attempt_failed(&head.id, at, &error))?;
             }
             RetryAction::DeadLetter { reason } => {
+                tracing::error!(instance = %instance.name, event_id = %head.id,
+                    attempt = head.attempts + 1, %reason, "delivery failed; dead-lettered");
                 delivery.with_store(|store| store.outbox_dead_letter(&head.id, &reason))?;
                 tally.dead_lettered += 1;
             }
