@@ -145,8 +145,11 @@ impl Scheduler {
         for (key, target) in wanted {
             match self.slots.get_mut(&key) {
                 Some(slot) => {
-                    // A shorter interval should not wait out the old, longer one.
-                    if let Some(started) = slot.last_started {
+                    // A shorter interval should not wait out the old, longer one (only then:
+                    // a provider's long Retry-After stays honoured across reloads).
+                    if let Some(started) = slot.last_started
+                        && interval(&target) < interval(&slot.target)
+                    {
                         slot.next_due = slot.next_due.min(started + interval(&target));
                     }
                     slot.target = target;
