@@ -114,8 +114,8 @@ pub enum Command {
     /// Run the daemon that polls and delivers (what systemd runs)
     ///
     /// Polls every resource at start and then on its interval, delivers notifications as soon
-    /// as a poll commits them, logs to stderr. SIGHUP reloads the instances folder (an invalid
-    /// file keeps its previous version running); SIGTERM or SIGINT stops gracefully within
+    /// as a poll commits them, logs to stderr. SIGHUP, and any change in the instances folder,
+    /// reloads it (an invalid file keeps its previous version running); SIGTERM or SIGINT stops gracefully within
     /// `[daemon] grace_seconds`, a second one at once. Tells systemd READY/STOPPING and pets
     /// its watchdog when NOTIFY_SOCKET is set.
     Run(RunArgs),

@@ -317,13 +317,12 @@ async fn sighup_adds_an_instance_and_a_broken_edit_keeps_the_old_version() {
     // Removing b stops it; its state stays (status still lists it).
     std::fs::remove_file(setup.dir.join("instances.d/b.json")).unwrap();
     daemon.signal(libc::SIGHUP);
-    wait_until("the reload", &daemon, || {
+    wait_until("the reload without b", &daemon, || {
         daemon
             .log_lines()
             .iter()
-            .filter(|line| line["message"] == "instances loaded")
-            .count()
-            >= 3
+            .rfind(|line| line["message"] == "instances loaded")
+            .is_some_and(|line| line["resources"] == 1)
     })
     .await;
     let status = setup
@@ -393,4 +392,18 @@ async fn without_an_instances_folder_it_exits_78() {
         .unwrap();
     assert_eq!(run.status.code(), Some(78), "{run:?}");
     assert!(String::from_utf8_lossy(&run.stderr).contains("instances folder"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_added_to_the_folder_is_polled_without_a_signal() {
+    let setup = Setup::new("").await;
+    setup.write_instance("a");
+    let daemon = setup.start_daemon("daemon.log", &[]);
+    wait_until("a's first poll", &daemon, || daemon.poll_lines("a") >= 1).await;
+    setup.write_instance("b");
+    wait_until("b's first poll", &daemon, || daemon.poll_lines("b") >= 1).await;
+    assert!(daemon.log_text().contains("the instances folder changed"));
+    daemon.signal(libc::SIGTERM);
+    let (status, log) = daemon.wait_exit();
+    assert_eq!(status.code(), Some(0), "{log}");
 }

@@ -1,6 +1,6 @@
 //! `ocpoll run --foreground`: the daemon (SPEC.md section 9). Loads the instances, takes the
 //! state lock, opens the state, turns signals into [`Control`] messages and hands over to
-//! [`daemon::serve`]. SIGHUP reloads; SIGTERM or SIGINT stops gracefully; a second one exits
+//! [`daemon::serve`]. SIGHUP and changes in the instances folder reload; SIGTERM or SIGINT stops gracefully; a second one exits
 //! at once (safe: every state change is a transaction, and the kernel drops the lock).
 
 use crate::cli::RunArgs;
@@ -8,7 +8,7 @@ use crate::commands::{exit, tick};
 use crate::config::Config;
 use crate::daemon::catalog::Catalog;
 use crate::daemon::systemd::Notifier;
-use crate::daemon::{self, Control, logging};
+use crate::daemon::{self, Control, logging, watcher};
 use crate::state::{LockError, StateLock};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -67,6 +67,14 @@ pub fn run(args: &RunArgs, config: &Config, verbose: u8, quiet: u8) -> ExitCode 
             }
         };
         let (control, controls) = mpsc::channel(8);
+        // Kept alive until the daemon stops; without it, SIGHUP still reloads.
+        let _watcher = match watcher::watch_folder(&config.instances, control.clone()) {
+            Ok(watcher) => Some(watcher),
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch the instances folder; reload with SIGHUP");
+                None
+            }
+        };
         tokio::spawn(signals.forward(control));
         let notifier = Arc::new(Notifier::from_env());
         match daemon::serve(config, catalog, store, controls, notifier).await {

@@ -23,6 +23,7 @@ pub mod logging;
 pub mod scheduler;
 pub mod shutdown;
 pub mod systemd;
+pub mod watcher;
 pub mod worker;
 
 use crate::config::Config;
