@@ -39,7 +39,7 @@ Register-ArgumentCompleter -Native -CommandName 'ocpoll' -ScriptBlock {
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show last poll, watermark, next due time, outbox depth')
             [CompletionResult]::new('state', 'state', [CompletionResultType]::ParameterValue, 'Inspect or change the saved state')
             [CompletionResult]::new('outbox', 'outbox', [CompletionResultType]::ParameterValue, 'Inspect and act on pending and dead-lettered notifications')
-            [CompletionResult]::new('demo', 'demo', [CompletionResultType]::ParameterValue, 'Poll a local sample API and print each verified event [not available yet]')
+            [CompletionResult]::new('demo', 'demo', [CompletionResultType]::ParameterValue, 'Poll a local sample API and print each verified event')
             [CompletionResult]::new('generate-assets', 'generate-assets', [CompletionResultType]::ParameterValue, 'Write the man pages and shell completions (for maintainers)')
             break
         }
@@ -260,8 +260,8 @@ Register-ArgumentCompleter -Native -CommandName 'ocpoll' -ScriptBlock {
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output (-q warnings and errors only, -qq errors only)')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less log output (-q warnings and errors only, -qq errors only)')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break

@@ -36,7 +36,7 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
             cand status 'Show last poll, watermark, next due time, outbox depth'
             cand state 'Inspect or change the saved state'
             cand outbox 'Inspect and act on pending and dead-lettered notifications'
-            cand demo 'Poll a local sample API and print each verified event [not available yet]'
+            cand demo 'Poll a local sample API and print each verified event'
             cand generate-assets 'Write the man pages and shell completions (for maintainers)'
         }
         &'ocpoll;validate'= {
@@ -244,8 +244,8 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
             cand --verbose 'More log output (-v debug, -vv trace)'
             cand -q 'Less log output (-q warnings and errors only, -qq errors only)'
             cand --quiet 'Less log output (-q warnings and errors only, -qq errors only)'
-            cand -h 'Print help'
-            cand --help 'Print help'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
             cand -V 'Print version'
             cand --version 'Print version'
         }

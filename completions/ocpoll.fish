@@ -39,7 +39,7 @@ complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "run" -d 'Run the daem
 complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "status" -d 'Show last poll, watermark, next due time, outbox depth'
 complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "state" -d 'Inspect or change the saved state'
 complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "outbox" -d 'Inspect and act on pending and dead-lettered notifications'
-complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "demo" -d 'Poll a local sample API and print each verified event [not available yet]'
+complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "demo" -d 'Poll a local sample API and print each verified event'
 complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "generate-assets" -d 'Write the man pages and shell completions (for maintainers)'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand validate" -l format -d 'Output format' -r -f -a "text\t'One line per problem: path:line:col: json.path: message'
 json\t'A JSON array of findings (file, path, line, column, severity, message)'"
@@ -182,7 +182,7 @@ complete -c ocpoll -n "__fish_ocpoll_using_subcommand demo" -l log-format -d 'Lo
 json\t''"
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand demo" -s v -l verbose -d 'More log output (-v debug, -vv trace)'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand demo" -s q -l quiet -d 'Less log output (-q warnings and errors only, -qq errors only)'
-complete -c ocpoll -n "__fish_ocpoll_using_subcommand demo" -s h -l help -d 'Print help'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand demo" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand demo" -s V -l version -d 'Print version'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand generate-assets" -l out -d 'Project folder to write man/ and completions/ into' -r -F
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand generate-assets" -l instances -d 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]' -r -F

@@ -131,7 +131,12 @@ pub enum Command {
     #[command(subcommand)]
     Outbox(OutboxCommand),
 
-    /// Poll a local sample API and print each verified event [not available yet]
+    /// Poll a local sample API and print each verified event
+    ///
+    /// Starts, on loopback, a sample contacts API whose records change every few seconds and a
+    /// callback receiver that verifies both signatures, writes an instance file for them in a
+    /// temporary folder, and runs the daemon against them. Exits 0 when events arrived and
+    /// every notification was verified.
     Demo(DemoArgs),
 
     /// Write the man pages and shell completions (for maintainers)

@@ -14,6 +14,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod dates;
+pub mod demo;
 pub mod detect;
 pub mod http;
 pub mod instance;

@@ -46,7 +46,9 @@ fn main() -> ExitCode {
         Command::Outbox(OutboxCommand::Show(args)) => commands::outbox::show(args, &config),
         Command::Outbox(OutboxCommand::Retry(args)) => commands::outbox::retry(args, &config),
         Command::Outbox(OutboxCommand::Drop(args)) => commands::outbox::drop(args, &config),
-        Command::Demo(_) => commands::not_available("demo"),
+        Command::Demo(args) => {
+            commands::demo::run(args, &config, cli.global.verbose, cli.global.quiet)
+        }
         Command::GenerateAssets(_) => unreachable!("handled before the configuration is loaded"),
     }
 }
