@@ -35,11 +35,11 @@ complete -c ocpoll -n "__fish_ocpoll_needs_command" -s h -l help -d 'Print help 
 complete -c ocpoll -n "__fish_ocpoll_needs_command" -s V -l version -d 'Print version'
 complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "validate" -d 'Check instance files and report every problem with file, JSON path, line and column'
 complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "tick" -d 'Poll due resources once, deliver due notifications, exit (for cron)'
-complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "run" -d 'Run the daemon that polls and delivers (what systemd runs) [not available yet]'
+complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "run" -d 'Run the daemon that polls and delivers (what systemd runs)'
 complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "status" -d 'Show last poll, watermark, next due time, outbox depth'
 complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "state" -d 'Inspect or change the saved state'
 complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "outbox" -d 'Inspect and act on pending and dead-lettered notifications'
-complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "demo" -d 'Poll a local sample API and print each verified event [not available yet]'
+complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "demo" -d 'Poll a local sample API and print each verified event'
 complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "generate-assets" -d 'Write the man pages and shell completions (for maintainers)'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand validate" -l format -d 'Output format' -r -f -a "text\t'One line per problem: path:line:col: json.path: message'
 json\t'A JSON array of findings (file, path, line, column, severity, message)'"
@@ -70,11 +70,11 @@ complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -l state -d 'State fi
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -l config -d 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]' -r -F
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -l log-format -d 'Log format: text for people, json for journald and log shippers' -r -f -a "text\t''
 json\t''"
-complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -l foreground -d 'Stay in the foreground and log to stderr (what systemd expects)'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -l foreground -d 'Stay in the foreground and log to stderr (what systemd expects; ocpoll never forks, so this is also what happens without it)'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -l wait -d 'Wait for the state lock instead of exiting 75 when another ocpoll holds it'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -s v -l verbose -d 'More log output (-v debug, -vv trace)'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -s q -l quiet -d 'Less log output (-q warnings and errors only, -qq errors only)'
-complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -s h -l help -d 'Print help'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -s V -l version -d 'Print version'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand status" -l instances -d 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]' -r -F
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand status" -l state -d 'State file (SQLite) [default: state.db in the platform state folder]' -r -F
@@ -182,7 +182,7 @@ complete -c ocpoll -n "__fish_ocpoll_using_subcommand demo" -l log-format -d 'Lo
 json\t''"
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand demo" -s v -l verbose -d 'More log output (-v debug, -vv trace)'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand demo" -s q -l quiet -d 'Less log output (-q warnings and errors only, -qq errors only)'
-complete -c ocpoll -n "__fish_ocpoll_using_subcommand demo" -s h -l help -d 'Print help'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand demo" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand demo" -s V -l version -d 'Print version'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand generate-assets" -l out -d 'Project folder to write man/ and completions/ into' -r -F
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand generate-assets" -l instances -d 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]' -r -F

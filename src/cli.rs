@@ -111,7 +111,13 @@ pub enum Command {
     /// Poll due resources once, deliver due notifications, exit (for cron)
     Tick(TickArgs),
 
-    /// Run the daemon that polls and delivers (what systemd runs) [not available yet]
+    /// Run the daemon that polls and delivers (what systemd runs)
+    ///
+    /// Polls every resource at start and then on its interval, delivers notifications as soon
+    /// as a poll commits them, logs to stderr. SIGHUP, and any change in the instances folder,
+    /// reloads it (an invalid file keeps its previous version running); SIGTERM or SIGINT stops gracefully within
+    /// `[daemon] grace_seconds`, a second one at once. Tells systemd READY/STOPPING and pets
+    /// its watchdog when NOTIFY_SOCKET is set.
     Run(RunArgs),
 
     /// Show last poll, watermark, next due time, outbox depth
@@ -125,7 +131,12 @@ pub enum Command {
     #[command(subcommand)]
     Outbox(OutboxCommand),
 
-    /// Poll a local sample API and print each verified event [not available yet]
+    /// Poll a local sample API and print each verified event
+    ///
+    /// Starts, on loopback, a sample contacts API whose records change every few seconds and a
+    /// callback receiver that verifies both signatures, writes an instance file for them in a
+    /// temporary folder, and runs the daemon against them. Exits 0 when events arrived and
+    /// every notification was verified.
     Demo(DemoArgs),
 
     /// Write the man pages and shell completions (for maintainers)
@@ -165,7 +176,8 @@ pub struct TickArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Stay in the foreground and log to stderr (what systemd expects)
+    /// Stay in the foreground and log to stderr (what systemd expects; ocpoll never forks, so
+    /// this is also what happens without it)
     #[arg(long)]
     pub foreground: bool,
 

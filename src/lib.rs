@@ -3,7 +3,8 @@
 //! The flow, one module per step:
 //! `instance` (files -> typed instances) -> `http` (requests, auth, pages) -> `detect`
 //! (records + watermark -> events, pure) -> `state` (one SQLite transaction: events into the
-//! outbox, watermark moved) -> `outbox` (payload, signatures; delivery comes next).
+//! outbox, watermark moved) -> `outbox` (payload, signatures, delivery). `daemon` runs polls on
+//! schedule and delivery continuously, with reload, graceful shutdown and systemd notify.
 //! `dates` and `url_macros` are the pure pieces the instance model and the poller share;
 //! `cli`, `config` and `commands` are the edges.
 
@@ -11,7 +12,9 @@ pub mod assets;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod dates;
+pub mod demo;
 pub mod detect;
 pub mod http;
 pub mod instance;

@@ -36,7 +36,9 @@ fn main() -> ExitCode {
     match &cli.command {
         Command::Validate(args) => commands::validate::run(args, &config),
         Command::Tick(args) => commands::tick::run(args, &config),
-        Command::Run(_) => commands::not_available("run"),
+        Command::Run(args) => {
+            commands::run::run(args, &config, cli.global.verbose, cli.global.quiet)
+        }
         Command::Status(args) => commands::status::run(args, &config),
         Command::State(StateCommand::Reset(args)) => commands::state::reset(args, &config),
         Command::State(StateCommand::Forget(args)) => commands::state::forget(args, &config),
@@ -44,7 +46,9 @@ fn main() -> ExitCode {
         Command::Outbox(OutboxCommand::Show(args)) => commands::outbox::show(args, &config),
         Command::Outbox(OutboxCommand::Retry(args)) => commands::outbox::retry(args, &config),
         Command::Outbox(OutboxCommand::Drop(args)) => commands::outbox::drop(args, &config),
-        Command::Demo(_) => commands::not_available("demo"),
+        Command::Demo(args) => {
+            commands::demo::run(args, &config, cli.global.verbose, cli.global.quiet)
+        }
         Command::GenerateAssets(_) => unreachable!("handled before the configuration is loaded"),
     }
 }

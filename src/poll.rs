@@ -76,6 +76,16 @@ pub fn targets(instance: &Arc<Instance>) -> Vec<PollTarget> {
     targets
 }
 
+/// The host a poll's requests go to, for the per-host limit.
+pub fn provider_host(target: &PollTarget) -> String {
+    let raw = target.resource().url.raw();
+    url::Url::parse(raw)
+        .ok()
+        .or_else(|| target.instance.base_url.clone())
+        .and_then(|url| url.host_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
 fn combinations(params: &BTreeMap<String, Vec<String>>) -> Vec<BTreeMap<String, String>> {
     let mut all = vec![BTreeMap::new()];
     for (name, values) in params {
@@ -430,7 +440,7 @@ fn commit(
     report: &mut PollReport,
 ) -> Result<(), PollError> {
     let mut store = lock(&ctx.store);
-    // Group commit: not synced here; the caller syncs once (`Store::sync`) before delivering.
+    // Group commit: not synced here; delivery syncs once (`Store::sync`) before it sends.
     store.relaxed(|store| write_commit(store, target, poll, (now, next_due), report))
 }
 

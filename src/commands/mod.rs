@@ -1,14 +1,15 @@
 //! One module per subcommand, each thin: it loads what it needs, calls the library, prints,
 //! and returns the exit code.
 
+pub mod demo;
 pub mod outbox;
+pub mod run;
 pub mod state;
 pub mod status;
 pub mod tick;
 pub mod validate;
 
 use std::io::Write;
-use std::process::ExitCode;
 
 /// Exit codes (SPEC.md section 2).
 pub mod exit {
@@ -20,17 +21,6 @@ pub mod exit {
     pub const LOCKED: u8 = 75;
     /// The configuration is unusable.
     pub const CONFIG: u8 = 78;
-}
-
-/// Commands defined in the CLI whose implementation has not landed yet. They say so instead
-/// of pretending to work.
-pub fn not_available(command: &str) -> ExitCode {
-    eprintln!(
-        "ocpoll {command}: not available yet in ocpoll {}; this version validates instance files \
-         (`ocpoll validate`). See the README's \"What works today\".",
-        env!("CARGO_PKG_VERSION")
-    );
-    ExitCode::from(exit::USAGE)
 }
 
 /// A plain left-aligned table; the last column is not padded.

@@ -137,7 +137,7 @@ fn unknown_names(wanted: &[String], instances: &[Arc<Instance>]) -> usize {
 }
 
 /// Opens the state; an unusable file exits 78 and is never replaced.
-fn open_store(config: &Config) -> Result<Store, ExitCode> {
+pub(crate) fn open_store(config: &Config) -> Result<Store, ExitCode> {
     let mut store = Store::open(&config.state, config.synchronous).map_err(|error| {
         eprintln!("ocpoll: {error}");
         ExitCode::from(if error.is_unusable_file() {
@@ -176,7 +176,7 @@ async fn poll_all(
     let mut tasks = Vec::new();
     for target in due {
         let host = per_host
-            .entry(provider_host(&target))
+            .entry(poll::provider_host(&target))
             .or_insert_with(|| Arc::new(Semaphore::new(config.poll.per_host.max(1) as usize)))
             .clone();
         // A poll is spawned only when a slot is free: 10,000 waiting tasks would hold their
@@ -207,18 +207,8 @@ async fn poll_all(
         );
     }
     progress.clear();
-    // Group commit: the polls committed without waiting for the disk; one sync makes them all
-    // durable before any of their notifications is delivered.
-    lock(&store)
-        .sync()
-        .map_err(|error| format!("cannot save the state: {error}"))?;
+    // The polls committed without waiting for the disk: delivery syncs once before it sends.
     Ok(results)
-}
-
-fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
-    store
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The polled resources that are due (or all with `--all`), in instance file order.
@@ -244,16 +234,6 @@ fn due_targets(
         }
     }
     Ok(due)
-}
-
-/// The host a poll's requests go to, for the per-host limit.
-fn provider_host(target: &PollTarget) -> String {
-    let raw = target.resource().url.raw();
-    url::Url::parse(raw)
-        .ok()
-        .or_else(|| target.instance.base_url.clone())
-        .and_then(|url| url.host_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 /// A progress bar per running poll on a terminal; nothing otherwise.

@@ -307,6 +307,9 @@ pub async fn deliver_due(
     recipient: impl Fn(&str) -> Option<Recipient>,
     deadline: Instant,
 ) -> Result<DeliverySummary, DeliverError> {
+    // Group commit's other half: polls commit without waiting for the disk, and this one sync
+    // makes them durable before any of their notifications can reach a receiver.
+    delivery.with_store(Store::sync)?;
     let due = delivery.with_store(|store| store.outbox_due_instances(Utc::now()))?;
     let mut summary = DeliverySummary::default();
     let mut tasks = Vec::new();
@@ -378,9 +381,14 @@ async fn drain_instance(
                 tally.delivered += 1;
             }
             RetryAction::Retry { at, error } => {
+                tracing::warn!(instance = %instance.name, event_id = %head.id,
+                    attempt = head.attempts + 1, next_attempt = %at.to_rfc3339(), %error,
+                    "delivery failed; will retry");
                 delivery.with_store(|store| store.outbox_attempt_failed(&head.id, at, &error))?;
             }
             RetryAction::DeadLetter { reason } => {
+                tracing::error!(instance = %instance.name, event_id = %head.id,
+                    attempt = head.attempts + 1, %reason, "delivery failed; dead-lettered");
                 delivery.with_store(|store| store.outbox_dead_letter(&head.id, &reason))?;
                 tally.dead_lettered += 1;
             }

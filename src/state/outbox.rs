@@ -174,6 +174,24 @@ impl Store {
             .map_err(|e| self.fail(e))
     }
 
+    /// Each instance's queue head and when it may next be sent, due or not: the delivery
+    /// worker sleeps until the earliest one of the instances it can send to.
+    pub fn outbox_head_attempts(&self) -> Result<Vec<(String, DateTime<Utc>)>, StateError> {
+        const HEAD_ATTEMPTS: &str = "
+            SELECT o.instance, o.next_attempt_at FROM outbox o
+            JOIN (SELECT instance, min(seq) AS seq FROM outbox WHERE dead = 0 GROUP BY instance) head
+              ON head.seq = o.seq";
+        let mut stmt = self
+            .conn
+            .prepare_cached(HEAD_ATTEMPTS)
+            .map_err(|e| self.fail(e))?;
+        stmt.query_map([], |row| {
+            Ok((row.get(0)?, time_column(row, 1)?.unwrap_or_default()))
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.fail(e))
+    }
+
     /// The callback acknowledged it: the row goes. False when it was already gone (dropped
     /// meanwhile by `outbox drop`).
     ///

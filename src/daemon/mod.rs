@@ -1,0 +1,150 @@
+//! The daemon (`ocpoll run --foreground`, SPEC.md section 9): the long-running shape of what
+//! `tick` does once.
+//!
+//! ```text
+//! signals --SIGHUP--> catalog (instances as loaded; reload keeps a broken file's old version)
+//!    |                   |  watch channel
+//!    |                   v
+//!    |             scheduler --due poll, bounded--> poll::run --commit--> Notify
+//!    |                                                                      |
+//!    |                                                                      v
+//!    +--SIGTERM--> shutdown --------------------------------------> delivery worker
+//! ```
+//!
+//! Shutdown order (see [`shutdown`]): the first SIGTERM/SIGINT tells systemd STOPPING=1 and
+//! triggers the shared signal; the scheduler stops starting polls and the delivery worker stops
+//! starting passes; both wait up to `[daemon] grace_seconds` for what is in flight, then abandon
+//! it. An abandoned poll has committed nothing (its staging is discarded at the next start) and
+//! an abandoned send stays pending, so nothing is lost either way. A second signal exits at once,
+//! which is just as safe: every state change is a transaction.
+
+pub mod catalog;
+pub mod logging;
+pub mod scheduler;
+pub mod shutdown;
+pub mod systemd;
+pub mod watcher;
+pub mod worker;
+
+use crate::config::Config;
+use crate::http::{HttpClient, Redirects, RetryPolicy};
+use crate::outbox::deliver::{DeliverError, Delivery};
+use crate::poll::{PollContext, StateTokens};
+use crate::state::Store;
+use catalog::{Catalog, LoadReport};
+use scheduler::Scheduler;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use systemd::Notifier;
+use thiserror::Error;
+use tokio::sync::{Notify, mpsc, watch};
+use worker::Worker;
+
+/// What the daemon is told from outside (signals, or the demo's timer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Control {
+    /// Re-read the instances folder.
+    Reload,
+    /// Shut down gracefully.
+    Stop,
+}
+
+#[derive(Debug, Error)]
+pub enum DaemonError {
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+    #[error("{0}")]
+    Delivery(#[from] DeliverError),
+}
+
+/// Runs the scheduler and the delivery worker on `store` until [`Control::Stop`] (or the
+/// control channel closes), then drains them within `[daemon] grace_seconds`.
+pub async fn serve(
+    config: &Config,
+    catalog: Catalog,
+    store: Store,
+    mut control: mpsc::Receiver<Control>,
+    notifier: Arc<Notifier>,
+) -> Result<(), DaemonError> {
+    let store = Arc::new(Mutex::new(store));
+    let client = HttpClient::new(Redirects::Follow)
+        .map_err(|error| DaemonError::Client(error.to_string()))?;
+    let ctx = Arc::new(PollContext {
+        client,
+        tokens: Arc::new(StateTokens(Arc::clone(&store))),
+        store: Arc::clone(&store),
+        retry: RetryPolicy::from(&config.poll),
+    });
+    let delivery = Arc::new(Delivery::new(Arc::clone(&store), &config.delivery)?);
+    let grace = Duration::from_secs(config.daemon.grace_seconds);
+    let status = status_line(&catalog);
+    let (catalog_sender, catalog_receiver) = watch::channel(Arc::new(catalog));
+    let (trigger, stopped) = shutdown::channel();
+    let wake = Arc::new(Notify::new());
+
+    let scheduler = Scheduler::new(ctx, &config.poll, Arc::clone(&wake));
+    let scheduler = tokio::spawn(scheduler.run(
+        catalog_receiver.clone(),
+        stopped.clone(),
+        grace,
+        Arc::clone(&notifier),
+    ));
+    let worker = Worker {
+        delivery,
+        catalog: catalog_receiver,
+        wake,
+    };
+    let worker = tokio::spawn(worker.run(stopped, grace));
+    notifier.ready(&status);
+    tracing::info!(pid = std::process::id(), "ocpoll is running: {status}");
+
+    while let Some(Control::Reload) = control.recv().await {
+        reload(config, &catalog_sender, &notifier);
+    }
+
+    tracing::info!(
+        grace_seconds = grace.as_secs(),
+        "stopping: no new polls; finishing those in flight"
+    );
+    notifier.stopping();
+    trigger.trigger();
+    // Both finish within the grace period (each abandons what is left after it).
+    let _ = scheduler.await;
+    let _ = worker.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn reload(config: &Config, catalog: &watch::Sender<Arc<Catalog>>, notifier: &Notifier) {
+    let current = Arc::clone(&catalog.borrow());
+    let Some((next, report)) = Catalog::load(&config.instances, &current) else {
+        tracing::error!(
+            folder = %config.instances.display(),
+            "reload: the instances folder cannot be read; keeping the instances as they are"
+        );
+        return;
+    };
+    log_load(&report);
+    let status = status_line(&next);
+    catalog.send_replace(Arc::new(next));
+    notifier.reloaded(&status);
+    tracing::info!("reloaded: {status}");
+}
+
+/// Reports files with errors: each error, then what happens to the file.
+pub fn log_load(report: &LoadReport) {
+    for error in &report.errors {
+        tracing::error!("{error}");
+    }
+    for path in &report.kept {
+        tracing::warn!(file = %path.display(), "invalid: its previous version keeps running");
+    }
+    for path in &report.skipped {
+        tracing::warn!(file = %path.display(), "skipped: the instance is invalid");
+    }
+}
+
+fn status_line(catalog: &Catalog) -> String {
+    let polled = catalog.instances().filter(|i| i.is_polled()).count();
+    format!("{polled} polled instances ({} loaded)", catalog.len())
+}

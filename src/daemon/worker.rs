@@ -1,0 +1,106 @@
+//! The delivery worker: beside the scheduler, it sends the outbox's due notifications
+//! continuously (one `deliver_due` pass at a time), then sleeps until whichever comes first:
+//! a poll committed notifications (`Notify`), the earliest retry of an instance it can send to
+//! is due, or a periodic re-read of the state (so `ocpoll outbox retry`, run from another
+//! process, takes effect without a signal).
+//!
+//! Recipients come from the current catalog at each pass, so a reload that fixes a callback
+//! URL repairs delivery. Instances that cannot be sent to (invalid, removed, no callback) are
+//! left out of the wake-up time; otherwise their due heads would wake the worker in a loop.
+
+use super::catalog::Catalog;
+use super::shutdown::Shutdown;
+use crate::outbox::deliver::{DeliverError, Delivery, Recipient, deliver_due};
+use chrono::Utc;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
+
+/// How long one pass may run before the worker looks at the state afresh.
+const PASS_LIMIT: Duration = Duration::from_secs(60);
+/// The longest sleep: the state is re-read at least this often.
+const RECHECK: Duration = Duration::from_secs(30);
+
+pub struct Worker {
+    pub delivery: Arc<Delivery>,
+    pub catalog: watch::Receiver<Arc<Catalog>>,
+    pub wake: Arc<Notify>,
+}
+
+impl Worker {
+    /// Runs until `shutdown`; a pass in flight then gets until `grace` to finish. A send cut
+    /// short stays pending in the outbox, unchanged, and goes out after the next start.
+    pub async fn run(self, mut shutdown: Shutdown, grace: Duration) {
+        loop {
+            let pass = self.pass();
+            tokio::pin!(pass);
+            let result = tokio::select! {
+                result = &mut pass => result,
+                _ = shutdown.wait() => {
+                    if tokio::time::timeout(grace, pass).await.is_err() {
+                        tracing::warn!("grace period over: abandoning deliveries in flight \
+                                        (they stay in the outbox)");
+                    }
+                    return;
+                }
+            };
+            let next = match result {
+                Ok(()) => self.next_wake(),
+                Err(error) => {
+                    tracing::error!(%error, "delivery");
+                    // A state that keeps failing must not spin the worker.
+                    Instant::now() + Duration::from_secs(1)
+                }
+            };
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep_until(next) => {}
+                _ = shutdown.wait() => return,
+            }
+        }
+    }
+
+    async fn pass(&self) -> Result<(), DeliverError> {
+        let catalog = Arc::clone(&self.catalog.borrow());
+        let summary = deliver_due(
+            &self.delivery,
+            |name| Some(catalog.recipient(name)),
+            Instant::now() + PASS_LIMIT,
+        )
+        .await?;
+        if summary.delivered > 0 || summary.dead_lettered > 0 {
+            tracing::debug!(
+                delivered = summary.delivered,
+                dead_lettered = summary.dead_lettered,
+                pending = summary.pending,
+                "delivery pass"
+            );
+        }
+        Ok(())
+    }
+
+    /// The earliest retry among instances it can send to, capped at [`RECHECK`].
+    fn next_wake(&self) -> Instant {
+        let cap = Instant::now() + RECHECK;
+        let heads = match self.delivery.store.lock() {
+            Ok(store) => store.outbox_head_attempts(),
+            Err(_) => return cap,
+        };
+        let heads = match heads {
+            Ok(heads) => heads,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the outbox");
+                return cap;
+            }
+        };
+        let catalog = Arc::clone(&self.catalog.borrow());
+        let now = Utc::now();
+        heads
+            .into_iter()
+            .filter(|(instance, _)| matches!(catalog.recipient(instance), Recipient::Ready(_)))
+            .map(|(_, at)| Instant::now() + (at - now).to_std().unwrap_or(Duration::ZERO))
+            .min()
+            .map_or(cap, |earliest| earliest.min(cap))
+    }
+}

@@ -1,0 +1,409 @@
+//! The daemon end to end: the real `ocpoll run --foreground` against the mock provider and
+//! receiver on loopback, driven with real signals (SIGTERM, SIGHUP) and a real systemd notify
+//! socket. Instances poll every second (`event.poller.refresh_seconds`), jitter is zero.
+//! Waits are bounded (a stuck daemon fails the test) but nothing asserts how fast anything is.
+
+mod support;
+mod util;
+
+use chrono::Utc;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+use support::mock_provider::{Failure, MockProvider};
+use support::mock_receiver::MockReceiver;
+use util::Dir;
+
+const KEY: &str = "daemon-test-key";
+/// The most any wait may take before the test fails.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+struct Setup {
+    dir: Dir,
+    provider: MockProvider,
+    receiver: MockReceiver,
+}
+
+impl Setup {
+    async fn new(config: &str) -> Setup {
+        let dir = Dir::new();
+        dir.create(
+            "config.toml",
+            &format!(
+                "[poll]\njitter_seconds = 0\n[delivery]\nbackoff_initial_seconds = 0\n\
+                 backoff_max_seconds = 0\n{config}\n"
+            ),
+        );
+        dir.create_dir("instances.d");
+        Setup {
+            dir,
+            provider: MockProvider::builder().start().await,
+            receiver: MockReceiver::start(&[KEY]).await,
+        }
+    }
+
+    fn instance_body(&self, name: &str) -> String {
+        json!({"element": {"key": "crm"}, "name": name, "configuration": {
+            "base.url": self.provider.base_url().as_str(),
+            "event.notification.enabled": true,
+            "event.notification.callback.url": self.receiver.url(),
+            "event.notification.signature.key": KEY,
+            "event.poller.refresh_seconds": 1,
+            "event.poller.configuration": {"contacts": {
+                "url": "/hubs/crm/contacts?where=updated_at>='${gmtDate:yyyy-MM-dd'T'HH:mm:ss'Z'}'",
+                "idField": "id",
+                "datesConfiguration": {
+                    "updatedDateField": "updated_at",
+                    "updatedDateFormat": "yyyy-MM-dd'T'HH:mm:ss'Z'",
+                    "updatedDateTimezone": "GMT"
+                }
+            }}
+        }})
+        .to_string()
+    }
+
+    fn write_instance(&self, name: &str) {
+        self.dir.create(
+            format!("instances.d/{name}.json"),
+            &self.instance_body(name),
+        );
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(util::OCPOLL);
+        let home = self.dir.join("home");
+        command
+            .current_dir(self.dir.path())
+            .env_clear()
+            .env("HOME", &home)
+            .env("XDG_CONFIG_HOME", home.join(".config"))
+            .env("XDG_STATE_HOME", home.join(".local/state"))
+            .args(["--config", "config.toml", "--instances", "instances.d"])
+            .args(["--state", "state.db"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        command
+    }
+
+    /// Starts `ocpoll run --foreground --log-format json`, logging to `<log>`.
+    fn start_daemon(&self, log: &str, env: &[(&str, &str)]) -> Daemon {
+        let log = self.dir.join(log);
+        let mut command = self.command(&["--log-format", "json", "run", "--foreground"]);
+        command.stderr(std::fs::File::create(&log).unwrap());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        Daemon {
+            child: command.spawn().expect("the daemon starts"),
+            log,
+        }
+    }
+
+    /// Every record change the receiver got, as (instance, objectId, date), after dedupe by
+    /// eventId; panics on an invalid signature or a change carried twice.
+    fn changes(&self) -> BTreeSet<(String, String, String)> {
+        let mut bodies: BTreeMap<String, Value> = BTreeMap::new();
+        for request in self.receiver.received() {
+            assert_eq!(request.elements_valid, Some(true), "elements signature");
+            assert_eq!(
+                request.standard_valid,
+                Some(true),
+                "standard webhooks signature"
+            );
+            bodies.insert(request.event_id(), request.json());
+        }
+        let mut changes = BTreeSet::new();
+        for body in bodies.values() {
+            let message = &body["message"];
+            for event in message["events"].as_array().unwrap() {
+                let change = (
+                    message["instanceId"].as_str().unwrap().to_owned(),
+                    event["objectId"].as_str().unwrap().to_owned(),
+                    event["date"].as_str().unwrap().to_owned(),
+                );
+                assert!(changes.insert(change.clone()), "{change:?} came twice");
+            }
+        }
+        changes
+    }
+
+    fn objects_of(&self, instance: &str) -> BTreeSet<String> {
+        self.changes()
+            .into_iter()
+            .filter(|(name, _, _)| name == instance)
+            .map(|(_, id, _)| id)
+            .collect()
+    }
+
+    fn upsert_now(&self, ids: &[&str]) {
+        for id in ids {
+            self.provider
+                .upsert(id, Utc::now(), json!({"name": format!("contact {id}")}));
+        }
+    }
+}
+
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) with our own child's pid and a valid signal number.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill");
+    }
+
+    /// The log so far, one JSON object per line.
+    fn log_lines(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    fn poll_lines(&self, instance: &str) -> usize {
+        self.log_lines()
+            .iter()
+            .filter(|line| line["message"] == "poll" && line["instance"] == instance)
+            .count()
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits for the exit (up to [`PATIENCE`]); kills it and fails when it does not come.
+    fn wait_exit(mut self) -> (ExitStatus, String) {
+        let start = Instant::now();
+        while start.elapsed() < PATIENCE {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        panic!("the daemon did not exit; its log:\n{}", self.log_text());
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `done` holds, up to [`PATIENCE`]; the test fails with `what` otherwise.
+async fn wait_until(what: &str, daemon: &Daemon, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "timed out waiting for {what}; the daemon's log:\n{}",
+            daemon.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changes_reach_the_receiver_while_it_runs_and_sigterm_exits_0() {
+    let setup = Setup::new("").await;
+    setup.write_instance("crm");
+    let daemon = setup.start_daemon("daemon.log", &[]);
+    // Two polls logged: the baseline is committed, so what changes next becomes events.
+    wait_until("the baseline", &daemon, || daemon.poll_lines("crm") >= 2).await;
+    setup.upsert_now(&["c1", "c2"]);
+    wait_until("c1 and c2", &daemon, || {
+        setup.objects_of("crm") == BTreeSet::from(["c1".to_owned(), "c2".to_owned()])
+    })
+    .await;
+    setup.upsert_now(&["c3"]);
+    wait_until("c3", &daemon, || setup.objects_of("crm").contains("c3")).await;
+
+    let polls = daemon.log_lines();
+    let poll = polls
+        .iter()
+        .find(|line| line["message"] == "poll" && line["events"].as_u64() > Some(0))
+        .expect("a poll line with events");
+    for field in ["resource", "records", "duration_ms", "watermark"] {
+        assert!(!poll[field].is_null(), "poll line without {field}: {poll}");
+    }
+    assert!(
+        !daemon.log_text().contains(KEY),
+        "the signature key was logged"
+    );
+
+    daemon.signal(libc::SIGTERM);
+    let (status, log) = daemon.wait_exit();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("stopped"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_mid_poll_exits_0_and_a_restart_loses_and_duplicates_nothing() {
+    let setup = Setup::new("[daemon]\ngrace_seconds = 1").await;
+    setup.write_instance("crm");
+    let daemon = setup.start_daemon("first.log", &[]);
+    wait_until("the baseline", &daemon, || daemon.poll_lines("crm") >= 2).await;
+    setup.upsert_now(&["early"]);
+    wait_until("the first change", &daemon, || {
+        setup.objects_of("crm").contains("early")
+    })
+    .await;
+
+    // The next request hangs far longer than the grace period: SIGTERM arrives mid-poll.
+    let hanging = setup.provider.request_count() + 1;
+    setup
+        .provider
+        .fail_on(hanging, Failure::Slow(Duration::from_secs(60)));
+    setup.upsert_now(&["m1", "m2", "m3"]);
+    wait_until("the hanging request", &daemon, || {
+        setup.provider.request_count() >= hanging
+    })
+    .await;
+    daemon.signal(libc::SIGTERM);
+    let (status, log) = daemon.wait_exit();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(log.contains("abandoning polls in flight"), "{log}");
+
+    let daemon = setup.start_daemon("second.log", &[]);
+    let expected: BTreeSet<String> = ["early", "m1", "m2", "m3"].map(str::to_owned).into();
+    wait_until("every change after the restart", &daemon, || {
+        setup.objects_of("crm") == expected
+    })
+    .await;
+    daemon.signal(libc::SIGINT);
+    let (status, log) = daemon.wait_exit();
+    assert_eq!(status.code(), Some(0), "{log}");
+    // `changes` panics on a change delivered in two notifications.
+    assert_eq!(setup.changes().len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_adds_an_instance_and_a_broken_edit_keeps_the_old_version() {
+    let setup = Setup::new("").await;
+    setup.write_instance("a");
+    let daemon = setup.start_daemon("daemon.log", &[]);
+    wait_until("a's baseline", &daemon, || daemon.poll_lines("a") >= 2).await;
+
+    setup.write_instance("b");
+    setup
+        .dir
+        .create("instances.d/a.json", "{ \"name\": \"a\", broken");
+    daemon.signal(libc::SIGHUP);
+    wait_until("b's baseline", &daemon, || daemon.poll_lines("b") >= 2).await;
+    assert!(
+        daemon
+            .log_text()
+            .contains("invalid: its previous version keeps running"),
+        "{}",
+        daemon.log_text()
+    );
+
+    setup.upsert_now(&["x1"]);
+    wait_until("x1 at both instances", &daemon, || {
+        setup.objects_of("a").contains("x1") && setup.objects_of("b").contains("x1")
+    })
+    .await;
+
+    // Removing b stops it; its state stays (status still lists it).
+    std::fs::remove_file(setup.dir.join("instances.d/b.json")).unwrap();
+    daemon.signal(libc::SIGHUP);
+    wait_until("the reload without b", &daemon, || {
+        daemon
+            .log_lines()
+            .iter()
+            .rfind(|line| line["message"] == "instances loaded")
+            .is_some_and(|line| line["resources"] == 1)
+    })
+    .await;
+    let status = setup
+        .command(&["status", "--json"])
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(status.contains("\"b\""), "{status}");
+
+    daemon.signal(libc::SIGTERM);
+    let (status, log) = daemon.wait_exit();
+    assert_eq!(status.code(), Some(0), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn systemd_hears_ready_watchdog_and_stopping_and_the_state_is_locked() {
+    let setup = Setup::new("").await;
+    setup.write_instance("crm");
+    let socket_path = setup.dir.join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(PATIENCE)).unwrap();
+    let daemon = setup.start_daemon(
+        "daemon.log",
+        &[
+            ("NOTIFY_SOCKET", socket_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "200000"),
+        ],
+    );
+    let next_message = || {
+        let mut buffer = [0u8; 512];
+        let read = socket.recv(&mut buffer).expect("a notify message");
+        String::from_utf8_lossy(&buffer[..read]).into_owned()
+    };
+    let first = next_message();
+    assert!(first.starts_with("READY=1\n"), "{first}");
+    assert!(first.contains("STATUS=1 polled instances"), "{first}");
+    assert_eq!(next_message(), "WATCHDOG=1");
+
+    // A cron tick on the same state exits 75 while the daemon holds it.
+    let tick = setup.command(&["tick"]).output().unwrap();
+    assert_eq!(tick.status.code(), Some(75), "{tick:?}");
+
+    daemon.signal(libc::SIGTERM);
+    let mut stopping = None;
+    for _ in 0..100 {
+        let message = next_message();
+        if message.starts_with("STOPPING=1") {
+            stopping = Some(message);
+            break;
+        }
+        assert_eq!(message, "WATCHDOG=1");
+    }
+    assert!(stopping.is_some(), "no STOPPING=1");
+    let (status, log) = daemon.wait_exit();
+    assert_eq!(status.code(), Some(0), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_an_instances_folder_it_exits_78() {
+    let setup = Setup::new("").await;
+    std::fs::remove_dir(setup.dir.join("instances.d")).unwrap();
+    let run = setup
+        .command(&["run", "--foreground"])
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(78), "{run:?}");
+    assert!(String::from_utf8_lossy(&run.stderr).contains("instances folder"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_file_added_to_the_folder_is_polled_without_a_signal() {
+    let setup = Setup::new("").await;
+    setup.write_instance("a");
+    let daemon = setup.start_daemon("daemon.log", &[]);
+    wait_until("a's first poll", &daemon, || daemon.poll_lines("a") >= 1).await;
+    setup.write_instance("b");
+    wait_until("b's first poll", &daemon, || daemon.poll_lines("b") >= 1).await;
+    assert!(daemon.log_text().contains("the instances folder changed"));
+    daemon.signal(libc::SIGTERM);
+    let (status, log) = daemon.wait_exit();
+    assert_eq!(status.code(), Some(0), "{log}");
+}
