@@ -34,27 +34,23 @@
 //! `BENCH_DELIVER_WRAPPER="perf record -g -o FILE"` wraps the measured tick only (its resource
 //! figures are then the wrapper's). Figures go to stdout and `target/bench/deliver.json`.
 
+#[path = "support/bulk_provider.rs"]
+mod bulk_provider;
 #[path = "../tests/support/mock_provider.rs"]
 mod mock_provider;
 #[path = "../tests/support/mock_receiver.rs"]
 mod mock_receiver;
 
-use axum::Router;
-use axum::extract::{Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use bulk_provider::BulkServer;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use mock_provider::{MockProvider, Paging};
 use mock_receiver::{MockReceiver, Received};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 const FLEET_INSTANCES: usize = 1_000;
@@ -286,7 +282,7 @@ fn bulk(binary: &Path, pages: &BulkPages, synchronous: &str) -> Measured {
     let runtime = mock_runtime();
     let dir = bench_dir(&format!("bulk-{synchronous}"));
     let receiver = runtime.block_on(MockReceiver::start(&[SIGNATURE_KEY]));
-    let server = runtime.block_on(BulkServer::start(pages));
+    let server = runtime.block_on(BulkServer::start(pages.pages.clone()));
     let instances = dir.path().join("instances.d");
     std::fs::create_dir(&instances).unwrap();
     let url = format!(
@@ -304,9 +300,9 @@ fn bulk(binary: &Path, pages: &BulkPages, synchronous: &str) -> Measured {
     // all 200,000 appear, dated after that.
     let baseline = run_tick(binary, dir.path(), "baseline", &Counters::none(), false);
     baseline.assert_success();
-    server.state.visible.store(true, Ordering::SeqCst);
+    server.show_records();
     let receiver_before = receiver.request_count();
-    let provider = || server.state.requests.load(Ordering::SeqCst);
+    let provider = || server.requests();
     let received = || receiver.request_count() - receiver_before;
     let counters = Counters {
         provider: &provider,
@@ -376,75 +372,6 @@ impl BulkPages {
     fn bytes(&self) -> usize {
         self.pages.iter().map(bytes::Bytes::len).sum()
     }
-}
-
-struct BulkState {
-    pages: Vec<bytes::Bytes>,
-    visible: AtomicBool,
-    requests: AtomicU64,
-}
-
-struct BulkServer {
-    addr: SocketAddr,
-    state: Arc<BulkState>,
-}
-
-impl BulkServer {
-    async fn start(pages: &BulkPages) -> BulkServer {
-        let state = Arc::new(BulkState {
-            // Bytes clones share the rendered pages.
-            pages: pages.pages.clone(),
-            visible: AtomicBool::new(false),
-            requests: AtomicU64::new(0),
-        });
-        let app = Router::new()
-            .route("/bulk/contacts", get(bulk_page))
-            .with_state(Arc::clone(&state));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        BulkServer { addr, state }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-/// `nextPage=<token>` in, `elements-next-page-token` out; `[]` until the records are visible.
-async fn bulk_page(
-    State(state): State<Arc<BulkState>>,
-    Query(params): Query<HashMap<String, String>>,
-) -> Response {
-    if !state.visible.load(Ordering::SeqCst) {
-        return json_page(bytes::Bytes::from_static(b"[]"), None);
-    }
-    state.requests.fetch_add(1, Ordering::SeqCst);
-    let index = params
-        .get("nextPage")
-        .and_then(|token| token.strip_prefix("p"))
-        .and_then(|n| n.parse::<usize>().ok())
-        .unwrap_or(0);
-    let Some(page) = state.pages.get(index) else {
-        return StatusCode::BAD_REQUEST.into_response();
-    };
-    let next = (index + 1 < state.pages.len()).then(|| format!("p{}", index + 1));
-    json_page(page.clone(), next)
-}
-
-fn json_page(body: bytes::Bytes, next_token: Option<String>) -> Response {
-    let mut response = body.into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if let Some(token) = next_token.and_then(|t| HeaderValue::from_str(&t).ok()) {
-        headers.insert("elements-next-page-token", token);
-    }
-    response
 }
 
 // -------------------------------------------------------------------------------------------

@@ -19,14 +19,15 @@
 //! 204, so the figures stay meaningful once `tick` delivers. Figures go to stdout and to
 //! `target/bench/tick.json`.
 
+#[path = "support/bulk_provider.rs"]
+mod bulk_provider;
 #[path = "../tests/support/mock_provider.rs"]
 mod mock_provider;
 
 use axum::Router;
-use axum::extract::{Query, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::http::StatusCode;
+use axum::routing::post;
+use bulk_provider::BulkServer;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use mock_provider::{MockProvider, Paging};
 use ocpoll::config::Synchronous;
@@ -257,7 +258,7 @@ fn bulk(
     let dir = bench_dir("bulk");
     let pages = BulkPages::render(whole_millis(Utc::now()) - TimeDelta::seconds(30));
     let bytes: usize = pages.pages.iter().map(|page| page.len()).sum();
-    let server = runtime.block_on(BulkServer::start(pages));
+    let server = runtime.block_on(BulkServer::start(pages.pages));
     let instances = dir.path().join("instances.d");
     std::fs::create_dir(&instances).unwrap();
     std::fs::write(
@@ -268,14 +269,14 @@ fn bulk(
 
     // The baseline sees no records (its watermark: the provider's Date minus a minute); then
     // all 200,000 appear, newer than that.
-    let served = || server.state.requests.load(Ordering::SeqCst);
+    let served = || server.requests();
     let pages = Progress {
         served: &served,
         total: (BULK_RECORDS / BULK_PAGE) as u64,
     };
     let baseline = run_tick(binary, dir.path(), "baseline", &pages);
     baseline.assert_success();
-    server.state.visible.store(true, Ordering::SeqCst);
+    server.show_records();
     let received_before = receiver.received();
     let measured = run_tick(binary, dir.path(), "measured", &pages);
     measured.assert_success();
@@ -296,7 +297,7 @@ fn bulk(
     println!("tick bulk: one resource, {BULK_RECORDS} changed records in pages of {BULK_PAGE}");
     println!(
         "  provider    {} pages, {:.1} MiB of JSON",
-        server.state.requests.load(Ordering::SeqCst),
+        server.requests(),
         bytes as f64 / (1024.0 * 1024.0)
     );
     println!(
@@ -408,74 +409,6 @@ impl BulkPages {
             .collect();
         BulkPages { pages }
     }
-}
-
-struct BulkState {
-    pages: Vec<bytes::Bytes>,
-    visible: AtomicBool,
-    requests: AtomicU64,
-}
-
-struct BulkServer {
-    addr: SocketAddr,
-    state: Arc<BulkState>,
-}
-
-impl BulkServer {
-    async fn start(pages: BulkPages) -> BulkServer {
-        let state = Arc::new(BulkState {
-            pages: pages.pages,
-            visible: AtomicBool::new(false),
-            requests: AtomicU64::new(0),
-        });
-        let app = Router::new()
-            .route("/bulk/contacts", get(bulk_page))
-            .with_state(Arc::clone(&state));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        BulkServer { addr, state }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-/// Open Connectors paging: `nextPage=<token>` in, `elements-next-page-token` out.
-async fn bulk_page(
-    State(state): State<Arc<BulkState>>,
-    Query(params): Query<HashMap<String, String>>,
-) -> Response {
-    if !state.visible.load(Ordering::SeqCst) {
-        return json_response(bytes::Bytes::from_static(b"[]"), None);
-    }
-    state.requests.fetch_add(1, Ordering::SeqCst);
-    let index = params
-        .get("nextPage")
-        .and_then(|token| token.strip_prefix("p"))
-        .and_then(|n| n.parse::<usize>().ok())
-        .unwrap_or(0);
-    let Some(page) = state.pages.get(index) else {
-        return StatusCode::BAD_REQUEST.into_response();
-    };
-    let next = (index + 1 < state.pages.len()).then(|| format!("p{}", index + 1));
-    json_response(page.clone(), next)
-}
-
-fn json_response(body: bytes::Bytes, next_token: Option<String>) -> Response {
-    let mut response = body.into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if let Some(token) = next_token.and_then(|t| HeaderValue::from_str(&t).ok()) {
-        headers.insert("elements-next-page-token", token);
-    }
-    response
 }
 
 // -------------------------------------------------------------------------------------------
