@@ -12,15 +12,9 @@ pub fn run(args: &DemoArgs, config: &Config, verbose: u8, quiet: u8) -> ExitCode
     let mut log = config.log.clone();
     log.level = if verbose > 0 { "info" } else { "warn" }.to_owned();
     logging::init(&log, verbose.saturating_sub(1), quiet);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match super::runtime() {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("ocpoll demo: cannot start: {error}");
-            return ExitCode::from(exit::FAILURE);
-        }
+        Err(stop) => return stop.print(),
     };
     match runtime.block_on(crate::demo::run(args.duration)) {
         Ok(totals) if totals.events > 0 && totals.rejected == 0 => ExitCode::from(exit::SUCCESS),

@@ -9,7 +9,9 @@ pub mod status;
 pub mod tick;
 pub mod validate;
 
+use crate::state::{LockError, StateLock, Store};
 use std::io::Write;
+use std::process::ExitCode;
 
 /// Exit codes (SPEC.md section 2).
 pub mod exit {
@@ -51,4 +53,68 @@ pub fn write_table<const N: usize>(
         writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
     }
     Ok(())
+}
+
+/// Why a command cannot go on: the message for the user and the exit code.
+pub struct Stop {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Stop {
+    fn new(code: u8, message: impl Into<String>) -> Stop {
+        Stop {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// Prints the message on stderr (commands that do not log) and gives the exit code.
+    pub fn print(self) -> ExitCode {
+        eprintln!("ocpoll: {}", self.message);
+        ExitCode::from(self.code)
+    }
+
+    /// Logs the message (the daemon, whose stderr is its log) and gives the exit code.
+    pub fn log(self) -> ExitCode {
+        tracing::error!("{}", self.message);
+        ExitCode::from(self.code)
+    }
+}
+
+/// The poller lock that `tick` and `run` take (SPEC.md section 8; the demo keeps a private
+/// state of its own): exit 75 when
+/// another ocpoll holds it and `wait` is off.
+pub fn take_lock(config: &crate::config::Config, wait: bool) -> Result<StateLock, Stop> {
+    StateLock::acquire(&config.state, wait).map_err(|error| match error {
+        LockError::Held { .. } => {
+            Stop::new(exit::LOCKED, format!("{error}; use --wait to wait for it"))
+        }
+        other => Stop::new(exit::CONFIG, other.to_string()),
+    })
+}
+
+/// The state file, with the staging of polls a crash interrupted discarded (they simply run
+/// again). An unusable file exits 78 and is never replaced.
+pub fn open_state(config: &crate::config::Config) -> Result<Store, Stop> {
+    let mut store = Store::open(&config.state, config.synchronous).map_err(|error| {
+        let code = if error.is_unusable_file() {
+            exit::CONFIG
+        } else {
+            exit::FAILURE
+        };
+        Stop::new(code, error.to_string())
+    })?;
+    store
+        .discard_unfinished_polls()
+        .map_err(|error| Stop::new(exit::FAILURE, error.to_string()))?;
+    Ok(store)
+}
+
+/// The async runtime of the commands that poll and deliver.
+pub fn runtime() -> Result<tokio::runtime::Runtime, Stop> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| Stop::new(exit::FAILURE, format!("cannot start: {error}")))
 }

@@ -4,12 +4,12 @@
 //! at once (safe: every state change is a transaction, and the kernel drops the lock).
 
 use crate::cli::RunArgs;
-use crate::commands::{exit, tick};
+use crate::commands::{self, exit};
 use crate::config::Config;
 use crate::daemon::catalog::Catalog;
 use crate::daemon::systemd::Notifier;
 use crate::daemon::{self, Control, logging, watcher};
-use crate::state::{LockError, StateLock};
+
 use std::process::ExitCode;
 use std::sync::Arc;
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -33,30 +33,11 @@ pub fn run(args: &RunArgs, config: &Config, verbose: u8, quiet: u8) -> ExitCode 
         return ExitCode::from(exit::CONFIG);
     };
     daemon::log_load(&report);
-    let _lock = match StateLock::acquire(&config.state, args.wait) {
-        Ok(lock) => lock,
-        Err(error @ LockError::Held { .. }) => {
-            tracing::error!("{error}; use --wait to wait for it");
-            return ExitCode::from(exit::LOCKED);
-        }
-        Err(error) => {
-            tracing::error!("{error}");
-            return ExitCode::from(exit::CONFIG);
-        }
-    };
-    let store = match tick::open_store(config) {
-        Ok(store) => store,
-        Err(code) => return code,
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let (_lock, store, runtime) = match commands::take_lock(config, args.wait)
+        .and_then(|lock| Ok((lock, commands::open_state(config)?, commands::runtime()?)))
     {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            tracing::error!("cannot start: {error}");
-            return ExitCode::from(exit::FAILURE);
-        }
+        Ok(ready) => ready,
+        Err(stop) => return stop.log(),
     };
     runtime.block_on(async {
         let signals = match Signals::install() {

@@ -3,13 +3,13 @@
 //! the outbox for the next tick.
 
 use crate::cli::TickArgs;
-use crate::commands::exit;
+use crate::commands::{exit, open_state, runtime, take_lock};
 use crate::config::Config;
 use crate::http::{HttpClient, Redirects, RetryPolicy};
 use crate::instance::{self, Instance, LoadedFile, SystemSecrets, UnresolvedSecrets};
 use crate::outbox::deliver::{DeliverError, Delivery, DeliverySummary, Recipient, deliver_due};
 use crate::poll::{self, PollContext, PollReport, PollTarget, StateTokens};
-use crate::state::{LockError, StateLock, Store};
+use crate::state::Store;
 use chrono::{SecondsFormat, Utc};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
@@ -36,30 +36,11 @@ pub fn run(args: &TickArgs, config: &Config) -> ExitCode {
         .map(Arc::new)
         .collect();
     let unknown = unknown_names(&args.instances, &instances);
-    let _lock = match StateLock::acquire(&config.state, args.wait) {
-        Ok(lock) => lock,
-        Err(error @ LockError::Held { .. }) => {
-            eprintln!("ocpoll: {error}; use --wait to wait for it");
-            return ExitCode::from(exit::LOCKED);
-        }
-        Err(error) => {
-            eprintln!("ocpoll: {error}");
-            return ExitCode::from(exit::CONFIG);
-        }
-    };
-    let store = match open_store(config) {
-        Ok(store) => store,
-        Err(code) => return code,
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let (_lock, store, runtime) = match take_lock(config, args.wait)
+        .and_then(|lock| Ok((lock, open_state(config)?, runtime()?)))
     {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("ocpoll: cannot start: {error}");
-            return ExitCode::from(exit::FAILURE);
-        }
+        Ok(ready) => ready,
+        Err(stop) => return stop.print(),
     };
     let store = Arc::new(Mutex::new(store));
     let results = match runtime.block_on(poll_all(config, args, Arc::clone(&store), &instances)) {
@@ -134,24 +115,6 @@ fn unknown_names(wanted: &[String], instances: &[Arc<Instance>]) -> usize {
         eprintln!("ocpoll: no valid instance is named {name:?}");
     }
     unknown.len()
-}
-
-/// Opens the state; an unusable file exits 78 and is never replaced.
-pub(crate) fn open_store(config: &Config) -> Result<Store, ExitCode> {
-    let mut store = Store::open(&config.state, config.synchronous).map_err(|error| {
-        eprintln!("ocpoll: {error}");
-        ExitCode::from(if error.is_unusable_file() {
-            exit::CONFIG
-        } else {
-            exit::FAILURE
-        })
-    })?;
-    // Staging of polls a crash interrupted: those polls simply run again.
-    store.discard_unfinished_polls().map_err(|error| {
-        eprintln!("ocpoll: {error}");
-        ExitCode::from(exit::FAILURE)
-    })?;
-    Ok(store)
 }
 
 /// Runs every due poll, bounded globally and per provider host, and returns the reports in a
