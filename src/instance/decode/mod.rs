@@ -400,7 +400,7 @@ impl Decoder<'_> {
             Some(Value::Array(items)) => {
                 let mut keys = Vec::new();
                 for (index, item) in items.iter().enumerate() {
-                    if let Some(secret) = self.secret_value(item, path.index(index)) {
+                    if let Some(secret) = self.signature_key(item, path.index(index), index + 1) {
                         keys.push(secret);
                     }
                 }
@@ -409,8 +409,19 @@ impl Decoder<'_> {
                 }
                 keys
             }
-            Some(value) => self.secret_value(value, path).into_iter().collect(),
+            Some(value) => self.signature_key(value, path, 1).into_iter().collect(),
         }
+    }
+
+    /// One signature key; a `whsec_` key must decode, or no notification could be signed
+    /// (found now rather than at the first delivery).
+    fn signature_key(&mut self, value: &Value, path: JsonPath, position: usize) -> Option<Secret> {
+        let secret = self.secret_value(value, path.clone())?;
+        if let Err(error) = crate::outbox::sign::check_key(&secret, position) {
+            self.error(path, error.to_string());
+            return None;
+        }
+        Some(secret)
     }
 
     fn refresh_interval(&mut self, config: &ConfigView, required: bool) -> Option<Duration> {

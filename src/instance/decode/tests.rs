@@ -737,6 +737,29 @@ fn no_secret_reaches_debug_output_or_findings() {
 }
 
 #[test]
+fn a_whsec_signature_key_must_be_base64() {
+    let key = "event.notification.signature.key";
+    let good = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    assert!(
+        decode_value(&with_config(json!({key: good})))
+            .instance
+            .is_some()
+    );
+    let decoded = decode_value(&with_config(json!({key: [good, "whsec_%%hidden-key%%"]})));
+    assert_finding(
+        &decoded,
+        Severity::Error,
+        &format!("configuration.{key}[1]"),
+        "whsec_",
+    );
+    assert!(
+        findings_text(&decoded)
+            .iter()
+            .all(|line| !line.contains("hidden-key"))
+    );
+}
+
+#[test]
 fn unknown_keys_are_kept() {
     let decoded = decode_value(&with_config(json!({"filter.response.nulls": "true"})));
     let instance = decoded.instance.unwrap();
