@@ -93,6 +93,16 @@ impl Setup {
         }
     }
 
+    /// The last error of the oldest dead letter, as `outbox list --dead --json` shows it.
+    async fn first_dead_letter_error(&self) -> String {
+        let list = self.ocpoll(&["outbox", "list", "--dead", "--json"]).await;
+        let rows = self.outbox_json(&list);
+        let first = rows
+            .first()
+            .unwrap_or_else(|| panic!("no dead letter\n{}", list.show()));
+        first["last_error"].as_str().unwrap_or_default().to_owned()
+    }
+
     fn outbox_json(&self, run: &Run) -> Vec<Value> {
         let value: Value = serde_json::from_str(&run.stdout())
             .unwrap_or_else(|e| panic!("not JSON: {e}\n{}", run.show()));
@@ -328,11 +338,7 @@ async fn a_redirect_is_not_followed_and_names_its_location() {
     setup.baseline_then_changes(1).await;
     setup.tick(&[]).await.assert_code(1);
     assert_eq!(elsewhere.request_count(), 0, "not followed");
-    let list = setup.ocpoll(&["outbox", "list", "--dead", "--json"]).await;
-    let error = setup.outbox_json(&list)[0]["last_error"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let error = setup.first_dead_letter_error().await;
     assert!(
         error.contains("HTTP 301") && error.contains(&elsewhere.url()),
         "{error}"
@@ -347,11 +353,7 @@ async fn a_413_dead_letters_and_says_to_lower_batch_bytes() {
     setup.instance("crm", &receiver.url(), json!(KEY), json!({}));
     setup.baseline_then_changes(1).await;
     setup.tick(&[]).await.assert_code(1);
-    let list = setup.ocpoll(&["outbox", "list", "--dead", "--json"]).await;
-    let error = setup.outbox_json(&list)[0]["last_error"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let error = setup.first_dead_letter_error().await;
     assert!(error.contains("event.notification.batch.bytes"), "{error}");
 }
 
@@ -444,11 +446,7 @@ async fn past_the_retry_window_a_failure_dead_letters() {
         summary_line(&run),
         "Delivery: 0 delivered, 0 pending, 1 dead-lettered."
     );
-    let list = setup.ocpoll(&["outbox", "list", "--dead", "--json"]).await;
-    let error = setup.outbox_json(&list)[0]["last_error"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let error = setup.first_dead_letter_error().await;
     assert!(error.starts_with("gave up after 1 attempts"), "{error}");
 }
 
