@@ -5,7 +5,8 @@
 //! harmless:
 //! 1. read the resource's state (watermark, seen pairs) and expand the URL once;
 //! 2. for each page: fetch, find the records, judge each one (`detect`), and stage the new
-//!    ones in a short transaction, so memory holds one page, never the result set;
+//!    ones in a short transaction, so memory holds one page, never the result set (a poll whose
+//!    first page is its last keeps that page's events in memory instead: nothing to stage);
 //! 3. after the last page, one transaction turns the staged events into notifications in the
 //!    outbox (EVENTS.md bodies, batched) and moves the watermark.
 //!
@@ -183,7 +184,10 @@ pub async fn run(
 
 /// A poll whose pages are all read and staged, waiting for its commit.
 struct FinishedPoll {
-    id: PollId,
+    /// None when nothing was staged: the events are all in `held`.
+    id: Option<PollId>,
+    /// The events of a one-page poll, kept in memory rather than staged.
+    held: Vec<StagedEvent>,
     watermark: Option<DateTime<Utc>>,
     seen_floor: Option<i64>,
     /// Snapshot mode: the previous snapshot's missing records become DELETED events.
@@ -200,14 +204,14 @@ async fn poll_changes(
     progress: Progress<'_>,
 ) -> Result<FinishedPoll, PollError> {
     let resource = target.resource();
-    let (previous, seen, poll) = {
-        let mut store = lock(&ctx.store);
+    let (previous, seen) = {
+        let store = lock(&ctx.store);
         let previous = store.resource_state(&target.key)?.and_then(|s| s.watermark);
         let seen = match previous {
             Some(_) => store.seen_pairs(&target.key)?,
             None => HashSet::new(),
         };
-        (previous, seen, store.begin_poll(&target.key)?)
+        (previous, seen)
     };
     report.baseline = previous.is_none();
     // Shown as is when the poll fails: a failed poll leaves the watermark where it was.
@@ -261,13 +265,14 @@ async fn poll_changes(
             staged
         },
     );
-    pages.run(poll).await?;
+    let read = pages.run(Staging::NotYet(&target.key)).await?;
     let watermark = match previous {
         None => detect::baseline_watermark(newest, provider_date, now),
         Some(previous) => detect::next_watermark(previous, newest),
     };
     Ok(FinishedPoll {
-        id: poll,
+        id: read.poll,
+        held: read.held,
         watermark: Some(watermark),
         seen_floor: Some(nanos(detect::seen_floor(watermark, resource.lookback))),
         deletions: false,
@@ -355,16 +360,32 @@ async fn poll_snapshot(
         }
         staged
     });
-    pages.run(poll).await?;
+    let read = pages.run(Staging::Poll(poll)).await?;
     if let Some(error) = staging_error {
         return Err(error.into());
     }
     Ok(FinishedPoll {
-        id: poll,
+        id: read.poll,
+        held: read.held,
         watermark: Some(now),
         seen_floor: None,
         deletions: previous.is_some(),
     })
+}
+
+/// Where a poll's events wait for its commit.
+enum Staging<'k> {
+    /// Nothing staged yet (watermark mode): the poll begins in the state only when a second
+    /// page comes; a poll whose first page is its last keeps that page in memory.
+    NotYet(&'k ResourceKey),
+    /// Begun (snapshot mode begins at once: it stages its whole set).
+    Poll(PollId),
+}
+
+/// What the page loop leaves for the commit.
+struct PagesRead {
+    poll: Option<PollId>,
+    held: Vec<StagedEvent>,
 }
 
 /// The page loop shared by both modes: fetch, parse, find the records, let `judge_page` turn
@@ -403,7 +424,7 @@ impl<F> PageReader<'_, F>
 where
     F: FnMut(&mut PollReport, Option<DateTime<Utc>>, &[Value]) -> Vec<StagedEvent>,
 {
-    async fn run(mut self, poll: PollId) -> Result<(), PollError> {
+    async fn run(mut self, mut staging: Staging<'_>) -> Result<PagesRead, PollError> {
         let instance = &self.target.instance;
         let resource = self.target.resource();
         let session =
@@ -420,14 +441,44 @@ where
             let found = records::locate_records(&body, resource.records_path.as_ref())?;
             let staged = (self.judge_page)(self.report, page.date, found);
             let count = found.len();
-            lock(&self.ctx.store).stage_events(poll, &staged)?;
+            next = paginator.next_url(&page, &body, count)?;
             self.report.pages += 1;
             self.report.records_read += count as u64;
             (self.progress)(self.report.pages, self.report.records_read);
-            next = paginator.next_url(&page, &body, count)?;
+            match (&staging, &next) {
+                (Staging::NotYet(_), None) => {
+                    return Ok(PagesRead {
+                        poll: None,
+                        held: first_of_each(staged),
+                    });
+                }
+                (Staging::NotYet(key), Some(_)) => {
+                    let poll = lock(&self.ctx.store).begin_poll(key)?;
+                    lock(&self.ctx.store).stage_events(poll, &staged)?;
+                    staging = Staging::Poll(poll);
+                }
+                (Staging::Poll(poll), _) => {
+                    lock(&self.ctx.store).stage_events(*poll, &staged)?;
+                }
+            }
         }
-        Ok(())
+        Ok(PagesRead {
+            poll: match staging {
+                Staging::Poll(poll) => Some(poll),
+                Staging::NotYet(_) => None,
+            },
+            held: Vec::new(),
+        })
     }
+}
+
+/// The same (id, updated) twice in a page keeps the first, as staging's unique index does.
+fn first_of_each(events: Vec<StagedEvent>) -> Vec<StagedEvent> {
+    let mut seen = HashSet::new();
+    events
+        .into_iter()
+        .filter(|event| seen.insert((event.record_id.clone(), event.updated)))
+        .collect()
 }
 
 /// The poll's one transaction: staged events into notifications, the watermark moved.
@@ -463,7 +514,10 @@ fn write_commit(
         max_events: instance.notification.batch_size,
         max_bytes: instance.notification.batch_bytes,
     };
-    let txn = store.begin_commit(poll.id)?;
+    let txn = match poll.id {
+        Some(id) => store.begin_commit(id)?,
+        None => store.begin_direct_commit(&target.key)?,
+    };
     let mut writer = NotificationWriter {
         txn: &txn,
         batcher: Some(Batcher::new(limits, meta, &resource.key)),
@@ -475,6 +529,12 @@ fn write_commit(
         notifications: 0,
     };
     txn.for_each_staged(|staged| writer.add_staged(staged))?;
+    for event in poll.held {
+        if let Some(updated) = event.updated {
+            txn.remember_seen(&event.record_id, updated)?;
+        }
+        writer.add_staged(event)?;
+    }
     if poll.deletions {
         let date = detect::event_date(now, 3);
         let path_params = non_empty(&target.path_params);

@@ -1,10 +1,12 @@
 //! `kill -9` during `ocpoll tick` never loses or duplicates a change (issue 4, the state store).
 //!
-//! A loop against the real binary. Two mock providers (contacts: CEQL `where` filter, page
+//! A loop against the real binary. Three mock providers (contacts: CEQL `where` filter, page
 //! tokens, `lookbackSeconds` so every poll re-reads every record; accounts: a provider that
-//! ignores the filter, `Link` pagination) serve 180 records at first and about 250 at the end,
-//! in pages of 8, to two instances (batch sizes 1 and 4), so one tick is four concurrent polls
-//! and 46 to 70 page requests. Between rounds a scripted history changes records: new ids,
+//! ignores the filter, `Link` pagination; leads: like contacts but everything in one page, so
+//! its polls take the path that stages nothing and commits the page from memory) serve 240
+//! records at first and about 330 at the end, in pages of 8 (leads: one page), to two
+//! instances (batch sizes 1 and 4), so one tick is six concurrent polls and 48 to 72 page
+//! requests. Between rounds a scripted history changes records: new ids,
 //! updates of old ones, and changes stamped with exactly the newest date already seen (ties at
 //! the watermark, which only the seen pairs can tell apart). Each round starts `ocpoll tick --all` and SIGKILLs it at
 //! a point chosen to cover every phase:
@@ -70,6 +72,8 @@ struct Version {
 struct Feed {
     resource: &'static str,
     mock: MockProvider,
+    /// Records per page the provider serves (`usize::MAX`: one page).
+    page_size: usize,
     /// The newest updated date served so far: a change is never older than it, because a
     /// provider that back-dates changes past a watermark is out of scope without lookback.
     clock: DateTime<Utc>,
@@ -79,11 +83,18 @@ struct Feed {
 }
 
 impl Feed {
-    fn new(resource: &'static str, mock: MockProvider, prefix: char, count: u32) -> Feed {
+    fn new(
+        resource: &'static str,
+        mock: MockProvider,
+        page_size: usize,
+        prefix: char,
+        count: u32,
+    ) -> Feed {
         let start = start_of_history();
         let mut feed = Feed {
             resource,
             mock,
+            page_size,
             clock: start,
             current: BTreeMap::new(),
             next_id: 0,
@@ -148,9 +159,10 @@ impl Feed {
     }
 
     /// Page requests one poll of this feed makes: every record is read on every poll (the
-    /// contacts poll looks back past all of them, the accounts provider ignores the filter).
+    /// contacts and leads polls look back past all of them, the accounts provider ignores the
+    /// filter).
     fn pages_per_poll(&self) -> u64 {
-        self.current.len().div_ceil(PAGE_SIZE).max(1) as u64
+        self.current.len().div_ceil(self.page_size).max(1) as u64
     }
 
     fn newest(&self) -> DateTime<Utc> {
@@ -612,6 +624,13 @@ fn instance_file(name: &str, batch: usize, feeds: &[Feed], callback_port: u16) -
                 "lookbackSeconds": 7200,
                 "datesConfiguration": dates,
             }),
+            "leads" => json!({
+                "url": format!("{base}?where=updated_at>='{macro_}'"),
+                "idField": "id",
+                "lookbackSeconds": 7200,
+                "pagination": {"type": "none"},
+                "datesConfiguration": dates,
+            }),
             _ => json!({
                 "url": format!("{base}?updatedSince={macro_}"),
                 "idField": "id",
@@ -650,9 +669,16 @@ fn start_feeds(runtime: &tokio::runtime::Runtime) -> Vec<Feed> {
             })
             .start(),
     );
+    let leads = runtime.block_on(
+        MockProvider::builder()
+            .resource_path("/hubs/crm/leads")
+            .paging(Paging::None)
+            .start(),
+    );
     vec![
-        Feed::new("contacts", contacts, 'c', 100),
-        Feed::new("accounts", accounts, 'a', 80),
+        Feed::new("contacts", contacts, PAGE_SIZE, 'c', 100),
+        Feed::new("accounts", accounts, PAGE_SIZE, 'a', 80),
+        Feed::new("leads", leads, usize::MAX, 'l', 60),
     ]
 }
 

@@ -55,7 +55,10 @@ pub fn run(args: &TickArgs, config: &Config) -> ExitCode {
     let deliver = DeliverRun {
         args,
         config,
-        instances: &instances,
+        instances: instances
+            .iter()
+            .map(|instance| (instance.name.as_str(), instance))
+            .collect(),
         invalid_names: &invalid_names,
     };
     let dead_lettered = match runtime.block_on(deliver.run(store)) {
@@ -307,7 +310,8 @@ fn result_text(report: &PollReport) -> String {
 struct DeliverRun<'a> {
     args: &'a TickArgs,
     config: &'a Config,
-    instances: &'a [Arc<Instance>],
+    /// By name: delivery asks once per notification, and a tick may have 10,000 instances.
+    instances: HashMap<&'a str, &'a Arc<Instance>>,
     /// Names of instance files that failed to load, with their path.
     invalid_names: &'a HashMap<String, std::path::PathBuf>,
 }
@@ -324,7 +328,7 @@ impl DeliverRun<'_> {
         if !self.args.instances.is_empty() && !self.args.instances.iter().any(|n| n == name) {
             return None;
         }
-        if let Some(instance) = self.instances.iter().find(|i| i.name == name) {
+        if let Some(instance) = self.instances.get(name) {
             return Some(match instance.callback_url {
                 Some(_) => Recipient::Ready(Arc::clone(instance)),
                 None => Recipient::Held("no event.notification.callback.url".to_owned()),

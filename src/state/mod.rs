@@ -383,16 +383,19 @@ impl Store {
 
     /// The state of one resource, or None when it was never polled.
     pub fn resource_state(&self, key: &ResourceKey) -> Result<Option<ResourceState>, StateError> {
+        // Cached: every poll asks, and parsing the statement costs more than running it.
         self.conn
-            .query_row(
-                &format!(
-                    "SELECT {RESOURCE_STATE_COLUMNS} FROM resource_state
-                     WHERE instance = ?1 AND resource = ?2 AND path_params = ?3"
-                ),
-                params![key.instance, key.resource, key.path_params],
-                |row| read_resource_state(row, 0),
-            )
-            .optional()
+            .prepare_cached(&format!(
+                "SELECT {RESOURCE_STATE_COLUMNS} FROM resource_state
+                 WHERE instance = ?1 AND resource = ?2 AND path_params = ?3"
+            ))
+            .and_then(|mut stmt| {
+                stmt.query_row(
+                    params![key.instance, key.resource, key.path_params],
+                    |row| read_resource_state(row, 0),
+                )
+                .optional()
+            })
             .map_err(|e| self.fail(e))
     }
 

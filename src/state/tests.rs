@@ -1020,3 +1020,64 @@ fn relative_path_child() {
     }
     Store::open(Path::new("state.db"), Synchronous::Full).unwrap();
 }
+
+// ---- direct commits (a one-page poll that staged nothing) ----
+
+#[test]
+fn a_direct_commit_writes_its_events_seen_pairs_and_watermark_in_one_transaction() {
+    let mut store = Store::open_in_memory().unwrap();
+    let k = key("crm", "contacts");
+    let floor = nanos(at(100));
+    let commit = store.begin_direct_commit(&k).unwrap();
+    for (id, updated) in [("a", at(100)), ("b", at(90))] {
+        commit.remember_seen(id, nanos(updated)).unwrap();
+    }
+    commit
+        .insert_notification(notification("n-1", "crm", b"{}", 2))
+        .unwrap();
+    commit.finish(outcome(Some(at(100)), Some(floor))).unwrap();
+
+    let state = store.resource_state(&k).unwrap().unwrap();
+    assert_eq!(state.watermark, Some(at(100)));
+    assert_eq!(
+        store.seen_pairs(&k).unwrap(),
+        HashSet::from([("a".to_owned(), floor)]),
+        "the pair below the seen floor is dropped, as for staged pairs"
+    );
+    let outbox = store.outbox_list(&OutboxFilter::default()).unwrap();
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(staging_rows(&store), 0);
+}
+
+#[test]
+fn a_rolled_back_direct_commit_changes_nothing_and_a_finished_one_drops_old_staging() {
+    let mut store = Store::open_in_memory().unwrap();
+    let k = key("crm", "contacts");
+    // A multi-page poll of the resource that never finished (its process died).
+    let old = store.begin_poll(&k).unwrap();
+    store.stage_events(old, &[event("stale", Some(5))]).unwrap();
+    {
+        let commit = store.begin_direct_commit(&k).unwrap();
+        commit.remember_seen("a", nanos(at(1))).unwrap();
+        commit
+            .insert_notification(notification("n-1", "crm", b"{}", 1))
+            .unwrap();
+        // Dropped without finish: an error in the caller, or a crash.
+    }
+    assert!(
+        store
+            .outbox_list(&OutboxFilter::default())
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.seen_pairs(&k).unwrap().is_empty());
+    assert_eq!(staging_rows(&store), 2, "the rollback kept the old staging");
+
+    let commit = store.begin_direct_commit(&k).unwrap();
+    commit.finish(outcome(Some(at(1)), Some(0))).unwrap();
+    assert_eq!(staging_rows(&store), 0, "the committed poll replaced it");
+    assert!(matches!(
+        store.begin_commit(old),
+        Err(StateError::PollGone(_))
+    ));
+}
