@@ -659,6 +659,8 @@ fn compile_pattern(pattern: &str) -> Result<Vec<Token>, FormatError> {
     }
     flush_literal(&mut literal, &mut tokens);
     mark_abutting_numbers(&mut tokens);
+    // Every resource keeps one or two compiled patterns for as long as ocpoll runs.
+    tokens.shrink_to_fit();
     Ok(tokens)
 }
 

@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
 /// The interval assumed for an instance without one (validate reports it missing when events
 /// are enabled, so this only covers odd cases).
@@ -29,12 +30,14 @@ pub fn run(args: &TickArgs, config: &Config) -> ExitCode {
     };
     let invalid = report_invalid(&loaded);
     let invalid_names = invalid_instance_names(&loaded);
-    let instances: Vec<Arc<Instance>> = loaded
+    let mut instances: Vec<Arc<Instance>> = loaded
         .into_iter()
         .filter_map(|file| file.instance)
         .filter(|instance| args.instances.is_empty() || args.instances.contains(&instance.name))
         .map(Arc::new)
         .collect();
+    // The collect reuses the loaded files' buffer (744 bytes a file) for 8-byte pointers.
+    instances.shrink_to_fit();
     let unknown = unknown_names(&args.instances, &instances);
     let (_lock, store, runtime) = match take_lock(config, args.wait)
         .and_then(|lock| Ok((lock, open_state(config)?, runtime()?)))
@@ -139,8 +142,11 @@ async fn poll_all(
     let progress = Progress::new(due.len());
     let global = Arc::new(Semaphore::new(config.poll.max_in_flight.max(1) as usize));
     let mut per_host: HashMap<String, Arc<Semaphore>> = HashMap::new();
-    let mut tasks = Vec::new();
-    for target in due {
+    // Finished polls are collected as they end: a finished task that nobody has joined keeps
+    // its whole future's allocation (3.5 KiB), 35 MiB over 10,000 polls.
+    let mut tasks = JoinSet::new();
+    let mut results = Vec::with_capacity(due.len());
+    for (index, target) in due.into_iter().enumerate() {
         let host = per_host
             .entry(poll::provider_host(&target))
             .or_insert_with(|| Arc::new(Semaphore::new(config.poll.per_host.max(1) as usize)))
@@ -148,8 +154,11 @@ async fn poll_all(
         // A poll is spawned only when a slot is free: 10,000 waiting tasks would hold their
         // futures in memory for nothing. Semaphores are never closed: acquiring cannot fail.
         let global = Arc::clone(&global).acquire_owned().await.ok();
+        while let Some(finished) = tasks.try_join_next() {
+            results.push(finished.map_err(|error| format!("a poll stopped: {error}"))?);
+        }
         let (ctx, bar) = (Arc::clone(&ctx), progress.bar(&target));
-        tasks.push(tokio::spawn(async move {
+        tasks.spawn(async move {
             let _global = global;
             let _host = host.acquire_owned().await.ok();
             let interval = target.instance.refresh_interval.unwrap_or(DEFAULT_INTERVAL);
@@ -162,17 +171,19 @@ async fn poll_all(
             if let Some(bar) = bar {
                 bar.finish_and_clear();
             }
-            (target, report)
-        }));
+            (index, target, report)
+        });
     }
-    let mut results = Vec::new();
-    for task in tasks {
-        results.push(
-            task.await
-                .map_err(|error| format!("a poll stopped: {error}"))?,
-        );
+    while let Some(finished) = tasks.join_next().await {
+        results.push(finished.map_err(|error| format!("a poll stopped: {error}"))?);
     }
     progress.clear();
+    // The summary lists polls in the order they were due, not the order they ended.
+    results.sort_unstable_by_key(|(index, _, _)| *index);
+    let results = results
+        .into_iter()
+        .map(|(_, target, report)| (target, report))
+        .collect();
     // The polls committed without waiting for the disk: delivery syncs once before it sends.
     Ok(results)
 }

@@ -35,10 +35,13 @@ impl Decoder<'_> {
             self.warning(path.clone(), "no resources to poll");
         }
         let before = self.error_count();
-        let decoded: Vec<Resource> = resources
+        let mut decoded: Vec<Resource> = resources
             .iter()
             .filter_map(|(key, value)| self.resource(key, value, path.key(key), base_url))
             .collect();
+        // `collect` through a filter starts at four slots: 1.6 KiB unused per one-resource
+        // instance, 16 MiB over a 10,000-instance fleet.
+        decoded.shrink_to_fit();
         (self.error_count() == before).then_some(decoded)
     }
 
