@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::dry_run::{self, TrialOptions, TrialReport, inspect::parse_since, mask::Masker};
 use crate::http::{HttpClient, Redirects, RetryPolicy};
 use crate::instance::{self, Instance, LoadedFile, SystemSecrets, UnresolvedSecrets};
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -23,9 +23,12 @@ pub fn run(args: &TryArgs, config: &Config) -> ExitCode {
 }
 
 fn try_resource(args: &TryArgs, config: &Config) -> Result<u8, Stop> {
-    let now = Utc::now();
+    // Whole seconds: the watermark is printed, and a fraction of a second changes no query.
+    let now = Utc::now().trunc_subsecs(0);
     let since = match &args.since {
-        Some(text) => Some(parse_since(text, now).map_err(|error| usage(format!("--since: {error}")))?),
+        Some(text) => {
+            Some(parse_since(text, now).map_err(|error| usage(format!("--since: {error}")))?)
+        }
         None => None,
     };
     check_readable(&args.file)?;
@@ -46,8 +49,10 @@ fn try_resource(args: &TryArgs, config: &Config) -> Result<u8, Stop> {
         now,
     };
     let masker = Masker::for_instance(&instance);
-    let client = HttpClient::new(Redirects::Follow)
-        .map_err(|error| Stop { code: exit::FAILURE, message: error.to_string() })?;
+    let client = HttpClient::new(Redirects::Follow).map_err(|error| Stop {
+        code: exit::FAILURE,
+        message: error.to_string(),
+    })?;
     let retry = RetryPolicy::from(&config.poll);
     let targets = runtime()?.block_on(dry_run::run(
         &client,
@@ -65,7 +70,11 @@ fn try_resource(args: &TryArgs, config: &Config) -> Result<u8, Stop> {
     let resource = &instance.resources[resource_index];
     let report = TrialReport::new(&args.file, &instance, resource, &options, findings, targets);
     print(&report, args.json);
-    Ok(if report.ok { exit::SUCCESS } else { exit::FAILURE })
+    Ok(if report.ok {
+        exit::SUCCESS
+    } else {
+        exit::FAILURE
+    })
 }
 
 /// A file that cannot be read at all is configuration trouble (78), not an invalid instance.

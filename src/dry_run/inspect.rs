@@ -207,7 +207,12 @@ fn read_date(record: &Value, field: &DateField) -> ReadDate {
         suggestion_reads: None,
     };
     let value = match field.path.get(record) {
-        None | Some(Value::Null) => return ReadDate { report, instant: None },
+        None | Some(Value::Null) => {
+            return ReadDate {
+                report,
+                instant: None,
+            };
+        }
         Some(value) => value,
     };
     report.raw = Some(match value {

@@ -105,10 +105,7 @@ impl Masker {
     pub fn url(&self, url: &Url) -> String {
         let mut shown = url.clone();
         if let Some(query) = url.query() {
-            let pairs: Vec<String> = query
-                .split('&')
-                .map(|pair| self.query_pair(pair))
-                .collect();
+            let pairs: Vec<String> = query.split('&').map(|pair| self.query_pair(pair)).collect();
             shown.set_query(Some(&pairs.join("&")));
         }
         if !shown.password().unwrap_or("").is_empty() {

@@ -190,7 +190,10 @@ impl Trial<'_> {
         let url = match self.expanded_url() {
             Ok(url) => url,
             Err(error) => {
-                report.error = Some(format!("cannot build the URL: {}", self.masker.text(&error)));
+                report.error = Some(format!(
+                    "cannot build the URL: {}",
+                    self.masker.text(&error)
+                ));
                 return;
             }
         };
@@ -301,9 +304,10 @@ impl Trial<'_> {
             Ok(next) => next,
             Err(error) => return fail(request, error.to_string()),
         };
-        request.next = next
-            .as_ref()
-            .map(|next| self.masker.text(&describe_next(&resource.pagination, &page, next)));
+        request.next = next.as_ref().map(|next| {
+            self.masker
+                .text(&describe_next(&resource.pagination, &page, next))
+        });
         Ok(next)
     }
 
@@ -317,8 +321,7 @@ impl Trial<'_> {
         let max = self.options.max_records;
         if report.records.len() < max {
             report.records.push(judged);
-        } else if judged.outcome == Outcome::Unreadable && report.more_problem_records.len() < max
-        {
+        } else if judged.outcome == Outcome::Unreadable && report.more_problem_records.len() < max {
             report.more_problem_records.push(judged);
         }
     }
@@ -334,7 +337,10 @@ fn mask_record(record: &mut RecordReport, masker: &Masker) {
     };
     mask(&mut record.id);
     mask(&mut record.problem);
-    for date in [&mut record.updated, &mut record.created].into_iter().flatten() {
+    for date in [&mut record.updated, &mut record.created]
+        .into_iter()
+        .flatten()
+    {
         mask(&mut date.raw);
         mask(&mut date.error);
     }
@@ -342,11 +348,15 @@ fn mask_record(record: &mut RecordReport, masker: &Masker) {
 
 /// Where the records of `body` were found, in words.
 pub fn records_location(resource: &Resource, body: &Value, found: &Vec<Value>) -> String {
-    if let Some(path) = resource.records_path.as_ref().filter(|path| !path.is_empty()) {
+    if let Some(path) = resource
+        .records_path
+        .as_ref()
+        .filter(|path| !path.is_empty())
+    {
         return format!("at recordsPath `{path}`");
     }
     if body.is_array() {
-        return "the response body is the array of records".to_owned();
+        return "in the response body (an array)".to_owned();
     }
     let member = records::DEFAULT_MEMBERS.into_iter().find(|name| {
         body.get(*name)
@@ -448,7 +458,11 @@ impl TrialReport {
             file: file.display().to_string(),
             instance: instance.name.clone(),
             resource: resource.key.clone(),
-            mode: if watermark_mode { "watermark" } else { "snapshot" },
+            mode: if watermark_mode {
+                "watermark"
+            } else {
+                "snapshot"
+            },
             auth: instance.auth.kind(),
             id_field: resource.id_field.to_string(),
             dates,
@@ -491,7 +505,9 @@ mod tests {
     }
 
     fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     #[test]
@@ -531,7 +547,7 @@ mod tests {
         let found = records::locate_records(&array, None).unwrap();
         assert_eq!(
             records_location(&resource(None, 0), &array, found),
-            "the response body is the array of records"
+            "in the response body (an array)"
         );
     }
 
@@ -564,9 +580,6 @@ mod tests {
             page_param: "page".into(),
         };
         let next = Url::parse("https://p.example/c?page=3").unwrap();
-        assert_eq!(
-            describe_next(&numbered, &page, &next),
-            "page number page=3"
-        );
+        assert_eq!(describe_next(&numbered, &page, &next), "page number page=3");
     }
 }

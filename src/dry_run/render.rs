@@ -104,10 +104,7 @@ fn target_section(out: &mut String, report: &TrialReport, target: &TargetReport)
     if let Some(location) = &target.records_location {
         line(
             out,
-            format!(
-                "records: {} {location}",
-                target.records_found
-            ),
+            format!("records: {} found {location}", target.records_found),
         );
     }
     for (index, record) in target.records.iter().enumerate() {
@@ -141,7 +138,11 @@ fn request_lines(out: &mut String, number: usize, request: &RequestReport) {
     }
     let mut text = parts.join(", ");
     match (&request.error, &request.next) {
-        (Some(_), _) => text.push_str(if text.is_empty() { "failed" } else { "; failed" }),
+        (Some(_), _) => text.push_str(if text.is_empty() {
+            "failed"
+        } else {
+            "; failed"
+        }),
         (None, Some(next)) => {
             let _ = write!(text, "; next: {next}");
         }
@@ -192,10 +193,7 @@ fn date_lines(out: &mut String, date: &DateReport) {
                     out,
                     format!("      suggestion: \"{pattern}\" reads it as {reads}"),
                 ),
-                _ => line(
-                    out,
-                    "      no common pattern reads it either".to_owned(),
-                ),
+                _ => line(out, "      no common pattern reads it either".to_owned()),
             }
         }
         (None, None) => line(out, format!("    {}: \"{raw}\"", date.field)),
@@ -244,4 +242,93 @@ fn plural(count: u64, noun: &str) -> String {
 fn line(out: &mut String, text: String) {
     out.push_str(&text);
     out.push('\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dry_run::inspect::DateReport;
+    use std::collections::BTreeMap;
+
+    fn report(targets: Vec<TargetReport>) -> TrialReport {
+        TrialReport {
+            file: "crm.json".into(),
+            instance: "crm".into(),
+            resource: "contacts".into(),
+            mode: "watermark",
+            auth: "basic",
+            id_field: "id".into(),
+            dates: None,
+            watermark: Some("2026-03-01T10:00:00Z".into()),
+            watermark_from: "since",
+            query_since: Some("2026-03-01T10:00:00Z".into()),
+            lookback_seconds: 0,
+            max_pages: 1,
+            findings: Vec::new(),
+            targets,
+            ok: false,
+        }
+    }
+
+    #[test]
+    fn a_mismatch_puts_string_pattern_and_suggestion_together() {
+        let record = RecordReport {
+            id: Some("7".into()),
+            updated: Some(DateReport {
+                field: "updated_at".into(),
+                raw: Some("2026-03-01 10:05:00".into()),
+                pattern: "yyyy-MM-dd'T'HH:mm:ssXXX".into(),
+                parsed: None,
+                error: Some("does not match".into()),
+                suggestion: Some("yyyy-MM-dd HH:mm:ss".into()),
+                suggestion_reads: Some("2026-03-01T10:05:00Z".into()),
+            }),
+            created: None,
+            outcome: Outcome::Unreadable,
+            problem: Some("`updated_at`: does not match".into()),
+            keys: None,
+        };
+        let target = TargetReport {
+            path_params: BTreeMap::from([("calendarId".into(), "primary".into())]),
+            url: Some("https://p.example/c".into()),
+            requests: vec![RequestReport {
+                url: "https://p.example/c?page=1".into(),
+                status: Some(200),
+                bytes: Some(120),
+                retries: vec!["HTTP 503, waited 0.0s".into()],
+                records: Some(1),
+                next: Some("page number page=2".into()),
+                error: None,
+            }],
+            more_pages: true,
+            records_found: 1,
+            records_location: Some("in the response body (an array)".into()),
+            records: vec![record],
+            more_problem_records: Vec::new(),
+            outcomes: BTreeMap::from([(Outcome::Unreadable, 1)]),
+            date_errors: 1,
+            error: None,
+        };
+        let text = render(&report(vec![target]));
+        let expected = "\
+pathParams calendarId=primary
+URL    https://p.example/c
+GET 1  https://p.example/c?page=1
+       HTTP 200, 120 bytes, 1 record, retried after HTTP 503, waited 0.0s; next: page number page=2
+stopped after 1 page (--pages 1); more pages follow
+records: 1 found in the response body (an array)
+  record 1: id 7
+    updated_at: \"2026-03-01 10:05:00\" does not parse with \"yyyy-MM-dd'T'HH:mm:ssXXX\"
+      does not match
+      suggestion: \"yyyy-MM-dd HH:mm:ss\" reads it as 2026-03-01T10:05:00Z
+    event: skipped: cannot be read
+summary: 1 record: 1 cannot be read; 1 record date did not parse
+";
+        assert!(text.ends_with(expected), "{text}");
+        assert!(text.starts_with("instance crm (crm.json), resource contacts; auth: basic\n"));
+        assert!(
+            text.contains("watermark: 2026-03-01T10:00:00Z (--since)\n"),
+            "{text}"
+        );
+    }
 }

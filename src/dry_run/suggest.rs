@@ -79,7 +79,12 @@ fn with_fraction_width(pattern: &str, digits: Option<usize>) -> String {
             let end = pattern[start..]
                 .find(|c| c != 'S')
                 .map_or(pattern.len(), |offset| start + offset);
-            format!("{}{}{}", &pattern[..start], "S".repeat(digits), &pattern[end..])
+            format!(
+                "{}{}{}",
+                &pattern[..start],
+                "S".repeat(digits),
+                &pattern[end..]
+            )
         }
         _ => pattern.to_owned(),
     }
@@ -101,10 +106,7 @@ mod tests {
         assert_eq!(fraction_digits("v.2 2026-11-25"), None);
         assert_eq!(fraction_digits("2026-11-25"), None);
         assert_eq!(fraction_digits(".5"), None);
-        assert_eq!(
-            with_fraction_width("ss.SSSXXX", Some(6)),
-            "ss.SSSSSSXXX"
-        );
+        assert_eq!(with_fraction_width("ss.SSSXXX", Some(6)), "ss.SSSSSSXXX");
         assert_eq!(with_fraction_width("ss.SSS", Some(2)), "ss.SS");
         assert_eq!(with_fraction_width("ssXXX", Some(2)), "ssXXX");
         assert_eq!(with_fraction_width("ss.SSS", None), "ss.SSS");
@@ -182,8 +184,14 @@ mod tests {
 
     #[test]
     fn epochs_are_told_apart_by_magnitude() {
-        assert_eq!(suggest(json!(1795957205123_i64)).as_deref(), Some("milliseconds"));
-        assert_eq!(suggest(json!("1795957205123")).as_deref(), Some("milliseconds"));
+        assert_eq!(
+            suggest(json!(1795957205123_i64)).as_deref(),
+            Some("milliseconds")
+        );
+        assert_eq!(
+            suggest(json!("1795957205123")).as_deref(),
+            Some("milliseconds")
+        );
         assert_eq!(suggest(json!(1795957205)).as_deref(), Some("seconds"));
         assert_eq!(suggest(json!("1795957205")).as_deref(), Some("seconds"));
     }

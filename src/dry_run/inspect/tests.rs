@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 const SECONDS: &str = "yyyy-MM-dd'T'HH:mm:ssXXX";
 
 fn at(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 fn field(path: &str, pattern: &str) -> DateField {
@@ -148,7 +150,13 @@ fn a_missing_id_or_date_lists_the_record_keys() {
     assert!(!no_id.has_date_error());
     let no_date = inspect_record(&json!({"id": 1, "modified": "x"}), &resource, watermark);
     assert_eq!(no_date.keys, Some(vec!["id".into(), "modified".into()]));
-    assert!(no_date.problem.as_deref().unwrap().contains("no `updated_at` date"));
+    assert!(
+        no_date
+            .problem
+            .as_deref()
+            .unwrap()
+            .contains("no `updated_at` date")
+    );
     assert!(!no_date.has_date_error());
 }
 
