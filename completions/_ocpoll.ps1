@@ -37,6 +37,7 @@ Register-ArgumentCompleter -Native -CommandName 'ocpoll' -ScriptBlock {
             [CompletionResult]::new('tick', 'tick', [CompletionResultType]::ParameterValue, 'Poll due resources once, deliver due notifications, exit (for cron)')
             [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Run the daemon that polls and delivers (what systemd runs)')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show last poll, watermark, next due time, outbox depth')
+            [CompletionResult]::new('try', 'try', [CompletionResultType]::ParameterValue, 'Poll one resource once as a dry run and show what a poll would do')
             [CompletionResult]::new('state', 'state', [CompletionResultType]::ParameterValue, 'Inspect or change the saved state')
             [CompletionResult]::new('outbox', 'outbox', [CompletionResultType]::ParameterValue, 'Inspect and act on pending and dead-lettered notifications')
             [CompletionResult]::new('demo', 'demo', [CompletionResultType]::ParameterValue, 'Poll a local sample API and print each verified event')
@@ -107,6 +108,25 @@ Register-ArgumentCompleter -Native -CommandName 'ocpoll' -ScriptBlock {
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less log output (-q warnings and errors only, -qq errors only)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'ocpoll;try' {
+            [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'The watermark to pretend: RFC 3339 (2026-11-01T00:00:00Z), a date (2026-11-01), or a duration before now (1h, 30m, 2days) [default: one hour ago, as a first poll]')
+            [CompletionResult]::new('--pages', '--pages', [CompletionResultType]::ParameterName, 'Stop after this many pages (of each pathParams value)')
+            [CompletionResult]::new('--records', '--records', [CompletionResultType]::ParameterName, 'Show this many records (of each pathParams value)')
+            [CompletionResult]::new('--instances', '--instances', [CompletionResultType]::ParameterName, 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]')
+            [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'State file (SQLite) [default: state.db in the platform state folder]')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format: text for people, json for journald and log shippers')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document instead of text')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output (-q warnings and errors only, -qq errors only)')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less log output (-q warnings and errors only, -qq errors only)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break

@@ -37,6 +37,9 @@ _ocpoll() {
             ocpoll,tick)
                 cmd="ocpoll__subcmd__tick"
                 ;;
+            ocpoll,try)
+                cmd="ocpoll__subcmd__try"
+                ;;
             ocpoll,validate)
                 cmd="ocpoll__subcmd__validate"
                 ;;
@@ -65,7 +68,7 @@ _ocpoll() {
 
     case "${cmd}" in
         ocpoll)
-            opts="-v -q -h -V --instances --state --config --verbose --quiet --log-format --help --version validate tick run status state outbox demo generate-assets"
+            opts="-v -q -h -V --instances --state --config --verbose --quiet --log-format --help --version validate tick run status try state outbox demo generate-assets"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -486,6 +489,48 @@ _ocpoll() {
                     return 0
                     ;;
                 --deliver-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --instances)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ocpoll__subcmd__try)
+            opts="-v -q -h -V --since --pages --records --json --instances --state --config --verbose --quiet --log-format --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pages)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --records)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

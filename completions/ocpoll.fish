@@ -37,6 +37,7 @@ complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "validate" -d 'Check i
 complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "tick" -d 'Poll due resources once, deliver due notifications, exit (for cron)'
 complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "run" -d 'Run the daemon that polls and delivers (what systemd runs)'
 complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "status" -d 'Show last poll, watermark, next due time, outbox depth'
+complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "try" -d 'Poll one resource once as a dry run and show what a poll would do'
 complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "state" -d 'Inspect or change the saved state'
 complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "outbox" -d 'Inspect and act on pending and dead-lettered notifications'
 complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "demo" -d 'Poll a local sample API and print each verified event'
@@ -86,6 +87,19 @@ complete -c ocpoll -n "__fish_ocpoll_using_subcommand status" -s v -l verbose -d
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand status" -s q -l quiet -d 'Less log output (-q warnings and errors only, -qq errors only)'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand status" -s h -l help -d 'Print help'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand status" -s V -l version -d 'Print version'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand try" -l since -d 'The watermark to pretend: RFC 3339 (2026-11-01T00:00:00Z), a date (2026-11-01), or a duration before now (1h, 30m, 2days) [default: one hour ago, as a first poll]' -r
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand try" -l pages -d 'Stop after this many pages (of each pathParams value)' -r
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand try" -l records -d 'Show this many records (of each pathParams value)' -r
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand try" -l instances -d 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]' -r -F
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand try" -l state -d 'State file (SQLite) [default: state.db in the platform state folder]' -r -F
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand try" -l config -d 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]' -r -F
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand try" -l log-format -d 'Log format: text for people, json for journald and log shippers' -r -f -a "text\t''
+json\t''"
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand try" -l json -d 'Print one JSON document instead of text'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand try" -s v -l verbose -d 'More log output (-v debug, -vv trace)'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand try" -s q -l quiet -d 'Less log output (-q warnings and errors only, -qq errors only)'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand try" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand try" -s V -l version -d 'Print version'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and not __fish_seen_subcommand_from reset forget" -l instances -d 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]' -r -F
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and not __fish_seen_subcommand_from reset forget" -l state -d 'State file (SQLite) [default: state.db in the platform state folder]' -r -F
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and not __fish_seen_subcommand_from reset forget" -l config -d 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]' -r -F

@@ -123,6 +123,18 @@ pub enum Command {
     /// Show last poll, watermark, next due time, outbox depth
     Status(StatusArgs),
 
+    /// Poll one resource once as a dry run and show what a poll would do
+    ///
+    /// Requests the real provider with the instance's credentials and prints the expanded URL
+    /// and the watermark it used, each request (secrets masked as ***) with its status, size and
+    /// the pagination it followed, where the records were found, and for the first records the
+    /// id, the raw and parsed dates and the event each would produce. A date that does not
+    /// parse with the configured format is shown beside the pattern, with a common pattern
+    /// that reads it. Reads and writes no state file and sends no notification. Exits 0 when
+    /// every request succeeded and every record was read, 1 when not (or when the instance
+    /// file has errors), 2 for a usage error, 78 when the file cannot be read.
+    Try(TryArgs),
+
     /// Inspect or change the saved state
     #[command(subcommand)]
     State(StateCommand),
@@ -189,6 +201,35 @@ pub struct RunArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Print JSON instead of a table
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TryArgs {
+    /// The instance file
+    #[arg(value_name = "INSTANCE_FILE")]
+    pub file: PathBuf,
+
+    /// The resource to try (a key of event.poller.configuration); required when the instance
+    /// has several
+    #[arg(value_name = "RESOURCE")]
+    pub resource: Option<String>,
+
+    /// The watermark to pretend: RFC 3339 (2026-11-01T00:00:00Z), a date (2026-11-01), or a
+    /// duration before now (1h, 30m, 2days) [default: one hour ago, as a first poll]
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+
+    /// Stop after this many pages (of each pathParams value)
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..))]
+    pub pages: u64,
+
+    /// Show this many records (of each pathParams value)
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub records: usize,
+
+    /// Print one JSON document instead of text
     #[arg(long)]
     pub json: bool,
 }

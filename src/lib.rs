@@ -16,6 +16,7 @@ pub mod daemon;
 pub mod dates;
 pub mod demo;
 pub mod detect;
+pub mod dry_run;
 pub mod http;
 pub mod instance;
 pub mod outbox;

@@ -40,6 +40,7 @@ fn main() -> ExitCode {
             commands::run::run(args, &config, cli.global.verbose, cli.global.quiet)
         }
         Command::Status(args) => commands::status::run(args, &config),
+        Command::Try(args) => commands::try_resource::run(args, &config),
         Command::State(StateCommand::Reset(args)) => commands::state::reset(args, &config),
         Command::State(StateCommand::Forget(args)) => commands::state::forget(args, &config),
         Command::Outbox(OutboxCommand::List(args)) => commands::outbox::list(args, &config),

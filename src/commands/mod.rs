@@ -7,6 +7,7 @@ pub mod run;
 pub mod state;
 pub mod status;
 pub mod tick;
+pub mod try_resource;
 pub mod validate;
 
 use crate::state::{LockError, StateLock, Store};

@@ -1,0 +1,234 @@
+//! Keeping an instance's secrets out of what `ocpoll try` prints.
+//!
+//! `try` prints request URLs and provider answers, and a URL may carry a credential in its
+//! query (`?api_key=...`), written literally or equal to one of the instance's configured
+//! secrets. A [`Masker`] knows the instance's secret values and replaces them with `***`:
+//! - in a URL, a query value that equals or contains a secret, or whose parameter name says
+//!   it is a credential (`api_key`, `access_token`, `password`, ...), becomes `***`;
+//! - in any text (a URL's path, an error excerpt echoed by the provider), every occurrence of
+//!   a secret, raw or percent-encoded, becomes `***`.
+//!
+//! Authentication headers are never printed at all, so they need no masking.
+
+use crate::instance::{Auth, Instance};
+use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use std::fmt;
+use url::Url;
+
+/// What replaces a secret.
+pub const MASK: &str = "***";
+
+/// Secrets shorter than this are only masked where they are a whole query value: replacing
+/// every "ab" in a text would garble it and hide nothing useful.
+const MIN_SUBSTRING_LEN: usize = 4;
+
+/// Parameter names that carry credentials, matched anywhere in the lowercased name.
+const CREDENTIAL_NAME_PARTS: [&str; 9] = [
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "apikey",
+    "api_key",
+    "api-key",
+    "credential",
+    "signature",
+];
+
+/// Parameter names that are credentials only as a whole name (as parts they are too common).
+const CREDENTIAL_NAMES: [&str; 5] = ["key", "sig", "auth", "code", "pass"];
+
+/// Pagination parameters are not credentials even when named like one (`pageToken`).
+const PAGINATION_NAME_PARTS: [&str; 3] = ["page", "next", "cursor"];
+
+/// An instance's secret values, for masking. `Debug` shows only how many it holds.
+pub struct Masker {
+    /// Longest first, so that a secret containing another is masked whole.
+    secrets: Vec<String>,
+}
+
+impl fmt::Debug for Masker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Masker({} secrets)", self.secrets.len())
+    }
+}
+
+impl Masker {
+    pub fn new(secrets: impl IntoIterator<Item = String>) -> Masker {
+        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| !s.is_empty()).collect();
+        secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+        secrets.dedup();
+        Masker { secrets }
+    }
+
+    /// Every credential of the instance: authentication, `http.headers` values, signature keys.
+    pub fn for_instance(instance: &Instance) -> Masker {
+        let mut secrets: Vec<String> = match &instance.auth {
+            Auth::None => Vec::new(),
+            Auth::Basic { password, .. } => vec![password.expose().to_owned()],
+            Auth::ApiKey { key, .. } => vec![key.expose().to_owned()],
+            Auth::Bearer { token } => vec![token.expose().to_owned()],
+            Auth::OAuthRefresh {
+                client_id,
+                client_secret,
+                refresh_token,
+                ..
+            } => [client_id, client_secret, refresh_token]
+                .map(|secret| secret.expose().to_owned())
+                .to_vec(),
+            Auth::Hub {
+                user,
+                organization,
+                element,
+            } => [user, organization, element]
+                .map(|secret| secret.expose().to_owned())
+                .to_vec(),
+        };
+        secrets.extend(
+            instance
+                .http
+                .headers
+                .iter()
+                .map(|(_, value)| value.expose().to_owned()),
+        );
+        secrets.extend(
+            instance
+                .signature_keys
+                .iter()
+                .map(|key| key.expose().to_owned()),
+        );
+        Masker::new(secrets)
+    }
+
+    /// The URL as text with credentials in its query replaced by `***`, and any secret left
+    /// elsewhere (the path, user info) masked too.
+    pub fn url(&self, url: &Url) -> String {
+        let mut shown = url.clone();
+        if let Some(query) = url.query() {
+            let pairs: Vec<String> = query.split('&').map(|pair| self.query_pair(pair)).collect();
+            shown.set_query(Some(&pairs.join("&")));
+        }
+        if !shown.password().unwrap_or("").is_empty() {
+            // `set_password` only fails for URLs that cannot have one, which this one has.
+            let _ = shown.set_password(Some(MASK));
+        }
+        self.text(shown.as_str())
+    }
+
+    fn query_pair(&self, pair: &str) -> String {
+        let Some((name, value)) = pair.split_once('=') else {
+            return pair.to_owned();
+        };
+        let decoded_name = decode(name);
+        let decoded_value = decode(value);
+        if is_credential_name(&decoded_name) || self.holds_secret(&decoded_value) {
+            format!("{name}={MASK}")
+        } else {
+            pair.to_owned()
+        }
+    }
+
+    fn holds_secret(&self, value: &str) -> bool {
+        self.secrets.iter().any(|secret| {
+            value == secret || (secret.len() >= MIN_SUBSTRING_LEN && value.contains(secret))
+        })
+    }
+
+    /// `text` with every occurrence of a secret (as is, or percent-encoded) replaced by `***`.
+    pub fn text(&self, text: &str) -> String {
+        let mut masked = text.to_owned();
+        for secret in &self.secrets {
+            if secret.len() < MIN_SUBSTRING_LEN {
+                continue;
+            }
+            masked = masked.replace(secret.as_str(), MASK);
+            let encoded = utf8_percent_encode(secret, NON_ALPHANUMERIC).to_string();
+            if encoded != *secret {
+                masked = masked.replace(&encoded, MASK);
+            }
+        }
+        masked
+    }
+}
+
+/// A query name or value as the provider reads it (`+` is a space in forms).
+fn decode(raw: &str) -> String {
+    percent_decode_str(&raw.replace('+', " "))
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// True for parameter names that carry credentials (`api_key`, `access_token`, `key`), but
+/// not for pagination parameters named like them (`pageToken`, `next_token`).
+pub fn is_credential_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    if PAGINATION_NAME_PARTS.iter().any(|part| name.contains(part)) {
+        return false;
+    }
+    CREDENTIAL_NAMES.contains(&name.as_str())
+        || CREDENTIAL_NAME_PARTS.iter().any(|part| name.contains(part))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(text: &str) -> Url {
+        Url::parse(text).unwrap()
+    }
+
+    #[test]
+    fn query_values_equal_to_a_secret_are_masked() {
+        let masker = Masker::new(["hunter2-pass".to_owned(), "ab".to_owned()]);
+        assert_eq!(
+            masker.url(&url("https://p.example/c?q=hunter2-pass&x=1&y=ab&z=abc")),
+            "https://p.example/c?q=***&x=1&y=***&z=abc"
+        );
+        // Contained in a value (a filter expression), percent-encoded or not.
+        assert_eq!(
+            masker.url(&url("https://p.example/c?where=pw%3D%27hunter2-pass%27")),
+            "https://p.example/c?where=***"
+        );
+    }
+
+    #[test]
+    fn credential_names_are_masked_whatever_their_value() {
+        let masker = Masker::new(Vec::new());
+        assert_eq!(
+            masker.url(&url(
+                "https://p.example/c?api_key=k1&access_token=t1&key=k2&pageToken=p1&keyword=x&nextPage=n"
+            )),
+            "https://p.example/c?api_key=***&access_token=***&key=***&pageToken=p1&keyword=x&nextPage=n"
+        );
+    }
+
+    #[test]
+    fn secrets_outside_the_query_are_masked_too() {
+        let masker = Masker::new(["s3cr3t-path".to_owned()]);
+        assert_eq!(
+            masker.url(&url("https://user:pw@p.example/s3cr3t-path/contacts")),
+            "https://user:***@p.example/***/contacts"
+        );
+        assert_eq!(
+            masker.text("HTTP 401: bad key s3cr3t-path, and s3cr3t%2Dpath"),
+            "HTTP 401: bad key ***, and ***"
+        );
+    }
+
+    #[test]
+    fn short_secrets_are_not_masked_inside_text() {
+        let masker = Masker::new(["ab".to_owned()]);
+        assert_eq!(masker.text("about"), "about");
+    }
+
+    #[test]
+    fn instance_secrets_are_collected_and_debug_hides_them() {
+        use crate::instance::Secret;
+        let masker = Masker::new(["one-secret".to_owned(), "two-secret".to_owned()]);
+        assert_eq!(masker.text("x two-secret one-secret"), "x *** ***");
+        assert_eq!(format!("{masker:?}"), "Masker(2 secrets)");
+        let secret = Secret::new("abcd-efgh");
+        let masker = Masker::new([secret.expose().to_owned()]);
+        assert!(!format!("{masker:?}").contains("abcd"));
+    }
+}

@@ -1,0 +1,585 @@
+//! `ocpoll try`: one resource of one instance polled once as a dry run, to get its
+//! configuration right (the date format, the filter, the id field, the records path).
+//!
+//! A trial does what a poll does up to change detection (expand the URL, authenticate, read
+//! pages, find the records, read ids and dates) and then only reports: it reads no state,
+//! writes none, and sends nothing. OAuth tokens live in memory ([`MemoryTokenStore`]).
+//!
+//! What decides things is pure and tested on its own: [`inspect`] judges a record against the
+//! watermark, [`suggest`] finds a date pattern that would read a date, [`mask`] keeps secrets
+//! out of the output, [`render`] writes the text report. This file owns the requests.
+
+pub mod inspect;
+pub mod mask;
+pub mod render;
+pub mod suggest;
+
+use crate::detect;
+use crate::http::paginate::NEXT_PAGE_TOKEN_HEADER;
+use crate::http::{
+    AuthSession, HttpClient, MemoryTokenStore, Page, Paginator, RetryPolicy, records,
+};
+use crate::instance::finding::FindingReport;
+use crate::instance::{Instance, Pagination, Resource};
+use crate::poll::{self, PollTarget};
+use chrono::{DateTime, Utc};
+use inspect::{Outcome, RecordReport, inspect_record, rfc3339};
+use mask::Masker;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use url::Url;
+
+/// What the user asked for.
+#[derive(Clone, Debug)]
+pub struct TrialOptions {
+    /// `--since`: the watermark to pretend; `None` is a first poll's (one hour before `now`).
+    pub since: Option<DateTime<Utc>>,
+    /// `--pages`: stop after this many pages of each target.
+    pub max_pages: u64,
+    /// `--records`: show this many records of each target.
+    pub max_records: usize,
+    pub now: DateTime<Utc>,
+}
+
+/// The watermark a trial judges records against and the instant its URL asks from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Plan {
+    pub watermark: DateTime<Utc>,
+    pub query_since: DateTime<Utc>,
+}
+
+/// Without `--since`, what a resource's first poll uses (SPEC.md 6): it asks for the last
+/// hour, and records after that instant are judged as changes. With it, what a poll from that
+/// watermark does: it asks from the watermark minus `lookbackSeconds`.
+pub fn plan(options: &TrialOptions, resource: &Resource) -> Plan {
+    match options.since {
+        None => {
+            let query_since = detect::query_since(None, resource.lookback, options.now);
+            Plan {
+                watermark: query_since,
+                query_since,
+            }
+        }
+        Some(watermark) => Plan {
+            watermark,
+            query_since: detect::query_since(Some(watermark), resource.lookback, options.now),
+        },
+    }
+}
+
+/// One request of a trial.
+#[derive(Clone, Debug, Serialize)]
+pub struct RequestReport {
+    /// The URL, secrets masked.
+    pub url: String,
+    /// The final status (after retries); `None` when no answer came.
+    pub status: Option<u16>,
+    pub bytes: Option<usize>,
+    /// Retries it took, e.g. "HTTP 503, waited 0.0s".
+    pub retries: Vec<String>,
+    pub records: Option<usize>,
+    /// How the next page was found ("page token (elements-next-page-token)", "cursor ..."),
+    /// `None` on the last page.
+    pub next: Option<String>,
+    /// Why this request (or reading its records) failed.
+    pub error: Option<String>,
+}
+
+/// One target: the resource with one `pathParams` value.
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetReport {
+    pub path_params: BTreeMap<String, String>,
+    /// The expanded URL with the watermark in it, secrets masked.
+    pub url: Option<String>,
+    pub requests: Vec<RequestReport>,
+    /// True when `--pages` stopped the trial before the last page.
+    pub more_pages: bool,
+    pub records_found: u64,
+    /// Where the records were: the `recordsPath`, the body, or the member found by default.
+    pub records_location: Option<String>,
+    /// The first `--records` records.
+    pub records: Vec<RecordReport>,
+    /// Records after those that could not be read (at most `--records` of them).
+    pub more_problem_records: Vec<RecordReport>,
+    /// How many records of all those read would have each outcome.
+    pub outcomes: BTreeMap<Outcome, u64>,
+    /// Records with a date that did not parse.
+    pub date_errors: u64,
+    /// Why the trial of this target stopped early (URL, authentication, request, body).
+    pub error: Option<String>,
+}
+
+impl TargetReport {
+    fn new(path_params: BTreeMap<String, String>) -> TargetReport {
+        TargetReport {
+            path_params,
+            url: None,
+            requests: Vec::new(),
+            more_pages: false,
+            records_found: 0,
+            records_location: None,
+            records: Vec::new(),
+            more_problem_records: Vec::new(),
+            outcomes: BTreeMap::new(),
+            date_errors: 0,
+            error: None,
+        }
+    }
+
+    /// A request failed, or a record could not be read: the configuration needs work.
+    pub fn failed(&self) -> bool {
+        self.error.is_some() || self.outcomes.contains_key(&Outcome::Unreadable)
+    }
+}
+
+/// Runs the trial of every target of the resource at `resource_index` (one per `pathParams`
+/// value), one after the other.
+pub async fn run(
+    client: &HttpClient,
+    retry: &RetryPolicy,
+    instance: &Arc<Instance>,
+    resource_index: usize,
+    options: &TrialOptions,
+    masker: &Masker,
+) -> Vec<TargetReport> {
+    let targets: Vec<PollTarget> = poll::targets(instance)
+        .into_iter()
+        .filter(|target| target.resource == resource_index)
+        .collect();
+    let session = AuthSession::new(
+        &instance.name,
+        &instance.auth,
+        Arc::new(MemoryTokenStore::default()),
+    );
+    let mut reports = Vec::new();
+    for target in &targets {
+        let mut report = TargetReport::new(target.path_params.clone());
+        match &session {
+            Ok(session) => {
+                let trial = Trial {
+                    client,
+                    retry,
+                    session,
+                    target,
+                    options,
+                    masker,
+                };
+                trial.run(&mut report).await;
+            }
+            Err(error) => report.error = Some(format!("authentication: {error}")),
+        }
+        reports.push(report);
+    }
+    reports
+}
+
+struct Trial<'a> {
+    client: &'a HttpClient,
+    retry: &'a RetryPolicy,
+    session: &'a AuthSession,
+    target: &'a PollTarget,
+    options: &'a TrialOptions,
+    masker: &'a Masker,
+}
+
+impl Trial<'_> {
+    async fn run(&self, report: &mut TargetReport) {
+        let resource = self.target.resource();
+        let url = match self.expanded_url() {
+            Ok(url) => url,
+            Err(error) => {
+                report.error = Some(format!(
+                    "cannot build the URL: {}",
+                    self.masker.text(&error)
+                ));
+                return;
+            }
+        };
+        report.url = Some(self.masker.url(&url));
+        let watermark = plan(self.options, resource).watermark;
+        let mut paginator = Paginator::new(&resource.pagination, url);
+        let mut next = Some(paginator.first_url());
+        let mut pages = 0;
+        while let Some(url) = next.take() {
+            if pages == self.options.max_pages {
+                report.more_pages = true;
+                break;
+            }
+            pages += 1;
+            let mut request = RequestReport {
+                url: self.masker.url(&url),
+                status: None,
+                bytes: None,
+                retries: Vec::new(),
+                records: None,
+                next: None,
+                error: None,
+            };
+            let result = self
+                .read_page(&url, &mut paginator, &mut request, report, watermark)
+                .await;
+            report.requests.push(request);
+            match result {
+                Ok(following) => next = following,
+                Err(error) => {
+                    report.error = Some(self.masker.text(&error));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The resource URL with the plan's instant and this target's `pathParams`, as a poll
+    /// expands it (snapshot mode: the time of the poll, in UTC).
+    fn expanded_url(&self) -> Result<Url, String> {
+        let resource = self.target.resource();
+        let (since, zone) = match &resource.dates {
+            Some(dates) => (
+                plan(self.options, resource).query_since,
+                dates.updated.zone.clone(),
+            ),
+            None => (self.options.now, crate::dates::Zone::utc()),
+        };
+        let expanded = resource
+            .url
+            .expand(since, &zone, &self.target.path_params)
+            .map_err(|error| error.to_string())?;
+        poll::resolve_url(self.target.instance.base_url.as_ref(), &expanded)
+    }
+
+    /// One page: fetch, find the records, judge them, find the next page. Fills `request`;
+    /// an error is also kept there.
+    async fn read_page(
+        &self,
+        url: &Url,
+        paginator: &mut Paginator,
+        request: &mut RequestReport,
+        report: &mut TargetReport,
+        watermark: DateTime<Utc>,
+    ) -> Result<Option<Url>, String> {
+        let instance = &self.target.instance;
+        let resource = self.target.resource();
+        let fail = |request: &mut RequestReport, error: String| {
+            request.error = Some(self.masker.text(&error));
+            Err(error)
+        };
+        let page = match self
+            .client
+            .get(url, self.session, &instance.http, self.retry)
+            .await
+        {
+            Ok(page) => page,
+            Err(error) => {
+                if let crate::http::FetchError::Status { status, .. } = &error {
+                    request.status = Some(*status);
+                }
+                return fail(request, error.to_string());
+            }
+        };
+        request.status = Some(page.status);
+        request.bytes = Some(page.body.len());
+        request.retries = page
+            .retries
+            .iter()
+            .map(|note| format!("{}, waited {:.1}s", note.cause, note.waited.as_secs_f64()))
+            .collect();
+        let body = match records::parse_body(&page) {
+            Ok(body) => body,
+            Err(error) => return fail(request, error.to_string()),
+        };
+        let found = match records::locate_records(&body, resource.records_path.as_ref()) {
+            Ok(found) => found,
+            Err(error) => return fail(request, error.to_string()),
+        };
+        request.records = Some(found.len());
+        if report.records_location.is_none() {
+            report.records_location = Some(records_location(resource, &body, found));
+        }
+        for record in found {
+            self.judge(record, report, watermark);
+        }
+        let next = match paginator.next_url(&page, &body, found.len()) {
+            Ok(next) => next,
+            Err(error) => return fail(request, error.to_string()),
+        };
+        request.next = next.as_ref().map(|next| {
+            self.masker
+                .text(&describe_next(&resource.pagination, &page, next))
+        });
+        Ok(next)
+    }
+
+    fn judge(&self, record: &Value, report: &mut TargetReport, watermark: DateTime<Utc>) {
+        let resource = self.target.resource();
+        let mut judged = inspect_record(record, resource, watermark);
+        mask_record(&mut judged, self.masker);
+        report.records_found += 1;
+        *report.outcomes.entry(judged.outcome).or_default() += 1;
+        report.date_errors += u64::from(judged.has_date_error());
+        let max = self.options.max_records;
+        if report.records.len() < max {
+            report.records.push(judged);
+        } else if judged.outcome == Outcome::Unreadable && report.more_problem_records.len() < max {
+            report.more_problem_records.push(judged);
+        }
+    }
+}
+
+/// Record values are the provider's data, not the instance's secrets, but a record may echo
+/// a credential back (a user record holding the API user's token); mask what is printed.
+fn mask_record(record: &mut RecordReport, masker: &Masker) {
+    let mask = |text: &mut Option<String>| {
+        if let Some(value) = text {
+            *value = masker.text(value);
+        }
+    };
+    mask(&mut record.id);
+    mask(&mut record.problem);
+    for date in [&mut record.updated, &mut record.created]
+        .into_iter()
+        .flatten()
+    {
+        mask(&mut date.raw);
+        mask(&mut date.error);
+    }
+}
+
+/// Where the records of `body` were found, in words.
+pub fn records_location(resource: &Resource, body: &Value, found: &Vec<Value>) -> String {
+    if let Some(path) = resource
+        .records_path
+        .as_ref()
+        .filter(|path| !path.is_empty())
+    {
+        return format!("at recordsPath `{path}`");
+    }
+    if body.is_array() {
+        return "in the response body (an array)".to_owned();
+    }
+    let member = records::DEFAULT_MEMBERS.into_iter().find(|name| {
+        body.get(*name)
+            .and_then(Value::as_array)
+            .is_some_and(|array| std::ptr::eq(array, found))
+    });
+    match member {
+        Some(member) => format!("in member `{member}` (found by default; no recordsPath)"),
+        None => "in the response".to_owned(),
+    }
+}
+
+/// How the next page was found, in words, given the page that pointed to it.
+pub fn describe_next(pagination: &Pagination, page: &Page, next: &Url) -> String {
+    let param = |name: &str| {
+        next.query_pairs()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.into_owned())
+            .unwrap_or_default()
+    };
+    match pagination {
+        Pagination::Auto { .. } if page.headers.contains_key(NEXT_PAGE_TOKEN_HEADER) => {
+            format!(
+                "page token {:?} ({NEXT_PAGE_TOKEN_HEADER} header, sent as nextPage)",
+                param("nextPage")
+            )
+        }
+        Pagination::Auto { .. } => "Link: rel=\"next\" header".to_owned(),
+        Pagination::Cursor {
+            cursor_path,
+            cursor_param,
+        } => format!(
+            "cursor {:?} from `{cursor_path}`, sent as {cursor_param}",
+            param(cursor_param)
+        ),
+        Pagination::Page { page_param } => {
+            format!("page number {page_param}={}", param(page_param))
+        }
+        Pagination::None => "none".to_owned(),
+    }
+}
+
+/// The whole trial, for `--json` and the text report.
+#[derive(Clone, Debug, Serialize)]
+pub struct TrialReport {
+    pub file: String,
+    pub instance: String,
+    pub resource: String,
+    /// "watermark" (a `datesConfiguration`) or "snapshot".
+    pub mode: &'static str,
+    /// The authentication family (never the credentials).
+    pub auth: &'static str,
+    pub id_field: String,
+    pub dates: Option<DatesShown>,
+    /// The watermark records are judged against (watermark mode).
+    pub watermark: Option<String>,
+    /// "since" (`--since`) or "first poll" (one hour before now).
+    pub watermark_from: &'static str,
+    /// The instant the URL asks from: the watermark minus `lookbackSeconds`.
+    pub query_since: Option<String>,
+    pub lookback_seconds: u64,
+    pub max_pages: u64,
+    /// The instance file's warnings (a file with errors is not tried).
+    pub findings: Vec<FindingReport>,
+    pub targets: Vec<TargetReport>,
+    /// Every request succeeded and every record was read.
+    pub ok: bool,
+}
+
+/// The dates configuration, for the report's header.
+#[derive(Clone, Debug, Serialize)]
+pub struct DatesShown {
+    pub updated_field: String,
+    pub updated_format: String,
+    pub updated_timezone: String,
+    pub created_field: Option<String>,
+    pub created_format: Option<String>,
+}
+
+impl TrialReport {
+    pub fn new(
+        file: &std::path::Path,
+        instance: &Instance,
+        resource: &Resource,
+        options: &TrialOptions,
+        findings: Vec<FindingReport>,
+        targets: Vec<TargetReport>,
+    ) -> TrialReport {
+        let plan = plan(options, resource);
+        let dates = resource.dates.as_ref().map(|dates| DatesShown {
+            updated_field: dates.updated.path.to_string(),
+            updated_format: dates.updated.format.spec().to_owned(),
+            updated_timezone: dates.updated.zone.name().to_owned(),
+            created_field: dates.created.as_ref().map(|c| c.path.to_string()),
+            created_format: dates.created.as_ref().map(|c| c.format.spec().to_owned()),
+        });
+        let watermark_mode = dates.is_some();
+        TrialReport {
+            file: file.display().to_string(),
+            instance: instance.name.clone(),
+            resource: resource.key.clone(),
+            mode: if watermark_mode {
+                "watermark"
+            } else {
+                "snapshot"
+            },
+            auth: instance.auth.kind(),
+            id_field: resource.id_field.to_string(),
+            dates,
+            watermark: watermark_mode.then(|| rfc3339(plan.watermark)),
+            watermark_from: if options.since.is_some() {
+                "since"
+            } else {
+                "first poll"
+            },
+            query_since: watermark_mode.then(|| rfc3339(plan.query_since)),
+            lookback_seconds: resource.lookback.as_secs(),
+            max_pages: options.max_pages,
+            findings,
+            ok: !targets.iter().any(TargetReport::failed),
+            targets,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::instance::{FieldPath, OtherKeys};
+    use crate::url_macros::UrlTemplate;
+    use serde_json::json;
+    use std::time::Duration;
+
+    fn resource(records_path: Option<&str>, lookback: u64) -> Resource {
+        Resource {
+            key: "contacts".into(),
+            url: UrlTemplate::parse("https://p.example/contacts").unwrap(),
+            id_field: FieldPath::parse("id"),
+            dates: None,
+            records_path: records_path.map(FieldPath::parse),
+            pagination: Pagination::default(),
+            path_params: BTreeMap::new(),
+            lookback: Duration::from_secs(lookback),
+            other_keys: OtherKeys::default(),
+        }
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn the_default_plan_is_a_first_poll_and_since_subtracts_the_lookback() {
+        let now = at("2026-03-01T10:00:00Z");
+        let mut options = TrialOptions {
+            since: None,
+            max_pages: 3,
+            max_records: 5,
+            now,
+        };
+        let first = plan(&options, &resource(None, 60));
+        assert_eq!(first.watermark, at("2026-03-01T09:00:00Z"));
+        assert_eq!(first.query_since, at("2026-03-01T09:00:00Z"));
+        options.since = Some(at("2026-02-01T00:00:00Z"));
+        let since = plan(&options, &resource(None, 60));
+        assert_eq!(since.watermark, at("2026-02-01T00:00:00Z"));
+        assert_eq!(since.query_since, at("2026-01-31T23:59:00Z"));
+    }
+
+    #[test]
+    fn records_location_names_the_path_or_the_member() {
+        let body = json!({"total": 1, "items": [{"id": 1}]});
+        let found = records::locate_records(&body, None).unwrap();
+        assert_eq!(
+            records_location(&resource(None, 0), &body, found),
+            "in member `items` (found by default; no recordsPath)"
+        );
+        let nested = json!({"response": {"people": []}});
+        let with_path = resource(Some("response.people"), 0);
+        let found = records::locate_records(&nested, with_path.records_path.as_ref()).unwrap();
+        assert_eq!(
+            records_location(&with_path, &nested, found),
+            "at recordsPath `response.people`"
+        );
+        let array = json!([]);
+        let found = records::locate_records(&array, None).unwrap();
+        assert_eq!(
+            records_location(&resource(None, 0), &array, found),
+            "in the response body (an array)"
+        );
+    }
+
+    #[test]
+    fn next_pages_are_described_by_how_they_were_found() {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(NEXT_PAGE_TOKEN_HEADER, "o/2+==".parse().unwrap());
+        let page = Page {
+            status: 200,
+            headers,
+            body: bytes::Bytes::new(),
+            date: None,
+            retries: Vec::new(),
+        };
+        let next = Url::parse("https://p.example/c?pageSize=2&nextPage=o%2F2%2B%3D%3D").unwrap();
+        assert_eq!(
+            describe_next(&Pagination::Auto { page_size: 2 }, &page, &next),
+            "page token \"o/2+==\" (elements-next-page-token header, sent as nextPage)"
+        );
+        let cursor = Pagination::Cursor {
+            cursor_path: FieldPath::parse("meta.next"),
+            cursor_param: "after".into(),
+        };
+        let next = Url::parse("https://p.example/c?after=c4").unwrap();
+        assert_eq!(
+            describe_next(&cursor, &page, &next),
+            "cursor \"c4\" from `meta.next`, sent as after"
+        );
+        let numbered = Pagination::Page {
+            page_param: "page".into(),
+        };
+        let next = Url::parse("https://p.example/c?page=3").unwrap();
+        assert_eq!(describe_next(&numbered, &page, &next), "page number page=3");
+    }
+}
