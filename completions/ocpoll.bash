@@ -558,7 +558,7 @@ _ocpoll() {
             return 0
             ;;
         ocpoll__subcmd__validate)
-            opts="-v -q -h -V --format --instances --state --config --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --format --strict --instances --state --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

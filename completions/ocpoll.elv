@@ -46,6 +46,7 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
             cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
             cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
             cand --log-format 'Log format: text for people, json for journald and log shippers'
+            cand --strict 'Treat warnings as errors (exit 1), for CI pipelines that check files before deploy'
             cand -v 'More log output (-v debug, -vv trace)'
             cand --verbose 'More log output (-v debug, -vv trace)'
             cand -q 'Less log output (-q warnings and errors only, -qq errors only)'

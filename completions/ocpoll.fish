@@ -49,6 +49,7 @@ complete -c ocpoll -n "__fish_ocpoll_using_subcommand validate" -l state -d 'Sta
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand validate" -l config -d 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]' -r -F
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand validate" -l log-format -d 'Log format: text for people, json for journald and log shippers' -r -f -a "text\t''
 json\t''"
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand validate" -l strict -d 'Treat warnings as errors (exit 1), for CI pipelines that check files before deploy'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand validate" -s v -l verbose -d 'More log output (-v debug, -vv trace)'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand validate" -s q -l quiet -d 'Less log output (-q warnings and errors only, -qq errors only)'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand validate" -s h -l help -d 'Print help (see more with \'--help\')'

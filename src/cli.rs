@@ -165,6 +165,10 @@ pub struct ValidateArgs {
     /// Output format
     #[arg(long, value_enum, default_value = "text")]
     pub format: OutputFormat,
+
+    /// Treat warnings as errors (exit 1), for CI pipelines that check files before deploy
+    #[arg(long)]
+    pub strict: bool,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@
 //! so a typo never silently falls back to a default.
 
 use crate::cli::{GlobalArgs, LogFormat};
+use crate::http::egress::{Egress, HostRule};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -20,6 +21,7 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub synchronous: Synchronous,
     pub daemon: DaemonConfig,
+    pub http: HttpConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -113,6 +115,66 @@ impl Default for DaemonConfig {
     }
 }
 
+/// `[http]`: where outbound requests may go and how much of a response ocpoll reads.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// When not empty, the only hosts, addresses and networks requests may go to.
+    #[serde(deserialize_with = "host_rules")]
+    pub allow: Vec<HostRule>,
+    /// Never sent to (wins over `allow`); link-local and metadata addresses are denied anyway.
+    #[serde(deserialize_with = "host_rules")]
+    pub deny: Vec<HostRule>,
+    /// The most body bytes one provider page may have, after decompression.
+    pub max_page_bytes: usize,
+    /// The most bytes one record's JSON may have; a larger record is a problem of that record.
+    pub max_record_bytes: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            allow: Vec::new(),
+            deny: Vec::new(),
+            max_page_bytes: 64 * 1024 * 1024,
+            max_record_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The outbound policy these settings describe.
+    pub fn egress(&self) -> std::sync::Arc<Egress> {
+        std::sync::Arc::new(Egress::new(self.allow.clone(), self.deny.clone()))
+    }
+}
+
+/// A list of host rules, or one string of comma-separated rules (what `OCPOLL_HTTP_ALLOW`
+/// holds).
+fn host_rules<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<HostRule>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Rules {
+        List(Vec<String>),
+        Text(String),
+    }
+    let texts = match Rules::deserialize(deserializer)? {
+        Rules::List(texts) => texts,
+        Rules::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|rule| !rule.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    };
+    texts
+        .iter()
+        .map(|text| text.parse().map_err(serde::de::Error::custom))
+        .collect()
+}
+
 /// The file as written. `state` is either the state file's path or a `[state]` table with
 /// `path` and `synchronous` (SPEC.md 9a shows both, which TOML cannot hold under one key).
 #[derive(Debug, Default, Deserialize)]
@@ -124,6 +186,7 @@ struct FileConfig {
     poll: PollConfig,
     delivery: DeliveryConfig,
     daemon: DaemonConfig,
+    http: HttpConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -181,6 +244,10 @@ const SECTION_KEYS: &[(&str, &[&str])] = &[
     ),
     ("state", &["synchronous"]),
     ("daemon", &["grace_seconds", "metrics_addr"]),
+    (
+        "http",
+        &["allow", "deny", "max_page_bytes", "max_record_bytes"],
+    ),
 ];
 
 /// Where ocpoll looks for its files on this platform.
@@ -259,6 +326,7 @@ impl Config {
             delivery: file.delivery,
             synchronous,
             daemon: file.daemon,
+            http: file.http,
         }
     }
 }
@@ -453,6 +521,7 @@ mod tests {
             ("poll", keys(PollConfig::default())),
             ("delivery", keys(DeliveryConfig::default())),
             ("daemon", keys(daemon)),
+            ("http", keys(HttpConfig::default())),
         ];
         for (section, fields) in sections {
             let listed = SECTION_KEYS
@@ -467,6 +536,38 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn http_rules_come_from_the_file_or_a_comma_separated_variable() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "[http]\nallow = [\"127.0.0.1/32\", \"*.example.com\"]\nmax_record_bytes = 4096\n",
+        )
+        .unwrap();
+        let file_arg = file.to_str().unwrap();
+        let config =
+            Config::load(&flags(&["--config", file_arg]), |_| None, &dirs(tmp.path())).unwrap();
+        let shown: Vec<String> = config.http.allow.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["127.0.0.1", "*.example.com"]);
+        assert_eq!(config.http.max_record_bytes, 4096);
+        assert_eq!(config.http.max_page_bytes, 64 * 1024 * 1024);
+
+        let env = |name: &str| {
+            (name == "OCPOLL_HTTP_DENY").then(|| "10.0.0.0/8, bad.example.com".to_owned())
+        };
+        let config = Config::load(&flags(&["--config", file_arg]), env, &dirs(tmp.path())).unwrap();
+        let shown: Vec<String> = config.http.deny.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "bad.example.com"]);
+
+        let env = |name: &str| (name == "OCPOLL_HTTP_ALLOW").then(|| "10.0.0.0/33".to_owned());
+        let error = Config::load(&flags(&[]), env, &dirs(tmp.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("OCPOLL_HTTP_ALLOW"), "{error}");
+        assert!(error.contains("is not a host rule"), "{error}");
     }
 
     #[test]

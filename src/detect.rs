@@ -19,6 +19,9 @@
 //!
 //! Snapshot mode (no `datesConfiguration`) compares content hashes instead:
 //! [`content_hash`] and [`snapshot_verdict`].
+//!
+//! Before any of that, [`within_size_limit`] sets aside records whose JSON is larger than
+//! `[http] max_record_bytes`: each is a [`RecordProblem::TooLarge`], reported like a bad date.
 
 use crate::dates::DateParseError;
 use crate::instance::{DateField, DatesConfig, FieldPath};
@@ -107,6 +110,11 @@ pub enum RecordProblem {
         // Boxed: the problem travels in every `Result` of `observe`, most of which are `Ok`.
         source: Box<DateParseError>,
     },
+    #[error(
+        "record {}: its JSON is larger than {limit} bytes ([http] max_record_bytes)",
+        .id.as_deref().unwrap_or("(id unreadable)")
+    )]
+    TooLarge { id: Option<String>, limit: usize },
 }
 
 impl RecordProblem {
@@ -114,9 +122,68 @@ impl RecordProblem {
     pub fn record_id(&self) -> Option<&str> {
         match self {
             RecordProblem::MissingDate { id, .. } | RecordProblem::BadDate { id, .. } => Some(id),
+            RecordProblem::TooLarge { id, .. } => id.as_deref(),
             _ => None,
         }
     }
+}
+
+/// The records of a page whose JSON (as sent on in `raw`) is at most `limit` bytes, and a
+/// problem for each of the others. A page of at most `limit` bytes cannot hold a larger record,
+/// so the common case costs nothing; otherwise each record is measured, stopping at `limit`.
+pub fn within_size_limit<'r>(
+    records: &'r [Value],
+    page_bytes: usize,
+    limit: usize,
+    id_field: &FieldPath,
+) -> (std::borrow::Cow<'r, [Value]>, Vec<RecordProblem>) {
+    use std::borrow::Cow;
+    if page_bytes <= limit {
+        return (Cow::Borrowed(records), Vec::new());
+    }
+    let too_large: Vec<bool> = records
+        .iter()
+        .map(|record| json_exceeds(record, limit))
+        .collect();
+    if !too_large.contains(&true) {
+        return (Cow::Borrowed(records), Vec::new());
+    }
+    let mut kept = Vec::new();
+    let mut problems = Vec::new();
+    for (record, large) in records.iter().zip(too_large) {
+        if large {
+            problems.push(RecordProblem::TooLarge {
+                id: record_id(record, id_field).ok(),
+                limit,
+            });
+        } else {
+            kept.push(record.clone());
+        }
+    }
+    (Cow::Owned(kept), problems)
+}
+
+/// Whether `record` written as compact JSON takes more than `limit` bytes, without writing
+/// more than `limit + 1` of them.
+fn json_exceeds(record: &Value, limit: usize) -> bool {
+    struct Counter {
+        written: usize,
+        limit: usize,
+    }
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.written = self.written.saturating_add(bytes.len());
+            if self.written > self.limit {
+                return Err(std::io::Error::other("over the limit"));
+            }
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter { written: 0, limit };
+    serde_json::to_writer(&mut counter, record).is_err()
 }
 
 /// EVENTS.md `objectId` of a record.

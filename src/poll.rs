@@ -439,8 +439,17 @@ where
                 .await?;
             let body = records::parse_body(&page)?;
             let found = records::locate_records(&body, resource.records_path.as_ref())?;
-            let staged = (self.judge_page)(self.report, page.date, found);
             let count = found.len();
+            let (found, too_large) = detect::within_size_limit(
+                found,
+                page.body.len(),
+                self.ctx.retry.max_record_bytes,
+                &resource.id_field,
+            );
+            for problem in too_large {
+                note_problem(self.report, problem.to_string());
+            }
+            let staged = (self.judge_page)(self.report, page.date, &found);
             next = paginator.next_url(&page, &body, count)?;
             self.report.pages += 1;
             self.report.records_read += count as u64;

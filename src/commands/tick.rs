@@ -131,12 +131,13 @@ async fn poll_all(
     store: Arc<Mutex<Store>>,
     instances: &[Arc<Instance>],
 ) -> Result<Vec<(PollTarget, PollReport)>, String> {
-    let client = HttpClient::new(Redirects::Follow).map_err(|error| error.to_string())?;
+    let client = HttpClient::with_egress(Redirects::Follow, config.http.egress())
+        .map_err(|error| error.to_string())?;
     let ctx = Arc::new(PollContext {
         client,
         tokens: Arc::new(StateTokens(Arc::clone(&store))),
         store: Arc::clone(&store),
-        retry: RetryPolicy::from(&config.poll),
+        retry: RetryPolicy::from_config(config),
     });
     let due = due_targets(&store, instances, args.all)?;
     let progress = Progress::new(due.len());
@@ -329,7 +330,11 @@ struct DeliverRun<'a> {
 
 impl DeliverRun<'_> {
     async fn run(&self, store: Arc<Mutex<Store>>) -> Result<DeliverySummary, DeliverError> {
-        let delivery = Arc::new(Delivery::new(store, &self.config.delivery)?);
+        let delivery = Arc::new(Delivery::with_egress(
+            store,
+            &self.config.delivery,
+            self.config.http.egress(),
+        )?);
         let deadline = tokio::time::Instant::now() + self.args.deliver_timeout;
         deliver_due(&delivery, |name| self.recipient(name), deadline).await
     }

@@ -49,11 +49,13 @@ fn try_resource(args: &TryArgs, config: &Config) -> Result<u8, Stop> {
         now,
     };
     let masker = Masker::for_instance(&instance);
-    let client = HttpClient::new(Redirects::Follow).map_err(|error| Stop {
-        code: exit::FAILURE,
-        message: error.to_string(),
-    })?;
-    let retry = RetryPolicy::from(&config.poll);
+    // The same outbound rules and size limits as `tick` and `run` (config.toml's `[http]`).
+    let client =
+        HttpClient::with_egress(Redirects::Follow, config.http.egress()).map_err(|error| Stop {
+            code: exit::FAILURE,
+            message: error.to_string(),
+        })?;
+    let retry = RetryPolicy::from_config(config);
     let targets = runtime()?.block_on(dry_run::run(
         &client,
         &retry,

@@ -1,10 +1,20 @@
 //! `ocpoll validate`: load instance files, print every finding, exit 0 or 1.
+//!
+//! Besides the file's own rules, the URLs whose host is written literally (callback, base,
+//! OAuth token, absolute resource URLs) are judged against config.toml's outbound policy
+//! (`[http] allow`/`deny`). A refused host is a warning, not an error: files are often validated
+//! on another machine than the one that runs them, with another config.toml; `--strict` makes
+//! it (and every other warning) an error where the check must hold.
 
 use crate::cli::{OutputFormat, ValidateArgs};
 use crate::commands::exit;
 use crate::config::Config;
-use crate::instance::{self, LoadedFile, SystemSecrets, UnresolvedSecrets};
+use crate::http::Egress;
+use crate::instance::{
+    self, Auth, Finding, Instance, JsonPath, LoadedFile, Severity, SystemSecrets, UnresolvedSecrets,
+};
 use std::io::Write;
+use url::Url;
 
 use std::process::ExitCode;
 
@@ -22,7 +32,19 @@ pub fn run(args: &ValidateArgs, config: &Config) -> ExitCode {
     } else {
         args.paths.clone()
     };
-    let loaded = instance::load::check_all(&paths, UnresolvedSecrets::Warn, &SystemSecrets);
+    let egress = config.http.egress();
+    let refused_hosts = |instance: &Instance| refused_hosts(instance, &egress);
+    let mut loaded = instance::load::check_all_with(
+        &paths,
+        UnresolvedSecrets::Warn,
+        &SystemSecrets,
+        &refused_hosts,
+    );
+    if args.strict {
+        for finding in loaded.iter_mut().flat_map(|file| file.findings.iter_mut()) {
+            finding.severity = Severity::Error;
+        }
+    }
     // Buffered: thousands of files print tens of thousands of lines.
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let written = match args.format {
@@ -36,6 +58,46 @@ pub fn run(args: &ValidateArgs, config: &Config) -> ExitCode {
     } else {
         ExitCode::from(exit::SUCCESS)
     }
+}
+
+/// A warning for each URL of `instance` whose literal host the outbound policy refuses.
+fn refused_hosts(instance: &Instance, egress: &Egress) -> Vec<Finding> {
+    let configuration = JsonPath::root().key("configuration");
+    let mut urls: Vec<(JsonPath, &str, Option<Url>)> = vec![
+        (
+            configuration.key("event.notification.callback.url"),
+            "notifications to it would be dead-lettered",
+            instance.callback_url.clone(),
+        ),
+        (
+            configuration.key("base.url"),
+            "polls would fail",
+            instance.base_url.clone(),
+        ),
+    ];
+    if let Auth::OAuthRefresh { token_url, .. } = &instance.auth {
+        urls.push((
+            configuration.key("oauth.token.url"),
+            "polls would fail",
+            Some(token_url.clone()),
+        ));
+    }
+    let resources = configuration.key("event.poller.configuration");
+    for resource in &instance.resources {
+        // Relative URLs go to base.url's host, judged above; macros do not touch the host.
+        let absolute = Url::parse(resource.url.raw()).ok();
+        urls.push((
+            resources.key(&resource.key).key("url"),
+            "polls would fail",
+            absolute,
+        ));
+    }
+    urls.into_iter()
+        .filter_map(|(path, consequence, url)| {
+            let blocked = egress.check_url(&url?).err()?;
+            Some(Finding::warning(path, format!("{blocked}; {consequence}")))
+        })
+        .collect()
 }
 
 fn print_text(out: &mut impl Write, loaded: &[LoadedFile]) -> std::io::Result<()> {

@@ -67,15 +67,19 @@ pub async fn serve(
     notifier: Arc<Notifier>,
 ) -> Result<(), DaemonError> {
     let store = Arc::new(Mutex::new(store));
-    let client = HttpClient::new(Redirects::Follow)
+    let client = HttpClient::with_egress(Redirects::Follow, config.http.egress())
         .map_err(|error| DaemonError::Client(error.to_string()))?;
     let ctx = Arc::new(PollContext {
         client,
         tokens: Arc::new(StateTokens(Arc::clone(&store))),
         store: Arc::clone(&store),
-        retry: RetryPolicy::from(&config.poll),
+        retry: RetryPolicy::from_config(config),
     });
-    let delivery = Arc::new(Delivery::new(Arc::clone(&store), &config.delivery)?);
+    let delivery = Arc::new(Delivery::with_egress(
+        Arc::clone(&store),
+        &config.delivery,
+        config.http.egress(),
+    )?);
     let grace = Duration::from_secs(config.daemon.grace_seconds);
     let status = status_line(&catalog);
     let (catalog_sender, catalog_receiver) = watch::channel(Arc::new(catalog));

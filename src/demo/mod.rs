@@ -7,7 +7,9 @@
 pub mod receiver;
 pub mod sample_api;
 
-use crate::config::{Config, DaemonConfig, DeliveryConfig, LogConfig, PollConfig, Synchronous};
+use crate::config::{
+    Config, DaemonConfig, DeliveryConfig, HttpConfig, LogConfig, PollConfig, Synchronous,
+};
 use crate::daemon::catalog::Catalog;
 use crate::daemon::systemd::Notifier;
 use crate::daemon::{self, Control};
@@ -167,6 +169,7 @@ fn demo_config(folder: &Path) -> Config {
             grace_seconds: 2,
             ..DaemonConfig::default()
         },
+        http: HttpConfig::default(),
     }
 }
 

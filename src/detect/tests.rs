@@ -574,3 +574,36 @@ fn event_dates_match_events_md_test_vector() {
         "2026-11-25T12:59:58.123456Z"
     );
 }
+
+// --- record size limit ----------------------------------------------------------------------
+
+#[test]
+fn records_larger_than_the_limit_are_problems_and_the_rest_pass() {
+    let small = json!({"id": "s", "note": "x"});
+    let large = json!({"id": "L", "note": "y".repeat(200)});
+    let records = vec![small.clone(), large, small.clone()];
+    // A page no larger than the limit is never measured.
+    let (kept, problems) = within_size_limit(&records, 100, 100, &id_path());
+    assert_eq!(kept.len(), 3);
+    assert!(problems.is_empty());
+
+    let (kept, problems) = within_size_limit(&records, 1_000, 100, &id_path());
+    assert_eq!(kept.as_ref(), [small.clone(), small.clone()].as_slice());
+    assert_eq!(
+        problems,
+        vec![RecordProblem::TooLarge {
+            id: Some("L".into()),
+            limit: 100
+        }]
+    );
+    assert_eq!(problems[0].record_id(), Some("L"));
+    assert_eq!(
+        problems[0].to_string(),
+        "record L: its JSON is larger than 100 bytes ([http] max_record_bytes)"
+    );
+    // Exactly at the limit is fine: `{"id":"s","note":"x"}` is 21 bytes.
+    let (kept, problems) = within_size_limit(std::slice::from_ref(&small), 1_000, 21, &id_path());
+    assert_eq!((kept.len(), problems.len()), (1, 0));
+    let (kept, problems) = within_size_limit(std::slice::from_ref(&small), 1_000, 20, &id_path());
+    assert_eq!((kept.len(), problems.len()), (0, 1));
+}

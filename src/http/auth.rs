@@ -216,6 +216,14 @@ impl AuthSession {
         }
     }
 
+    /// Where tokens come from (OAuth 2 refresh), for the outbound policy's check.
+    pub fn token_url(&self) -> Option<&Url> {
+        match &self.scheme {
+            Scheme::OAuth(oauth) => Some(&oauth.token_url),
+            Scheme::Static(_) => None,
+        }
+    }
+
     /// True when a 401 can be answered by refreshing the token (OAuth 2 refresh).
     pub fn refreshes_on_unauthorized(&self) -> bool {
         matches!(self.scheme, Scheme::OAuth(_))

@@ -1,14 +1,17 @@
 //! One provider GET with everything around it: the shared reqwest client (one per process, plus
 //! one per extra CA file), authentication, `http.headers`, timeouts, retries and the page-size
-//! limit. Whether a failure is worth another try is decided in one place, [`classify_status`] and
+//! limit, and the outbound policy (`[http] allow`/`deny`, see [`super::egress`]): the URL, the
+//! OAuth token URL and every redirect hop are checked before they are requested, and names are
+//! resolved through the policy's resolver. Whether a failure is worth another try is decided in one place, [`classify_status`] and
 //! [`classify_transport`]; how long to wait is [`RetryPolicy::backoff`] or the provider's
 //! `Retry-After`.
 //!
 //! Errors never carry credentials: header values are not printed, and transport errors drop
 //! the URL (an instance URL may carry an API key in its query).
 
-use crate::config::PollConfig;
+use crate::config::{Config, PollConfig};
 use crate::http::auth::{AuthError, AuthSession};
+use crate::http::egress::{self, Blocked, Egress, GuardedResolver, SystemResolver};
 use crate::instance::HttpOptions;
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
@@ -17,7 +20,7 @@ use reqwest::{Client, Response, StatusCode};
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use thiserror::Error;
 use url::Url;
@@ -33,8 +36,12 @@ pub struct RetryPolicy {
     /// The longest `Retry-After` honoured within a poll (default 5 minutes); a longer one fails
     /// the poll with [`FetchError::RetryAfterTooLong`] so the scheduler can wait instead.
     pub max_retry_after: Duration,
-    /// The most body bytes one page may have, after decompression (default 64 MiB).
+    /// The most body bytes one page may have, after decompression (`[http] max_page_bytes`,
+    /// default 64 MiB).
     pub max_page_bytes: usize,
+    /// The most bytes one record's JSON may have (`[http] max_record_bytes`, default 1 MiB);
+    /// the poller reports a larger record as a problem of that record.
+    pub max_record_bytes: usize,
 }
 
 impl Default for RetryPolicy {
@@ -45,6 +52,7 @@ impl Default for RetryPolicy {
             backoff_max: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(5 * 60),
             max_page_bytes: 64 * 1024 * 1024,
+            max_record_bytes: 1024 * 1024,
         }
     }
 }
@@ -62,6 +70,15 @@ impl From<&PollConfig> for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// `[poll]` retries and backoff and `[http]` size limits.
+    pub fn from_config(config: &Config) -> RetryPolicy {
+        RetryPolicy {
+            max_page_bytes: config.http.max_page_bytes,
+            max_record_bytes: config.http.max_record_bytes,
+            ..RetryPolicy::from(&config.poll)
+        }
+    }
+
     /// Exponential backoff with full jitter: a random wait between zero and
     /// `backoff_initial * 2^retry`, capped at `backoff_max`. Full jitter spreads out the polls of
     /// many instances that failed together against the same provider.
@@ -143,8 +160,10 @@ pub enum FetchError {
         "the provider asked to wait until {until} (Retry-After), longer than ocpoll waits within a poll"
     )]
     RetryAfterTooLong { until: DateTime<Utc> },
-    #[error("the response is larger than {limit} bytes; stopped reading")]
+    #[error("the response is larger than {limit} bytes ([http] max_page_bytes); stopped reading")]
     TooLarge { limit: usize },
+    #[error("{0}")]
+    Blocked(Blocked),
     #[error("{cause} after {attempts} attempt(s): {reason}")]
     Transport {
         cause: RetryCause,
@@ -189,16 +208,53 @@ fn excerpt_suffix(excerpt: &str) -> String {
 pub struct HttpClient {
     default: Client,
     redirects: Redirects,
+    egress: Arc<Egress>,
+    resolver: Arc<GuardedResolver>,
     with_extra_roots: Mutex<HashMap<PathBuf, Client>>,
 }
 
 impl HttpClient {
+    /// A client under the default outbound policy (link-local and metadata addresses denied).
     pub fn new(redirects: Redirects) -> Result<HttpClient, FetchError> {
+        HttpClient::with_egress(redirects, Arc::new(Egress::default()))
+    }
+
+    /// A client under `egress` (`Config::http.egress()`), resolving names with the system.
+    pub fn with_egress(
+        redirects: Redirects,
+        egress: Arc<Egress>,
+    ) -> Result<HttpClient, FetchError> {
+        HttpClient::with_resolver(redirects, egress, Arc::new(SystemResolver))
+    }
+
+    /// A client under `egress` that resolves names with `resolver` (tests map names to
+    /// addresses without DNS); the policy filters what `resolver` answers.
+    pub fn with_resolver(
+        redirects: Redirects,
+        egress: Arc<Egress>,
+        resolver: Arc<dyn reqwest::dns::Resolve>,
+    ) -> Result<HttpClient, FetchError> {
+        let resolver = Arc::new(GuardedResolver::new(Arc::clone(&egress), resolver));
         Ok(HttpClient {
-            default: build_client(redirects, Vec::new())?,
+            default: build_client(redirects, &egress, &resolver, Vec::new())?,
             redirects,
+            egress,
+            resolver,
             with_extra_roots: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Checks the hosts a GET will start with, before anything is sent: the page's URL and
+    /// the OAuth token URL. IP literals are judged here (no resolver sees them); names are
+    /// judged again by the resolver, on their addresses.
+    fn check_destinations(&self, url: &Url, session: &AuthSession) -> Result<(), FetchError> {
+        self.egress.check_url(url).map_err(FetchError::Blocked)?;
+        if let Some(token_url) = session.token_url() {
+            self.egress
+                .check_url(token_url)
+                .map_err(FetchError::Blocked)?;
+        }
+        Ok(())
     }
 
     /// GETs one page: authenticates, retries what is worth retrying, and reads the body up to
@@ -210,6 +266,7 @@ impl HttpClient {
         http: &HttpOptions,
         retry: &RetryPolicy,
     ) -> Result<Page, FetchError> {
+        self.check_destinations(url, session)?;
         let client = self.client_for(http.ca_file.as_deref())?;
         let extra_headers = extra_headers(http)?;
         let mut notes = Vec::new();
@@ -288,7 +345,7 @@ impl HttpClient {
         if roots.is_empty() {
             return Err(ca_error("no PEM certificate in it".into()));
         }
-        let client = build_client(self.redirects, roots)?;
+        let client = build_client(self.redirects, &self.egress, &self.resolver, roots)?;
         clients.insert(path.to_owned(), client.clone());
         Ok(client)
     }
@@ -296,15 +353,18 @@ impl HttpClient {
 
 fn build_client(
     redirects: Redirects,
+    egress: &Arc<Egress>,
+    resolver: &Arc<GuardedResolver>,
     extra_roots: Vec<reqwest::Certificate>,
 ) -> Result<Client, FetchError> {
     let policy = match redirects {
-        Redirects::Follow => reqwest::redirect::Policy::limited(10),
+        Redirects::Follow => egress.redirect_policy(10),
         Redirects::Never => reqwest::redirect::Policy::none(),
     };
     Client::builder()
         .user_agent(concat!("ocpoll/", env!("CARGO_PKG_VERSION")))
         .redirect(policy)
+        .dns_resolver(Arc::clone(resolver))
         .tls_certs_merge(extra_roots)
         .build()
         .map_err(|error| FetchError::Setup {
@@ -457,6 +517,11 @@ fn retry_after_until(header: &str, now: SystemTime) -> Option<SystemTime> {
 /// Timeouts, refused or reset connections and broken bodies are retried; anything else
 /// (a URL reqwest cannot send, a redirect loop) fails at once.
 fn classify_transport(error: &reqwest::Error) -> Attempt {
+    // Refused by the outbound policy (a name that resolved to a denied address, a redirect to
+    // one): a configuration decision, not worth a retry.
+    if let Some(blocked) = egress::find_blocked(error) {
+        return Attempt::Fail(FetchError::Blocked(blocked.clone()));
+    }
     let cause = if error.is_timeout() {
         RetryCause::Timeout
     } else if error.is_connect() {

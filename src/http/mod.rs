@@ -1,6 +1,7 @@
 //! Talking to providers: one GET of one page, with authentication, retries and limits
 //! (`client`), the five authentication families of SPEC.md section 3 (`auth`), walking from one
-//! page to the next (`paginate`) and finding the records inside a page (`records`).
+//! page to the next (`paginate`), finding the records inside a page (`records`), and where
+//! requests may go at all (`egress`: `[http] allow` and `deny`).
 //!
 //! Nothing here keeps state beyond the process except OAuth tokens, which go through the
 //! [`auth::TokenStore`] trait (the state store implements it); a crash loses at most a token,
@@ -22,10 +23,12 @@
 
 pub mod auth;
 pub mod client;
+pub mod egress;
 pub mod paginate;
 pub mod records;
 
 pub use auth::{AuthError, AuthSession, MemoryTokenStore, StoredToken, TokenStore};
 pub use client::{FetchError, HttpClient, Page, Redirects, RetryCause, RetryNote, RetryPolicy};
+pub use egress::{Blocked, Egress, HostRule};
 pub use paginate::{PaginationError, Paginator};
 pub use records::{RecordsError, extract_records, locate_records, parse_body, raw_json};

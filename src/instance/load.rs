@@ -51,7 +51,7 @@ pub fn load_all(
     unresolved: UnresolvedSecrets,
     secrets: &dyn SecretSource,
 ) -> Vec<LoadedFile> {
-    load_each(paths, unresolved, secrets, true)
+    load_each(paths, unresolved, secrets, true, None)
 }
 
 /// Like [`load_all`], but keeps only names and findings: `validate` of thousands of files then
@@ -61,7 +61,22 @@ pub fn check_all(
     unresolved: UnresolvedSecrets,
     secrets: &dyn SecretSource,
 ) -> Vec<LoadedFile> {
-    load_each(paths, unresolved, secrets, false)
+    load_each(paths, unresolved, secrets, false, None)
+}
+
+/// A check of a decoded instance that needs more than the file (`validate` judges its URLs
+/// against config.toml's outbound policy).
+pub type Inspect<'a> = &'a dyn Fn(&Instance) -> Vec<Finding>;
+
+/// Like [`check_all`], adding `inspect`'s findings for every file that decoded; their
+/// positions are looked up in the file.
+pub fn check_all_with(
+    paths: &[PathBuf],
+    unresolved: UnresolvedSecrets,
+    secrets: &dyn SecretSource,
+    inspect: Inspect<'_>,
+) -> Vec<LoadedFile> {
+    load_each(paths, unresolved, secrets, false, Some(inspect))
 }
 
 fn load_each(
@@ -69,6 +84,7 @@ fn load_each(
     unresolved: UnresolvedSecrets,
     secrets: &dyn SecretSource,
     keep_instances: bool,
+    inspect: Option<Inspect<'_>>,
 ) -> Vec<LoadedFile> {
     let mut loaded: Vec<LoadedFile> = Vec::new();
     let mut seen = std::collections::HashSet::new();
@@ -92,6 +108,13 @@ fn load_each(
                 }
             }
             let mut entry = load_file(&file, unresolved, secrets);
+            if let (Some(inspect), Some(instance)) = (inspect, &entry.instance) {
+                for mut finding in inspect(instance) {
+                    // Rare (a denied host): reading the file again for the position is fine.
+                    finding.position = position_in_file(&file, &finding.path);
+                    entry.findings.push(finding);
+                }
+            }
             if !keep_instances {
                 entry.instance = None;
             }

@@ -13,6 +13,11 @@
 //!
 //! The callback URL and signature keys come from the instance as loaded for this run, never from
 //! the state, so fixing a URL or a key and running `ocpoll outbox retry` repairs delivery.
+//!
+//! Callbacks obey the outbound policy (`[http] allow`/`deny`, [`crate::http::egress`]): an IP
+//! literal is checked before the POST, a name when it resolves. A refused callback is a
+//! configuration decision that no retry changes, so the notification is dead-lettered at once
+//! ([`AttemptOutcome::Blocked`]); fixing the URL or the policy and `ocpoll outbox retry` sends it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,6 +34,7 @@ use super::retry::{AttemptContext, AttemptOutcome, RetryAction, RetryLogic, full
 use super::sign;
 use crate::config::DeliveryConfig;
 use crate::http::client::excerpt;
+use crate::http::egress::{self, Egress, GuardedResolver, SystemResolver};
 use crate::instance::Instance;
 use crate::state::{DueNotification, StateError, Store};
 
@@ -68,17 +74,26 @@ pub struct DeliverySummary {
 /// One signed POST. Cheap to share; reqwest pools connections per host.
 pub struct Sender {
     client: reqwest::Client,
+    egress: Arc<Egress>,
 }
 
 impl Sender {
+    /// A sender under the default outbound policy (link-local and metadata addresses denied).
     pub fn new() -> Result<Sender, DeliverError> {
+        Sender::with_egress(Arc::new(Egress::default()))
+    }
+
+    /// A sender under `egress`, resolving names with the system.
+    pub fn with_egress(egress: Arc<Egress>) -> Result<Sender, DeliverError> {
+        let resolver = GuardedResolver::new(Arc::clone(&egress), Arc::new(SystemResolver));
         let client = reqwest::Client::builder()
             .user_agent(concat!("ocpoll/", env!("CARGO_PKG_VERSION")))
+            .dns_resolver(resolver)
             // A redirect would carry signed events wherever it points: never followed.
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|error| DeliverError::Client(error.to_string()))?;
-        Ok(Sender { client })
+        Ok(Sender { client, egress })
     }
 
     /// POSTs `body` (the stored bytes, unchanged) to the instance's callback, signed with its
@@ -89,6 +104,11 @@ impl Sender {
                 reason: "the instance has no callback URL".to_owned(),
             };
         };
+        if let Err(blocked) = self.egress.check_url(url) {
+            return AttemptOutcome::Blocked {
+                reason: blocked.to_string(),
+            };
+        }
         let headers = match signed_headers(instance, id, body, Utc::now().timestamp()) {
             Ok(headers) => headers,
             Err(reason) => return AttemptOutcome::Connection { reason },
@@ -188,6 +208,11 @@ fn retry_after_wait(text: &str) -> Option<Duration> {
 }
 
 fn transport_outcome(error: &reqwest::Error, timeout: Duration) -> AttemptOutcome {
+    if let Some(blocked) = egress::find_blocked(error) {
+        return AttemptOutcome::Blocked {
+            reason: blocked.to_string(),
+        };
+    }
     if error.is_timeout() {
         return AttemptOutcome::Timeout { after: timeout };
     }
@@ -255,12 +280,22 @@ pub struct Delivery {
 }
 
 impl Delivery {
+    /// Delivery under the default outbound policy.
     pub fn new(
         store: Arc<Mutex<Store>>,
         config: &DeliveryConfig,
     ) -> Result<Delivery, DeliverError> {
+        Delivery::with_egress(store, config, Arc::new(Egress::default()))
+    }
+
+    /// Delivery whose callbacks obey `egress` (`Config::http.egress()`).
+    pub fn with_egress(
+        store: Arc<Mutex<Store>>,
+        config: &DeliveryConfig,
+        egress: Arc<Egress>,
+    ) -> Result<Delivery, DeliverError> {
         Ok(Delivery {
-            sender: Sender::new()?,
+            sender: Sender::with_egress(egress)?,
             store,
             logic: RetryLogic::from(config),
             global: Arc::new(Semaphore::new(config.max_in_flight.max(1) as usize)),

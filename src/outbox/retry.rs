@@ -9,7 +9,9 @@
 //! other 4xx will not get better by repeating the same bytes: dead-letter at once. A 3xx is
 //! never followed (a redirect would send signed events wherever it points): dead-letter, naming
 //! the Location so the user can fix the callback URL. A notification is never dropped here:
-//! giving up means a dead letter that `ocpoll outbox retry` can revive.
+//! giving up means a dead letter that `ocpoll outbox retry` can revive. A callback the outbound
+//! policy refuses (`[http] allow`/`deny`) is dead-lettered at once, like a redirect: only a
+//! change of configuration helps.
 
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -33,6 +35,8 @@ pub enum AttemptOutcome {
     Timeout { after: Duration },
     /// Refused, reset or closed before an answer, or the name did not resolve.
     Connection { reason: String },
+    /// Not sent: the outbound policy (`[http] allow`/`deny`) refuses the callback's host.
+    Blocked { reason: String },
 }
 
 /// The decision.
@@ -157,6 +161,13 @@ fn classify(outcome: &AttemptOutcome, context: &AttemptContext) -> Verdict {
                 retry_after: None,
             };
         }
+        // The policy is configuration: the same bytes to the same host stay refused.
+        AttemptOutcome::Blocked { reason } => {
+            return Verdict::Permanent(format!(
+                "not sent: {reason}; fix event.notification.callback.url or [http] in \
+                 config.toml, then `ocpoll outbox retry`"
+            ));
+        }
         AttemptOutcome::Status {
             status,
             retry_after,
@@ -248,6 +259,16 @@ mod tests {
             RetryAction::DeadLetter { reason } => reason,
             other => panic!("expected a dead letter, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_blocked_callback_is_dead_lettered_at_once() {
+        let blocked = AttemptOutcome::Blocked {
+            reason: "169.254.169.254 is blocked by http.deny 169.254.0.0/16".into(),
+        };
+        let reason = dead_reason(decide(&blocked, &context(0), 1));
+        assert!(reason.contains("http.deny 169.254.0.0/16"), "{reason}");
+        assert!(reason.contains("outbox retry"), "{reason}");
     }
 
     #[test]

@@ -1,0 +1,611 @@
+//! Hardening end to end: the outbound policy (`[http] allow`/`deny` and the default denies),
+//! the page and record size limits, and `validate --strict`, with the real binary against the
+//! loopback mock provider and receiver.
+//!
+//! Nothing here may leave 127.0.0.0/8, and a refused destination must be refused before any
+//! connection is attempted. Both are checked with listeners nobody serves: a connection to a
+//! bound listener completes in the kernel whether or not it is accepted, so a listener whose
+//! queue is empty afterwards proves that nothing connected. Where the refused address is outside
+//! loopback (169.254.169.254), the binary runs with `HTTP_PROXY` pointing at such a listener on
+//! 127.0.0.1: had ocpoll tried to send the request, it would have gone there, and never out.
+
+mod support;
+mod util;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use ocpoll::http::egress::{Egress, GuardedResolver, HostRule};
+use ocpoll::http::{AuthSession, FetchError, HttpClient, MemoryTokenStore, Redirects, RetryPolicy};
+use ocpoll::instance::{Auth, HttpOptions};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+use support::mock_provider::{MockProvider, Paging};
+use support::mock_receiver::MockReceiver;
+use url::Url;
+use util::{Dir, Run};
+
+const FORMAT: &str = "yyyy-MM-dd'T'HH:mm:ss'Z'";
+
+/// A bound, never-accepted TCP listener: afterwards, [`Tripwire::connections`] says how many
+/// connections reached it.
+struct Tripwire {
+    listener: TcpListener,
+}
+
+impl Tripwire {
+    fn on(ip: &str) -> Tripwire {
+        let listener = TcpListener::bind((ip, 0)).expect("bind a loopback tripwire");
+        listener.set_nonblocking(true).expect("nonblocking");
+        Tripwire { listener }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("local addr")
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr())
+    }
+
+    fn connections(&self) -> usize {
+        std::iter::from_fn(|| self.listener.accept().ok()).count()
+    }
+}
+
+/// A test folder with config.toml, instances.d and the state, plus the mock provider.
+struct Setup {
+    dir: Dir,
+    provider: MockProvider,
+    /// Where a request would go if ocpoll sent one to a non-loopback address.
+    proxy: Tripwire,
+}
+
+impl Setup {
+    async fn new(config: &str) -> Setup {
+        Setup::with_provider(config, MockProvider::builder().start().await)
+    }
+
+    fn with_provider(config: &str, provider: MockProvider) -> Setup {
+        let dir = Dir::new();
+        dir.create(
+            "config.toml",
+            &format!(
+                "[poll]\nretries = 0\n[delivery]\nbackoff_initial_seconds = 0\n\
+                 backoff_max_seconds = 0\n{config}\n"
+            ),
+        );
+        dir.create_dir("instances.d");
+        Setup {
+            dir,
+            provider,
+            proxy: Tripwire::on("127.0.0.1"),
+        }
+    }
+
+    /// Writes `instances.d/<name>.json` polling the mock provider (or `base_url`) and
+    /// delivering to `callback`.
+    fn instance(&self, name: &str, base_url: Option<&str>, callback: &str) {
+        let base = self.provider.base_url();
+        let body = json!({"element": {"key": "crm"}, "name": name, "configuration": {
+            "base.url": base_url.unwrap_or(base.as_str()),
+            "http.timeout.seconds": 2,
+            "event.notification.enabled": true,
+            "event.notification.callback.url": callback,
+            "event.notification.timeout.seconds": 2,
+            "event.notification.batch.size": 1,
+            "event.poller.refresh_interval": 1,
+            "event.poller.configuration": {"contacts": {
+                "url": format!("/hubs/crm/contacts?where=updated_at>='${{gmtDate:{FORMAT}}}'"),
+                "idField": "id",
+                "datesConfiguration": {
+                    "updatedDateField": "updated_at",
+                    "updatedDateFormat": FORMAT,
+                    "updatedDateTimezone": "GMT"
+                }
+            }}
+        }});
+        self.dir
+            .create(format!("instances.d/{name}.json"), &body.to_string());
+    }
+
+    /// `ocpoll ARGS` with this folder's config, instances and state, and a proxy that catches
+    /// anything sent off loopback.
+    async fn ocpoll(&self, args: &[&str]) -> Run {
+        let command = self
+            .dir
+            .command()
+            .env("HTTP_PROXY", self.proxy.url())
+            .env("HTTPS_PROXY", self.proxy.url())
+            .env("NO_PROXY", "127.0.0.1,127.0.0.2,localhost")
+            .args(["--config", "config.toml", "--instances", "instances.d"])
+            .args(["--state", "state.db"])
+            .args(args);
+        tokio::task::spawn_blocking(move || command.run())
+            .await
+            .expect("the binary ran")
+    }
+
+    async fn tick(&self) -> Run {
+        self.ocpoll(&["tick", "--all", "--deliver-timeout", "10s"])
+            .await
+    }
+
+    /// A baseline tick, then one changed record per id: the next tick has events.
+    async fn baseline_then_changes(&self, ids: &[&str]) {
+        self.tick().await.assert_code(0);
+        let now = Utc::now();
+        for (n, id) in ids.iter().enumerate() {
+            let updated = now + TimeDelta::seconds(n as i64 + 1);
+            self.provider.upsert(id, updated, json!({"name": id}));
+        }
+    }
+
+    async fn status_line(&self, instance: &str) -> Value {
+        let run = self.ocpoll(&["status", "--json"]).await;
+        run.assert_code(0);
+        let lines: Vec<Value> = serde_json::from_str(&run.stdout()).expect("status JSON");
+        lines
+            .into_iter()
+            .find(|line| line["instance"] == instance)
+            .unwrap_or_else(|| panic!("no status line for {instance}\n{}", run.show()))
+    }
+
+    /// The last errors of the dead letters, oldest first.
+    async fn dead_letter_errors(&self) -> Vec<String> {
+        let run = self.ocpoll(&["outbox", "list", "--dead", "--json"]).await;
+        run.assert_code(0);
+        let rows: Vec<Value> = serde_json::from_str(&run.stdout()).expect("outbox JSON");
+        rows.iter()
+            .map(|row| row["last_error"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    fn assert_nothing_left_loopback(&self) {
+        assert_eq!(
+            self.proxy.connections(),
+            0,
+            "a request was sent towards a refused address"
+        );
+    }
+}
+
+fn watermark(line: &Value) -> Option<DateTime<Utc>> {
+    line["watermark"].as_str().map(|text| {
+        DateTime::parse_from_rfc3339(text)
+            .expect("RFC 3339 watermark")
+            .to_utc()
+    })
+}
+
+// -------------------------------------------------------------------------------------------
+// The outbound policy
+// -------------------------------------------------------------------------------------------
+
+/// The harness's own check: a request to a host outside `NO_PROXY` does reach the proxy
+/// tripwire (127.0.0.5 is loopback and allowed), so an empty tripwire elsewhere means something.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_proxy_tripwire_catches_requests_it_is_meant_to_catch() {
+    let setup = Setup::new("").await;
+    setup.instance("crm", Some("http://127.0.0.5:9"), "http://127.0.0.1:9/hook");
+    setup.tick().await.assert_code(1);
+    assert!(setup.proxy.connections() > 0, "the proxy was not used");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_at_the_metadata_address_fails_the_poll_without_a_connection() {
+    let setup = Setup::new("").await;
+    let receiver = MockReceiver::start(&[]).await;
+    setup.instance(
+        "metadata",
+        Some("http://169.254.169.254/latest/meta-data"),
+        &receiver.url(),
+    );
+    let run = setup.tick().await;
+    run.assert_code(1);
+    run.assert_stdout_contains("169.254.169.254 is blocked by http.deny 169.254.0.0/16");
+    let line = setup.status_line("metadata").await;
+    assert_eq!(line["last_result"], "failed", "{line}");
+    assert!(
+        line["last_error"]
+            .as_str()
+            .is_some_and(|error| error.contains("http.deny 169.254.0.0/16")),
+        "{line}"
+    );
+    assert_eq!(watermark(&line), None, "a refused poll sets no watermark");
+    setup.assert_nothing_left_loopback();
+    assert_eq!(receiver.request_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_callback_at_the_metadata_address_is_dead_lettered_without_a_connection() {
+    let setup = Setup::new("").await;
+    setup.instance(
+        "crm",
+        None,
+        "http://169.254.169.254/hook?token=callback-secret",
+    );
+    setup.baseline_then_changes(&["c1"]).await;
+    let run = setup.tick().await;
+    // A dead letter makes the tick exit 1 (SPEC.md 7): cron notices.
+    run.assert_code(1);
+    run.assert_stdout_contains("1 dead-lettered");
+    let errors = setup.dead_letter_errors().await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("169.254.169.254 is blocked by http.deny 169.254.0.0/16"),
+        "{errors:?}"
+    );
+    for text in [run.stdout(), run.stderr(), errors.join("\n")] {
+        assert!(
+            !text.contains("callback-secret"),
+            "the URL's query leaked: {text}"
+        );
+    }
+    setup.assert_nothing_left_loopback();
+}
+
+/// `allow = ["127.0.0.1/32"]`: localhost-only callbacks. 127.0.0.2 is loopback too, but not in
+/// the list, so nothing ever leaves the machine in this test.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_allow_list_lets_its_hosts_through_and_refuses_the_others_before_connecting() {
+    let setup = Setup::new("[http]\nallow = [\"127.0.0.1/32\"]").await;
+    let allowed = MockReceiver::start(&[]).await;
+    let elsewhere = Tripwire::on("127.0.0.2");
+    setup.instance("near", None, &allowed.url());
+    setup.instance("far", None, &format!("{}/hook", elsewhere.url()));
+    setup.baseline_then_changes(&["c1", "c2"]).await;
+    let run = setup.tick().await;
+    run.assert_code(1);
+    run.assert_stdout_contains("2 delivered");
+    assert_eq!(
+        allowed.request_count(),
+        2,
+        "the allowed receiver got both events"
+    );
+    let errors = setup.dead_letter_errors().await;
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    for error in &errors {
+        assert!(
+            error.contains("127.0.0.2 is blocked: it is not in http.allow"),
+            "{errors:?}"
+        );
+    }
+    assert_eq!(elsewhere.connections(), 0, "127.0.0.2 was connected to");
+    setup.assert_nothing_left_loopback();
+    // After fixing the policy, `outbox retry` delivers what was dead-lettered.
+    setup.dir.create(
+        "config.toml",
+        "[http]\nallow = [\"127.0.0.1/32\", \"127.0.0.2\"]\n",
+    );
+    let retry = setup.ocpoll(&["outbox", "retry", "--all-dead"]).await;
+    retry.assert_code(0);
+    // (The tripwire never answers; the attempt now reaches it, which is the point.)
+    let _ = setup.ocpoll(&["tick", "--deliver-timeout", "1s"]).await;
+    assert!(
+        elsewhere.connections() > 0,
+        "the fixed policy lets 127.0.0.2 through"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deny_rule_wins_over_the_default_allowance_of_loopback() {
+    let provider = MockProvider::builder().start().await;
+    let setup = Setup::with_provider("[http]\ndeny = [\"127.0.0.0/8\"]", provider);
+    setup.instance("crm", None, "http://127.0.0.1:9/hook");
+    let run = setup.tick().await;
+    run.assert_code(1);
+    run.assert_stdout_contains("127.0.0.1 is blocked by http.deny 127.0.0.0/8");
+    assert_eq!(setup.provider.request_count(), 0, "the provider was asked");
+}
+
+/// A redirect to the metadata address is refused at the hop, before it is followed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redirect_to_the_metadata_address_fails_the_poll() {
+    let app = axum::Router::new().fallback(|| async {
+        (
+            axum::http::StatusCode::FOUND,
+            [(
+                axum::http::header::LOCATION,
+                "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+            )],
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let redirector = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let setup = Setup::new("").await;
+    setup.instance("crm", Some(&redirector), "http://127.0.0.1:9/hook");
+    let run = setup.tick().await;
+    run.assert_code(1);
+    run.assert_stdout_contains("169.254.169.254 is blocked by http.deny 169.254.0.0/16");
+    setup.assert_nothing_left_loopback();
+}
+
+/// Names resolve through the policy: a resolver maps test names to addresses (there is no DNS
+/// here), and the client must refuse a name whose addresses are all denied before connecting.
+struct StaticResolver(HashMap<&'static str, Vec<SocketAddr>>);
+
+impl Resolve for StaticResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let addresses = self.0.get(name.as_str()).cloned().unwrap_or_default();
+        Box::pin(async move { Ok(Box::new(addresses.into_iter()) as Addrs) })
+    }
+}
+
+fn rules(texts: &[&str]) -> Vec<HostRule> {
+    texts.iter().map(|text| text.parse().unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_name_that_resolves_to_a_denied_address_is_refused_before_connecting() {
+    let internal = Tripwire::on("127.0.0.3");
+    let provider = MockProvider::builder().start().await;
+    let provider_addr = SocketAddr::new("127.0.0.1".parse().unwrap(), 0);
+    let resolver = Arc::new(StaticResolver(HashMap::from([
+        ("internal.test", vec![internal.addr()]),
+        ("provider.test", vec![provider_addr]),
+    ])));
+    let egress = Arc::new(Egress::new(Vec::new(), rules(&["127.0.0.3"])));
+    let client = HttpClient::with_resolver(Redirects::Follow, egress, resolver).unwrap();
+    let session =
+        AuthSession::new("t", &Auth::None, Arc::new(MemoryTokenStore::default())).unwrap();
+    let http = HttpOptions {
+        timeout: Duration::from_secs(2),
+        ..HttpOptions::default()
+    };
+    let retry = RetryPolicy {
+        retries: 2,
+        ..RetryPolicy::default()
+    };
+
+    let url = Url::parse(&format!(
+        "http://internal.test:{}/x",
+        internal.addr().port()
+    ))
+    .unwrap();
+    let error = client.get(&url, &session, &http, &retry).await.unwrap_err();
+    assert!(matches!(error, FetchError::Blocked(_)), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        "internal.test (resolved to 127.0.0.3) is blocked by http.deny 127.0.0.3"
+    );
+    assert_eq!(
+        internal.connections(),
+        0,
+        "a denied address was connected to"
+    );
+
+    // The same client reaches an allowed name.
+    let mut url = provider.resource_url();
+    url.set_host(Some("provider.test")).unwrap();
+    let page = client.get(&url, &session, &http, &retry).await.unwrap();
+    assert_eq!(page.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_resolver_drops_metadata_addresses_and_keeps_the_others() {
+    let metadata: SocketAddr = "169.254.169.254:80".parse().unwrap();
+    let loopback: SocketAddr = "127.0.0.1:80".parse().unwrap();
+    let inner = Arc::new(StaticResolver(HashMap::from([
+        ("metadata.test", vec![metadata]),
+        ("mixed.test", vec![metadata, loopback]),
+    ])));
+    let guarded = GuardedResolver::new(Arc::new(Egress::default()), inner);
+    let error = match guarded.resolve("metadata.test".parse().unwrap()).await {
+        Ok(_) => panic!("metadata.test resolved"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        error.starts_with(
+            "metadata.test (resolved to 169.254.169.254) is blocked by http.deny 169.254.0.0/16"
+        ),
+        "{error}"
+    );
+    let kept: Vec<SocketAddr> = match guarded.resolve("mixed.test".parse().unwrap()).await {
+        Ok(addresses) => addresses.collect(),
+        Err(error) => panic!("{error}"),
+    };
+    assert_eq!(kept, [loopback]);
+    // A denied name is not even looked up.
+    let error = match guarded
+        .resolve("metadata.google.internal".parse().unwrap())
+        .await
+    {
+        Ok(_) => panic!("metadata.google.internal resolved"),
+        Err(error) => error.to_string(),
+    };
+    assert!(
+        error.contains("http.deny metadata.google.internal"),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oauth_token_url_at_the_metadata_address_fails_the_poll() {
+    let setup = Setup::new("").await;
+    setup.instance("crm", None, "http://127.0.0.1:9/hook");
+    let path = setup.dir.join("instances.d/crm.json");
+    let mut body: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for (key, value) in [
+        ("oauth.token.url", "http://169.254.169.254/token"),
+        ("oauth.api.key", "client"),
+        ("oauth.api.secret", "client-secret-value"),
+        ("oauth.user.refresh_token", "refresh-secret-value"),
+    ] {
+        body["configuration"][key] = json!(value);
+    }
+    std::fs::write(&path, body.to_string()).unwrap();
+    let run = setup.tick().await;
+    run.assert_code(1);
+    run.assert_stdout_contains("169.254.169.254 is blocked by http.deny 169.254.0.0/16");
+    assert!(!run.stdout().contains("secret-value"), "{}", run.show());
+    assert_eq!(setup.provider.request_count(), 0);
+    setup.assert_nothing_left_loopback();
+}
+
+// -------------------------------------------------------------------------------------------
+// Size limits
+// -------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_over_max_page_bytes_fails_the_poll_and_keeps_the_watermark() {
+    let provider = MockProvider::builder().paging(Paging::None).start().await;
+    let setup = Setup::with_provider("[http]\nmax_page_bytes = 2048", provider);
+    let receiver = MockReceiver::start(&[]).await;
+    setup.instance("crm", None, &receiver.url());
+    setup.baseline_then_changes(&["c1"]).await;
+    let before = watermark(&setup.status_line("crm").await);
+    for n in 0..40 {
+        setup.provider.upsert(
+            &format!("bulk{n}"),
+            Utc::now() + TimeDelta::seconds(5),
+            json!({"name": "x".repeat(60)}),
+        );
+    }
+    let run = setup.tick().await;
+    run.assert_code(1);
+    run.assert_stdout_contains("larger than 2048 bytes ([http] max_page_bytes)");
+    let line = setup.status_line("crm").await;
+    assert_eq!(watermark(&line), before, "the watermark moved: {line}");
+    assert_eq!(receiver.request_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_over_max_record_bytes_is_a_problem_of_that_record() {
+    let setup = Setup::new("[http]\nmax_record_bytes = 200").await;
+    let receiver = MockReceiver::start(&[]).await;
+    setup.instance("crm", None, &receiver.url());
+    setup.baseline_then_changes(&[]).await;
+    let base = Utc::now();
+    setup.provider.upsert(
+        "small",
+        base + TimeDelta::seconds(1),
+        json!({"name": "Ada"}),
+    );
+    setup.provider.upsert(
+        "huge",
+        base + TimeDelta::seconds(2),
+        json!({"name": "y".repeat(500)}),
+    );
+    let run = setup.tick().await;
+    run.assert_code(0);
+    run.assert_stdout_contains(
+        "1 unreadable records, first: record huge: its JSON is larger than 200 bytes \
+         ([http] max_record_bytes)",
+    );
+    let received = receiver.received();
+    assert_eq!(received.len(), 1, "only the small record is sent");
+    assert_eq!(
+        received[0].json()["message"]["events"][0]["objectId"],
+        "small"
+    );
+    let line = setup.status_line("crm").await;
+    assert_eq!(line["last_result"], "problems", "{line}");
+    // The oversized record does not move the watermark, as an unreadable date would not.
+    let watermark = watermark(&line).expect("a watermark");
+    assert!(
+        watermark < base + TimeDelta::seconds(2),
+        "the watermark passed the oversized record: {line}"
+    );
+}
+
+// -------------------------------------------------------------------------------------------
+// validate
+// -------------------------------------------------------------------------------------------
+
+fn validate_instance(callback: &str) -> String {
+    json!({"element": {"key": "crm"}, "name": "crm", "configuration": {
+        "event.notification.enabled": true,
+        "event.notification.callback.url": callback,
+        "event.poller.refresh_interval": 15,
+        "api.key": "${env:CRM_API_KEY}",
+        "event.poller.configuration": {"contacts": {
+            "url": "http://169.254.169.254/latest/meta-data",
+            "idField": "id"
+        }}
+    }})
+    .to_string()
+}
+
+#[test]
+fn validate_warns_about_refused_hosts_and_strict_makes_warnings_errors() {
+    let dir = Dir::new();
+    dir.create("crm.json", &validate_instance("http://127.0.0.1:8080/hook"));
+    let run = dir.run(["validate", "crm.json"]);
+    run.assert_code(0);
+    run.assert_stdout_contains(
+        "configuration.event.poller.configuration.contacts.url: warning: 169.254.169.254 is \
+         blocked by http.deny 169.254.0.0/16",
+    );
+    run.assert_stdout_contains("polls would fail");
+    run.assert_stdout_contains("CRM_API_KEY");
+    assert!(
+        run.summary().ends_with("0 errors, 2 warnings"),
+        "{}",
+        run.show()
+    );
+    // The finding points at the line of the URL.
+    let line = run
+        .lines()
+        .into_iter()
+        .find(|line| line.contains("contacts.url"))
+        .unwrap();
+    assert!(line.starts_with("crm.json:1:"), "{line}");
+
+    let strict = dir.run(["validate", "--strict", "crm.json"]);
+    strict.assert_code(1);
+    assert!(!strict.stdout().contains("warning:"), "{}", strict.show());
+    assert!(
+        strict
+            .summary()
+            .ends_with("0 valid, 1 invalid; 2 errors, 0 warnings"),
+        "{}",
+        strict.show()
+    );
+    let json = dir.run(["validate", "--strict", "--format", "json", "crm.json"]);
+    json.assert_code(1);
+    assert!(json.findings().iter().all(util::Finding::is_error));
+}
+
+#[test]
+fn validate_judges_callbacks_against_the_configured_allow_list() {
+    let dir = Dir::new();
+    dir.create(
+        "config.toml",
+        "[http]\nallow = [\"127.0.0.1/32\", \"169.254.169.254\"]\n",
+    );
+    dir.create("crm.json", &validate_instance("http://127.0.0.2:8080/hook"));
+    let run = dir.run(["--config", "config.toml", "validate", "crm.json"]);
+    run.assert_code(0);
+    run.assert_stdout_contains(
+        "configuration.event.notification.callback.url: warning: 127.0.0.2 is blocked: it is \
+         not in http.allow; notifications to it would be dead-lettered",
+    );
+    // The explicit allow unlocks the metadata address.
+    assert!(
+        !run.stdout().contains("169.254.169.254 is blocked"),
+        "{}",
+        run.show()
+    );
+}
+
+#[test]
+fn strict_validation_of_clean_files_passes() {
+    let dir = Dir::new();
+    let clean = json!({"element": {"key": "crm"}, "name": "crm", "configuration": {
+        "event.notification.enabled": true,
+        "event.notification.callback.url": "http://127.0.0.1:8080/hook",
+        "event.poller.refresh_interval": 15,
+        "event.poller.configuration": {"contacts": {
+            "url": "http://127.0.0.1:8081/contacts",
+            "idField": "id"
+        }}
+    }});
+    dir.create("crm.json", &clean.to_string());
+    let run = dir.run(["validate", "--strict", "crm.json"]);
+    run.assert_code(0);
+    run.assert_stdout_contains("crm.json: OK");
+}
