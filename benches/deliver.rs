@@ -40,11 +40,14 @@ mod bulk_provider;
 mod mock_provider;
 #[path = "../tests/support/mock_receiver.rs"]
 mod mock_receiver;
+#[path = "support/process.rs"]
+mod process;
 
 use bulk_provider::BulkServer;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use mock_provider::{MockProvider, Paging};
 use mock_receiver::{MockReceiver, Received};
+use process::{isolate, memory_kib, write_report};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -131,12 +134,7 @@ fn main() {
         "floor_rss_mib": FLOOR_RSS_MIB,
         "goal_rss_mib": GOAL_RSS_MIB,
     });
-    let out = target_dir(&binary).join("bench");
-    std::fs::create_dir_all(&out).expect("create target/bench");
-    let file = out.join("deliver.json");
-    std::fs::write(&file, serde_json::to_string_pretty(&report).unwrap() + "\n")
-        .expect("write deliver.json");
-    println!("written to {}", file.display());
+    write_report(&binary, "deliver", &report);
 }
 
 /// A runtime for one scenario's mock servers; dropping it stops them and frees what they
@@ -713,6 +711,7 @@ fn run_tick(
     let load_before = load_average();
     let bench_cpu_before = own_cpu_seconds();
     let started = Instant::now();
+    isolate(&mut command, dir);
     let mut child = command
         .args([
             "--instances",
@@ -724,12 +723,6 @@ fn run_tick(
             "tick",
             "--all",
         ])
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", dir)
-        .env("XDG_CONFIG_HOME", dir.join("config"))
-        .env("XDG_STATE_HOME", dir.join("state"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&stderr_path).unwrap())
@@ -872,16 +865,6 @@ fn sample(
     sampled
 }
 
-/// VmHWM (peak resident set since exec) and VmRSS of a live process, in KiB.
-fn memory_kib(pid: libc::pid_t) -> Option<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| -> Option<u64> {
-        let line = status.lines().find(|line| line.starts_with(name))?;
-        line.split_whitespace().nth(1)?.parse().ok()
-    };
-    Some((field("VmHWM:")?, field("VmRSS:")?))
-}
-
 /// Updates each live thread's (run, wait) nanoseconds from /proc/PID/task/TID/schedstat; a
 /// thread that ended keeps its last reading (at most 20 ms short).
 fn read_schedstat(pid: libc::pid_t, threads: &mut HashMap<String, (u64, u64)>) {
@@ -929,13 +912,4 @@ fn bench_dir(name: &str) -> tempfile::TempDir {
 
 fn whole_millis(instant: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(instant.timestamp_millis()).unwrap_or(instant)
-}
-
-/// `target/` of this build: the binary lives in `target/<profile>/ocpoll`.
-fn target_dir(binary: &Path) -> PathBuf {
-    binary
-        .parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("target"))
 }

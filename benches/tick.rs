@@ -23,6 +23,8 @@
 mod bulk_provider;
 #[path = "../tests/support/mock_provider.rs"]
 mod mock_provider;
+#[path = "support/process.rs"]
+mod process;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -32,6 +34,7 @@ use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use mock_provider::{MockProvider, Paging};
 use ocpoll::config::Synchronous;
 use ocpoll::state::{OutboxFilter, Store};
+use process::{isolate, write_report};
 use serde_json::json;
 use std::collections::HashMap;
 use std::fs::File;
@@ -70,12 +73,7 @@ fn main() {
         "budget_fleet_seconds": FLEET_BUDGET.as_secs_f64(),
         "budget_rss_mib": RSS_BUDGET_MIB,
     });
-    let out = target_dir(&binary).join("bench");
-    std::fs::create_dir_all(&out).expect("create target/bench");
-    let file = out.join("tick.json");
-    std::fs::write(&file, serde_json::to_string_pretty(&report).unwrap() + "\n")
-        .expect("write tick.json");
-    println!("written to {}", file.display());
+    write_report(&binary, "tick", &report);
 }
 
 // -------------------------------------------------------------------------------------------
@@ -660,6 +658,7 @@ fn run_tick(binary: &Path, dir: &Path, label: &str, progress: &Progress<'_>) -> 
     } else if !wrapper.is_empty() {
         command.arg(binary);
     }
+    isolate(&mut command, dir);
     let started = Instant::now();
     let child = command
         .args([
@@ -670,12 +669,6 @@ fn run_tick(binary: &Path, dir: &Path, label: &str, progress: &Progress<'_>) -> 
             "tick",
             "--all",
         ])
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", dir)
-        .env("XDG_CONFIG_HOME", dir.join("config"))
-        .env("XDG_STATE_HOME", dir.join("state"))
         .envs(std::env::vars().filter(|(name, _)| name.starts_with("OCPOLL_")))
         .stdin(Stdio::null())
         .stdout(File::create(&stdout_path).unwrap())
@@ -813,13 +806,4 @@ fn whole_millis(instant: DateTime<Utc>) -> DateTime<Utc> {
 
 fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "MISSED" }
-}
-
-/// `target/` of this build: the binary lives in `target/<profile>/ocpoll`.
-fn target_dir(binary: &Path) -> PathBuf {
-    binary
-        .parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("target"))
 }

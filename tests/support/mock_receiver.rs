@@ -253,7 +253,7 @@ fn header_text<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
 }
 
 /// `sha256=<base64 HMAC of the body>` with the first key's UTF-8 bytes.
-fn verify_elements(keys: &[String], headers: &HeaderMap, body: &[u8]) -> Option<bool> {
+pub fn verify_elements(keys: &[String], headers: &HeaderMap, body: &[u8]) -> Option<bool> {
     let sent = header_text(headers, "elements-webhook-signature")?;
     let key = keys.first()?;
     let expected = format!("sha256={}", hmac_base64(key.as_bytes(), &[body]));
@@ -261,7 +261,7 @@ fn verify_elements(keys: &[String], headers: &HeaderMap, body: &[u8]) -> Option<
 }
 
 /// One `v1,<sig>` per key, in order, over `id.timestamp.body`; `whsec_` keys are base64.
-fn verify_standard(keys: &[String], headers: &HeaderMap, body: &[u8]) -> Option<bool> {
+pub fn verify_standard(keys: &[String], headers: &HeaderMap, body: &[u8]) -> Option<bool> {
     let sent = header_text(headers, "webhook-signature")?;
     let (Some(id), Some(timestamp)) = (
         header_text(headers, "webhook-id"),
