@@ -15,9 +15,10 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 
 /// The interval assumed for an instance without one (validate reports it missing when events
@@ -46,15 +47,6 @@ pub fn run(args: &TickArgs, config: &Config) -> ExitCode {
         Err(stop) => return stop.print(),
     };
     let store = Arc::new(Mutex::new(store));
-    let results = match runtime.block_on(poll_all(config, args, Arc::clone(&store), &instances)) {
-        Ok(results) => results,
-        Err(message) => {
-            eprintln!("ocpoll: {message}");
-            return ExitCode::from(exit::CONFIG);
-        }
-    };
-    let failed = results.iter().any(|(_, report)| report.error.is_some());
-    print_summary(&results, &config.state);
     let deliver = DeliverRun {
         args,
         config,
@@ -64,7 +56,27 @@ pub fn run(args: &TickArgs, config: &Config) -> ExitCode {
             .collect(),
         invalid_names: &invalid_names,
     };
-    let dead_lettered = match runtime.block_on(deliver.run(store)) {
+    // Delivery starts with the first commit rather than after the last poll: the two overlap,
+    // as in the daemon.
+    let polling = Polling::default();
+    let (polled, delivered) = runtime.block_on(async {
+        let polls = async {
+            let results = poll_all(config, args, Arc::clone(&store), &instances, &polling).await;
+            polling.finished();
+            results
+        };
+        tokio::join!(polls, deliver.run(Arc::clone(&store), &polling))
+    });
+    let results = match polled {
+        Ok(results) => results,
+        Err(message) => {
+            eprintln!("ocpoll: {message}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    let failed = results.iter().any(|(_, report)| report.error.is_some());
+    print_summary(&results, &config.state);
+    let dead_lettered = match delivered {
         Ok(summary) => {
             print_delivery_summary(&summary);
             summary.dead_lettered > 0
@@ -130,6 +142,7 @@ async fn poll_all(
     args: &TickArgs,
     store: Arc<Mutex<Store>>,
     instances: &[Arc<Instance>],
+    polling: &Polling,
 ) -> Result<Vec<(PollTarget, PollReport)>, String> {
     let client = HttpClient::with_egress(Redirects::Follow, config.http.egress())
         .map_err(|error| error.to_string())?;
@@ -159,6 +172,7 @@ async fn poll_all(
             results.push(finished.map_err(|error| format!("a poll stopped: {error}"))?);
         }
         let (ctx, bar) = (Arc::clone(&ctx), progress.bar(&target));
+        let committed = Arc::clone(&polling.committed);
         tasks.spawn(async move {
             let _global = global;
             let _host = host.acquire_owned().await.ok();
@@ -169,6 +183,7 @@ async fn poll_all(
                 }
             };
             let report = poll::run(&ctx, &target, interval, &update).await;
+            committed.notify_one();
             if let Some(bar) = bar {
                 bar.finish_and_clear();
             }
@@ -315,8 +330,27 @@ fn result_text(report: &PollReport) -> String {
 }
 
 // -------------------------------------------------------------------------------------------
-// Delivery after polling
+// Delivery beside polling
 // -------------------------------------------------------------------------------------------
+
+/// What delivery needs to know of the polls running beside it.
+#[derive(Default)]
+struct Polling {
+    /// Woken when a poll ends (committed or failed) and when the last one has ended.
+    committed: Arc<Notify>,
+    finished: AtomicBool,
+}
+
+impl Polling {
+    fn finished(&self) {
+        self.finished.store(true, Ordering::SeqCst);
+        self.committed.notify_one();
+    }
+
+    fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::SeqCst)
+    }
+}
 
 /// What the delivery part of a tick needs to know about this run.
 struct DeliverRun<'a> {
@@ -329,14 +363,29 @@ struct DeliverRun<'a> {
 }
 
 impl DeliverRun<'_> {
-    async fn run(&self, store: Arc<Mutex<Store>>) -> Result<DeliverySummary, DeliverError> {
+    /// Delivery passes while the polls run, each woken by a poll's end, then one last pass
+    /// after the last poll, which gets the whole `--deliver-timeout`.
+    async fn run(
+        &self,
+        store: Arc<Mutex<Store>>,
+        polling: &Polling,
+    ) -> Result<DeliverySummary, DeliverError> {
         let delivery = Arc::new(Delivery::with_egress(
             store,
             &self.config.delivery,
             self.config.http.egress(),
         )?);
-        let deadline = tokio::time::Instant::now() + self.args.deliver_timeout;
-        deliver_due(&delivery, |name| self.recipient(name), deadline).await
+        let mut total = DeliverySummary::default();
+        loop {
+            let last = polling.is_finished();
+            let deadline = tokio::time::Instant::now() + self.args.deliver_timeout;
+            let pass = deliver_due(&delivery, |name| self.recipient(name), deadline).await?;
+            total.absorb(pass);
+            if last {
+                return Ok(total);
+            }
+            polling.committed.notified().await;
+        }
     }
 
     /// Where `name`'s notifications go in this tick; `None` when `--instance` left it out.

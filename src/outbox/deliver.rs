@@ -71,6 +71,21 @@ pub struct DeliverySummary {
     pub held: Vec<(String, String)>,
 }
 
+impl DeliverySummary {
+    /// Adds a later pass: counts add up, `pending` is the later one's, held instances once.
+    pub fn absorb(&mut self, later: DeliverySummary) {
+        self.delivered += later.delivered;
+        self.dead_lettered += later.dead_lettered;
+        self.pending = later.pending;
+        for held in later.held {
+            if !self.held.iter().any(|(name, _)| *name == held.0) {
+                self.held.push(held);
+            }
+        }
+        self.held.sort();
+    }
+}
+
 /// One signed POST. Cheap to share; reqwest pools connections per host.
 pub struct Sender {
     client: reqwest::Client,
