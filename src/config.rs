@@ -101,7 +101,8 @@ pub enum Synchronous {
 #[serde(default, deny_unknown_fields)]
 pub struct DaemonConfig {
     pub grace_seconds: u64,
-    pub metrics_addr: Option<String>,
+    /// Where `ocpoll run` serves /metrics, /healthz and /readyz (none: not served).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl Default for DaemonConfig {
@@ -445,7 +446,7 @@ mod tests {
             value.as_table().unwrap().keys().cloned().collect()
         }
         let daemon = DaemonConfig {
-            metrics_addr: Some("127.0.0.1:9464".to_owned()),
+            metrics_addr: Some(([127, 0, 0, 1], 9464).into()),
             ..DaemonConfig::default()
         };
         let sections = [

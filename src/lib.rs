@@ -18,6 +18,7 @@ pub mod demo;
 pub mod detect;
 pub mod http;
 pub mod instance;
+pub mod metrics;
 pub mod outbox;
 pub mod poll;
 pub mod state;
