@@ -3,36 +3,39 @@
 //! ([`crate::daemon::metrics_server`]). `tick` and the demo keep none.
 //!
 //! Every name starts with `ocpoll_`. Labels are instance names and resource keys only, never
-//! URLs, headers or anything from a secret. A resource fanned out by `pathParams` is one series:
+//! URLs, headers or anything from a secret. The instance label is `instance_name`: Prometheus
+//! gives every scraped series an `instance` label of its own (the target's address), and a
+//! clash would rename ours to `exported_instance`. A resource fanned out by `pathParams` is one series:
 //! its values' counts add up, and its watermark lag is the oldest of them (pathParams values
 //! can be addresses or ids a user would not put on a dashboard).
 //!
 //! Counters, incremented where things happen (they restart from 0 with the process):
-//! - `ocpoll_polls_total{instance, resource, result}`: finished polls; `result` is `ok`,
+//! - `ocpoll_polls_total{instance_name, resource, result}`: finished polls; `result` is `ok`,
 //!   `baseline` (a resource's first poll: no events) or `failed` (the watermark did not move).
-//! - `ocpoll_records_read_total{instance, resource}`: records read from providers (also by
-//!   polls that failed later, so a failing resource's re-reads show).
-//! - `ocpoll_records_unreadable_total{instance, resource}`: records skipped because their id or
-//!   date could not be read (a date format that does not match, usually).
-//! - `ocpoll_events_total{instance, resource, type}`: events committed to the outbox; `type` is
-//!   `CREATED`, `UPDATED` or `DELETED`.
-//! - `ocpoll_notifications_delivered_total{instance}`: notifications acknowledged with a 2xx.
-//! - `ocpoll_notifications_failed_total{instance}`: failed attempts with a retry scheduled.
-//! - `ocpoll_notifications_dead_lettered_total{instance}`: notifications given up on.
-//! - `ocpoll_http_responses_total{side, instance, code}`: HTTP statuses received; `side` is
-//!   `provider` (every page request, retries included) or `receiver` (every delivery attempt).
+//! - `ocpoll_records_read_total{instance_name, resource}`: records read from providers (also
+//!   by polls that failed later, so a failing resource's re-reads show).
+//! - `ocpoll_records_unreadable_total{instance_name, resource}`: records skipped because their
+//!   id or date could not be read (a date format that does not match, usually).
+//! - `ocpoll_events_total{instance_name, resource, type}`: events committed to the outbox;
+//!   `type` is `CREATED`, `UPDATED` or `DELETED`.
+//! - `ocpoll_notifications_delivered_total{instance_name}`: acknowledged with a 2xx.
+//! - `ocpoll_notifications_failed_total{instance_name}`: failed attempts, a retry scheduled.
+//! - `ocpoll_notifications_dead_lettered_total{instance_name}`: notifications given up on.
+//! - `ocpoll_http_responses_total{side, instance_name, code}`: HTTP statuses received; `side`
+//!   is `provider` (every page request, retries included) or `receiver` (every attempt).
 //!
 //! Histograms, without labels (per resource they would multiply the series by the buckets):
 //! - `ocpoll_poll_duration_seconds`: how long each poll took, first request to commit.
-//! - `ocpoll_delivery_latency_seconds`: from a notification's entry into the outbox (its
-//!   poll's commit) to its receiver's 2xx, retries included.
+//! - `ocpoll_delivery_latency_seconds`: from a notification's outbox time (`created_at`, which
+//!   the poll that committed it sets to its own start) to the receiver's 2xx, retries included.
 //!
 //! Gauges read from the state file at each scrape, so they are right after `ocpoll outbox
 //! retry`, a restart or a `state reset` from another process:
-//! - `ocpoll_outbox_pending_notifications{instance}` and `ocpoll_outbox_dead_letters{instance}`.
-//! - `ocpoll_outbox_oldest_pending_age_seconds{instance}`: 0 when nothing is pending.
-//! - `ocpoll_watermark_lag_seconds{instance, resource}`: now minus the watermark. The watermark
-//!   is the provider's newest change, so this includes time in which nothing changed.
+//! - `ocpoll_outbox_pending_notifications{instance_name}`,
+//!   `ocpoll_outbox_dead_letters{instance_name}`.
+//! - `ocpoll_outbox_oldest_pending_age_seconds{instance_name}`: 0 when nothing is pending.
+//! - `ocpoll_watermark_lag_seconds{instance_name, resource}`: now minus the watermark. The
+//!   watermark is the provider's newest change, so this includes time in which nothing changed.
 //!
 //! Instances polled now and instances with notifications in the outbox get outbox gauges
 //! (zeros included, so a graph has no gaps); watermark lag is for resources polled now only.
@@ -73,25 +76,25 @@ const DELIVERY_LATENCY_BUCKETS: [f64; 16] = [
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InstanceLabels {
-    instance: String,
+    instance_name: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResourceLabels {
-    instance: String,
+    instance_name: String,
     resource: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PollLabels {
-    instance: String,
+    instance_name: String,
     resource: String,
     result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EventLabels {
-    instance: String,
+    instance_name: String,
     resource: String,
     r#type: &'static str,
 }
@@ -99,7 +102,7 @@ struct EventLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
     side: &'static str,
-    instance: String,
+    instance_name: String,
     code: u16,
 }
 
@@ -224,7 +227,7 @@ impl Metrics {
         );
         r.register_with_unit(
             "delivery_latency",
-            "From a notification's entry into the outbox to its receiver's 2xx",
+            "From a notification's outbox time (its poll's start) to its receiver's 2xx",
             Unit::Seconds,
             self.delivery_latency.clone(),
         );
@@ -268,7 +271,7 @@ impl Metrics {
         };
         self.polls
             .get_or_create(&PollLabels {
-                instance: key.instance.clone(),
+                instance_name: key.instance.clone(),
                 resource: key.resource.clone(),
                 result,
             })
@@ -286,7 +289,7 @@ impl Metrics {
             for (event_type, count) in &report.events_by_type {
                 self.events
                     .get_or_create(&EventLabels {
-                        instance: key.instance.clone(),
+                        instance_name: key.instance.clone(),
                         resource: key.resource.clone(),
                         r#type: event_type.as_str(),
                     })
@@ -298,7 +301,7 @@ impl Metrics {
     /// Counts what one delivery attempt to `instance`'s receiver came to.
     pub fn delivery(&self, instance: &str, outcome: Delivered) {
         let labels = InstanceLabels {
-            instance: instance.to_owned(),
+            instance_name: instance.to_owned(),
         };
         match outcome {
             Delivered::Acknowledged { latency } => {
@@ -319,7 +322,7 @@ impl Metrics {
         self.http_responses
             .get_or_create(&HttpLabels {
                 side: side.as_str(),
-                instance: instance.to_owned(),
+                instance_name: instance.to_owned(),
                 code,
             })
             .inc();
@@ -334,7 +337,7 @@ impl Metrics {
         self.watermark_lag.clear();
         for (instance, outbox) in &view.outbox {
             let labels = InstanceLabels {
-                instance: instance.clone(),
+                instance_name: instance.clone(),
             };
             let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
             self.outbox_pending
@@ -350,7 +353,7 @@ impl Metrics {
         for ((instance, resource), lag) in &view.watermark_lag_seconds {
             self.watermark_lag
                 .get_or_create(&ResourceLabels {
-                    instance: instance.clone(),
+                    instance_name: instance.clone(),
                     resource: resource.clone(),
                 })
                 .set(*lag);
@@ -367,7 +370,7 @@ impl Metrics {
 
 fn resource_labels(key: &ResourceKey) -> ResourceLabels {
     ResourceLabels {
-        instance: key.instance.clone(),
+        instance_name: key.instance.clone(),
         resource: key.resource.clone(),
     }
 }

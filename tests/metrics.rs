@@ -232,26 +232,28 @@ async fn scrape_until(
     }
 }
 
-const POLLS_OK: &str = r#"ocpoll_polls_total{instance="crm",resource="contacts",result="ok"}"#;
+const POLLS_OK: &str = r#"ocpoll_polls_total{instance_name="crm",resource="contacts",result="ok"}"#;
 const BASELINES: &str =
-    r#"ocpoll_polls_total{instance="crm",resource="contacts",result="baseline"}"#;
-const RECORDS: &str = r#"ocpoll_records_read_total{instance="crm",resource="contacts"}"#;
-const CREATED: &str = r#"ocpoll_events_total{instance="crm",resource="contacts",type="CREATED"}"#;
-const UPDATED: &str = r#"ocpoll_events_total{instance="crm",resource="contacts",type="UPDATED"}"#;
-const DELIVERED: &str = r#"ocpoll_notifications_delivered_total{instance="crm"}"#;
-const FAILED: &str = r#"ocpoll_notifications_failed_total{instance="crm"}"#;
-const DEAD_LETTERED: &str = r#"ocpoll_notifications_dead_lettered_total{instance="crm"}"#;
+    r#"ocpoll_polls_total{instance_name="crm",resource="contacts",result="baseline"}"#;
+const RECORDS: &str = r#"ocpoll_records_read_total{instance_name="crm",resource="contacts"}"#;
+const CREATED: &str =
+    r#"ocpoll_events_total{instance_name="crm",resource="contacts",type="CREATED"}"#;
+const UPDATED: &str =
+    r#"ocpoll_events_total{instance_name="crm",resource="contacts",type="UPDATED"}"#;
+const DELIVERED: &str = r#"ocpoll_notifications_delivered_total{instance_name="crm"}"#;
+const FAILED: &str = r#"ocpoll_notifications_failed_total{instance_name="crm"}"#;
+const DEAD_LETTERED: &str = r#"ocpoll_notifications_dead_lettered_total{instance_name="crm"}"#;
 const LATENCY_COUNT: &str = "ocpoll_delivery_latency_seconds_count";
-const PENDING: &str = r#"ocpoll_outbox_pending_notifications{instance="crm"}"#;
-const DEAD_LETTERS: &str = r#"ocpoll_outbox_dead_letters{instance="crm"}"#;
-const OLDEST_AGE: &str = r#"ocpoll_outbox_oldest_pending_age_seconds{instance="crm"}"#;
-const LAG: &str = r#"ocpoll_watermark_lag_seconds{instance="crm",resource="contacts"}"#;
+const PENDING: &str = r#"ocpoll_outbox_pending_notifications{instance_name="crm"}"#;
+const DEAD_LETTERS: &str = r#"ocpoll_outbox_dead_letters{instance_name="crm"}"#;
+const OLDEST_AGE: &str = r#"ocpoll_outbox_oldest_pending_age_seconds{instance_name="crm"}"#;
+const LAG: &str = r#"ocpoll_watermark_lag_seconds{instance_name="crm",resource="contacts"}"#;
 const PROVIDER_200: &str =
-    r#"ocpoll_http_responses_total{side="provider",instance="crm",code="200"}"#;
+    r#"ocpoll_http_responses_total{side="provider",instance_name="crm",code="200"}"#;
 const RECEIVER_200: &str =
-    r#"ocpoll_http_responses_total{side="receiver",instance="crm",code="200"}"#;
+    r#"ocpoll_http_responses_total{side="receiver",instance_name="crm",code="200"}"#;
 const RECEIVER_503: &str =
-    r#"ocpoll_http_responses_total{side="receiver",instance="crm",code="503"}"#;
+    r#"ocpoll_http_responses_total{side="receiver",instance_name="crm",code="503"}"#;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn counters_move_as_records_change_and_no_secret_or_url_is_scraped() {

@@ -50,7 +50,7 @@ fn polls_count_by_result_with_their_records_and_events() {
     metrics.poll_finished(&crm, &failed, Duration::from_secs(1));
 
     let text = metrics.encode().unwrap();
-    let labels = r#"instance="crm",resource="contacts""#;
+    let labels = r#"instance_name="crm",resource="contacts""#;
     for (result, count) in [("ok", 1.0), ("baseline", 1.0), ("failed", 1.0)] {
         let series = format!(r#"ocpoll_polls_total{{{labels},result="{result}"}}"#);
         assert_eq!(sample(&text, &series), Some(count), "{series} in\n{text}");
@@ -79,7 +79,7 @@ fn fanned_out_resources_are_one_series() {
     metrics.poll_finished(&key("g", "cal/{id}", "id=a"), &report, Duration::ZERO);
     metrics.poll_finished(&key("g", "cal/{id}", "id=b"), &report, Duration::ZERO);
     let text = metrics.encode().unwrap();
-    let series = r#"ocpoll_polls_total{instance="g",resource="cal/{id}",result="ok"}"#;
+    let series = r#"ocpoll_polls_total{instance_name="g",resource="cal/{id}",result="ok"}"#;
     assert_eq!(sample(&text, series), Some(2.0), "{text}");
     assert!(!text.contains("id=a"), "{text}");
 }
@@ -100,16 +100,19 @@ fn delivery_outcomes_and_latency() {
     let text = metrics.encode().unwrap();
     for (name, value) in [
         (
-            r#"ocpoll_notifications_delivered_total{instance="crm"}"#,
-            1.0,
-        ),
-        (r#"ocpoll_notifications_failed_total{instance="crm"}"#, 1.0),
-        (
-            r#"ocpoll_notifications_dead_lettered_total{instance="crm"}"#,
+            r#"ocpoll_notifications_delivered_total{instance_name="crm"}"#,
             1.0,
         ),
         (
-            r#"ocpoll_http_responses_total{side="receiver",instance="crm",code="503"}"#,
+            r#"ocpoll_notifications_failed_total{instance_name="crm"}"#,
+            1.0,
+        ),
+        (
+            r#"ocpoll_notifications_dead_lettered_total{instance_name="crm"}"#,
+            1.0,
+        ),
+        (
+            r#"ocpoll_http_responses_total{side="receiver",instance_name="crm",code="503"}"#,
             2.0,
         ),
         ("ocpoll_delivery_latency_seconds_count", 1.0),
@@ -132,7 +135,9 @@ async fn provider_statuses_count_inside_an_observed_poll_only() {
     observe_provider(None, "crm", async { provider_status(500) }).await;
     let text = metrics.encode().unwrap();
     let series = |code| {
-        format!(r#"ocpoll_http_responses_total{{side="provider",instance="crm",code="{code}"}}"#)
+        format!(
+            r#"ocpoll_http_responses_total{{side="provider",instance_name="crm",code="{code}"}}"#
+        )
     };
     assert_eq!(sample(&text, &series(429)), Some(1.0), "{text}");
     assert_eq!(sample(&text, &series(200)), Some(1.0), "{text}");
@@ -229,7 +234,7 @@ fn state_gauges_are_replaced_at_each_scrape() {
     assert_eq!(
         sample(
             &text,
-            r#"ocpoll_outbox_pending_notifications{instance="gone"}"#
+            r#"ocpoll_outbox_pending_notifications{instance_name="gone"}"#
         ),
         Some(4.0),
         "{text}"
@@ -237,7 +242,7 @@ fn state_gauges_are_replaced_at_each_scrape() {
     assert_eq!(
         sample(
             &text,
-            r#"ocpoll_outbox_oldest_pending_age_seconds{instance="gone"}"#
+            r#"ocpoll_outbox_oldest_pending_age_seconds{instance_name="gone"}"#
         ),
         Some(12.5),
         "{text}"
@@ -245,7 +250,7 @@ fn state_gauges_are_replaced_at_each_scrape() {
     assert_eq!(
         sample(
             &text,
-            r#"ocpoll_watermark_lag_seconds{instance="gone",resource="contacts"}"#
+            r#"ocpoll_watermark_lag_seconds{instance_name="gone",resource="contacts"}"#
         ),
         Some(7.0),
         "{text}"
