@@ -495,3 +495,47 @@ mod tests {
         assert!(error.contains("many"), "{error}");
     }
 }
+
+#[cfg(test)]
+mod metrics_addr_tests {
+    use super::*;
+    use clap::Parser;
+
+    fn load(file: &str, env: Option<&str>) -> Result<Config, ConfigError> {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("c.toml");
+        std::fs::write(&path, file).unwrap();
+        let argv = ["ocpoll", "--config", path.to_str().unwrap(), "status"];
+        let flags = crate::cli::Cli::try_parse_from(argv).unwrap().global;
+        let dirs = PlatformDirs {
+            config_dir: tmp.path().join("config"),
+            state_dir: tmp.path().join("state"),
+        };
+        Config::load(
+            &flags,
+            |name| {
+                env.filter(|_| name == "OCPOLL_DAEMON_METRICS_ADDR")
+                    .map(str::to_owned)
+            },
+            &dirs,
+        )
+    }
+
+    #[test]
+    fn metrics_addr_is_a_socket_address_from_the_file_or_the_environment() {
+        let config = load("[daemon]\nmetrics_addr = \"127.0.0.1:9464\"\n", None).unwrap();
+        assert_eq!(
+            config.daemon.metrics_addr,
+            Some(([127, 0, 0, 1], 9464).into())
+        );
+        let config = load("", Some("[::1]:9000")).unwrap();
+        assert_eq!(config.daemon.metrics_addr.map(|a| a.port()), Some(9000));
+
+        let error = load("", Some("localhost")).unwrap_err().to_string();
+        assert!(error.contains("OCPOLL_DAEMON_METRICS_ADDR"), "{error}");
+        let error = load("[daemon]\nmetrics_addr = \"9464\"\n", None)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("socket address"), "{error}");
+    }
+}
