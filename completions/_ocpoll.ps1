@@ -81,6 +81,7 @@ Register-ArgumentCompleter -Native -CommandName 'ocpoll' -ScriptBlock {
             break
         }
         'ocpoll;run' {
+            [CompletionResult]::new('--metrics-addr', '--metrics-addr', [CompletionResultType]::ParameterName, 'Serve Prometheus metrics (/metrics) and health checks (/healthz, /readyz) on this address, e.g. 127.0.0.1:9464 (also `[daemon] metrics_addr`)')
             [CompletionResult]::new('--instances', '--instances', [CompletionResultType]::ParameterName, 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]')
             [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'State file (SQLite) [default: state.db in the platform state folder]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]')

@@ -324,12 +324,16 @@ _ocpoll() {
             return 0
             ;;
         ocpoll__subcmd__run)
-            opts="-v -q -h -V --foreground --wait --instances --state --config --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --foreground --wait --metrics-addr --instances --state --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --metrics-addr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --instances)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

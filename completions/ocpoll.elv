@@ -75,6 +75,7 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
             cand --version 'Print version'
         }
         &'ocpoll;run'= {
+            cand --metrics-addr 'Serve Prometheus metrics (/metrics) and health checks (/healthz, /readyz) on this address, e.g. 127.0.0.1:9464 (also `[daemon] metrics_addr`)'
             cand --instances 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]'
             cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
             cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'

@@ -67,6 +67,7 @@ complete -c ocpoll -n "__fish_ocpoll_using_subcommand tick" -s v -l verbose -d '
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand tick" -s q -l quiet -d 'Less log output (-q warnings and errors only, -qq errors only)'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand tick" -s h -l help -d 'Print help'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand tick" -s V -l version -d 'Print version'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -l metrics-addr -d 'Serve Prometheus metrics (/metrics) and health checks (/healthz, /readyz) on this address, e.g. 127.0.0.1:9464 (also `[daemon] metrics_addr`)' -r
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -l instances -d 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]' -r -F
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -l state -d 'State file (SQLite) [default: state.db in the platform state folder]' -r -F
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -l config -d 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]' -r -F

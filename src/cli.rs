@@ -200,6 +200,11 @@ pub struct RunArgs {
     /// Wait for the state lock instead of exiting 75 when another ocpoll holds it
     #[arg(long)]
     pub wait: bool,
+
+    /// Serve Prometheus metrics (/metrics) and health checks (/healthz, /readyz) on this
+    /// address, e.g. 127.0.0.1:9464 (also `[daemon] metrics_addr`)
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]

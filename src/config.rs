@@ -103,7 +103,8 @@ pub enum Synchronous {
 #[serde(default, deny_unknown_fields)]
 pub struct DaemonConfig {
     pub grace_seconds: u64,
-    pub metrics_addr: Option<String>,
+    /// Where `ocpoll run` serves /metrics, /healthz and /readyz (none: not served).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl Default for DaemonConfig {
@@ -513,7 +514,7 @@ mod tests {
             value.as_table().unwrap().keys().cloned().collect()
         }
         let daemon = DaemonConfig {
-            metrics_addr: Some("127.0.0.1:9464".to_owned()),
+            metrics_addr: Some(([127, 0, 0, 1], 9464).into()),
             ..DaemonConfig::default()
         };
         let sections = [
@@ -593,5 +594,49 @@ mod tests {
         let error = result.unwrap_err().to_string();
         assert!(error.contains("OCPOLL_POLL_RETRIES"), "{error}");
         assert!(error.contains("many"), "{error}");
+    }
+}
+
+#[cfg(test)]
+mod metrics_addr_tests {
+    use super::*;
+    use clap::Parser;
+
+    fn load(file: &str, env: Option<&str>) -> Result<Config, ConfigError> {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("c.toml");
+        std::fs::write(&path, file).unwrap();
+        let argv = ["ocpoll", "--config", path.to_str().unwrap(), "status"];
+        let flags = crate::cli::Cli::try_parse_from(argv).unwrap().global;
+        let dirs = PlatformDirs {
+            config_dir: tmp.path().join("config"),
+            state_dir: tmp.path().join("state"),
+        };
+        Config::load(
+            &flags,
+            |name| {
+                env.filter(|_| name == "OCPOLL_DAEMON_METRICS_ADDR")
+                    .map(str::to_owned)
+            },
+            &dirs,
+        )
+    }
+
+    #[test]
+    fn metrics_addr_is_a_socket_address_from_the_file_or_the_environment() {
+        let config = load("[daemon]\nmetrics_addr = \"127.0.0.1:9464\"\n", None).unwrap();
+        assert_eq!(
+            config.daemon.metrics_addr,
+            Some(([127, 0, 0, 1], 9464).into())
+        );
+        let config = load("", Some("[::1]:9000")).unwrap();
+        assert_eq!(config.daemon.metrics_addr.map(|a| a.port()), Some(9000));
+
+        let error = load("", Some("localhost")).unwrap_err().to_string();
+        assert!(error.contains("OCPOLL_DAEMON_METRICS_ADDR"), "{error}");
+        let error = load("[daemon]\nmetrics_addr = \"9464\"\n", None)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("socket address"), "{error}");
     }
 }

@@ -19,6 +19,7 @@ pub mod detect;
 pub mod dry_run;
 pub mod http;
 pub mod instance;
+pub mod metrics;
 pub mod outbox;
 pub mod poll;
 pub mod state;

@@ -110,6 +110,8 @@ pub struct PollReport {
     pub records_read: u64,
     pub pages: u64,
     pub events: u64,
+    /// Committed events of each type (for metrics).
+    pub events_by_type: BTreeMap<EventType, u64>,
     pub notifications: u64,
     /// The first poll of a resource emits nothing: it only sets the watermark.
     pub baseline: bool,
@@ -535,6 +537,7 @@ fn write_commit(
         ids: EventIds::default(),
         now,
         events: 0,
+        by_type: BTreeMap::new(),
         notifications: 0,
     };
     txn.for_each_staged(|staged| writer.add_staged(staged))?;
@@ -551,6 +554,7 @@ fn write_commit(
             writer.add(deleted_event(id, last_raw, &date, path_params.clone())?)
         })?;
     }
+    let by_type = std::mem::take(&mut writer.by_type);
     let (events, notifications) = writer.finish()?;
     let problems = (report.problem_count > 0).then(|| problem_summary(report));
     txn.finish(PollOutcome {
@@ -563,6 +567,7 @@ fn write_commit(
         problems,
     })?;
     report.events = events;
+    report.events_by_type = by_type;
     report.notifications = notifications;
     report.watermark = poll.watermark;
     Ok(())
@@ -578,6 +583,7 @@ struct NotificationWriter<'a, 't> {
     ids: EventIds,
     now: DateTime<Utc>,
     events: u64,
+    by_type: BTreeMap<EventType, u64>,
     notifications: u64,
 }
 
@@ -613,6 +619,7 @@ impl NotificationWriter<'_, '_> {
 
     fn add(&mut self, event: EventEntry) -> Result<(), PollError> {
         self.events += 1;
+        *self.by_type.entry(event.event_type).or_default() += 1;
         match self
             .batcher
             .as_mut()

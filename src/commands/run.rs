@@ -19,6 +19,9 @@ use tokio::sync::mpsc;
 const INTERRUPTED: i32 = 130;
 
 pub fn run(args: &RunArgs, config: &Config, verbose: u8, quiet: u8) -> ExitCode {
+    let mut config = config.clone();
+    config.daemon.metrics_addr = args.metrics_addr.or(config.daemon.metrics_addr);
+    let config = &config;
     logging::init(&config.log, verbose, quiet);
     if !args.foreground {
         // No self-daemonizing: systemd, a container or `&` in a shell does that job better.

@@ -20,6 +20,7 @@
 
 pub mod catalog;
 pub mod logging;
+pub mod metrics_server;
 pub mod scheduler;
 pub mod shutdown;
 pub mod systemd;
@@ -28,10 +29,12 @@ pub mod worker;
 
 use crate::config::Config;
 use crate::http::{HttpClient, Redirects, RetryPolicy};
+use crate::metrics::Metrics;
 use crate::outbox::deliver::{DeliverError, Delivery};
 use crate::poll::{PollContext, StateTokens};
 use crate::state::Store;
 use catalog::{Catalog, LoadReport};
+use metrics_server::{EndpointError, MetricsServer};
 use scheduler::Scheduler;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -55,6 +58,8 @@ pub enum DaemonError {
     Client(String),
     #[error("{0}")]
     Delivery(#[from] DeliverError),
+    #[error("{0}")]
+    Metrics(#[from] EndpointError),
 }
 
 /// Runs the scheduler and the delivery worker on `store` until [`Control::Stop`] (or the
@@ -75,18 +80,32 @@ pub async fn serve(
         store: Arc::clone(&store),
         retry: RetryPolicy::from_config(config),
     });
-    let delivery = Arc::new(Delivery::with_egress(
-        Arc::clone(&store),
-        &config.delivery,
-        config.http.egress(),
-    )?);
+    // Kept only when they are served: without `metrics_addr` nothing counts.
+    let metrics = config.daemon.metrics_addr.map(|_| Arc::new(Metrics::new()));
+    let delivery =
+        Delivery::with_egress(Arc::clone(&store), &config.delivery, config.http.egress())?;
+    let delivery = Arc::new(delivery.with_metrics(metrics.clone()));
     let grace = Duration::from_secs(config.daemon.grace_seconds);
     let status = status_line(&catalog);
     let (catalog_sender, catalog_receiver) = watch::channel(Arc::new(catalog));
     let (trigger, stopped) = shutdown::channel();
     let wake = Arc::new(Notify::new());
 
-    let scheduler = Scheduler::new(ctx, &config.poll, Arc::clone(&wake));
+    let endpoints = match (config.daemon.metrics_addr, &metrics) {
+        (Some(addr), Some(metrics)) => Some(
+            MetricsServer::start(
+                addr,
+                config,
+                Arc::clone(metrics),
+                catalog_receiver.clone(),
+                stopped.clone(),
+            )
+            .await?,
+        ),
+        _ => None,
+    };
+    let scheduler =
+        Scheduler::new(ctx, &config.poll, Arc::clone(&wake)).with_metrics(metrics.clone());
     let scheduler = tokio::spawn(scheduler.run(
         catalog_receiver.clone(),
         stopped.clone(),
@@ -100,6 +119,9 @@ pub async fn serve(
     };
     let worker = tokio::spawn(worker.run(stopped, grace));
     notifier.ready(&status);
+    if let Some(endpoints) = &endpoints {
+        endpoints.set_ready();
+    }
     tracing::info!(pid = std::process::id(), "ocpoll is running: {status}");
 
     while let Some(Control::Reload) = control.recv().await {
@@ -115,6 +137,9 @@ pub async fn serve(
     // Both finish within the grace period (each abandons what is left after it).
     let _ = scheduler.await;
     let _ = worker.await;
+    if let Some(endpoints) = endpoints {
+        endpoints.stopped(grace).await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

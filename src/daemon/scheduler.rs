@@ -15,6 +15,7 @@ use super::catalog::Catalog;
 use super::shutdown::Shutdown;
 use super::systemd::Notifier;
 use crate::config::PollConfig;
+use crate::metrics::{self, Metrics};
 use crate::poll::{self, PollContext, PollReport, PollTarget};
 use crate::state::ResourceKey;
 use chrono::{SecondsFormat, Utc};
@@ -82,6 +83,7 @@ pub struct Scheduler {
     busy: HashSet<ResourceKey>,
     /// Told after each poll that wrote notifications, so delivery starts at once.
     delivery_wake: Arc<Notify>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Scheduler {
@@ -95,7 +97,14 @@ impl Scheduler {
             tasks: HashMap::new(),
             busy: HashSet::new(),
             delivery_wake,
+            metrics: None,
         }
+    }
+
+    /// Counts polls, their records, events and provider statuses in `metrics`.
+    pub fn with_metrics(mut self, metrics: Option<Arc<Metrics>>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// Runs until `shutdown`, then lets the polls in flight finish within `grace` and abandons
@@ -200,12 +209,14 @@ impl Scheduler {
             let host = self.limits.host(poll::provider_host(&target));
             let global = Arc::clone(&self.limits.global);
             let ctx = Arc::clone(&self.ctx);
+            let metrics = self.metrics.clone();
             let handle = self.running.spawn(async move {
                 // Semaphores are never closed, so acquiring cannot fail.
                 let _global = global.acquire_owned().await.ok();
                 let _host = host.acquire_owned().await.ok();
                 let started = Instant::now();
-                let report = poll::run(&ctx, &target, interval(&target), &|_, _| {}).await;
+                let poll = poll::run(&ctx, &target, interval(&target), &|_, _| {});
+                let report = metrics::observe_provider(metrics, &target.key.instance, poll).await;
                 Finished {
                     key: target.key,
                     report,
@@ -236,6 +247,9 @@ impl Scheduler {
             }
         };
         log_poll(&finished);
+        if let Some(metrics) = &self.metrics {
+            metrics.poll_finished(&finished.key, &finished.report, finished.elapsed);
+        }
         if finished.report.notifications > 0 {
             self.delivery_wake.notify_one();
         }

@@ -431,6 +431,7 @@ async fn attempt(
         Err(error) => return classify_transport(&error),
     };
     let status = response.status();
+    crate::metrics::provider_status(status.as_u16());
     if status.is_success() {
         return match read_page(response, retry.max_page_bytes).await {
             Ok(page) => Attempt::Done(page),

@@ -36,6 +36,7 @@ use crate::config::DeliveryConfig;
 use crate::http::client::excerpt;
 use crate::http::egress::{self, Egress, GuardedResolver, SystemResolver};
 use crate::instance::Instance;
+use crate::metrics::{Delivered, Metrics, Side};
 use crate::state::{DueNotification, StateError, Store};
 
 #[derive(Debug, Error)]
@@ -292,6 +293,7 @@ pub struct Delivery {
     global: Arc<Semaphore>,
     per_host_limit: usize,
     per_host: Mutex<HashMap<String, Arc<Semaphore>>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Delivery {
@@ -316,7 +318,37 @@ impl Delivery {
             global: Arc::new(Semaphore::new(config.max_in_flight.max(1) as usize)),
             per_host_limit: config.per_host.max(1) as usize,
             per_host: Mutex::new(HashMap::new()),
+            metrics: None,
         })
+    }
+
+    /// Counts delivery outcomes and receivers' statuses in `metrics`.
+    pub fn with_metrics(mut self, metrics: Option<Arc<Metrics>>) -> Delivery {
+        self.metrics = metrics;
+        self
+    }
+
+    fn observe(
+        &self,
+        instance: &str,
+        head: &DueNotification,
+        outcome: Option<&AttemptOutcome>,
+        action: &RetryAction,
+    ) {
+        let Some(metrics) = &self.metrics else { return };
+        if let Some(AttemptOutcome::Status { status, .. }) = outcome {
+            metrics.http_status(Side::Receiver, instance, *status);
+        }
+        metrics.delivery(
+            instance,
+            match action {
+                RetryAction::Ack => Delivered::Acknowledged {
+                    latency: (Utc::now() - head.created_at).to_std().unwrap_or_default(),
+                },
+                RetryAction::Retry { .. } => Delivered::Failed,
+                RetryAction::DeadLetter { .. } => Delivered::DeadLettered,
+            },
+        );
     }
 
     fn with_store<T>(
@@ -414,6 +446,12 @@ async fn drain_instance(
         let Some(head) = head else { break };
         if let Err(reason) = check_body(&head.id, &head.body) {
             delivery.with_store(|store| store.outbox_dead_letter(&head.id, &reason))?;
+            delivery.observe(
+                &instance.name,
+                &head,
+                None,
+                &RetryAction::DeadLetter { reason },
+            );
             tally.dead_lettered += 1;
             continue;
         }
@@ -425,7 +463,9 @@ async fn drain_instance(
                 Err(_) => break,
             }
         };
-        match decide(delivery, instance, &head, &outcome) {
+        let action = decide(delivery, instance, &head, &outcome);
+        delivery.observe(&instance.name, &head, Some(&outcome), &action);
+        match action {
             RetryAction::Ack => {
                 delivery.with_store(|store| store.outbox_delivered(&head.id))?;
                 tally.delivered += 1;
