@@ -10,16 +10,14 @@ use chrono::Utc;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::net::UnixDatagram;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 use support::mock_provider::{Failure, MockProvider};
 use support::mock_receiver::MockReceiver;
 use util::Dir;
+use util::daemon::{Daemon, PATIENCE, layout_command, wait_until};
 
 const KEY: &str = "daemon-test-key";
-/// The most any wait may take before the test fails.
-const PATIENCE: Duration = Duration::from_secs(20);
 
 struct Setup {
     dir: Dir,
@@ -29,15 +27,10 @@ struct Setup {
 
 impl Setup {
     async fn new(config: &str) -> Setup {
-        let dir = Dir::new();
-        dir.create(
-            "config.toml",
-            &format!(
-                "[poll]\njitter_seconds = 0\n[delivery]\nbackoff_initial_seconds = 0\n\
-                 backoff_max_seconds = 0\n{config}\n"
-            ),
-        );
-        dir.create_dir("instances.d");
+        let dir = Dir::with_layout(&format!(
+            "[poll]\njitter_seconds = 0\n[delivery]\nbackoff_initial_seconds = 0\n\
+             backoff_max_seconds = 0\n{config}\n"
+        ));
         Setup {
             dir,
             provider: MockProvider::builder().start().await,
@@ -73,34 +66,12 @@ impl Setup {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(util::OCPOLL);
-        let home = self.dir.join("home");
-        command
-            .current_dir(self.dir.path())
-            .env_clear()
-            .env("HOME", &home)
-            .env("XDG_CONFIG_HOME", home.join(".config"))
-            .env("XDG_STATE_HOME", home.join(".local/state"))
-            .args(["--config", "config.toml", "--instances", "instances.d"])
-            .args(["--state", "state.db"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
-        command
+        layout_command(&self.dir, args)
     }
 
     /// Starts `ocpoll run --foreground --log-format json`, logging to `<log>`.
     fn start_daemon(&self, log: &str, env: &[(&str, &str)]) -> Daemon {
-        let log = self.dir.join(log);
-        let mut command = self.command(&["--log-format", "json", "run", "--foreground"]);
-        command.stderr(std::fs::File::create(&log).unwrap());
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        Daemon {
-            child: command.spawn().expect("the daemon starts"),
-            log,
-        }
+        Daemon::start(&self.dir, log, &[], env)
     }
 
     /// Every record change the receiver got, as (instance, objectId, date), after dedupe by
@@ -144,72 +115,6 @@ impl Setup {
             self.provider
                 .upsert(id, Utc::now(), json!({"name": format!("contact {id}")}));
         }
-    }
-}
-
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn signal(&self, signal: i32) {
-        let pid = i32::try_from(self.child.id()).unwrap();
-        // SAFETY: kill(2) with our own child's pid and a valid signal number.
-        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill");
-    }
-
-    /// The log so far, one JSON object per line.
-    fn log_lines(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|line| serde_json::from_str(line).ok())
-            .collect()
-    }
-
-    fn poll_lines(&self, instance: &str) -> usize {
-        self.log_lines()
-            .iter()
-            .filter(|line| line["message"] == "poll" && line["instance"] == instance)
-            .count()
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits for the exit (up to [`PATIENCE`]); kills it and fails when it does not come.
-    fn wait_exit(mut self) -> (ExitStatus, String) {
-        let start = Instant::now();
-        while start.elapsed() < PATIENCE {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return (status, self.log_text());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        panic!("the daemon did not exit; its log:\n{}", self.log_text());
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Waits until `done` holds, up to [`PATIENCE`]; the test fails with `what` otherwise.
-async fn wait_until(what: &str, daemon: &Daemon, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < PATIENCE,
-            "timed out waiting for {what}; the daemon's log:\n{}",
-            daemon.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -23,9 +23,7 @@ struct Setup {
 
 impl Setup {
     async fn new(delivery_config: &str) -> Setup {
-        let dir = Dir::new();
-        dir.create("config.toml", &format!("[delivery]\n{delivery_config}\n"));
-        dir.create_dir("instances.d");
+        let dir = Dir::with_layout(&format!("[delivery]\n{delivery_config}\n"));
         let provider = MockProvider::builder().start().await;
         Setup { dir, provider }
     }
@@ -69,15 +67,12 @@ impl Setup {
     }
 
     async fn ocpoll(&self, args: &[&str]) -> Run {
-        let command = self
-            .dir
+        self.dir
             .command()
-            .args(["--config", "config.toml", "--instances", "instances.d"])
-            .args(["--state", "state.db"])
-            .args(args);
-        tokio::task::spawn_blocking(move || command.run())
+            .args(util::LAYOUT_ARGS)
+            .args(args)
+            .run_async()
             .await
-            .expect("the binary ran")
     }
 
     /// A baseline tick, then `count` changed records: the next tick has `count` events.

@@ -19,20 +19,8 @@ const KEY: &str = "crash-test-key";
 const ROUNDS: usize = 200;
 
 fn ocpoll(dir: &Dir, args: &[&str]) -> Command {
-    let mut command = Command::new(util::OCPOLL);
-    let home = dir.join("home");
-    command
-        .current_dir(dir.path())
-        .env_clear()
-        .env("HOME", &home)
-        .env("XDG_CONFIG_HOME", home.join(".config"))
-        .env("XDG_STATE_HOME", home.join(".local/state"))
-        .args(["--config", "config.toml", "--instances", "instances.d"])
-        .args(["--state", "state.db"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let mut command = util::daemon::layout_command(dir, args);
+    command.stderr(Stdio::null());
     command
 }
 

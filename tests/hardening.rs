@@ -69,15 +69,10 @@ impl Setup {
     }
 
     fn with_provider(config: &str, provider: MockProvider) -> Setup {
-        let dir = Dir::new();
-        dir.create(
-            "config.toml",
-            &format!(
-                "[poll]\nretries = 0\n[delivery]\nbackoff_initial_seconds = 0\n\
-                 backoff_max_seconds = 0\n{config}\n"
-            ),
-        );
-        dir.create_dir("instances.d");
+        let dir = Dir::with_layout(&format!(
+            "[poll]\nretries = 0\n[delivery]\nbackoff_initial_seconds = 0\n\
+             backoff_max_seconds = 0\n{config}\n"
+        ));
         Setup {
             dir,
             provider,
@@ -114,18 +109,15 @@ impl Setup {
     /// `ocpoll ARGS` with this folder's config, instances and state, and a proxy that catches
     /// anything sent off loopback.
     async fn ocpoll(&self, args: &[&str]) -> Run {
-        let command = self
-            .dir
+        self.dir
             .command()
             .env("HTTP_PROXY", self.proxy.url())
             .env("HTTPS_PROXY", self.proxy.url())
             .env("NO_PROXY", "127.0.0.1,127.0.0.2,localhost")
-            .args(["--config", "config.toml", "--instances", "instances.d"])
-            .args(["--state", "state.db"])
-            .args(args);
-        tokio::task::spawn_blocking(move || command.run())
+            .args(util::LAYOUT_ARGS)
+            .args(args)
+            .run_async()
             .await
-            .expect("the binary ran")
     }
 
     async fn tick(&self) -> Run {

@@ -7,19 +7,16 @@ mod support;
 mod util;
 
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
-use serde_json::{Value, json};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use serde_json::json;
 use std::time::{Duration, Instant};
 use support::mock_provider::{MockAuth, MockProvider};
 use support::mock_receiver::{MockReceiver, Reply};
 use util::Dir;
+use util::daemon::{Daemon, PATIENCE, wait_until};
 
 const SIGNATURE_KEY: &str = "sig-key-7c1e-do-not-leak";
 const PASSWORD: &str = "password-93af-do-not-leak";
 const HEADER_TOKEN: &str = "token-5b2d-do-not-leak";
-/// The most any wait may take before the test fails.
-const PATIENCE: Duration = Duration::from_secs(20);
 
 struct Setup {
     dir: Dir,
@@ -29,15 +26,10 @@ struct Setup {
 
 impl Setup {
     async fn new(config: &str) -> Setup {
-        let dir = Dir::new();
-        dir.create(
-            "config.toml",
-            &format!(
-                "[poll]\njitter_seconds = 0\n[delivery]\nbackoff_initial_seconds = 1\n\
-                 backoff_max_seconds = 1\n{config}\n"
-            ),
-        );
-        dir.create_dir("instances.d");
+        let dir = Dir::with_layout(&format!(
+            "[poll]\njitter_seconds = 0\n[delivery]\nbackoff_initial_seconds = 1\n\
+             backoff_max_seconds = 1\n{config}\n"
+        ));
         let provider = MockProvider::builder()
             .auth(MockAuth::Basic {
                 username: "metrics-user".to_owned(),
@@ -88,91 +80,22 @@ impl Setup {
 
     /// Starts `ocpoll run --foreground --log-format json` with `args` and `env`.
     fn start_daemon(&self, args: &[&str], env: &[(&str, &str)]) -> Daemon {
-        let log = self.dir.join("daemon.log");
-        let home = self.dir.join("home");
-        let mut command = Command::new(util::OCPOLL);
-        command
-            .current_dir(self.dir.path())
-            .env_clear()
-            .env("HOME", &home)
-            .env("XDG_CONFIG_HOME", home.join(".config"))
-            .env("XDG_STATE_HOME", home.join(".local/state"))
-            .args(["--config", "config.toml", "--instances", "instances.d"])
-            .args(["--state", "state.db", "--log-format", "json"])
-            .args(["run", "--foreground"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        Daemon {
-            child: command.spawn().expect("the daemon starts"),
-            log,
-        }
+        Daemon::start(&self.dir, "daemon.log", args, env)
     }
 }
 
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// The address the daemon serves metrics on, from its log.
-    async fn metrics_address(&self) -> String {
-        let mut address = None;
-        wait_until("the metrics address in the log", self, || {
-            address = self
-                .log_text()
-                .lines()
-                .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-                .find_map(|line| line["address"].as_str().map(str::to_owned));
-            address.is_some()
-        })
-        .await;
-        address.unwrap()
-    }
-
-    /// SIGTERM, then the exit status (the daemon must stop, metrics server included).
-    fn stop(mut self) -> Option<i32> {
-        let pid = i32::try_from(self.child.id()).unwrap();
-        // SAFETY: kill(2) with our own child's pid and a valid signal number.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "kill");
-        let start = Instant::now();
-        while start.elapsed() < PATIENCE {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("the daemon did not stop; its log:\n{}", self.log_text());
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Waits until `done` holds, up to [`PATIENCE`]; the test fails with `what` otherwise.
-async fn wait_until(what: &str, daemon: &Daemon, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(
-            start.elapsed() < PATIENCE,
-            "timed out waiting for {what}; the daemon's log:\n{}",
-            daemon.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+/// The address the daemon serves metrics on, from its log.
+async fn metrics_address(daemon: &Daemon) -> String {
+    let mut address = None;
+    wait_until("the metrics address in the log", daemon, || {
+        address = daemon
+            .log_lines()
+            .iter()
+            .find_map(|line| line["address"].as_str().map(str::to_owned));
+        address.is_some()
+    })
+    .await;
+    address.unwrap()
 }
 
 /// GET `path` on the metrics address: (status, body).
@@ -259,7 +182,7 @@ const RECEIVER_503: &str =
 async fn counters_move_as_records_change_and_no_secret_or_url_is_scraped() {
     let setup = Setup::new("").await;
     let daemon = setup.start_daemon(&["--metrics-addr", "127.0.0.1:0"], &[]);
-    let address = daemon.metrics_address().await;
+    let address = metrics_address(&daemon).await;
 
     // Ready once the daemon runs; healthy while the state takes writes.
     let mut ready = get(&address, "/readyz").await;
@@ -325,7 +248,8 @@ async fn counters_move_as_records_change_and_no_secret_or_url_is_scraped() {
         );
     }
 
-    assert_eq!(daemon.stop(), Some(0));
+    let (status, log) = daemon.stop();
+    assert_eq!(status.code(), Some(0), "{log}");
     let refused = reqwest::get(format!("http://{address}/healthz")).await;
     assert!(refused.is_err(), "the metrics server outlived the daemon");
 }
@@ -335,7 +259,7 @@ async fn a_failing_receiver_moves_the_failed_counter_outbox_depth_and_dead_lette
     let setup = Setup::new("").await;
     setup.receiver.reply_by_default(Reply::Status(503));
     let daemon = setup.start_daemon(&[], &[("OCPOLL_DAEMON_METRICS_ADDR", "127.0.0.1:0")]);
-    let address = daemon.metrics_address().await;
+    let address = metrics_address(&daemon).await;
     scrape_until("the baseline", &daemon, &address, |s| {
         s.value(BASELINES) == 1.0 && s.value(POLLS_OK) >= 1.0
     })
@@ -360,7 +284,8 @@ async fn a_failing_receiver_moves_the_failed_counter_outbox_depth_and_dead_lette
     assert_eq!(dead.value(PENDING), 0.0, "{}", dead.0);
     assert_eq!(dead.value(OLDEST_AGE), 0.0, "{}", dead.0);
 
-    assert_eq!(daemon.stop(), Some(0));
+    let (status, log) = daemon.stop();
+    assert_eq!(status.code(), Some(0), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -368,16 +293,8 @@ async fn an_address_in_use_stops_the_daemon_with_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap();
     let setup = Setup::new(&format!("[daemon]\nmetrics_addr = \"{address}\"")).await;
-    let mut daemon = setup.start_daemon(&[], &[]);
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = daemon.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(start.elapsed() < PATIENCE, "{}", daemon.log_text());
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let log = daemon.log_text();
+    let daemon = setup.start_daemon(&[], &[]);
+    let (status, log) = daemon.wait_exit();
     assert_eq!(status.code(), Some(1), "{log}");
     assert!(
         log.contains(&format!("cannot serve metrics on {address}")),

@@ -42,21 +42,13 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        let dir = Dir::new();
-        dir.create_dir("instances.d");
         // One retry without backoff: a failing poll ends at once.
-        dir.create(
-            "config.toml",
+        let dir = Dir::with_layout(
             "[poll]\nretries = 1\nbackoff_initial_seconds = 0\nbackoff_max_seconds = 0\n",
         );
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
         Env {
             dir,
-            rt,
+            rt: util::runtime(),
             callback: format!("http://127.0.0.1:{}/callback", closed_port()),
         }
     }
@@ -94,22 +86,6 @@ impl Env {
             "--config",
             "config.toml",
         ]
-    }
-
-    /// A `std::process::Command` for the binary with the clean environment of
-    /// `util::Dir::command`, for a child that runs while the test goes on.
-    fn spawnable(&self) -> std::process::Command {
-        let mut command = std::process::Command::new(util::OCPOLL);
-        let home = self.dir.join("home");
-        command
-            .current_dir(self.dir.path())
-            .env_clear()
-            .env("HOME", &home)
-            .env("XDG_CONFIG_HOME", home.join(".config"))
-            .env("XDG_STATE_HOME", home.join(".local/state"))
-            .env("XDG_DATA_HOME", home.join(".local/share"))
-            .env("LC_ALL", "C");
-        command
     }
 
     /// `tick --all`: every resource now, whatever its due time.
@@ -1226,7 +1202,8 @@ fn a_held_lock_exits_75_naming_the_pid_and_wait_waits() {
     env.ocpoll(&["status"]).assert_code(0);
 
     let mut waiting = env
-        .spawnable()
+        .dir
+        .std_command()
         .args(env.global_args())
         .args(["tick", "--all", "--wait"])
         .stdout(Stdio::piped())

@@ -31,7 +31,7 @@ use ocpoll::state::{OutboxFilter, Store};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use support::mock_provider::{MockProvider, Paging, SinceFilter};
 
@@ -437,8 +437,8 @@ impl Rig {
     }
 
     fn spawn_tick(&self) -> Child {
-        let home = self.dir.join("home");
-        Command::new(util::OCPOLL)
+        self.dir
+            .std_command()
             .args([
                 "--instances",
                 "instances.d",
@@ -447,13 +447,6 @@ impl Rig {
                 "tick",
                 "--all",
             ])
-            .current_dir(self.dir.path())
-            .env_clear()
-            .env("HOME", &home)
-            .env("XDG_CONFIG_HOME", home.join(".config"))
-            .env("XDG_STATE_HOME", home.join(".local/state"))
-            .env("XDG_DATA_HOME", home.join(".local/share"))
-            .env("LC_ALL", "C")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -704,14 +697,6 @@ fn rig(runtime: &tokio::runtime::Runtime, seed: u64) -> Rig {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn watermarks(state: &Path) -> HashMap<(String, String), Option<DateTime<Utc>>> {
     let store = Store::open_existing(state, Synchronous::Full).unwrap();
     store
@@ -745,7 +730,7 @@ fn assert_watermarks(rig: &Rig) {
 
 #[test]
 fn kill_9_at_any_point_of_a_tick_loses_and_duplicates_no_change() {
-    let runtime = runtime();
+    let runtime = util::runtime();
     let seed = seed();
     eprintln!("OCPOLL_CRASH_SEED={seed}");
     let mut rig = rig(&runtime, seed);
@@ -886,7 +871,7 @@ fn kill_9_at_any_point_of_a_tick_loses_and_duplicates_no_change() {
 /// watermark without the notifications by deleting the poll's notifications.
 #[test]
 fn the_checks_catch_a_poll_committed_in_two_halves() {
-    let runtime = runtime();
+    let runtime = util::runtime();
     let mut rig = rig(&runtime, 42);
     let state = rig.state();
     let mut expected = Expected::default();

@@ -29,11 +29,7 @@ impl Env {
             "config.toml",
             "[poll]\nretries = 1\nbackoff_initial_seconds = 0\nbackoff_max_seconds = 0\n",
         );
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
+        let rt = util::runtime();
         let receiver = rt.block_on(MockReceiver::start(&[]));
         Env { dir, rt, receiver }
     }

@@ -7,12 +7,33 @@
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The `ocpoll` binary Cargo built for these tests.
 pub const OCPOLL: &str = env!("CARGO_BIN_EXE_ocpoll");
+
+/// The global options naming the folder layout of [`Dir::with_layout`] (and `state.db`).
+pub const LAYOUT_ARGS: [&str; 6] = [
+    "--config",
+    "config.toml",
+    "--instances",
+    "instances.d",
+    "--state",
+    "state.db",
+];
+
+/// The runtime a test's mock servers serve on while the binary runs as a child process.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
 
 /// A temporary folder to run `ocpoll` in; deleted when dropped.
 pub struct Dir {
@@ -35,6 +56,15 @@ impl Dir {
         ] {
             std::fs::create_dir_all(dir.path().join(sub)).unwrap();
         }
+        dir
+    }
+
+    /// A folder with `config.toml` holding `config` and an empty `instances.d/`, the layout
+    /// [`LAYOUT_ARGS`] names.
+    pub fn with_layout(config: &str) -> Dir {
+        let dir = Dir::new();
+        dir.create("config.toml", config);
+        dir.create_dir("instances.d");
         dir
     }
 
@@ -69,6 +99,14 @@ impl Dir {
 
     /// A command for the real binary, run in this folder with a clean environment.
     pub fn command(&self) -> TestCommand {
+        TestCommand {
+            cmd: self.std_command(),
+        }
+    }
+
+    /// The `std::process::Command` behind [`Dir::command`], for a child that runs while the
+    /// test goes on.
+    pub fn std_command(&self) -> Command {
         let mut cmd = Command::new(OCPOLL);
         let home = self.join("home");
         cmd.current_dir(self.path())
@@ -82,7 +120,7 @@ impl Dir {
         if let Some(path) = std::env::var_os("PATH") {
             cmd.env("PATH", path);
         }
-        TestCommand { cmd }
+        cmd
     }
 
     /// `ocpoll ARGS...` in this folder.
@@ -133,6 +171,14 @@ impl TestCommand {
             description: format!("{:?}", self.cmd),
             output,
         }
+    }
+
+    /// [`TestCommand::run`] on a blocking thread, so that the mock servers on this test's
+    /// runtime go on serving while the binary runs.
+    pub async fn run_async(self) -> Run {
+        tokio::task::spawn_blocking(move || self.run())
+            .await
+            .expect("the binary ran")
     }
 }
 

@@ -1,0 +1,117 @@
+//! A running `ocpoll run --foreground` for end-to-end tests: the child process and the file its
+//! JSON log goes to, signals, bounded waits that show the log when they fail, and a kill when
+//! the test ends, whether it passed or panicked.
+
+use super::{Dir, LAYOUT_ARGS};
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The most any wait on the daemon may take before the test fails. A bound, so that a stuck
+/// daemon fails the test; never a claim about how fast anything should be.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// `ocpoll --config config.toml --instances instances.d --state state.db ARGS...` in `dir`, with
+/// the clean environment of [`Dir::command`], no stdin and no stdout: a child that runs while the
+/// test goes on.
+pub fn layout_command(dir: &Dir, args: &[&str]) -> Command {
+    let mut command = dir.std_command();
+    command
+        .args(LAYOUT_ARGS)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    command
+}
+
+pub struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `ocpoll run --foreground --log-format json ARGS...` in `dir`'s layout with `env`
+    /// added, logging to the file `log` in `dir`.
+    pub fn start(dir: &Dir, log: &str, args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let log = dir.join(log);
+        let mut command = layout_command(dir, &["--log-format", "json", "run", "--foreground"]);
+        command
+            .args(args)
+            .stderr(std::fs::File::create(&log).expect("create the daemon's log"));
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        Daemon {
+            child: command.spawn().expect("the daemon starts"),
+            log,
+        }
+    }
+
+    pub fn signal(&self, signal: i32) {
+        let pid = i32::try_from(self.child.id()).unwrap();
+        // SAFETY: kill(2) with our own child's pid and a valid signal number.
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "kill");
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The log so far, one JSON object per line.
+    pub fn log_lines(&self) -> Vec<Value> {
+        self.log_text()
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    /// How many `poll` lines the log has for `instance`.
+    pub fn poll_lines(&self, instance: &str) -> usize {
+        self.log_lines()
+            .iter()
+            .filter(|line| line["message"] == "poll" && line["instance"] == instance)
+            .count()
+    }
+
+    /// Waits for the exit (up to [`PATIENCE`]) and returns it with the log; kills the daemon
+    /// and fails when it does not come.
+    pub fn wait_exit(mut self) -> (ExitStatus, String) {
+        let start = Instant::now();
+        while start.elapsed() < PATIENCE {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status, self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        panic!("the daemon did not exit; its log:\n{}", self.log_text());
+    }
+
+    /// SIGTERM, then [`Daemon::wait_exit`].
+    pub fn stop(self) -> (ExitStatus, String) {
+        self.signal(libc::SIGTERM);
+        self.wait_exit()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `done` holds, up to [`PATIENCE`]; the test fails with `what` and the daemon's log
+/// otherwise.
+pub async fn wait_until(what: &str, daemon: &Daemon, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "timed out waiting for {what}; the daemon's log:\n{}",
+            daemon.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
