@@ -200,7 +200,7 @@ async fn poll_all(
         .into_iter()
         .map(|(_, target, report)| (target, report))
         .collect();
-    // The polls committed without waiting for the disk: delivery syncs once before it sends.
+    // The polls committed without waiting for the disk: each delivery pass syncs before it sends.
     Ok(results)
 }
 
