@@ -140,6 +140,11 @@ pub enum PollError {
     Url(String),
     #[error("a staged record is not valid JSON any more: {0}")]
     Staged(String),
+    #[error(
+        "the watermark was changed while the poll ran (ocpoll state reset?); nothing of this poll \
+         was kept, the next poll starts from the new watermark"
+    )]
+    WatermarkMoved,
 }
 
 /// Called after each page with the pages and records read so far (progress bars).
@@ -194,6 +199,9 @@ struct FinishedPoll {
     seen_floor: Option<i64>,
     /// Snapshot mode: the previous snapshot's missing records become DELETED events.
     deletions: bool,
+    /// The watermark the poll started from: if the state holds another one at the commit,
+    /// someone moved it meanwhile (`ocpoll state reset`) and this poll's result is stale.
+    started_from: Option<DateTime<Utc>>,
 }
 
 /// Watermark mode (SPEC.md section 6).
@@ -278,6 +286,7 @@ async fn poll_changes(
         watermark: Some(watermark),
         seen_floor: Some(nanos(detect::seen_floor(watermark, resource.lookback))),
         deletions: false,
+        started_from: previous,
     })
 }
 
@@ -372,6 +381,7 @@ async fn poll_snapshot(
         watermark: Some(now),
         seen_floor: None,
         deletions: previous.is_some(),
+        started_from: previous,
     })
 }
 
@@ -529,6 +539,10 @@ fn write_commit(
         Some(id) => store.begin_commit(id)?,
         None => store.begin_direct_commit(&target.key)?,
     };
+    // Dropping the transaction rolls it back: the reset stands, the poll counts as failed.
+    if txn.watermark()? != poll.started_from {
+        return Err(PollError::WatermarkMoved);
+    }
     let mut writer = NotificationWriter {
         txn: &txn,
         batcher: Some(Batcher::new(limits, meta, &resource.key)),

@@ -1511,6 +1511,46 @@ fn state_reset_rewinds_forgets_and_asks_first() {
     assert_eq!(env.watermark("rewind", "contacts"), Some(plus(base, 30)));
 }
 
+/// A reset that lands while a poll of the resource is reading its pages wins: the poll's
+/// commit sees another watermark than it started from and keeps nothing (SPEC.md 2: a reset
+/// takes effect while ocpoll runs). Without the check, the poll would overwrite the reset.
+#[test]
+fn a_reset_during_a_poll_wins_over_the_polls_commit() {
+    let env = Env::new();
+    let mock = env.start(MockProvider::builder());
+    let base = base_time();
+    mock.upsert("c1", base, json!({}));
+    simple_instance(&env, &mock, "racer");
+    env.tick_ok();
+    mock.upsert("c2", plus(base, 10), json!({}));
+    // The next page request (the second the mock serves) takes 3 s: time for the reset.
+    mock.fail_on(2, Failure::Slow(std::time::Duration::from_secs(3)));
+    let to = format(SECONDS, plus(base, 5));
+    let tick = std::thread::scope(|scope| {
+        let tick = scope.spawn(|| env.tick());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while mock.request_count() < 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the poll never started"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        env.ocpoll(&["state", "reset", "racer/contacts", "--to", &to, "--yes"])
+            .assert_code(0);
+        tick.join().expect("the tick thread")
+    });
+    tick.assert_code(1)
+        .assert_stdout_contains("the watermark was changed while the poll ran");
+    assert_eq!(env.watermark("racer", "contacts"), Some(plus(base, 5)));
+    assert!(env.outbox().is_empty(), "nothing of the stale poll");
+
+    // The next poll starts from the reset watermark: c2 (after it) comes, c1 (before) does not.
+    env.tick_ok();
+    assert_eq!(all_kinds(&env.outbox()), [kind("UPDATED", "c2")]);
+    assert_eq!(env.watermark("racer", "contacts"), Some(plus(base, 10)));
+}
+
 #[test]
 fn state_reset_of_an_unknown_instance_changes_nothing_and_says_so() {
     let env = Env::new();

@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 
 use super::outbox::{NewNotification, insert_notification};
-use super::{ResourceKey, StateError, Store, classify, encode_time, ensure_resource};
+use super::{ResourceKey, StateError, Store, classify, encode_time, ensure_resource, time_column};
 use std::path::Path;
 
 /// A poll that has begun and not yet been committed or discarded.
@@ -352,6 +352,15 @@ impl CommitTxn<'_> {
             f(record_id, Some(raw).filter(|raw| !raw.is_empty()))?;
         }
         Ok(())
+    }
+
+    /// The resource's watermark as the state holds it now, inside this transaction (so nothing
+    /// can move it between this read and the commit).
+    pub fn watermark(&self) -> Result<Option<DateTime<Utc>>, StateError> {
+        self.tx
+            .prepare_cached("SELECT watermark FROM resource_state WHERE id = ?1")
+            .and_then(|mut stmt| stmt.query_row([self.resource_id], |row| time_column(row, 0)))
+            .map_err(|e| self.fail(e))
     }
 
     /// Marks (record id, updated nanos) as seen at the new watermark, for an event of a direct
