@@ -546,34 +546,37 @@ fn transport_error(cause: RetryCause, error: &reqwest::Error) -> FetchError {
     FetchError::Transport {
         cause,
         attempts: 1,
-        reason: error_chain(error),
+        reason: error_chain(error, "<provider URL>"),
     }
 }
 
-/// The error and its sources, without the URL.
-fn error_chain(error: &reqwest::Error) -> String {
-    let mut text = String::new();
+/// The error and its sources joined with ": ", without the request's URL (provider and
+/// callback URLs may carry a token in their query): reqwest's " for url (...)" goes, and
+/// `placeholder` stands wherever else the URL appears. A source repeating its error is shown
+/// once. Used for provider requests here and for callbacks by delivery.
+pub fn error_chain(error: &reqwest::Error, placeholder: &str) -> String {
+    let mut parts: Vec<String> = Vec::new();
     let mut source: Option<&dyn std::error::Error> = Some(error);
     while let Some(current) = source {
         let part = match current.downcast_ref::<reqwest::Error>() {
-            Some(reqwest_error) => strip_url(reqwest_error),
+            Some(reqwest_error) => without_url(reqwest_error, placeholder),
             None => current.to_string(),
         };
-        if !text.is_empty() {
-            text.push_str(": ");
+        if parts.last() != Some(&part) {
+            parts.push(part);
         }
-        text.push_str(&part);
         source = current.source();
     }
-    text
+    parts.join(": ")
 }
 
-fn strip_url(error: &reqwest::Error) -> String {
+fn without_url(error: &reqwest::Error, placeholder: &str) -> String {
     match error.url() {
         Some(url) => error
             .to_string()
             .replace(&format!(" for url ({url})"), "")
-            .replace(&format!(" ({url})"), ""),
+            .replace(&format!(" ({url})"), "")
+            .replace(url.as_str(), placeholder),
         None => error.to_string(),
     }
 }

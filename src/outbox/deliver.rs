@@ -33,7 +33,7 @@ use tokio::time::Instant;
 use super::retry::{AttemptContext, AttemptOutcome, RetryAction, RetryLogic, full_jitter};
 use super::sign;
 use crate::config::DeliveryConfig;
-use crate::http::client::excerpt;
+use crate::http::client::{error_chain, excerpt};
 use crate::http::egress::{self, Egress, GuardedResolver, SystemResolver};
 use crate::instance::Instance;
 use crate::metrics::{Delivered, Metrics, Side};
@@ -233,32 +233,8 @@ fn transport_outcome(error: &reqwest::Error, timeout: Duration) -> AttemptOutcom
         return AttemptOutcome::Timeout { after: timeout };
     }
     AttemptOutcome::Connection {
-        reason: error_chain(error),
+        reason: error_chain(error, "<callback>"),
     }
-}
-
-/// The error and its sources, without the URL (a callback URL may carry a token).
-fn error_chain(error: &reqwest::Error) -> String {
-    let mut parts = Vec::new();
-    let mut source: Option<&dyn std::error::Error> = Some(error);
-    while let Some(current) = source {
-        let part = match current.downcast_ref::<reqwest::Error>() {
-            Some(reqwest_error) => {
-                let mut text = reqwest_error.to_string();
-                if let Some(url) = reqwest_error.url() {
-                    text = text.replace(&format!(" for url ({url})"), "");
-                    text = text.replace(url.as_str(), "<callback>");
-                }
-                text
-            }
-            None => current.to_string(),
-        };
-        if parts.last() != Some(&part) {
-            parts.push(part);
-        }
-        source = current.source();
-    }
-    parts.join(": ")
 }
 
 /// Why a stored body cannot be sent as it is: damaged in the state file. Such a notification
