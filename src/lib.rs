@@ -22,5 +22,6 @@ pub mod instance;
 pub mod metrics;
 pub mod outbox;
 pub mod poll;
+pub mod runner;
 pub mod state;
 pub mod url_macros;

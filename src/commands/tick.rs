@@ -5,25 +5,19 @@
 use crate::cli::TickArgs;
 use crate::commands::{exit, open_state, runtime, take_lock};
 use crate::config::Config;
-use crate::http::{HttpClient, Redirects, RetryPolicy};
 use crate::instance::{self, Instance, LoadedFile, SystemSecrets, UnresolvedSecrets};
-use crate::outbox::deliver::{DeliverError, Delivery, DeliverySummary, Recipient, deliver_due};
-use crate::poll::{self, PollContext, PollReport, PollTarget, StateTokens};
+use crate::outbox::deliver::{DeliverError, Delivery, DeliverySummary, Recipient};
+use crate::poll::{PollReport, PollTarget};
+use crate::runner::delivery::{self, PollsEnded, Recipients};
+use crate::runner::{PollRunner, PollWatch};
 use crate::state::Store;
-use chrono::{SecondsFormat, Utc};
+use chrono::SecondsFormat;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Notify, Semaphore};
-use tokio::task::JoinSet;
-
-/// The interval assumed for an instance without one (validate reports it missing when events
-/// are enabled, so this only covers odd cases).
-const DEFAULT_INTERVAL: Duration = Duration::from_secs(15 * 60);
 
 pub fn run(args: &TickArgs, config: &Config) -> ExitCode {
     let Some(loaded) = load_instances(config) else {
@@ -47,28 +41,23 @@ pub fn run(args: &TickArgs, config: &Config) -> ExitCode {
         Err(stop) => return stop.print(),
     };
     let store = Arc::new(Mutex::new(store));
-    let deliver = DeliverRun {
-        args,
-        config,
+    let recipients = TickRecipients {
+        wanted: &args.instances,
         instances: instances
             .iter()
             .map(|instance| (instance.name.as_str(), instance))
             .collect(),
         invalid_names: &invalid_names,
     };
-    // Delivery starts with the first commit rather than after the last poll: the two overlap,
-    // as in the daemon.
-    let polling = Polling::default();
-    let (polled, delivered) = runtime.block_on(async {
-        let polls = async {
-            let results = poll_all(config, args, Arc::clone(&store), &instances, &polling).await;
-            polling.finished();
-            results
-        };
-        tokio::join!(polls, deliver.run(Arc::clone(&store), &polling))
-    });
-    let results = match polled {
-        Ok(results) => results,
+    let outcome = runtime.block_on(poll_and_deliver(
+        args,
+        config,
+        store,
+        &instances,
+        &recipients,
+    ));
+    let (results, delivered) = match outcome {
+        Ok(outcome) => outcome,
         Err(message) => {
             eprintln!("ocpoll: {message}");
             return ExitCode::from(exit::CONFIG);
@@ -91,6 +80,41 @@ pub fn run(args: &TickArgs, config: &Config) -> ExitCode {
     } else {
         ExitCode::from(exit::SUCCESS)
     }
+}
+
+/// The tick itself: every due poll once through the runner, with delivery beside it from the
+/// first commit on, as in the daemon.
+async fn poll_and_deliver(
+    args: &TickArgs,
+    config: &Config,
+    store: Arc<Mutex<Store>>,
+    instances: &[Arc<Instance>],
+    recipients: &TickRecipients<'_>,
+) -> Result<(Vec<(PollTarget, PollReport)>, Result<DeliverySummary, DeliverError>), String> {
+    let mut runner = PollRunner::new(config, Arc::clone(&store)).map_err(|e| e.to_string())?;
+    let delivery = Delivery::with_egress(store, &config.delivery, config.http.egress())
+        .map(Arc::new)
+        .map_err(|error| error.to_string())?;
+    let due = runner
+        .due_targets(instances, args.all)
+        .map_err(|error| error.to_string())?;
+    let committed = runner.committed();
+    let ended = PollsEnded::default();
+    let progress = Progress::new(due.len());
+    let polls = async {
+        let results = runner.run_all(due, |target| progress.bar(target)).await;
+        progress.clear();
+        ended.set(&committed);
+        results
+    };
+    let deliveries = delivery::beside_polls(
+        &delivery,
+        recipients,
+        &committed,
+        &ended,
+        args.deliver_timeout,
+    );
+    Ok(tokio::join!(polls, deliveries))
 }
 
 fn load_instances(config: &Config) -> Option<Vec<LoadedFile>> {
@@ -135,100 +159,6 @@ fn unknown_names(wanted: &[String], instances: &[Arc<Instance>]) -> usize {
     unknown.len()
 }
 
-/// Runs every due poll, bounded globally and per provider host, and returns the reports in a
-/// stable order.
-async fn poll_all(
-    config: &Config,
-    args: &TickArgs,
-    store: Arc<Mutex<Store>>,
-    instances: &[Arc<Instance>],
-    polling: &Polling,
-) -> Result<Vec<(PollTarget, PollReport)>, String> {
-    let client = HttpClient::with_egress(Redirects::Follow, config.http.egress())
-        .map_err(|error| error.to_string())?;
-    let ctx = Arc::new(PollContext {
-        client,
-        tokens: Arc::new(StateTokens(Arc::clone(&store))),
-        store: Arc::clone(&store),
-        retry: RetryPolicy::from_config(config),
-    });
-    let due = due_targets(&store, instances, args.all)?;
-    let progress = Progress::new(due.len());
-    let global = Arc::new(Semaphore::new(config.poll.max_in_flight.max(1) as usize));
-    let mut per_host: HashMap<String, Arc<Semaphore>> = HashMap::new();
-    // Finished polls are collected as they end: a finished task that nobody has joined keeps
-    // its whole future's allocation (3.5 KiB), 35 MiB over 10,000 polls.
-    let mut tasks = JoinSet::new();
-    let mut results = Vec::with_capacity(due.len());
-    for (index, target) in due.into_iter().enumerate() {
-        let host = per_host
-            .entry(poll::provider_host(&target))
-            .or_insert_with(|| Arc::new(Semaphore::new(config.poll.per_host.max(1) as usize)))
-            .clone();
-        // A poll is spawned only when a slot is free: 10,000 waiting tasks would hold their
-        // futures in memory for nothing. Semaphores are never closed: acquiring cannot fail.
-        let global = Arc::clone(&global).acquire_owned().await.ok();
-        while let Some(finished) = tasks.try_join_next() {
-            results.push(finished.map_err(|error| format!("a poll stopped: {error}"))?);
-        }
-        let (ctx, bar) = (Arc::clone(&ctx), progress.bar(&target));
-        let committed = Arc::clone(&polling.committed);
-        tasks.spawn(async move {
-            let _global = global;
-            let _host = host.acquire_owned().await.ok();
-            let interval = target.instance.refresh_interval.unwrap_or(DEFAULT_INTERVAL);
-            let update = |pages: u64, records: u64| {
-                if let Some(bar) = &bar {
-                    bar.set_message(format!("{pages} pages, {records} records"));
-                }
-            };
-            let report = poll::run(&ctx, &target, interval, &update).await;
-            committed.notify_one();
-            if let Some(bar) = bar {
-                bar.finish_and_clear();
-            }
-            (index, target, report)
-        });
-    }
-    while let Some(finished) = tasks.join_next().await {
-        results.push(finished.map_err(|error| format!("a poll stopped: {error}"))?);
-    }
-    progress.clear();
-    // The summary lists polls in the order they were due, not the order they ended.
-    results.sort_unstable_by_key(|(index, _, _)| *index);
-    let results = results
-        .into_iter()
-        .map(|(_, target, report)| (target, report))
-        .collect();
-    // The polls committed without waiting for the disk: each delivery pass syncs before it sends.
-    Ok(results)
-}
-
-/// The polled resources that are due (or all with `--all`), in instance file order.
-fn due_targets(
-    store: &Mutex<Store>,
-    instances: &[Arc<Instance>],
-    all: bool,
-) -> Result<Vec<PollTarget>, String> {
-    let now = Utc::now();
-    let store = store
-        .lock()
-        .map_err(|_| "the state is unavailable".to_owned())?;
-    let mut due = Vec::new();
-    for instance in instances.iter().filter(|instance| instance.is_polled()) {
-        for target in poll::targets(instance) {
-            let state = store
-                .resource_state(&target.key)
-                .map_err(|error| error.to_string())?;
-            let next_due = state.and_then(|state| state.next_due_at);
-            if all || next_due.is_none_or(|next| next <= now) {
-                due.push(target);
-            }
-        }
-    }
-    Ok(due)
-}
-
 /// A progress bar per running poll on a terminal; nothing otherwise.
 struct Progress {
     bars: Option<MultiProgress>,
@@ -244,19 +174,15 @@ impl Progress {
     }
 
     /// A bar on a terminal; none otherwise (even hidden ones cost memory per poll).
-    fn bar(&self, target: &PollTarget) -> Option<ProgressBar> {
+    fn bar(&self, target: &PollTarget) -> Option<Box<dyn PollWatch>> {
         let bars = self.bars.as_ref()?;
         let bar = bars.add(ProgressBar::new_spinner());
         let style = ProgressStyle::with_template("{spinner} {prefix}: {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner());
         bar.set_style(style);
-        bar.set_prefix(format!(
-            "{}/{}",
-            target.key.instance,
-            resource_label(target)
-        ));
+        bar.set_prefix(format!("{}/{}", target.key.instance, target.label()));
         bar.enable_steady_tick(Duration::from_millis(120));
-        Some(bar)
+        Some(Box::new(Bar(bar)))
     }
 
     fn clear(&self) {
@@ -266,11 +192,16 @@ impl Progress {
     }
 }
 
-fn resource_label(target: &PollTarget) -> String {
-    if target.key.path_params.is_empty() {
-        target.key.resource.clone()
-    } else {
-        format!("{} [{}]", target.key.resource, target.key.path_params)
+/// A running poll's progress bar.
+struct Bar(ProgressBar);
+
+impl PollWatch for Bar {
+    fn progress(&self, pages: u64, records: u64) {
+        self.0.set_message(format!("{pages} pages, {records} records"));
+    }
+
+    fn finished(&self) {
+        self.0.finish_and_clear();
     }
 }
 
@@ -281,7 +212,7 @@ fn print_summary(results: &[(PollTarget, PollReport)], state: &std::path::Path) 
         .map(|(target, report)| {
             [
                 target.key.instance.clone(),
-                resource_label(target),
+                target.label(),
                 report.records_read.to_string(),
                 report.events.to_string(),
                 report
@@ -333,64 +264,20 @@ fn result_text(report: &PollReport) -> String {
 // Delivery beside polling
 // -------------------------------------------------------------------------------------------
 
-/// What delivery needs to know of the polls running beside it.
-#[derive(Default)]
-struct Polling {
-    /// Woken when a poll ends (committed or failed) and when the last one has ended.
-    committed: Arc<Notify>,
-    finished: AtomicBool,
-}
-
-impl Polling {
-    fn finished(&self) {
-        self.finished.store(true, Ordering::SeqCst);
-        self.committed.notify_one();
-    }
-
-    fn is_finished(&self) -> bool {
-        self.finished.load(Ordering::SeqCst)
-    }
-}
-
-/// What the delivery part of a tick needs to know about this run.
-struct DeliverRun<'a> {
-    args: &'a TickArgs,
-    config: &'a Config,
+/// Where a tick delivers: the valid instances it loaded, those `--instance` asked for.
+struct TickRecipients<'a> {
+    /// `--instance` names; empty for all.
+    wanted: &'a [String],
     /// By name: delivery asks once per notification, and a tick may have 10,000 instances.
     instances: HashMap<&'a str, &'a Arc<Instance>>,
     /// Names of instance files that failed to load, with their path.
     invalid_names: &'a HashMap<String, std::path::PathBuf>,
 }
 
-impl DeliverRun<'_> {
-    /// Delivery passes while the polls run, each woken by a poll's end, then one last pass
-    /// after the last poll, which gets the whole `--deliver-timeout`.
-    async fn run(
-        &self,
-        store: Arc<Mutex<Store>>,
-        polling: &Polling,
-    ) -> Result<DeliverySummary, DeliverError> {
-        let delivery = Arc::new(Delivery::with_egress(
-            store,
-            &self.config.delivery,
-            self.config.http.egress(),
-        )?);
-        let mut total = DeliverySummary::default();
-        loop {
-            let last = polling.is_finished();
-            let deadline = tokio::time::Instant::now() + self.args.deliver_timeout;
-            let pass = deliver_due(&delivery, |name| self.recipient(name), deadline).await?;
-            total.absorb(pass);
-            if last {
-                return Ok(total);
-            }
-            polling.committed.notified().await;
-        }
-    }
-
+impl Recipients for TickRecipients<'_> {
     /// Where `name`'s notifications go in this tick; `None` when `--instance` left it out.
     fn recipient(&self, name: &str) -> Option<Recipient> {
-        if !self.args.instances.is_empty() && !self.args.instances.iter().any(|n| n == name) {
+        if !self.wanted.is_empty() && !self.wanted.iter().any(|n| n == name) {
             return None;
         }
         if let Some(instance) = self.instances.get(name) {

@@ -5,6 +5,7 @@
 
 use crate::instance::{self, Instance, LoadedFile, SystemSecrets, UnresolvedSecrets};
 use crate::outbox::deliver::Recipient;
+use crate::runner::delivery::Recipients;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -107,6 +108,12 @@ impl Catalog {
 
 fn stem(path: &Path) -> Option<String> {
     Some(path.file_stem()?.to_string_lossy().into_owned())
+}
+
+impl Recipients for Catalog {
+    fn recipient(&self, instance: &str) -> Option<Recipient> {
+        Some(Catalog::recipient(self, instance))
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! signals --SIGHUP--> catalog (instances as loaded; reload keeps a broken file's old version)
 //!    |                   |  watch channel
 //!    |                   v
-//!    |             scheduler --due poll, bounded--> poll::run --commit--> Notify
+//!    |             scheduler --due target--> runner (bounded) --> poll::run --commit--> Notify
 //!    |                                                                      |
 //!    |                                                                      v
 //!    +--SIGTERM--> shutdown --------------------------------------> delivery worker
@@ -28,10 +28,9 @@ pub mod watcher;
 pub mod worker;
 
 use crate::config::Config;
-use crate::http::{HttpClient, Redirects, RetryPolicy};
 use crate::metrics::Metrics;
 use crate::outbox::deliver::{DeliverError, Delivery};
-use crate::poll::{PollContext, StateTokens};
+use crate::runner::{PollRunner, RunnerError};
 use crate::state::Store;
 use catalog::{Catalog, LoadReport};
 use metrics_server::{EndpointError, MetricsServer};
@@ -40,7 +39,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use systemd::Notifier;
 use thiserror::Error;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use worker::Worker;
 
 /// What the daemon is told from outside (signals, or the demo's timer).
@@ -54,8 +53,8 @@ pub enum Control {
 
 #[derive(Debug, Error)]
 pub enum DaemonError {
-    #[error("cannot build the HTTP client: {0}")]
-    Client(String),
+    #[error("{0}")]
+    Runner(#[from] RunnerError),
     #[error("{0}")]
     Delivery(#[from] DeliverError),
     #[error("{0}")]
@@ -72,14 +71,8 @@ pub async fn serve(
     notifier: Arc<Notifier>,
 ) -> Result<(), DaemonError> {
     let store = Arc::new(Mutex::new(store));
-    let client = HttpClient::with_egress(Redirects::Follow, config.http.egress())
-        .map_err(|error| DaemonError::Client(error.to_string()))?;
-    let ctx = Arc::new(PollContext {
-        client,
-        tokens: Arc::new(StateTokens(Arc::clone(&store))),
-        store: Arc::clone(&store),
-        retry: RetryPolicy::from_config(config),
-    });
+    let runner = PollRunner::new(config, Arc::clone(&store))?;
+    let wake = runner.committed();
     // Kept only when they are served: without `metrics_addr` nothing counts.
     let metrics = config.daemon.metrics_addr.map(|_| Arc::new(Metrics::new()));
     let delivery =
@@ -89,7 +82,6 @@ pub async fn serve(
     let status = status_line(&catalog);
     let (catalog_sender, catalog_receiver) = watch::channel(Arc::new(catalog));
     let (trigger, stopped) = shutdown::channel();
-    let wake = Arc::new(Notify::new());
 
     let endpoints = match (config.daemon.metrics_addr, &metrics) {
         (Some(addr), Some(metrics)) => Some(
@@ -104,8 +96,7 @@ pub async fn serve(
         ),
         _ => None,
     };
-    let scheduler =
-        Scheduler::new(ctx, &config.poll, Arc::clone(&wake)).with_metrics(metrics.clone());
+    let scheduler = Scheduler::new(runner, &config.poll).with_metrics(metrics.clone());
     let scheduler = tokio::spawn(scheduler.run(
         catalog_receiver.clone(),
         stopped.clone(),

@@ -1,4 +1,5 @@
-//! The scheduler: when each resource is polled, and how many polls run at once.
+//! The daemon's scheduler: when each resource is polled. How many polls run at once, and the
+//! polls themselves, are the runner's (`crate::runner`), the same one `tick` drives.
 //!
 //! Every target (instance, resource, pathParams value) is polled at start, then again
 //! `refresh_interval` after its previous poll *started*, plus a random jitter of up to
@@ -15,20 +16,16 @@ use super::catalog::Catalog;
 use super::shutdown::Shutdown;
 use super::systemd::Notifier;
 use crate::config::PollConfig;
-use crate::metrics::{self, Metrics};
-use crate::poll::{self, PollContext, PollReport, PollTarget};
+use crate::metrics::Metrics;
+use crate::poll::{self, PollTarget};
+use crate::runner::{Finished, Panicked, PollRunner};
 use crate::state::ResourceKey;
 use chrono::{SecondsFormat, Utc};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{Notify, Semaphore, watch};
-use tokio::task::{Id, JoinSet};
+use tokio::sync::watch;
 use tokio::time::Instant;
-
-/// The interval assumed for an instance without one (validate reports it missing when events
-/// are enabled, so this only covers odd cases). Same as `tick`'s.
-const DEFAULT_INTERVAL: Duration = Duration::from_secs(15 * 60);
 
 /// One polled target and when it is next due.
 struct Slot {
@@ -37,66 +34,20 @@ struct Slot {
     last_started: Option<Instant>,
 }
 
-/// What a finished poll task hands back.
-struct Finished {
-    key: ResourceKey,
-    report: PollReport,
-    started: Instant,
-    elapsed: Duration,
-}
-
-/// The global and per-provider-host limits on polls in flight.
-struct Limits {
-    global: Arc<Semaphore>,
-    per_host_limit: usize,
-    per_host: HashMap<String, Arc<Semaphore>>,
-}
-
-impl Limits {
-    fn new(config: &PollConfig) -> Limits {
-        Limits {
-            global: Arc::new(Semaphore::new(config.max_in_flight.max(1) as usize)),
-            per_host_limit: config.per_host.max(1) as usize,
-            per_host: HashMap::new(),
-        }
-    }
-
-    fn host(&mut self, host: String) -> Arc<Semaphore> {
-        let limit = self.per_host_limit;
-        Arc::clone(
-            self.per_host
-                .entry(host)
-                .or_insert_with(|| Arc::new(Semaphore::new(limit))),
-        )
-    }
-}
-
 pub struct Scheduler {
-    ctx: Arc<PollContext>,
+    /// Runs the polls: limits, context, delivery's wake-up.
+    runner: PollRunner,
     slots: HashMap<ResourceKey, Slot>,
-    limits: Limits,
     jitter: Duration,
-    /// Polls in flight, and which target each belongs to (a reload may drop or re-add its
-    /// slot meanwhile; `busy` still keeps the target from running twice).
-    running: JoinSet<Finished>,
-    tasks: HashMap<Id, ResourceKey>,
-    busy: HashSet<ResourceKey>,
-    /// Told after each poll that wrote notifications, so delivery starts at once.
-    delivery_wake: Arc<Notify>,
     metrics: Option<Arc<Metrics>>,
 }
 
 impl Scheduler {
-    pub fn new(ctx: Arc<PollContext>, config: &PollConfig, delivery_wake: Arc<Notify>) -> Self {
+    pub fn new(runner: PollRunner, config: &PollConfig) -> Self {
         Scheduler {
-            ctx,
+            runner,
             slots: HashMap::new(),
-            limits: Limits::new(config),
             jitter: Duration::from_secs(config.jitter_seconds),
-            running: JoinSet::new(),
-            tasks: HashMap::new(),
-            busy: HashSet::new(),
-            delivery_wake,
             metrics: None,
         }
     }
@@ -130,14 +81,16 @@ impl Scheduler {
                     let current = Arc::clone(&catalog.borrow_and_update());
                     self.apply(&current);
                 }
-                Some(done) = self.running.join_next_with_id() => self.finished(done),
+                Some(done) = self.runner.next_finished() => self.finished(done),
                 _ = sleep_until(next_due) => self.start_due(),
                 // Petted from this loop, not a task of its own, so a wedged scheduler is
                 // restarted by systemd rather than kept alive by a healthy timer.
                 _ = tick(&mut watchdog) => notifier.watchdog(),
             }
         }
-        self.drain(grace).await;
+        for done in self.runner.drain(grace).await {
+            self.finished(done);
+        }
     }
 
     /// Makes the slots match the catalog: new targets are due now, removed ones go (a poll in
@@ -157,9 +110,9 @@ impl Scheduler {
                     // A shorter interval should not wait out the old, longer one (only then:
                     // a provider's long Retry-After stays honoured across reloads).
                     if let Some(started) = slot.last_started
-                        && interval(&target) < interval(&slot.target)
+                        && target.instance.poll_interval() < slot.target.instance.poll_interval()
                     {
-                        slot.next_due = slot.next_due.min(started + interval(&target));
+                        slot.next_due = slot.next_due.min(started + target.instance.poll_interval());
                     }
                     slot.target = target;
                 }
@@ -185,19 +138,19 @@ impl Scheduler {
     fn earliest_due(&self) -> Option<Instant> {
         self.slots
             .iter()
-            .filter(|(key, _)| !self.busy.contains(*key))
+            .filter(|(key, _)| !self.runner.is_busy(key))
             .map(|(_, slot)| slot.next_due)
             .min()
     }
 
-    /// Starts every idle target that is due. Each waits for its limits inside its own task,
-    /// so a full host never holds back polls of other hosts.
+    /// Hands every idle target that is due to the runner, which starts it when its limits
+    /// allow (a full host never holds back polls of other hosts).
     fn start_due(&mut self) {
         let now = Instant::now();
         let due: Vec<ResourceKey> = self
             .slots
             .iter()
-            .filter(|(key, slot)| slot.next_due <= now && !self.busy.contains(*key))
+            .filter(|(key, slot)| slot.next_due <= now && !self.runner.is_busy(key))
             .map(|(key, _)| key.clone())
             .collect();
         for key in due {
@@ -205,56 +158,26 @@ impl Scheduler {
                 continue;
             };
             slot.last_started = Some(now);
-            let target = slot.target.clone();
-            let host = self.limits.host(poll::provider_host(&target));
-            let global = Arc::clone(&self.limits.global);
-            let ctx = Arc::clone(&self.ctx);
-            let metrics = self.metrics.clone();
-            let handle = self.running.spawn(async move {
-                // Semaphores are never closed, so acquiring cannot fail.
-                let _global = global.acquire_owned().await.ok();
-                let _host = host.acquire_owned().await.ok();
-                let started = Instant::now();
-                let poll = poll::run(&ctx, &target, interval(&target), &|_, _| {});
-                let report = metrics::observe_provider(metrics, &target.key.instance, poll).await;
-                Finished {
-                    key: target.key,
-                    report,
-                    started,
-                    elapsed: started.elapsed(),
-                }
-            });
-            self.tasks.insert(handle.id(), key.clone());
-            self.busy.insert(key);
+            self.runner.start(slot.target.clone(), None);
         }
     }
 
-    fn finished(&mut self, done: Result<(Id, Finished), tokio::task::JoinError>) {
+    fn finished(&mut self, done: Result<Finished, Panicked>) {
         let finished = match done {
-            Ok((id, finished)) => {
-                self.tasks.remove(&id);
-                finished
-            }
-            Err(error) => {
+            Ok(finished) => finished,
+            Err(Panicked { key, error }) => {
                 // A poll task panicked: its target is free again and runs at its next due time.
-                if let Some(key) = self.tasks.remove(&error.id()) {
-                    tracing::error!(instance = %key.instance, resource = %key.resource,
-                        %error, "a poll stopped unexpectedly");
-                    self.busy.remove(&key);
-                    self.reschedule(&key, Instant::now());
-                }
+                tracing::error!(instance = %key.instance, resource = %key.resource,
+                    %error, "a poll stopped unexpectedly");
+                self.reschedule(&key, Instant::now());
                 return;
             }
         };
         log_poll(&finished);
         if let Some(metrics) = &self.metrics {
-            metrics.poll_finished(&finished.key, &finished.report, finished.elapsed);
+            metrics.poll_finished(&finished.target.key, &finished.report, finished.elapsed);
         }
-        if finished.report.notifications > 0 {
-            self.delivery_wake.notify_one();
-        }
-        self.busy.remove(&finished.key);
-        self.reschedule(&finished.key, finished.started);
+        self.reschedule(&finished.target.key, finished.started);
     }
 
     /// The next poll: an interval after this one started (or later, when the provider asked
@@ -265,7 +188,7 @@ impl Scheduler {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
-        let planned = started + interval(&slot.target);
+        let planned = started + slot.target.instance.poll_interval();
         slot.next_due = planned
             .max(saved_due.unwrap_or(planned))
             .max(Instant::now())
@@ -273,46 +196,12 @@ impl Scheduler {
     }
 
     fn saved_next_due(&self, key: &ResourceKey) -> Option<Instant> {
-        let store = self.ctx.store.lock().ok()?;
+        let store = self.runner.store().lock().ok()?;
         let next_due = store.resource_state(key).ok()??.next_due_at?;
         let wait = (next_due - Utc::now()).to_std().unwrap_or(Duration::ZERO);
         Some(Instant::now() + wait)
     }
 
-    /// After shutdown: no new polls; those in flight get until `grace` to commit.
-    async fn drain(&mut self, grace: Duration) {
-        if self.running.is_empty() {
-            return;
-        }
-        tracing::info!(
-            polls = self.running.len(),
-            grace_seconds = grace.as_secs(),
-            "stopping: waiting for polls in flight"
-        );
-        let deadline = Instant::now() + grace;
-        while !self.running.is_empty() {
-            match tokio::time::timeout_at(deadline, self.running.join_next_with_id()).await {
-                Ok(Some(done)) => self.finished(done),
-                Ok(None) => break,
-                Err(_) => {
-                    tracing::warn!(
-                        polls = self.running.len(),
-                        "grace period over: abandoning polls in flight (nothing of them was \
-                         committed; they run again at the next start)"
-                    );
-                    // Aborting drops each poll at an await point; its commit is synchronous,
-                    // so a poll is never cut in the middle of its transaction.
-                    self.running.abort_all();
-                    while self.running.join_next().await.is_some() {}
-                    break;
-                }
-            }
-        }
-    }
-}
-
-fn interval(target: &PollTarget) -> Duration {
-    target.instance.refresh_interval.unwrap_or(DEFAULT_INTERVAL)
 }
 
 fn random_jitter(max: Duration) -> Duration {
@@ -339,7 +228,7 @@ async fn tick(interval: &mut Option<tokio::time::Interval>) {
 /// One line per poll: what it read, what it found, where the watermark is now.
 fn log_poll(finished: &Finished) {
     let report = &finished.report;
-    let key = &finished.key;
+    let key = &finished.target.key;
     let watermark = report
         .watermark
         .map(|w| w.to_rfc3339_opts(SecondsFormat::AutoSi, true))

@@ -1,5 +1,6 @@
-//! The delivery worker: beside the scheduler, it sends the outbox's due notifications
-//! continuously (one `deliver_due` pass at a time), then sleeps until whichever comes first:
+//! The daemon's delivery worker: beside the scheduler, it sends the outbox's due notifications
+//! continuously (one `runner::delivery::pass` at a time, as `tick` does beside its polls),
+//! then sleeps until whichever comes first:
 //! a poll committed notifications (`Notify`), the earliest retry of an instance it can send to
 //! is due, or a periodic re-read of the state (so `ocpoll outbox retry`, run from another
 //! process, takes effect without a signal).
@@ -10,7 +11,8 @@
 
 use super::catalog::Catalog;
 use super::shutdown::Shutdown;
-use crate::outbox::deliver::{DeliverError, Delivery, Recipient, deliver_due};
+use crate::outbox::deliver::{DeliverError, Delivery, Recipient};
+use crate::runner::delivery;
 use chrono::Utc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,12 +65,7 @@ impl Worker {
 
     async fn pass(&self) -> Result<(), DeliverError> {
         let catalog = Arc::clone(&self.catalog.borrow());
-        let summary = deliver_due(
-            &self.delivery,
-            |name| Some(catalog.recipient(name)),
-            Instant::now() + PASS_LIMIT,
-        )
-        .await?;
+        let summary = delivery::pass(&self.delivery, &*catalog, PASS_LIMIT).await?;
         if summary.delivered > 0 || summary.dead_lettered > 0 {
             tracing::debug!(
                 delivered = summary.delivered,

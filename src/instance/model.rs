@@ -38,7 +38,16 @@ pub struct Instance {
     pub other_configuration: OtherKeys,
 }
 
+/// The interval assumed for an instance without one (validate reports it missing when events
+/// are enabled, so this only covers odd cases).
+const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(15 * 60);
+
 impl Instance {
+    /// How often each of its resources is polled.
+    pub fn poll_interval(&self) -> Duration {
+        self.refresh_interval.unwrap_or(DEFAULT_POLL_INTERVAL)
+    }
+
     /// True when `tick` and `run` should poll this instance.
     pub fn is_polled(&self) -> bool {
         self.events_enabled && self.vendor == VendorType::Polling && !self.resources.is_empty()

@@ -7,6 +7,7 @@
 //! which polls committed and the outbox must hold exactly their notifications.
 
 use super::*;
+use crate::detect::EventType;
 use chrono::TimeZone;
 use std::process::{Command, Stdio};
 use std::time::{Instant, SystemTime};
@@ -65,7 +66,7 @@ fn run_one_poll(store: &mut Store, resource: &str) {
         .map(|i| StagedEvent {
             record_id: record_id(poll_number, i),
             updated: Some(updated(poll_number, i)),
-            event_type: "CREATED".to_owned(),
+            kind: StagedKind::Event(EventType::Created),
             date: "2027-01-15T08:00:00Z".to_owned(),
             path_params_json: None,
             raw: b"{}".to_vec(),

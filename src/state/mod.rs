@@ -63,7 +63,7 @@ pub use outbox::{
     DropTarget, DueNotification, NewNotification, OutboxDepth, OutboxFilter, OutboxRow,
     OutboxSelection, RetryTarget,
 };
-pub use poll::{CommitTxn, PollId, PollOutcome, StagedEvent};
+pub use poll::{CommitTxn, PollId, PollOutcome, StagedEvent, StagedKind};
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 
 /// How long a statement waits for another process's write transaction before giving up. Long

@@ -14,7 +14,10 @@
 //! the outbox and its watermark moves (see the crash notes in `mod.rs`).
 
 use chrono::{DateTime, Utc};
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+
+use crate::detect::EventType;
 
 use super::outbox::{NewNotification, insert_notification};
 use super::{ResourceKey, StateError, Store, classify, encode_time, ensure_resource, time_column};
@@ -30,14 +33,49 @@ pub struct StagedEvent {
     pub record_id: String,
     /// The record's updated date in unix nanoseconds (None in snapshot mode).
     pub updated: Option<i64>,
-    /// `CREATED`, `UPDATED` or `DELETED`.
-    pub event_type: String,
+    /// An event, or a baseline row (remembered as seen, never sent).
+    pub kind: StagedKind,
     /// The event's `date` as it will be sent.
     pub date: String,
     /// The event's `pathParams` object as JSON, for fanned-out resources.
     pub path_params_json: Option<String>,
     /// The record exactly as the provider sent it.
     pub raw: Vec<u8>,
+}
+
+/// What a staged row is: an event of a type, or a baseline row. A baseline poll stages what it
+/// saw so that its commit remembers every (id, updated) as seen, but none of it is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StagedKind {
+    Baseline,
+    Event(EventType),
+}
+
+impl StagedKind {
+    /// As kept in `staged_event.event_type`.
+    fn as_str(self) -> &'static str {
+        match self {
+            StagedKind::Baseline => "BASELINE",
+            StagedKind::Event(event_type) => event_type.as_str(),
+        }
+    }
+}
+
+impl ToSql for StagedKind {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for StagedKind {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        match value.as_str()? {
+            "BASELINE" => Ok(StagedKind::Baseline),
+            other => EventType::parse(other)
+                .map(StagedKind::Event)
+                .ok_or_else(|| FromSqlError::Other(format!("unknown event type {other:?}").into())),
+        }
+    }
 }
 
 /// What a successful poll leaves behind, written by [`CommitTxn::finish`].
@@ -127,7 +165,7 @@ impl Store {
                         poll.0,
                         event.record_id,
                         event.updated,
-                        event.event_type,
+                        event.kind,
                         event.date,
                         event.path_params_json,
                         event.raw
@@ -309,7 +347,7 @@ impl CommitTxn<'_> {
             let event = StagedEvent {
                 record_id: row.get(0).map_err(|e| self.fail(e))?,
                 updated: row.get(1).map_err(|e| self.fail(e))?,
-                event_type: row.get(2).map_err(|e| self.fail(e))?,
+                kind: row.get(2).map_err(|e| self.fail(e))?,
                 date: row.get(3).map_err(|e| self.fail(e))?,
                 path_params_json: row.get(4).map_err(|e| self.fail(e))?,
                 raw: row.get(5).map_err(|e| self.fail(e))?,

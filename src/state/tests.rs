@@ -1,6 +1,7 @@
 //! Tests of the store against real SQLite files in temporary folders.
 
 use super::*;
+use crate::detect::EventType;
 use chrono::TimeZone;
 use std::os::unix::fs::PermissionsExt;
 
@@ -20,7 +21,7 @@ fn event(id: &str, updated: Option<i64>) -> StagedEvent {
     StagedEvent {
         record_id: id.to_owned(),
         updated,
-        event_type: "UPDATED".to_owned(),
+        kind: StagedKind::Event(EventType::Updated),
         date: "2027-01-15T08:00:00Z".to_owned(),
         path_params_json: None,
         raw: format!(r#"{{"id":"{id}"}}"#).into_bytes(),

@@ -1,0 +1,148 @@
+//! Judging a page's records, one judge per mode (docs/design.md#change-detection): which
+//! records are events, and what a baseline poll remembers. The decisions themselves are
+//! `detect`'s (pure); a judge applies them to a page and gathers what the commit needs.
+
+use super::pages::PageRead;
+use super::{PollError, PollReport, nanos, note_problem};
+use crate::detect::{self, Observed, Verdict};
+use crate::http::records;
+use crate::instance::{DatesConfig, FieldPath};
+use crate::state::{PollId, ResourceKey, StagedEvent, StagedKind, Store};
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+/// Turns a page's records into the events (or baseline rows) to stage.
+pub(super) trait Judge {
+    fn judge(
+        &mut self,
+        page: &PageRead<'_>,
+        report: &mut PollReport,
+    ) -> Result<Vec<StagedEvent>, PollError>;
+}
+
+/// Watermark mode: a record is an event when its updated date is past the watermark, or at it
+/// and not yet seen.
+pub(super) struct WatermarkJudge<'a> {
+    pub id_field: &'a FieldPath,
+    pub dates: &'a DatesConfig,
+    pub lookback: std::time::Duration,
+    /// `None` on the first poll: a baseline, every record only remembered as seen.
+    pub previous: Option<DateTime<Utc>>,
+    /// (id, updated nanos) pairs already sent at or after the watermark's floor.
+    pub seen: HashSet<(String, i64)>,
+    pub path_params_json: Option<String>,
+    /// The newest updated date among the records read.
+    pub newest: Option<DateTime<Utc>>,
+    /// The provider's clock at its first answer that had one.
+    pub provider_date: Option<DateTime<Utc>>,
+}
+
+impl Judge for WatermarkJudge<'_> {
+    fn judge(
+        &mut self,
+        page: &PageRead<'_>,
+        report: &mut PollReport,
+    ) -> Result<Vec<StagedEvent>, PollError> {
+        self.provider_date = self.provider_date.or(page.page.date);
+        let fraction_digits = self.dates.updated.format.fraction_digits();
+        let mut staged = Vec::new();
+        for record in page.records {
+            let observed = match detect::observe(record, self.id_field, self.dates) {
+                Ok(observed) => observed,
+                Err(problem) => {
+                    note_problem(report, problem.to_string());
+                    continue;
+                }
+            };
+            self.newest = self.newest.max(Some(observed.updated));
+            let kind = match self.previous {
+                None => StagedKind::Baseline,
+                Some(watermark) => {
+                    let seen = |id: &str, updated| self.seen.contains(&(id.to_owned(), nanos(updated)));
+                    match detect::judge(&observed, watermark, self.lookback, seen) {
+                        Verdict::New(event_type) => StagedKind::Event(event_type),
+                        Verdict::AlreadySeen | Verdict::BeforeWindow => continue,
+                    }
+                }
+            };
+            staged.push(self.staged_event(&observed, kind, fraction_digits, record));
+        }
+        Ok(staged)
+    }
+}
+
+impl WatermarkJudge<'_> {
+    fn staged_event(
+        &self,
+        observed: &Observed,
+        kind: StagedKind,
+        fraction_digits: u8,
+        record: &Value,
+    ) -> StagedEvent {
+        // A baseline row only marks (id, updated) as seen; its record is never sent.
+        let raw = match kind {
+            StagedKind::Baseline => Vec::new(),
+            StagedKind::Event(_) => records::raw_json(record).into_bytes(),
+        };
+        StagedEvent {
+            record_id: observed.id.clone(),
+            updated: Some(nanos(observed.updated)),
+            kind,
+            date: detect::event_date(observed.updated, fraction_digits),
+            path_params_json: self.path_params_json.clone(),
+            raw,
+        }
+    }
+}
+
+/// Snapshot mode: every record is compared with the previous poll's snapshot (its content
+/// hash), and the whole set is staged as the next snapshot.
+pub(super) struct SnapshotJudge<'a> {
+    pub store: &'a Mutex<Store>,
+    pub key: &'a ResourceKey,
+    pub id_field: &'a FieldPath,
+    pub poll: PollId,
+    /// `false` on the first poll: the snapshot is only recorded.
+    pub has_previous: bool,
+    pub path_params_json: Option<String>,
+    /// The events' date: the poll's time.
+    pub date: String,
+}
+
+impl Judge for SnapshotJudge<'_> {
+    fn judge(
+        &mut self,
+        page: &PageRead<'_>,
+        report: &mut PollReport,
+    ) -> Result<Vec<StagedEvent>, PollError> {
+        let mut items = Vec::new();
+        for record in page.records {
+            match detect::record_id(record, self.id_field) {
+                Ok(id) => items.push((id, detect::content_hash(record), records::raw_json(record))),
+                Err(problem) => note_problem(report, problem.to_string()),
+            }
+        }
+        let ids: Vec<&str> = items.iter().map(|(id, _, _)| id.as_str()).collect();
+        let mut store = super::lock(self.store);
+        let previous_hashes = store.snapshot_hashes(self.key, &ids)?;
+        let mut staged = Vec::new();
+        for (id, hash, raw) in &items {
+            let verdict =
+                detect::snapshot_verdict(previous_hashes.get(id).map(String::as_str), hash);
+            if let (Some(event_type), true) = (verdict, self.has_previous) {
+                staged.push(StagedEvent {
+                    record_id: id.clone(),
+                    updated: None,
+                    kind: StagedKind::Event(event_type),
+                    date: self.date.clone(),
+                    path_params_json: self.path_params_json.clone(),
+                    raw: raw.clone().into_bytes(),
+                });
+            }
+        }
+        store.stage_snapshot(self.poll, &items)?;
+        Ok(staged)
+    }
+}

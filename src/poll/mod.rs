@@ -1,0 +1,317 @@
+//! One poll: one resource of one instance (one `pathParams` value), from its watermark to the
+//! last page, ending in one state transaction.
+//!
+//! This is where a watermark moves and where an event is born. The order is what makes a crash
+//! harmless:
+//! 1. read the resource's state (watermark, seen pairs) and expand the URL once;
+//! 2. for each page ([`pages`]): fetch, find the records, judge each one ([`judge`], with
+//!    `detect`'s pure rules), and stage the new ones ([`stage`]) in a short transaction, so
+//!    memory holds one page, never the result set;
+//! 3. after the last page, one transaction ([`commit`]) turns the staged events into
+//!    notifications in the outbox and moves the watermark.
+//!
+//! [`target`] says what is polled (the `pathParams` fan-out) and which URL is requested.
+//!
+//! A crash before step 3 repeats the poll from the same watermark (its staging is discarded);
+//! a crash after it loses nothing, the notifications being in the outbox. A failed request or
+//! an unreadable page fails the poll without moving the watermark.
+
+
+mod commit;
+mod judge;
+pub mod pages;
+mod stage;
+pub mod target;
+
+pub use pages::{PageRead, PageReader, PageSink};
+pub use target::{PollTarget, resolve_url, targets};
+
+use crate::detect::{self, EventType};
+use crate::http::{AuthSession, HttpClient, RetryPolicy, TokenStore};
+use crate::instance::DatesConfig;
+use crate::state::{PollId, StagedEvent, StateError, Store};
+use chrono::{DateTime, Utc};
+use judge::{SnapshotJudge, WatermarkJudge};
+use stage::{Stager, Staging};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use thiserror::Error;
+
+/// At most this many record problems are kept in a poll's report (the count is always exact).
+const MAX_PROBLEMS_KEPT: usize = 20;
+
+/// What every poll shares: the HTTP client, the state and the retry policy.
+pub struct PollContext {
+    pub client: HttpClient,
+    pub store: Arc<Mutex<Store>>,
+    pub tokens: Arc<dyn TokenStore>,
+    pub retry: RetryPolicy,
+}
+
+/// How a poll went, for the summary table and the exit code.
+#[derive(Clone, Debug, Default)]
+pub struct PollReport {
+    pub records_read: u64,
+    pub pages: u64,
+    pub events: u64,
+    /// Committed events of each type (for metrics).
+    pub events_by_type: BTreeMap<EventType, u64>,
+    pub notifications: u64,
+    /// The first poll of a resource emits nothing: it only sets the watermark.
+    pub baseline: bool,
+    pub watermark: Option<DateTime<Utc>>,
+    /// Records that could not be read (bad date, no id); the poll still committed.
+    pub problems: Vec<String>,
+    pub problem_count: u64,
+    /// Why the poll failed; the watermark did not move.
+    pub error: Option<String>,
+}
+
+/// Why a poll failed. Never carries a credential: the HTTP errors are built without them.
+#[derive(Debug, Error)]
+pub enum PollError {
+    #[error("{0}")]
+    Fetch(#[from] crate::http::FetchError),
+    #[error("{0}")]
+    Auth(#[from] crate::http::AuthError),
+    #[error("{0}")]
+    Records(#[from] crate::http::RecordsError),
+    #[error("{0}")]
+    Pagination(#[from] crate::http::PaginationError),
+    #[error("state: {0}")]
+    State(#[from] StateError),
+    #[error("cannot build the URL: {0}")]
+    Url(String),
+    #[error("a staged record is not valid JSON any more: {0}")]
+    Staged(String),
+    #[error(
+        "the watermark was changed while the poll ran (ocpoll state reset?); nothing of this poll \
+         was kept, the next poll starts from the new watermark"
+    )]
+    WatermarkMoved,
+}
+
+/// Called after each page with the pages and records read so far (progress bars).
+pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
+
+/// Polls `target` once and commits the result; errors are recorded in the state and returned
+/// in the report, never propagated: one failing poll does not stop the others. The next poll
+/// is due the instance's interval after this one started.
+pub async fn run(ctx: &PollContext, target: &PollTarget, progress: Progress<'_>) -> PollReport {
+    let started = Utc::now();
+    let next_due = started + target.instance.poll_interval();
+    let mut report = PollReport::default();
+    let outcome = match &target.resource().dates {
+        Some(dates) => poll_changes(ctx, target, dates, started, &mut report, progress).await,
+        None => poll_snapshot(ctx, target, started, &mut report, progress).await,
+    };
+    let result = outcome
+        .and_then(|poll| commit::commit(ctx, target, poll, started, next_due, &mut report));
+    if let Err(error) = result {
+        let message = error.to_string();
+        // A provider that asks for a longer pause than a poll may wait gets it (SPEC.md 5).
+        let next_due = match &error {
+            PollError::Fetch(crate::http::FetchError::RetryAfterTooLong { until }) => {
+                next_due.max(*until)
+            }
+            _ => next_due,
+        };
+        let mut store = lock(&ctx.store);
+        if let Err(state_error) =
+            store.record_poll_failure(&target.key, &message, started, Some(next_due))
+        {
+            report.error = Some(format!(
+                "{message} (and saving the failure failed: {state_error})"
+            ));
+            return report;
+        }
+        report.error = Some(message);
+    }
+    report
+}
+
+/// A poll whose pages are all read and staged, waiting for its commit.
+struct FinishedPoll {
+    /// None when nothing was staged: the events are all in `held`.
+    id: Option<PollId>,
+    /// The events of a one-page poll, kept in memory rather than staged.
+    held: Vec<StagedEvent>,
+    watermark: Option<DateTime<Utc>>,
+    seen_floor: Option<i64>,
+    /// Snapshot mode: the previous snapshot's missing records become DELETED events.
+    deletions: bool,
+    /// The watermark the poll started from: if the state holds another one at the commit,
+    /// someone moved it meanwhile (`ocpoll state reset`) and this poll's result is stale.
+    started_from: Option<DateTime<Utc>>,
+}
+
+/// The page reader of a poll: the context's client and limits, the instance's credentials.
+async fn read_pages<J: judge::Judge>(
+    ctx: &PollContext,
+    target: &PollTarget,
+    first_url: url::Url,
+    stager: &mut Stager<'_, J>,
+) -> Result<(), PollError> {
+    let instance = &target.instance;
+    let session = AuthSession::new(&instance.name, &instance.auth, Arc::clone(&ctx.tokens))?;
+    let reader = PageReader {
+        client: &ctx.client,
+        session: &session,
+        retry: &ctx.retry,
+        max_record_bytes: ctx.retry.max_record_bytes,
+    };
+    reader.read(target, first_url, stager).await
+}
+
+/// Watermark mode (SPEC.md section 6).
+async fn poll_changes(
+    ctx: &PollContext,
+    target: &PollTarget,
+    dates: &DatesConfig,
+    now: DateTime<Utc>,
+    report: &mut PollReport,
+    progress: Progress<'_>,
+) -> Result<FinishedPoll, PollError> {
+    let resource = target.resource();
+    let (previous, seen) = {
+        let store = lock(&ctx.store);
+        let previous = store.resource_state(&target.key)?.and_then(|s| s.watermark);
+        let seen = match previous {
+            Some(_) => store.seen_pairs(&target.key)?,
+            None => HashSet::new(),
+        };
+        (previous, seen)
+    };
+    report.baseline = previous.is_none();
+    // Shown as is when the poll fails: a failed poll leaves the watermark where it was.
+    report.watermark = previous;
+    let since = detect::query_since(previous, resource.lookback, now);
+    let url = target.expand_url(since, &dates.updated.zone)?;
+    let judge = WatermarkJudge {
+        id_field: &resource.id_field,
+        dates,
+        lookback: resource.lookback,
+        previous,
+        seen,
+        path_params_json: path_params_json(&target.path_params),
+        newest: None,
+        provider_date: None,
+    };
+    let mut stager = Stager::new(&ctx.store, judge, Staging::NotYet(&target.key), report, progress);
+    read_pages(ctx, target, url, &mut stager).await?;
+    let staged = stager.finish();
+    let (newest, provider_date) = (staged.judge.newest, staged.judge.provider_date);
+    let watermark = match previous {
+        None => detect::baseline_watermark(newest, provider_date, now),
+        Some(previous) => detect::next_watermark(previous, newest),
+    };
+    Ok(FinishedPoll {
+        id: staged.poll,
+        held: staged.held,
+        watermark: Some(watermark),
+        seen_floor: Some(nanos(detect::seen_floor(watermark, resource.lookback))),
+        deletions: false,
+        started_from: previous,
+    })
+}
+
+/// Snapshot mode: no dates, so every poll reads everything and compares it with the last.
+async fn poll_snapshot(
+    ctx: &PollContext,
+    target: &PollTarget,
+    now: DateTime<Utc>,
+    report: &mut PollReport,
+    progress: Progress<'_>,
+) -> Result<FinishedPoll, PollError> {
+    let (previous, poll) = {
+        let mut store = lock(&ctx.store);
+        // A snapshot poll stores its time as the watermark: "there is a snapshot to compare".
+        let previous = store.resource_state(&target.key)?.and_then(|s| s.watermark);
+        (previous, store.begin_snapshot_poll(&target.key)?)
+    };
+    report.baseline = previous.is_none();
+    let url = target.expand_url(now, &crate::dates::Zone::utc())?;
+    let judge = SnapshotJudge {
+        store: &ctx.store,
+        key: &target.key,
+        id_field: &target.resource().id_field,
+        poll,
+        has_previous: previous.is_some(),
+        path_params_json: path_params_json(&target.path_params),
+        date: detect::event_date(now, 3),
+    };
+    let mut stager = Stager::new(&ctx.store, judge, Staging::Begun(poll), report, progress);
+    read_pages(ctx, target, url, &mut stager).await?;
+    let staged = stager.finish();
+    Ok(FinishedPoll {
+        id: staged.poll,
+        held: staged.held,
+        watermark: Some(now),
+        seen_floor: None,
+        deletions: previous.is_some(),
+        started_from: previous,
+    })
+}
+
+fn path_params_json(path_params: &BTreeMap<String, String>) -> Option<String> {
+    non_empty(path_params).and_then(|params| serde_json::to_string(&params).ok())
+}
+
+fn non_empty(path_params: &BTreeMap<String, String>) -> Option<BTreeMap<String, String>> {
+    (!path_params.is_empty()).then(|| path_params.clone())
+}
+
+fn note_problem(report: &mut PollReport, problem: String) {
+    report.problem_count += 1;
+    if report.problems.len() < MAX_PROBLEMS_KEPT {
+        report.problems.push(problem);
+    }
+}
+
+fn problem_summary(report: &PollReport) -> String {
+    let first = report.problems.first().cloned().unwrap_or_default();
+    match report.problem_count {
+        1 => first,
+        count => format!("{count} records could not be read; first: {first}"),
+    }
+}
+
+/// Unix nanoseconds, as the state keeps seen pairs. Dates past 2262 saturate (they cannot be
+/// represented, and no provider sends them).
+pub fn nanos(instant: DateTime<Utc>) -> i64 {
+    instant.timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+/// The store is used from several polls; a poisoned lock (a panic elsewhere) still holds a
+/// consistent store, because every change is a transaction.
+pub(crate) fn lock(store: &Mutex<Store>) -> MutexGuard<'_, Store> {
+    store
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// OAuth tokens in the state file, for [`AuthSession`].
+pub struct StateTokens(pub Arc<Mutex<Store>>);
+
+impl TokenStore for StateTokens {
+    fn load(&self, instance: &str, credentials_hash: &str) -> Option<crate::http::StoredToken> {
+        let stored = lock(&self.0)
+            .oauth_token(instance, credentials_hash)
+            .ok()??;
+        Some(crate::http::StoredToken {
+            access_token: stored.access_token,
+            refresh_token: stored.refresh_token,
+            expires_at: stored.expires_at,
+        })
+    }
+
+    fn save(&self, instance: &str, credentials_hash: &str, token: &crate::http::StoredToken) {
+        let stored = crate::state::StoredToken {
+            access_token: token.access_token.clone(),
+            refresh_token: token.refresh_token.clone(),
+            expires_at: token.expires_at,
+        };
+        // A token that cannot be saved costs one refresh on the next run, nothing more.
+        let _ = lock(&self.0).save_oauth_token(instance, credentials_hash, &stored);
+    }
+}

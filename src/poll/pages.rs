@@ -1,0 +1,92 @@
+//! The page reader: one target's pages, from its expanded URL to the last page, each fetched
+//! (authentication, retries), parsed, its records found and held to the record-size limit,
+//! and its next page found. A poll and `ocpoll try` read pages with this one loop, so a dry
+//! run cannot disagree with a poll about what a page holds.
+//!
+//! What happens to a page is the [`PageSink`]'s business: a poll judges and stages its
+//! records, `try` reports them. A sink's error stops the reading and becomes the read's error.
+
+use super::{PollError, PollTarget};
+use crate::detect::{self, RecordProblem};
+use crate::http::{AuthSession, HttpClient, Page, Paginator, RetryPolicy, records};
+use serde_json::Value;
+use url::Url;
+
+/// What a page reader needs besides the target: the client, the credentials and the limits.
+pub struct PageReader<'a> {
+    pub client: &'a HttpClient,
+    pub session: &'a AuthSession,
+    pub retry: &'a RetryPolicy,
+    /// Records whose JSON is larger are left out of a page, each reported as a problem.
+    pub max_record_bytes: usize,
+}
+
+/// One page as read.
+pub struct PageRead<'p> {
+    /// The response: status, headers, the provider's `Date`, the retries it took.
+    pub page: &'p Page,
+    pub body: &'p Value,
+    /// How many records the page holds, those over the size limit included.
+    pub found: usize,
+    /// The records within the size limit, in page order.
+    pub records: &'p [Value],
+    /// One problem per record over the size limit (left out of `records`).
+    pub too_large: Vec<RecordProblem>,
+    /// The next page; `None` on the last one.
+    pub next: Option<&'p Url>,
+}
+
+/// Where a reader's pages go.
+pub trait PageSink {
+    /// Called before each request; `false` stops the reading there (`try --pages`).
+    fn before_request(&mut self, _url: &Url) -> bool {
+        true
+    }
+
+    /// One page; an error stops the reading and is returned by [`PageReader::read`].
+    fn page(&mut self, page: PageRead<'_>) -> Result<(), PollError>;
+}
+
+impl PageReader<'_> {
+    /// Reads `target`'s pages from `first_url` to the last (or until the sink stops it),
+    /// handing each to `sink`. Every page request repeats `first_url` with only the page
+    /// parameter added (docs/design.md#pagination).
+    pub async fn read(
+        &self,
+        target: &PollTarget,
+        first_url: Url,
+        sink: &mut impl PageSink,
+    ) -> Result<(), PollError> {
+        let instance = &target.instance;
+        let resource = target.resource();
+        let mut paginator = Paginator::new(&resource.pagination, first_url);
+        let mut next = Some(paginator.first_url());
+        while let Some(url) = next.take() {
+            if !sink.before_request(&url) {
+                break;
+            }
+            let page = self
+                .client
+                .get(&url, self.session, &instance.http, self.retry)
+                .await?;
+            let body = records::parse_body(&page)?;
+            let found = records::locate_records(&body, resource.records_path.as_ref())?;
+            let (records, too_large) = detect::within_size_limit(
+                found,
+                page.body.len(),
+                self.max_record_bytes,
+                &resource.id_field,
+            );
+            next = paginator.next_url(&page, &body, found.len())?;
+            sink.page(PageRead {
+                page: &page,
+                body: &body,
+                found: found.len(),
+                records: &records,
+                too_large,
+                next: next.as_ref(),
+            })?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,333 @@
+//! The poll runner: how polls run, whoever asks for them. `ocpoll tick` hands it the due
+//! targets once ([`PollRunner::run_all`]); the daemon's scheduler hands it targets as they
+//! come due ([`PollRunner::start`]). Either way the same code builds the poll context from the
+//! configuration and the state, bounds the polls in flight (globally and per provider host,
+//! docs/design.md#concurrency), and wakes delivery when a poll has written notifications.
+//!
+//! A target waits in the runner's queue, not in a task, until a global slot and a slot of its
+//! host are free: ten thousand due targets cost ten thousand queue entries, not ten thousand
+//! parked futures, and a busy host never holds global slots that other hosts could use.
+//! Delivery beside polling is in [`delivery`].
+
+pub mod delivery;
+
+use crate::config::Config;
+use crate::http::{HttpClient, Redirects, RetryPolicy};
+use crate::instance::Instance;
+use crate::poll::{self, PollContext, PollReport, PollTarget};
+use crate::poll::StateTokens;
+use crate::state::{ResourceKey, StateError, Store};
+use chrono::Utc;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::{Id, JoinSet};
+use tokio::time::Instant;
+
+/// What a caller may watch of a poll while it runs (tick's progress bars).
+pub trait PollWatch: Send + Sync {
+    /// After each page: pages and records read so far.
+    fn progress(&self, _pages: u64, _records: u64) {}
+    /// The poll has ended (committed or failed).
+    fn finished(&self) {}
+}
+
+/// A poll that has ended.
+pub struct Finished {
+    pub target: PollTarget,
+    pub report: PollReport,
+    /// When it got its slots and began.
+    pub started: Instant,
+    pub elapsed: Duration,
+}
+
+/// A poll task that panicked; its target is free again.
+pub struct Panicked {
+    pub key: ResourceKey,
+    pub error: tokio::task::JoinError,
+}
+
+/// The global and per-provider-host limits on polls in flight (`[poll] max_in_flight`,
+/// `per_host`).
+struct Limits {
+    global: Arc<Semaphore>,
+    per_host_limit: usize,
+    per_host: HashMap<String, Arc<Semaphore>>,
+}
+
+impl Limits {
+    fn new(max_in_flight: u32, per_host: u32) -> Limits {
+        Limits {
+            global: Arc::new(Semaphore::new(max_in_flight.max(1) as usize)),
+            per_host_limit: per_host.max(1) as usize,
+            per_host: HashMap::new(),
+        }
+    }
+
+    /// Both slots for a poll of `host`, or `None` when either is taken.
+    fn try_take(&mut self, host: &str) -> Option<(OwnedSemaphorePermit, OwnedSemaphorePermit)> {
+        let limit = self.per_host_limit;
+        let host = self
+            .per_host
+            .entry(host.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(limit)));
+        // The host first: a full host must not take a global slot only to give it back.
+        let host = Arc::clone(host).try_acquire_owned().ok()?;
+        let global = Arc::clone(&self.global).try_acquire_owned().ok()?;
+        Some((global, host))
+    }
+}
+
+/// A target waiting for its slots.
+struct Queued {
+    target: PollTarget,
+    watch: Option<Box<dyn PollWatch>>,
+}
+
+pub struct PollRunner {
+    ctx: Arc<PollContext>,
+    limits: Limits,
+    /// Waiting targets by provider host, each host's in arrival order.
+    queued: HashMap<String, VecDeque<Queued>>,
+    running: JoinSet<Finished>,
+    tasks: HashMap<Id, ResourceKey>,
+    /// Targets queued or running: never two polls of one target at once.
+    busy: HashSet<ResourceKey>,
+    /// Told after each poll that wrote notifications, so delivery starts at once.
+    committed: Arc<Notify>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client: {0}")]
+pub struct RunnerError(String);
+
+impl PollRunner {
+    /// The runner for `config`'s limits, polling into `store`.
+    pub fn new(config: &Config, store: Arc<Mutex<Store>>) -> Result<PollRunner, RunnerError> {
+        let client = HttpClient::with_egress(Redirects::Follow, config.http.egress())
+            .map_err(|error| RunnerError(error.to_string()))?;
+        let ctx = PollContext {
+            client,
+            tokens: Arc::new(StateTokens(Arc::clone(&store))),
+            store,
+            retry: RetryPolicy::from_config(config),
+        };
+        Ok(PollRunner {
+            ctx: Arc::new(ctx),
+            limits: Limits::new(config.poll.max_in_flight, config.poll.per_host),
+            queued: HashMap::new(),
+            running: JoinSet::new(),
+            tasks: HashMap::new(),
+            busy: HashSet::new(),
+            committed: Arc::new(Notify::new()),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<Mutex<Store>> {
+        &self.ctx.store
+    }
+
+    /// Notified after each poll that wrote notifications.
+    pub fn committed(&self) -> Arc<Notify> {
+        Arc::clone(&self.committed)
+    }
+
+    /// True while a poll of `key` is queued or running.
+    pub fn is_busy(&self, key: &ResourceKey) -> bool {
+        self.busy.contains(key)
+    }
+
+    /// Polls queued or running.
+    pub fn pending(&self) -> usize {
+        self.busy.len()
+    }
+
+    /// Queues a poll of `target` (ignored while one is queued or running) and starts what
+    /// the limits allow.
+    pub fn start(&mut self, target: PollTarget, watch: Option<Box<dyn PollWatch>>) {
+        if !self.busy.insert(target.key.clone()) {
+            return;
+        }
+        self.queued
+            .entry(target.provider_host())
+            .or_default()
+            .push_back(Queued { target, watch });
+        self.launch();
+    }
+
+    /// Starts queued polls while their slots are free.
+    fn launch(&mut self) {
+        let hosts: Vec<String> = self.queued.keys().cloned().collect();
+        for host in hosts {
+            while self.limits.global.available_permits() > 0 {
+                let Some(queue) = self.queued.get_mut(&host) else {
+                    break;
+                };
+                if queue.is_empty() {
+                    self.queued.remove(&host);
+                    break;
+                }
+                let Some(permits) = self.limits.try_take(&host) else {
+                    break;
+                };
+                let Some(queued) = self.queued.get_mut(&host).and_then(VecDeque::pop_front) else {
+                    break;
+                };
+                self.spawn(queued, permits);
+            }
+        }
+    }
+
+    fn spawn(&mut self, queued: Queued, permits: (OwnedSemaphorePermit, OwnedSemaphorePermit)) {
+        let Queued { target, watch } = queued;
+        let key = target.key.clone();
+        let ctx = Arc::clone(&self.ctx);
+        let committed = Arc::clone(&self.committed);
+        let handle = self.running.spawn(async move {
+            let _permits = permits;
+            let started = Instant::now();
+            let progress = |pages: u64, records: u64| {
+                if let Some(watch) = &watch {
+                    watch.progress(pages, records);
+                }
+            };
+            let report = poll::run(&ctx, &target, &progress).await;
+            if report.notifications > 0 {
+                committed.notify_one();
+            }
+            if let Some(watch) = &watch {
+                watch.finished();
+            }
+            Finished {
+                target,
+                report,
+                started,
+                elapsed: started.elapsed(),
+            }
+        });
+        self.tasks.insert(handle.id(), key);
+    }
+
+    /// The next poll to end, then starts what its slots allow; `None` when no poll runs
+    /// (nothing is queued then either: a queued poll starts as soon as slots are free).
+    pub async fn next_finished(&mut self) -> Option<Result<Finished, Panicked>> {
+        let done = self.running.join_next_with_id().await?;
+        let result = match done {
+            Ok((id, finished)) => {
+                self.tasks.remove(&id);
+                Ok(finished)
+            }
+            Err(error) => {
+                let key = self.tasks.remove(&error.id()).unwrap_or_else(|| {
+                    unreachable!("every poll task is registered when spawned")
+                });
+                Err(Panicked { key, error })
+            }
+        };
+        let key = match &result {
+            Ok(finished) => &finished.target.key,
+            Err(panicked) => &panicked.key,
+        };
+        self.busy.remove(key);
+        self.launch();
+        Some(result)
+    }
+
+    /// Polls every target in `targets` once and returns their reports in the order given.
+    /// A poll task that panicked has a report with its error.
+    pub async fn run_all(
+        &mut self,
+        targets: Vec<PollTarget>,
+        watch: impl Fn(&PollTarget) -> Option<Box<dyn PollWatch>>,
+    ) -> Vec<(PollTarget, PollReport)> {
+        let order: HashMap<ResourceKey, usize> = targets
+            .iter()
+            .enumerate()
+            .map(|(index, target)| (target.key.clone(), index))
+            .collect();
+        let mut by_key: HashMap<ResourceKey, PollTarget> = HashMap::new();
+        for target in targets {
+            let watcher = watch(&target);
+            by_key.insert(target.key.clone(), target.clone());
+            self.start(target, watcher);
+        }
+        let mut results = Vec::with_capacity(order.len());
+        while let Some(done) = self.next_finished().await {
+            match done {
+                Ok(finished) => results.push((finished.target, finished.report)),
+                Err(panicked) => {
+                    if let Some(target) = by_key.remove(&panicked.key) {
+                        let report = PollReport {
+                            error: Some(format!("a poll stopped: {}", panicked.error)),
+                            ..PollReport::default()
+                        };
+                        results.push((target, report));
+                    }
+                }
+            }
+        }
+        // The summary lists polls in the order they were due, not the order they ended.
+        results.sort_unstable_by_key(|(target, _)| order.get(&target.key).copied());
+        results
+    }
+
+    /// The targets of `instances` due now by the state's next-due times (all of them with
+    /// `all`), in instance file order: what a tick polls.
+    pub fn due_targets(
+        &self,
+        instances: &[Arc<Instance>],
+        all: bool,
+    ) -> Result<Vec<PollTarget>, StateError> {
+        let now = Utc::now();
+        let store = poll::lock(&self.ctx.store);
+        let mut due = Vec::new();
+        for instance in instances.iter().filter(|instance| instance.is_polled()) {
+            for target in poll::targets(instance) {
+                let next_due = store
+                    .resource_state(&target.key)?
+                    .and_then(|state| state.next_due_at);
+                if all || next_due.is_none_or(|next| next <= now) {
+                    due.push(target);
+                }
+            }
+        }
+        Ok(due)
+    }
+
+    /// After shutdown: nothing new starts; the polls in flight get until `grace` to commit,
+    /// then are abandoned (uncommitted, so they simply run again next time). Returns the
+    /// polls that ended meanwhile.
+    pub async fn drain(&mut self, grace: Duration) -> Vec<Result<Finished, Panicked>> {
+        self.queued.clear();
+        let mut ended = Vec::new();
+        if self.running.is_empty() {
+            return ended;
+        }
+        tracing::info!(
+            polls = self.running.len(),
+            grace_seconds = grace.as_secs(),
+            "stopping: waiting for polls in flight"
+        );
+        let deadline = Instant::now() + grace;
+        loop {
+            match tokio::time::timeout_at(deadline, self.next_finished()).await {
+                Ok(Some(done)) => ended.push(done),
+                Ok(None) => break,
+                Err(_) => {
+                    tracing::warn!(
+                        polls = self.running.len(),
+                        "grace period over: abandoning polls in flight (nothing of them was \
+                         committed; they run again at the next start)"
+                    );
+                    // Aborting drops each poll at an await point; its commit is synchronous,
+                    // so a poll is never cut in the middle of its transaction.
+                    self.running.abort_all();
+                    while self.running.join_next().await.is_some() {}
+                    break;
+                }
+            }
+        }
+        ended
+    }
+}
