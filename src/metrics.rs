@@ -40,11 +40,11 @@
 //! Instances polled now and instances with notifications in the outbox get outbox gauges
 //! (zeros included, so a graph has no gaps); watermark lag is for resources polled now only.
 //!
-//! Provider statuses are counted through a task-local scope that the scheduler sets around each
-//! poll ([`observe_provider`]): the HTTP client knows no instance name, and `tick` and `try`,
-//! which set no scope, pay nothing.
+//! Metrics observe; nothing below them calls them. The daemon's scheduler hands each finished
+//! poll's plain counts ([`PollCounts`], provider statuses included: the poll's report gathers
+//! them from its pages) to [`Metrics::poll_finished`]; `tick` and `try` keep no metrics.
 
-use crate::poll::PollReport;
+use crate::detect::EventType;
 use crate::state::{OutboxDepth, ResourceKey, ResourceStatusRow};
 use chrono::{DateTime, Utc};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -54,8 +54,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
@@ -262,12 +260,12 @@ impl Metrics {
     }
 
     /// Counts a finished poll of `key` (a daemon poll; `elapsed` from its start to its end).
-    pub fn poll_finished(&self, key: &ResourceKey, report: &PollReport, elapsed: Duration) {
+    pub fn poll_finished(&self, key: &ResourceKey, report: &PollCounts, elapsed: Duration) {
         let resource = resource_labels(key);
-        let result = match (&report.error, report.baseline) {
-            (Some(_), _) => "failed",
-            (None, true) => "baseline",
-            (None, false) => "ok",
+        let result = match (report.failed, report.baseline) {
+            (true, _) => "failed",
+            (false, true) => "baseline",
+            (false, false) => "ok",
         };
         self.polls
             .get_or_create(&PollLabels {
@@ -280,12 +278,21 @@ impl Metrics {
         self.records_read
             .get_or_create(&resource)
             .inc_by(report.records_read);
-        if report.problem_count > 0 {
+        if report.records_unreadable > 0 {
             self.records_unreadable
                 .get_or_create(&resource)
-                .inc_by(report.problem_count);
+                .inc_by(report.records_unreadable);
         }
-        if report.error.is_none() {
+        for (code, count) in &report.provider_statuses {
+            self.http_responses
+                .get_or_create(&HttpLabels {
+                    side: Side::Provider.as_str(),
+                    instance_name: key.instance.clone(),
+                    code: *code,
+                })
+                .inc_by(*count);
+        }
+        if !report.failed {
             for (event_type, count) in &report.events_by_type {
                 self.events
                     .get_or_create(&EventLabels {
@@ -427,42 +434,20 @@ pub fn state_view(
     view
 }
 
-/// The instance whose poll the current task runs, for counting provider statuses.
-struct ProviderScope {
-    metrics: Arc<Metrics>,
-    instance: String,
-}
-
-tokio::task_local! {
-    static PROVIDER_SCOPE: ProviderScope;
-}
-
-/// Runs `poll` with its provider statuses counted for `instance` (with `metrics`; without, it
-/// just runs it).
-pub async fn observe_provider<F: Future>(
-    metrics: Option<Arc<Metrics>>,
-    instance: &str,
-    poll: F,
-) -> F::Output {
-    match metrics {
-        Some(metrics) => {
-            let scope = ProviderScope {
-                metrics,
-                instance: instance.to_owned(),
-            };
-            PROVIDER_SCOPE.scope(scope, poll).await
-        }
-        None => poll.await,
-    }
-}
-
-/// Counts a provider's HTTP status for the poll this task runs, if it is observed.
-pub fn provider_status(code: u16) {
-    let _ = PROVIDER_SCOPE.try_with(|scope| {
-        scope
-            .metrics
-            .http_status(Side::Provider, &scope.instance, code)
-    });
+/// What a finished poll adds to the counters, as plain counts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PollCounts {
+    /// The poll failed: nothing was committed (its events are not counted).
+    pub failed: bool,
+    /// A resource's first poll: no events.
+    pub baseline: bool,
+    pub records_read: u64,
+    /// Records skipped because their id or date could not be read.
+    pub records_unreadable: u64,
+    /// Committed events of each type.
+    pub events_by_type: BTreeMap<EventType, u64>,
+    /// Provider responses of each HTTP status, retries included.
+    pub provider_statuses: BTreeMap<u16, u64>,
 }
 
 #[cfg(test)]

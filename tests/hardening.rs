@@ -504,6 +504,52 @@ async fn a_record_over_max_record_bytes_is_a_problem_of_that_record() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn try_reports_a_record_over_max_record_bytes_as_a_poll_does() {
+    let setup = Setup::new("[http]\nmax_record_bytes = 200").await;
+    let receiver = MockReceiver::start(&[]).await;
+    setup.instance("crm", None, &receiver.url());
+    setup.baseline_then_changes(&[]).await;
+    let base = Utc::now();
+    setup.provider.upsert(
+        "small",
+        base + TimeDelta::seconds(1),
+        json!({"name": "Ada"}),
+    );
+    setup.provider.upsert(
+        "huge",
+        base + TimeDelta::seconds(2),
+        json!({"name": "y".repeat(500)}),
+    );
+    let problem =
+        "record huge: its JSON is larger than 200 bytes ([http] max_record_bytes)".to_owned();
+
+    // Both read the page with the same reader: the dry run names the record in the poll's words.
+    let trial = setup
+        .ocpoll(&["try", "instances.d/crm.json", "contacts", "--json"])
+        .await;
+    trial.assert_code(1);
+    let report: Value = serde_json::from_str(&trial.stdout()).expect("try --json");
+    let target = &report["targets"][0];
+    assert_eq!(target["records_found"], 2, "{}", trial.show());
+    assert_eq!(target["outcomes"]["UNREADABLE"], 1, "{}", trial.show());
+    let problems: Vec<&Value> = target["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|record| record["outcome"] == "UNREADABLE")
+        .collect();
+    assert_eq!(problems.len(), 1, "{}", trial.show());
+    assert_eq!(problems[0]["id"], "huge");
+    assert_eq!(problems[0]["problem"], problem.as_str());
+    let text = setup.ocpoll(&["try", "instances.d/crm.json"]).await;
+    text.assert_stdout_contains(&problem);
+
+    let run = setup.tick().await;
+    run.assert_code(0);
+    run.assert_stdout_contains(&format!("1 unreadable records, first: {problem}"));
+}
+
 // -------------------------------------------------------------------------------------------
 // validate
 // -------------------------------------------------------------------------------------------

@@ -90,7 +90,13 @@ async fn poll_and_deliver(
     store: Arc<Mutex<Store>>,
     instances: &[Arc<Instance>],
     recipients: &TickRecipients<'_>,
-) -> Result<(Vec<(PollTarget, PollReport)>, Result<DeliverySummary, DeliverError>), String> {
+) -> Result<
+    (
+        Vec<(PollTarget, PollReport)>,
+        Result<DeliverySummary, DeliverError>,
+    ),
+    String,
+> {
     let mut runner = PollRunner::new(config, Arc::clone(&store)).map_err(|e| e.to_string())?;
     let delivery = Delivery::with_egress(store, &config.delivery, config.http.egress())
         .map(Arc::new)
@@ -197,7 +203,8 @@ struct Bar(ProgressBar);
 
 impl PollWatch for Bar {
     fn progress(&self, pages: u64, records: u64) {
-        self.0.set_message(format!("{pages} pages, {records} records"));
+        self.0
+            .set_message(format!("{pages} pages, {records} records"));
     }
 
     fn finished(&self) {

@@ -7,9 +7,9 @@
 use crate::cli::TryArgs;
 use crate::commands::{Stop, exit, runtime};
 use crate::config::Config;
-use crate::dry_run::{self, TrialOptions, TrialReport, inspect::parse_since, mask::Masker};
 use crate::http::{HttpClient, Redirects, RetryPolicy};
 use crate::instance::{self, Instance, LoadedFile, SystemSecrets, UnresolvedSecrets};
+use crate::trial::{self, TrialOptions, TrialReport, inspect::parse_since, mask::Masker};
 use chrono::{SubsecRound, Utc};
 use std::io::Write;
 use std::process::ExitCode;
@@ -56,7 +56,7 @@ fn try_resource(args: &TryArgs, config: &Config) -> Result<u8, Stop> {
             message: error.to_string(),
         })?;
     let retry = RetryPolicy::from_config(config);
-    let targets = runtime()?.block_on(dry_run::run(
+    let targets = runtime()?.block_on(trial::run(
         &client,
         &retry,
         &instance,
@@ -146,7 +146,7 @@ fn print(report: &TrialReport, json: bool) {
             .map_err(std::io::Error::from)
             .and_then(|()| writeln!(out))
     } else {
-        out.write_all(dry_run::render::render(report).as_bytes())
+        out.write_all(trial::render::render(report).as_bytes())
     };
     // A closed pipe (`| head`) is not an error worth a message.
     let _ = written.and_then(|()| out.flush());

@@ -16,8 +16,8 @@ use super::catalog::Catalog;
 use super::shutdown::Shutdown;
 use super::systemd::Notifier;
 use crate::config::PollConfig;
-use crate::metrics::Metrics;
-use crate::poll::{self, PollTarget};
+use crate::metrics::{Metrics, PollCounts};
+use crate::poll::{self, PollReport, PollTarget};
 use crate::runner::{Finished, Panicked, PollRunner};
 use crate::state::ResourceKey;
 use chrono::{SecondsFormat, Utc};
@@ -112,7 +112,8 @@ impl Scheduler {
                     if let Some(started) = slot.last_started
                         && target.instance.poll_interval() < slot.target.instance.poll_interval()
                     {
-                        slot.next_due = slot.next_due.min(started + target.instance.poll_interval());
+                        slot.next_due =
+                            slot.next_due.min(started + target.instance.poll_interval());
                     }
                     slot.target = target;
                 }
@@ -175,7 +176,8 @@ impl Scheduler {
         };
         log_poll(&finished);
         if let Some(metrics) = &self.metrics {
-            metrics.poll_finished(&finished.target.key, &finished.report, finished.elapsed);
+            let counts = poll_counts(&finished.report);
+            metrics.poll_finished(&finished.target.key, &counts, finished.elapsed);
         }
         self.reschedule(&finished.target.key, finished.started);
     }
@@ -201,7 +203,18 @@ impl Scheduler {
         let wait = (next_due - Utc::now()).to_std().unwrap_or(Duration::ZERO);
         Some(Instant::now() + wait)
     }
+}
 
+/// What metrics count of a poll.
+fn poll_counts(report: &PollReport) -> PollCounts {
+    PollCounts {
+        failed: report.error.is_some(),
+        baseline: report.baseline,
+        records_read: report.records_read,
+        records_unreadable: report.problem_count,
+        events_by_type: report.events_by_type.clone(),
+        provider_statuses: report.provider_statuses.clone(),
+    }
 }
 
 fn random_jitter(max: Duration) -> Duration {

@@ -266,6 +266,20 @@ impl HttpClient {
         http: &HttpOptions,
         retry: &RetryPolicy,
     ) -> Result<Page, FetchError> {
+        self.get_observed(url, session, http, retry, &mut |_| {})
+            .await
+    }
+
+    /// [`HttpClient::get`], telling `on_status` the status of every response it gets, those
+    /// it retries included (a poll's report carries them to the metrics).
+    pub async fn get_observed(
+        &self,
+        url: &Url,
+        session: &AuthSession,
+        http: &HttpOptions,
+        retry: &RetryPolicy,
+        on_status: &mut (dyn FnMut(u16) + Send),
+    ) -> Result<Page, FetchError> {
         self.check_destinations(url, session)?;
         let client = self.client_for(http.ca_file.as_deref())?;
         let extra_headers = extra_headers(http)?;
@@ -273,7 +287,14 @@ impl HttpClient {
         let mut retries_left = retry.retries;
         let mut refreshed_after_401 = false;
         loop {
-            let attempt = attempt(&client, url, session, http, &extra_headers, retry).await;
+            let request = Request {
+                client: &client,
+                url,
+                session,
+                http,
+                extra_headers: &extra_headers,
+            };
+            let attempt = attempt(request, retry, on_status).await;
             let (cause, wait) = match attempt {
                 Attempt::Done(mut page) => {
                     page.retries = notes;
@@ -402,14 +423,27 @@ enum Attempt {
     Fail(FetchError),
 }
 
+/// One request as [`attempt`] sends it.
+struct Request<'a> {
+    client: &'a Client,
+    url: &'a Url,
+    session: &'a AuthSession,
+    http: &'a HttpOptions,
+    extra_headers: &'a HeaderMap,
+}
+
 async fn attempt(
-    client: &Client,
-    url: &Url,
-    session: &AuthSession,
-    http: &HttpOptions,
-    extra_headers: &HeaderMap,
+    request: Request<'_>,
     retry: &RetryPolicy,
+    on_status: &mut (dyn FnMut(u16) + Send),
 ) -> Attempt {
+    let Request {
+        client,
+        url,
+        session,
+        http,
+        extra_headers,
+    } = request;
     if let Err(error) = session.prepare(client, http.timeout).await {
         return if error.is_transient() {
             Attempt::Retry {
@@ -431,7 +465,7 @@ async fn attempt(
         Err(error) => return classify_transport(&error),
     };
     let status = response.status();
-    crate::metrics::provider_status(status.as_u16());
+    on_status(status.as_u16());
     if status.is_success() {
         return match read_page(response, retry.max_page_bytes).await {
             Ok(page) => Attempt::Done(page),

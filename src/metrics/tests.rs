@@ -17,35 +17,32 @@ fn sample(text: &str, series: &str) -> Option<f64> {
         .and_then(|value| value.parse().ok())
 }
 
-fn committed(records: u64, events: &[(EventType, u64)]) -> PollReport {
-    PollReport {
+fn committed(records: u64, events: &[(EventType, u64)]) -> PollCounts {
+    PollCounts {
         records_read: records,
-        events: events.iter().map(|(_, n)| n).sum(),
         events_by_type: events.iter().copied().collect(),
-        ..PollReport::default()
+        ..PollCounts::default()
     }
 }
-
-use crate::detect::EventType;
 
 #[test]
 fn polls_count_by_result_with_their_records_and_events() {
     let metrics = Metrics::new();
     let crm = key("crm", "contacts", "");
-    let baseline = PollReport {
+    let baseline = PollCounts {
         baseline: true,
         records_read: 5,
-        ..PollReport::default()
+        ..PollCounts::default()
     };
     metrics.poll_finished(&crm, &baseline, Duration::from_millis(30));
     let changes = committed(3, &[(EventType::Created, 1), (EventType::Updated, 2)]);
     metrics.poll_finished(&crm, &changes, Duration::from_secs(2));
-    let failed = PollReport {
+    let failed = PollCounts {
         records_read: 4,
-        error: Some("HTTP 500".to_owned()),
+        failed: true,
         // A failed poll committed nothing, whatever its report says.
         events_by_type: [(EventType::Created, 9)].into(),
-        ..PollReport::default()
+        ..PollCounts::default()
     };
     metrics.poll_finished(&crm, &failed, Duration::from_secs(1));
 
@@ -123,16 +120,21 @@ fn delivery_outcomes_and_latency() {
     }
 }
 
-#[tokio::test]
-async fn provider_statuses_count_inside_an_observed_poll_only() {
-    let metrics = Arc::new(Metrics::new());
-    provider_status(200); // no scope: not counted anywhere, and no panic
-    observe_provider(Some(Arc::clone(&metrics)), "crm", async {
-        provider_status(429);
-        provider_status(200);
-    })
-    .await;
-    observe_provider(None, "crm", async { provider_status(500) }).await;
+#[test]
+fn provider_statuses_count_for_the_polled_instance_failed_polls_included() {
+    let metrics = Metrics::new();
+    let crm = key("crm", "contacts", "");
+    let retried = PollCounts {
+        provider_statuses: [(429, 1), (200, 1)].into(),
+        ..PollCounts::default()
+    };
+    metrics.poll_finished(&crm, &retried, Duration::ZERO);
+    let failed = PollCounts {
+        failed: true,
+        provider_statuses: [(500, 2)].into(),
+        ..PollCounts::default()
+    };
+    metrics.poll_finished(&key("other", "contacts", ""), &failed, Duration::ZERO);
     let text = metrics.encode().unwrap();
     let series = |code| {
         format!(
@@ -142,6 +144,8 @@ async fn provider_statuses_count_inside_an_observed_poll_only() {
     assert_eq!(sample(&text, &series(429)), Some(1.0), "{text}");
     assert_eq!(sample(&text, &series(200)), Some(1.0), "{text}");
     assert_eq!(sample(&text, &series(500)), None, "{text}");
+    let other = r#"ocpoll_http_responses_total{side="provider",instance_name="other",code="500"}"#;
+    assert_eq!(sample(&text, other), Some(2.0), "{text}");
 }
 
 fn status_row(
@@ -264,8 +268,8 @@ fn state_gauges_are_replaced_at_each_scrape() {
 #[test]
 fn every_metric_is_named_ocpoll_with_help_and_a_type() {
     let metrics = Metrics::new();
-    let report = PollReport {
-        problem_count: 1,
+    let report = PollCounts {
+        records_unreadable: 1,
         ..committed(1, &[(EventType::Deleted, 1)])
     };
     metrics.poll_finished(&key("crm", "contacts", ""), &report, Duration::ZERO);

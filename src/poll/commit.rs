@@ -193,4 +193,3 @@ fn deleted_event(
         raw,
     })
 }
-

@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 
 /// Turns a page's records into the events (or baseline rows) to stage.
-pub(super) trait Judge {
+pub(super) trait Judge: Send {
     fn judge(
         &mut self,
         page: &PageRead<'_>,
@@ -60,7 +60,8 @@ impl Judge for WatermarkJudge<'_> {
             let kind = match self.previous {
                 None => StagedKind::Baseline,
                 Some(watermark) => {
-                    let seen = |id: &str, updated| self.seen.contains(&(id.to_owned(), nanos(updated)));
+                    let seen =
+                        |id: &str, updated| self.seen.contains(&(id.to_owned(), nanos(updated)));
                     match detect::judge(&observed, watermark, self.lookback, seen) {
                         Verdict::New(event_type) => StagedKind::Event(event_type),
                         Verdict::AlreadySeen | Verdict::BeforeWindow => continue,

@@ -16,7 +16,6 @@
 //! a crash after it loses nothing, the notifications being in the outbox. A failed request or
 //! an unreadable page fails the poll without moving the watermark.
 
-
 mod commit;
 mod judge;
 pub mod pages;
@@ -56,6 +55,8 @@ pub struct PollReport {
     pub events: u64,
     /// Committed events of each type (for metrics).
     pub events_by_type: BTreeMap<EventType, u64>,
+    /// How many provider responses of each HTTP status the poll got, retries included.
+    pub provider_statuses: BTreeMap<u16, u64>,
     pub notifications: u64,
     /// The first poll of a resource emits nothing: it only sets the watermark.
     pub baseline: bool,
@@ -105,8 +106,8 @@ pub async fn run(ctx: &PollContext, target: &PollTarget, progress: Progress<'_>)
         Some(dates) => poll_changes(ctx, target, dates, started, &mut report, progress).await,
         None => poll_snapshot(ctx, target, started, &mut report, progress).await,
     };
-    let result = outcome
-        .and_then(|poll| commit::commit(ctx, target, poll, started, next_due, &mut report));
+    let result =
+        outcome.and_then(|poll| commit::commit(ctx, target, poll, started, next_due, &mut report));
     if let Err(error) = result {
         let message = error.to_string();
         // A provider that asks for a longer pause than a poll may wait gets it (SPEC.md 5).
@@ -197,7 +198,13 @@ async fn poll_changes(
         newest: None,
         provider_date: None,
     };
-    let mut stager = Stager::new(&ctx.store, judge, Staging::NotYet(&target.key), report, progress);
+    let mut stager = Stager::new(
+        &ctx.store,
+        judge,
+        Staging::NotYet(&target.key),
+        report,
+        progress,
+    );
     read_pages(ctx, target, url, &mut stager).await?;
     let staged = stager.finish();
     let (newest, provider_date) = (staged.judge.newest, staged.judge.provider_date);

@@ -37,11 +37,17 @@ pub struct PageRead<'p> {
 }
 
 /// Where a reader's pages go.
-pub trait PageSink {
+pub trait PageSink: Send {
     /// Called before each request; `false` stops the reading there (`try --pages`).
     fn before_request(&mut self, _url: &Url) -> bool {
         true
     }
+
+    /// The status of every response, those retried included (for the metrics).
+    fn status(&mut self, _status: u16) {}
+
+    /// A response arrived (before its body is read as JSON).
+    fn response(&mut self, _page: &Page) {}
 
     /// One page; an error stops the reading and is returned by [`PageReader::read`].
     fn page(&mut self, page: PageRead<'_>) -> Result<(), PollError>;
@@ -67,8 +73,15 @@ impl PageReader<'_> {
             }
             let page = self
                 .client
-                .get(&url, self.session, &instance.http, self.retry)
+                .get_observed(
+                    &url,
+                    self.session,
+                    &instance.http,
+                    self.retry,
+                    &mut |status| sink.status(status),
+                )
                 .await?;
+            sink.response(&page);
             let body = records::parse_body(&page)?;
             let found = records::locate_records(&body, resource.records_path.as_ref())?;
             let (records, too_large) = detect::within_size_limit(
@@ -77,15 +90,18 @@ impl PageReader<'_> {
                 self.max_record_bytes,
                 &resource.id_field,
             );
-            next = paginator.next_url(&page, &body, found.len())?;
+            // The page goes to the sink before a pagination error fails the read: `try` shows
+            // the records of the page whose next link is broken.
+            let following = paginator.next_url(&page, &body, found.len());
             sink.page(PageRead {
                 page: &page,
                 body: &body,
                 found: found.len(),
                 records: &records,
                 too_large,
-                next: next.as_ref(),
+                next: following.as_ref().ok().and_then(Option::as_ref),
             })?;
+            next = following?;
         }
         Ok(())
     }

@@ -70,6 +70,10 @@ impl<'a, J: Judge> Stager<'a, J> {
 }
 
 impl<J: Judge> PageSink for Stager<'_, J> {
+    fn status(&mut self, status: u16) {
+        *self.report.provider_statuses.entry(status).or_default() += 1;
+    }
+
     fn page(&mut self, page: PageRead<'_>) -> Result<(), PollError> {
         for problem in &page.too_large {
             note_problem(self.report, problem.to_string());

@@ -14,8 +14,8 @@ pub mod delivery;
 use crate::config::Config;
 use crate::http::{HttpClient, Redirects, RetryPolicy};
 use crate::instance::Instance;
-use crate::poll::{self, PollContext, PollReport, PollTarget};
 use crate::poll::StateTokens;
+use crate::poll::{self, PollContext, PollReport, PollTarget};
 use crate::state::{ResourceKey, StateError, Store};
 use chrono::Utc;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -219,9 +219,10 @@ impl PollRunner {
                 Ok(finished)
             }
             Err(error) => {
-                let key = self.tasks.remove(&error.id()).unwrap_or_else(|| {
-                    unreachable!("every poll task is registered when spawned")
-                });
+                let key = self
+                    .tasks
+                    .remove(&error.id())
+                    .unwrap_or_else(|| unreachable!("every poll task is registered when spawned"));
                 Err(Panicked { key, error })
             }
         };

@@ -2,8 +2,8 @@
 //! configuration. Pure: a [`TrialReport`] in, text out. Everything in the report is already
 //! masked.
 
-use crate::dry_run::inspect::{DateReport, Outcome, RecordReport};
-use crate::dry_run::{RequestReport, TargetReport, TrialReport};
+use crate::trial::inspect::{DateReport, Outcome, RecordReport};
+use crate::trial::{RequestReport, TargetReport, TrialReport};
 use std::fmt::Write as _;
 
 /// The whole report as text.
@@ -247,7 +247,7 @@ fn line(out: &mut String, text: String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dry_run::inspect::DateReport;
+    use crate::trial::inspect::DateReport;
     use std::collections::BTreeMap;
 
     fn report(targets: Vec<TargetReport>) -> TrialReport {

@@ -2,7 +2,8 @@
 //! configuration right (the date format, the filter, the id field, the records path).
 //!
 //! A trial does what a poll does up to change detection (expand the URL, authenticate, read
-//! pages, find the records, read ids and dates) and then only reports: it reads no state,
+//! pages with the poll's own page reader, `poll::pages`, find the records, hold them to the
+//! size limit, read ids and dates) and then only reports: it reads no state,
 //! writes none, and sends nothing. OAuth tokens live in memory ([`MemoryTokenStore`]).
 //!
 //! What decides things is pure and tested on its own: [`inspect`] judges a record against the
@@ -14,14 +15,14 @@ pub mod mask;
 pub mod render;
 pub mod suggest;
 
-use crate::detect;
+use crate::detect::{self, RecordProblem};
 use crate::http::paginate::NEXT_PAGE_TOKEN_HEADER;
 use crate::http::{
-    AuthSession, HttpClient, MemoryTokenStore, Page, Paginator, RetryPolicy, records,
+    AuthSession, FetchError, HttpClient, MemoryTokenStore, Page, RetryPolicy, records,
 };
 use crate::instance::finding::FindingReport;
 use crate::instance::{Instance, Pagination, Resource};
-use crate::poll::{self, PollTarget};
+use crate::poll::{self, PageRead, PageReader, PageSink, PollError, PollTarget};
 use chrono::{DateTime, Utc};
 use inspect::{Outcome, RecordReport, inspect_record, rfc3339};
 use mask::Masker;
@@ -190,131 +191,72 @@ impl Trial<'_> {
         let url = match self.expanded_url() {
             Ok(url) => url,
             Err(error) => {
-                report.error = Some(format!(
-                    "cannot build the URL: {}",
-                    self.masker.text(&error)
-                ));
+                report.error = Some(self.masker.text(&error.to_string()));
                 return;
             }
         };
         report.url = Some(self.masker.url(&url));
-        let watermark = plan(self.options, resource).watermark;
-        let mut paginator = Paginator::new(&resource.pagination, url);
-        let mut next = Some(paginator.first_url());
-        let mut pages = 0;
-        while let Some(url) = next.take() {
-            if pages == self.options.max_pages {
-                report.more_pages = true;
-                break;
-            }
-            pages += 1;
-            let mut request = RequestReport {
-                url: self.masker.url(&url),
-                status: None,
-                bytes: None,
-                retries: Vec::new(),
-                records: None,
-                next: None,
-                error: None,
-            };
-            let result = self
-                .read_page(&url, &mut paginator, &mut request, report, watermark)
-                .await;
-            report.requests.push(request);
-            match result {
-                Ok(following) => next = following,
-                Err(error) => {
-                    report.error = Some(self.masker.text(&error));
-                    return;
+        // The same page reader as a poll: the same requests, records and size limit.
+        let reader = PageReader {
+            client: self.client,
+            session: self.session,
+            retry: self.retry,
+            max_record_bytes: self.retry.max_record_bytes,
+        };
+        let mut sink = TrialSink {
+            trial: self,
+            report,
+            watermark: plan(self.options, resource).watermark,
+        };
+        if let Err(error) = reader.read(self.target, url, &mut sink).await {
+            let text = self.masker.text(&error.to_string());
+            if let Some(request) = report.requests.last_mut() {
+                if let PollError::Fetch(FetchError::Status { status, .. }) = &error {
+                    request.status = Some(*status);
                 }
+                request.error = Some(text.clone());
             }
+            report.error = Some(text);
         }
     }
 
     /// The resource URL with the plan's instant and this target's `pathParams`, as a poll
     /// expands it (snapshot mode: the time of the poll, in UTC).
-    fn expanded_url(&self) -> Result<Url, String> {
+    fn expanded_url(&self) -> Result<Url, PollError> {
         let resource = self.target.resource();
-        let (since, zone) = match &resource.dates {
-            Some(dates) => (
+        match &resource.dates {
+            Some(dates) => self.target.expand_url(
                 plan(self.options, resource).query_since,
-                dates.updated.zone.clone(),
+                &dates.updated.zone,
             ),
-            None => (self.options.now, crate::dates::Zone::utc()),
-        };
-        let expanded = resource
-            .url
-            .expand(since, &zone, &self.target.path_params)
-            .map_err(|error| error.to_string())?;
-        poll::resolve_url(self.target.instance.base_url.as_ref(), &expanded)
-    }
-
-    /// One page: fetch, find the records, judge them, find the next page. Fills `request`;
-    /// an error is also kept there.
-    async fn read_page(
-        &self,
-        url: &Url,
-        paginator: &mut Paginator,
-        request: &mut RequestReport,
-        report: &mut TargetReport,
-        watermark: DateTime<Utc>,
-    ) -> Result<Option<Url>, String> {
-        let instance = &self.target.instance;
-        let resource = self.target.resource();
-        let fail = |request: &mut RequestReport, error: String| {
-            request.error = Some(self.masker.text(&error));
-            Err(error)
-        };
-        let page = match self
-            .client
-            .get(url, self.session, &instance.http, self.retry)
-            .await
-        {
-            Ok(page) => page,
-            Err(error) => {
-                if let crate::http::FetchError::Status { status, .. } = &error {
-                    request.status = Some(*status);
-                }
-                return fail(request, error.to_string());
-            }
-        };
-        request.status = Some(page.status);
-        request.bytes = Some(page.body.len());
-        request.retries = page
-            .retries
-            .iter()
-            .map(|note| format!("{}, waited {:.1}s", note.cause, note.waited.as_secs_f64()))
-            .collect();
-        let body = match records::parse_body(&page) {
-            Ok(body) => body,
-            Err(error) => return fail(request, error.to_string()),
-        };
-        let found = match records::locate_records(&body, resource.records_path.as_ref()) {
-            Ok(found) => found,
-            Err(error) => return fail(request, error.to_string()),
-        };
-        request.records = Some(found.len());
-        if report.records_location.is_none() {
-            report.records_location = Some(records_location(resource, &body, found));
+            None => self
+                .target
+                .expand_url(self.options.now, &crate::dates::Zone::utc()),
         }
-        for record in found {
-            self.judge(record, report, watermark);
-        }
-        let next = match paginator.next_url(&page, &body, found.len()) {
-            Ok(next) => next,
-            Err(error) => return fail(request, error.to_string()),
-        };
-        request.next = next.as_ref().map(|next| {
-            self.masker
-                .text(&describe_next(&resource.pagination, &page, next))
-        });
-        Ok(next)
     }
 
     fn judge(&self, record: &Value, report: &mut TargetReport, watermark: DateTime<Utc>) {
         let resource = self.target.resource();
         let mut judged = inspect_record(record, resource, watermark);
         mask_record(&mut judged, self.masker);
+        self.add(judged, report);
+    }
+
+    /// A record a poll leaves out for its size, reported with a poll's words.
+    fn too_large(&self, problem: &RecordProblem, report: &mut TargetReport) {
+        let mut judged = RecordReport {
+            id: problem.record_id().map(str::to_owned),
+            updated: None,
+            created: None,
+            outcome: Outcome::Unreadable,
+            problem: Some(problem.to_string()),
+            keys: None,
+        };
+        mask_record(&mut judged, self.masker);
+        self.add(judged, report);
+    }
+
+    fn add(&self, judged: RecordReport, report: &mut TargetReport) {
         report.records_found += 1;
         *report.outcomes.entry(judged.outcome).or_default() += 1;
         report.date_errors += u64::from(judged.has_date_error());
@@ -324,6 +266,68 @@ impl Trial<'_> {
         } else if judged.outcome == Outcome::Unreadable && report.more_problem_records.len() < max {
             report.more_problem_records.push(judged);
         }
+    }
+}
+
+/// The trial's page sink: one [`RequestReport`] per request, each record judged and shown.
+struct TrialSink<'t, 'r> {
+    trial: &'t Trial<'t>,
+    report: &'r mut TargetReport,
+    watermark: DateTime<Utc>,
+}
+
+impl PageSink for TrialSink<'_, '_> {
+    fn before_request(&mut self, url: &Url) -> bool {
+        if self.report.requests.len() as u64 == self.trial.options.max_pages {
+            self.report.more_pages = true;
+            return false;
+        }
+        self.report.requests.push(RequestReport {
+            url: self.trial.masker.url(url),
+            status: None,
+            bytes: None,
+            retries: Vec::new(),
+            records: None,
+            next: None,
+            error: None,
+        });
+        true
+    }
+
+    fn response(&mut self, page: &Page) {
+        let Some(request) = self.report.requests.last_mut() else {
+            return;
+        };
+        request.status = Some(page.status);
+        request.bytes = Some(page.body.len());
+        request.retries = page
+            .retries
+            .iter()
+            .map(|note| format!("{}, waited {:.1}s", note.cause, note.waited.as_secs_f64()))
+            .collect();
+    }
+
+    fn page(&mut self, read: PageRead<'_>) -> Result<(), PollError> {
+        let resource = self.trial.target.resource();
+        if self.report.records_location.is_none() {
+            self.report.records_location = Some(records_location(resource, read.body));
+        }
+        for problem in &read.too_large {
+            self.trial.too_large(problem, self.report);
+        }
+        for record in read.records {
+            self.trial.judge(record, self.report, self.watermark);
+        }
+        let next = read.next.map(|next| {
+            self.trial
+                .masker
+                .text(&describe_next(&resource.pagination, read.page, next))
+        });
+        if let Some(request) = self.report.requests.last_mut() {
+            request.records = Some(read.found);
+            request.next = next;
+        }
+        Ok(())
     }
 }
 
@@ -347,7 +351,7 @@ fn mask_record(record: &mut RecordReport, masker: &Masker) {
 }
 
 /// Where the records of `body` were found, in words.
-pub fn records_location(resource: &Resource, body: &Value, found: &Vec<Value>) -> String {
+pub fn records_location(resource: &Resource, body: &Value) -> String {
     if let Some(path) = resource
         .records_path
         .as_ref()
@@ -358,10 +362,12 @@ pub fn records_location(resource: &Resource, body: &Value, found: &Vec<Value>) -
     if body.is_array() {
         return "in the response body (an array)".to_owned();
     }
+    let found = records::locate_records(body, None).ok();
     let member = records::DEFAULT_MEMBERS.into_iter().find(|name| {
         body.get(*name)
             .and_then(Value::as_array)
-            .is_some_and(|array| std::ptr::eq(array, found))
+            .zip(found)
+            .is_some_and(|(array, found)| std::ptr::eq(array, found))
     });
     match member {
         Some(member) => format!("in member `{member}` (found by default; no recordsPath)"),
@@ -531,22 +537,19 @@ mod tests {
     #[test]
     fn records_location_names_the_path_or_the_member() {
         let body = json!({"total": 1, "items": [{"id": 1}]});
-        let found = records::locate_records(&body, None).unwrap();
         assert_eq!(
-            records_location(&resource(None, 0), &body, found),
+            records_location(&resource(None, 0), &body),
             "in member `items` (found by default; no recordsPath)"
         );
         let nested = json!({"response": {"people": []}});
         let with_path = resource(Some("response.people"), 0);
-        let found = records::locate_records(&nested, with_path.records_path.as_ref()).unwrap();
         assert_eq!(
-            records_location(&with_path, &nested, found),
+            records_location(&with_path, &nested),
             "at recordsPath `response.people`"
         );
         let array = json!([]);
-        let found = records::locate_records(&array, None).unwrap();
         assert_eq!(
-            records_location(&resource(None, 0), &array, found),
+            records_location(&resource(None, 0), &array),
             "in the response body (an array)"
         );
     }

@@ -6,8 +6,8 @@
 //! would be an event only if it was not sent before, which only the state knows.
 
 use crate::detect::{self, EventType, Observed, RecordProblem};
-use crate::dry_run::suggest::suggest_pattern;
 use crate::instance::{DateField, Resource};
+use crate::trial::suggest::suggest_pattern;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::Serialize;
 use serde_json::Value;
