@@ -56,15 +56,15 @@ pub fn write_table<const N: usize>(
     Ok(())
 }
 
-/// Why a command cannot go on: the message for the user and the exit code.
-pub struct Stop {
+/// Why a command cannot go on: the message printed once for the user, and the exit code.
+pub struct CommandError {
     pub code: u8,
     pub message: String,
 }
 
-impl Stop {
-    fn new(code: u8, message: impl Into<String>) -> Stop {
-        Stop {
+impl CommandError {
+    fn new(code: u8, message: impl Into<String>) -> CommandError {
+        CommandError {
             code,
             message: message.into(),
         }
@@ -86,36 +86,36 @@ impl Stop {
 /// The poller lock that `tick` and `run` take (SPEC.md section 8; the demo keeps a private
 /// state of its own): exit 75 when
 /// another ocpoll holds it and `wait` is off.
-pub fn take_lock(config: &crate::config::Config, wait: bool) -> Result<StateLock, Stop> {
+pub fn take_lock(config: &crate::config::Config, wait: bool) -> Result<StateLock, CommandError> {
     StateLock::acquire(&config.state, wait).map_err(|error| match error {
         LockError::Held { .. } => {
-            Stop::new(exit::LOCKED, format!("{error}; use --wait to wait for it"))
+            CommandError::new(exit::LOCKED, format!("{error}; use --wait to wait for it"))
         }
-        other => Stop::new(exit::CONFIG, other.to_string()),
+        other => CommandError::new(exit::CONFIG, other.to_string()),
     })
 }
 
 /// The state file, with the staging of polls a crash interrupted discarded (they simply run
 /// again). An unusable file exits 78 and is never replaced.
-pub fn open_state(config: &crate::config::Config) -> Result<Store, Stop> {
+pub fn open_state(config: &crate::config::Config) -> Result<Store, CommandError> {
     let mut store = Store::open(&config.state, config.synchronous).map_err(|error| {
         let code = if error.is_unusable_file() {
             exit::CONFIG
         } else {
             exit::FAILURE
         };
-        Stop::new(code, error.to_string())
+        CommandError::new(code, error.to_string())
     })?;
     store
         .discard_unfinished_polls()
-        .map_err(|error| Stop::new(exit::FAILURE, error.to_string()))?;
+        .map_err(|error| CommandError::new(exit::FAILURE, error.to_string()))?;
     Ok(store)
 }
 
 /// The async runtime of the commands that poll and deliver.
-pub fn runtime() -> Result<tokio::runtime::Runtime, Stop> {
+pub fn runtime() -> Result<tokio::runtime::Runtime, CommandError> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|error| Stop::new(exit::FAILURE, format!("cannot start: {error}")))
+        .map_err(|error| CommandError::new(exit::FAILURE, format!("cannot start: {error}")))
 }

@@ -5,7 +5,7 @@
 //! an instance the daemon does not know yet.
 
 use crate::cli::TryArgs;
-use crate::commands::{Stop, exit, runtime};
+use crate::commands::{CommandError, exit, runtime};
 use crate::config::Config;
 use crate::http::{HttpClient, Redirects, RetryPolicy};
 use crate::instance::{self, Instance, LoadedFile, SystemSecrets, UnresolvedSecrets};
@@ -22,7 +22,7 @@ pub fn run(args: &TryArgs, config: &Config) -> ExitCode {
     }
 }
 
-fn try_resource(args: &TryArgs, config: &Config) -> Result<u8, Stop> {
+fn try_resource(args: &TryArgs, config: &Config) -> Result<u8, CommandError> {
     // Whole seconds: the watermark is printed, and a fraction of a second changes no query.
     let now = Utc::now().trunc_subsecs(0);
     let since = match &args.since {
@@ -51,9 +51,11 @@ fn try_resource(args: &TryArgs, config: &Config) -> Result<u8, Stop> {
     let masker = Masker::for_instance(&instance);
     // The same outbound rules and size limits as `tick` and `run` (config.toml's `[http]`).
     let client =
-        HttpClient::with_egress(Redirects::Follow, config.http.egress()).map_err(|error| Stop {
-            code: exit::FAILURE,
-            message: error.to_string(),
+        HttpClient::with_egress(Redirects::Follow, config.http.egress()).map_err(|error| {
+            CommandError {
+                code: exit::FAILURE,
+                message: error.to_string(),
+            }
         })?;
     let retry = RetryPolicy::from_config(config);
     let targets = runtime()?.block_on(trial::run(
@@ -80,8 +82,8 @@ fn try_resource(args: &TryArgs, config: &Config) -> Result<u8, Stop> {
 }
 
 /// A file that cannot be read at all is configuration trouble (78), not an invalid instance.
-fn check_readable(path: &std::path::Path) -> Result<(), Stop> {
-    let unreadable = |reason: String| Stop {
+fn check_readable(path: &std::path::Path) -> Result<(), CommandError> {
+    let unreadable = |reason: String| CommandError {
         code: exit::CONFIG,
         message: format!("{}: {reason}", path.display()),
     };
@@ -106,7 +108,7 @@ fn instance_of<'a>(instance: Option<&'a Instance>, loaded: &LoadedFile) -> Optio
 }
 
 /// The index of the resource to try: the one named, or the only one.
-fn pick_resource(instance: &Instance, wanted: Option<&str>) -> Result<usize, Stop> {
+fn pick_resource(instance: &Instance, wanted: Option<&str>) -> Result<usize, CommandError> {
     let keys: Vec<&str> = instance.resources.iter().map(|r| r.key.as_str()).collect();
     let listed = || keys.join(", ");
     match wanted {
@@ -132,8 +134,8 @@ fn pick_resource(instance: &Instance, wanted: Option<&str>) -> Result<usize, Sto
     }
 }
 
-fn usage(message: String) -> Stop {
-    Stop {
+fn usage(message: String) -> CommandError {
+    CommandError {
         code: exit::USAGE,
         message,
     }
