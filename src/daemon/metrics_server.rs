@@ -63,7 +63,6 @@ struct Endpoints {
 pub struct MetricsServer {
     endpoints: Arc<Endpoints>,
     task: JoinHandle<()>,
-    pub local_addr: SocketAddr,
 }
 
 impl MetricsServer {
@@ -104,11 +103,7 @@ impl MetricsServer {
             }
         });
         tracing::info!(address = %local_addr, "serving /metrics, /healthz and /readyz");
-        Ok(MetricsServer {
-            endpoints,
-            task,
-            local_addr,
-        })
+        Ok(MetricsServer { endpoints, task })
     }
 
     /// From now on `/readyz` answers 200.

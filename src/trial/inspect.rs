@@ -260,9 +260,6 @@ pub fn rfc3339(instant: DateTime<Utc>) -> String {
     instant.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
-/// How far back the default watermark is: what a resource's first poll asks for (SPEC.md 6).
-pub const DEFAULT_WATERMARK_AGE: TimeDelta = TimeDelta::hours(1);
-
 /// Reads `--since`: RFC 3339 (`2026-11-01T00:00:00Z`), a date (`2026-11-01`, midnight UTC),
 /// or a duration before `now` (`1h`, `30m`, `2 days`, also with ` ago`).
 pub fn parse_since(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
