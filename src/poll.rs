@@ -756,31 +756,7 @@ fn lock(store: &Mutex<Store>) -> MutexGuard<'_, Store> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// OAuth tokens in the state file, for [`AuthSession`].
-pub struct StateTokens(pub Arc<Mutex<Store>>);
-
-impl TokenStore for StateTokens {
-    fn load(&self, instance: &str, credentials_hash: &str) -> Option<crate::http::StoredToken> {
-        let stored = lock(&self.0)
-            .oauth_token(instance, credentials_hash)
-            .ok()??;
-        Some(crate::http::StoredToken {
-            access_token: stored.access_token,
-            refresh_token: stored.refresh_token,
-            expires_at: stored.expires_at,
-        })
-    }
-
-    fn save(&self, instance: &str, credentials_hash: &str, token: &crate::http::StoredToken) {
-        let stored = crate::state::StoredToken {
-            access_token: token.access_token.clone(),
-            refresh_token: token.refresh_token.clone(),
-            expires_at: token.expires_at,
-        };
-        // A token that cannot be saved costs one refresh on the next run, nothing more.
-        let _ = lock(&self.0).save_oauth_token(instance, credentials_hash, &stored);
-    }
-}
+pub use crate::state::StateTokens;
 
 #[cfg(test)]
 mod tests {

@@ -1,6 +1,8 @@
 //! Tests of the store against real SQLite files in temporary folders.
 
 use super::*;
+use crate::http::StoredToken;
+use crate::instance::Secret;
 use chrono::TimeZone;
 use std::os::unix::fs::PermissionsExt;
 
