@@ -481,7 +481,7 @@ fn classify_status(
         return Attempt::Fail(error);
     }
     let wait = match retry_after.filter(|_| honours_retry_after) {
-        Some(header) => match retry_after_until(header, now) {
+        Some(header) => match super::retry_after::until(header, now) {
             Some(until) => {
                 let wait = until.duration_since(now).unwrap_or(Duration::ZERO);
                 if wait > retry.max_retry_after {
@@ -504,15 +504,6 @@ fn classify_status(
         retry_after: wait,
         error,
     }
-}
-
-/// When a `Retry-After` value (delta seconds or an HTTP-date) ends.
-fn retry_after_until(header: &str, now: SystemTime) -> Option<SystemTime> {
-    let header = header.trim();
-    if let Ok(seconds) = header.parse::<u64>() {
-        return now.checked_add(Duration::from_secs(seconds));
-    }
-    httpdate::parse_http_date(header).ok()
 }
 
 /// Timeouts, refused or reset connections and broken bodies are retried; anything else
@@ -665,20 +656,6 @@ mod tests {
 
     fn at(seconds: u64) -> SystemTime {
         SystemTime::UNIX_EPOCH + Duration::from_secs(seconds)
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_and_http_dates() {
-        let now = at(1_784_000_000);
-        assert_eq!(
-            retry_after_until("120", now),
-            Some(now + Duration::from_secs(120))
-        );
-        assert_eq!(
-            retry_after_until("Sun, 06 Nov 1994 08:49:37 GMT", now),
-            Some(at(784_111_777))
-        );
-        assert_eq!(retry_after_until("soon", now), None);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Talking to providers: one GET of one page, with authentication, retries and limits
 //! (`client`), the five authentication families of SPEC.md section 3 (`auth`), walking from one
-//! page to the next (`paginate`), finding the records inside a page (`records`), and where
-//! requests may go at all (`egress`: `[http] allow` and `deny`).
+//! page to the next (`paginate`), finding the records inside a page (`records`), where
+//! requests may go at all (`egress`: `[http] allow` and `deny`), and reading `Retry-After`
+//! (`retry_after`, for callbacks too).
 //!
 //! Nothing here keeps state beyond the process except OAuth tokens, which go through the
 //! [`auth::TokenStore`] trait (the state store implements it); a crash loses at most a token,
@@ -26,6 +27,7 @@ pub mod client;
 pub mod egress;
 pub mod paginate;
 pub mod records;
+pub mod retry_after;
 
 pub use auth::{AuthError, AuthSession, MemoryTokenStore, StoredToken, TokenStore};
 pub use client::{FetchError, HttpClient, Page, Redirects, RetryCause, RetryNote, RetryPolicy};

@@ -21,7 +21,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use chrono::Utc;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
@@ -35,6 +35,7 @@ use super::sign;
 use crate::config::DeliveryConfig;
 use crate::http::client::{error_chain, excerpt};
 use crate::http::egress::{self, Egress, GuardedResolver, SystemResolver};
+use crate::http::retry_after;
 use crate::instance::Instance;
 use crate::metrics::{Delivered, Metrics, Side};
 use crate::state::{DueNotification, StateError, Store};
@@ -189,7 +190,8 @@ async fn read_answer(mut response: reqwest::Response) -> AttemptOutcome {
             .and_then(|value: &HeaderValue| value.to_str().ok())
             .map(str::to_owned)
     };
-    let retry_after = header(RETRY_AFTER).and_then(|text| retry_after_wait(&text));
+    let retry_after =
+        header(RETRY_AFTER).and_then(|text| retry_after::wait(&text, SystemTime::now()));
     let location = header(LOCATION);
     let mut excerpt_bytes = Vec::new();
     if !(200..300).contains(&status) {
@@ -207,20 +209,6 @@ async fn read_answer(mut response: reqwest::Response) -> AttemptOutcome {
         location,
         excerpt: excerpt(&excerpt_bytes),
     }
-}
-
-/// `Retry-After` as a wait from now: delta seconds or an HTTP date (a past date is no wait).
-fn retry_after_wait(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let until = httpdate::parse_http_date(text).ok()?;
-    Some(
-        until
-            .duration_since(std::time::SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
 }
 
 fn transport_outcome(error: &reqwest::Error, timeout: Duration) -> AttemptOutcome {
@@ -494,15 +482,5 @@ mod tests {
         assert!(other.contains("\"B\""), "{other}");
         assert!(check_body("A", b"").is_err());
         assert!(check_body("A", br#"{"message":{}}"#).is_err());
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_and_dates() {
-        assert_eq!(retry_after_wait(" 7 "), Some(Duration::from_secs(7)));
-        assert_eq!(
-            retry_after_wait("Sun, 06 Nov 1994 08:49:37 GMT"),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(retry_after_wait("later"), None);
     }
 }
