@@ -43,6 +43,7 @@ pub struct PollContext {
     pub store: Arc<Mutex<Store>>,
     pub tokens: Arc<dyn TokenStore>,
     pub retry: RetryPolicy,
+    pub limits: crate::http::RecordLimits,
 }
 
 /// One thing to poll: a resource of an instance, with one value per `{placeholder}`.
@@ -455,7 +456,7 @@ where
             let (found, too_large) = detect::within_size_limit(
                 found,
                 page.body.len(),
-                self.ctx.retry.max_record_bytes,
+                self.ctx.limits.max_record_bytes,
                 &resource.id_field,
             );
             for problem in too_large {

@@ -5,7 +5,7 @@
 use crate::cli::TickArgs;
 use crate::commands::{exit, open_state, runtime, take_lock};
 use crate::config::Config;
-use crate::http::{HttpClient, Redirects, RetryPolicy};
+use crate::http::{HttpClient, Redirects};
 use crate::instance::{self, Instance, LoadedFile, SystemSecrets, UnresolvedSecrets};
 use crate::outbox::deliver::{DeliverError, Delivery, DeliverySummary, Recipient, deliver_due};
 use crate::poll::{self, PollContext, PollReport, PollTarget, StateTokens};
@@ -150,7 +150,8 @@ async fn poll_all(
         client,
         tokens: Arc::new(StateTokens(Arc::clone(&store))),
         store: Arc::clone(&store),
-        retry: RetryPolicy::from_config(config),
+        retry: config.retry_policy(),
+        limits: config.record_limits(),
     });
     let due = due_targets(&store, instances, args.all)?;
     let progress = Progress::new(due.len());
@@ -372,7 +373,7 @@ impl DeliverRun<'_> {
     ) -> Result<DeliverySummary, DeliverError> {
         let delivery = Arc::new(Delivery::with_egress(
             store,
-            &self.config.delivery,
+            self.config.delivery_policy(),
             self.config.http.egress(),
         )?);
         let mut total = DeliverySummary::default();

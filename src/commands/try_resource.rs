@@ -8,7 +8,7 @@ use crate::cli::TryArgs;
 use crate::commands::{Stop, exit, runtime};
 use crate::config::Config;
 use crate::dry_run::{self, TrialOptions, TrialReport, inspect::parse_since, mask::Masker};
-use crate::http::{HttpClient, Redirects, RetryPolicy};
+use crate::http::{HttpClient, Redirects};
 use crate::instance::{self, Instance, LoadedFile, SystemSecrets, UnresolvedSecrets};
 use chrono::{SubsecRound, Utc};
 use std::io::Write;
@@ -55,7 +55,7 @@ fn try_resource(args: &TryArgs, config: &Config) -> Result<u8, Stop> {
             code: exit::FAILURE,
             message: error.to_string(),
         })?;
-    let retry = RetryPolicy::from_config(config);
+    let retry = config.retry_policy();
     let targets = runtime()?.block_on(dry_run::run(
         &client,
         &retry,

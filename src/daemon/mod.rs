@@ -28,7 +28,7 @@ pub mod watcher;
 pub mod worker;
 
 use crate::config::Config;
-use crate::http::{HttpClient, Redirects, RetryPolicy};
+use crate::http::{HttpClient, Redirects};
 use crate::metrics::Metrics;
 use crate::outbox::deliver::{DeliverError, Delivery};
 use crate::poll::{PollContext, StateTokens};
@@ -78,12 +78,16 @@ pub async fn serve(
         client,
         tokens: Arc::new(StateTokens(Arc::clone(&store))),
         store: Arc::clone(&store),
-        retry: RetryPolicy::from_config(config),
+        retry: config.retry_policy(),
+        limits: config.record_limits(),
     });
     // Kept only when they are served: without `metrics_addr` nothing counts.
     let metrics = config.daemon.metrics_addr.map(|_| Arc::new(Metrics::new()));
-    let delivery =
-        Delivery::with_egress(Arc::clone(&store), &config.delivery, config.http.egress())?;
+    let delivery = Delivery::with_egress(
+        Arc::clone(&store),
+        config.delivery_policy(),
+        config.http.egress(),
+    )?;
     let delivery = Arc::new(delivery.with_metrics(metrics.clone()));
     let grace = Duration::from_secs(config.daemon.grace_seconds);
     let status = status_line(&catalog);

@@ -4,6 +4,9 @@
 //! requests may go at all (`egress`: `[http] allow` and `deny`), and reading `Retry-After`
 //! (`retry_after`, for callbacks too).
 //!
+//! Settings come in as plain values ([`RetryPolicy`], [`RecordLimits`], [`Egress`]) that the
+//! configuration builds; nothing here reads the configuration itself.
+//!
 //! Nothing here keeps state beyond the process except OAuth tokens, which go through the
 //! [`auth::TokenStore`] trait (the state store implements it); a crash loses at most a token,
 //! which the next poll refreshes again.
@@ -33,4 +36,6 @@ pub use auth::{AuthError, AuthSession, MemoryTokenStore, StoredToken, TokenStore
 pub use client::{FetchError, HttpClient, Page, Redirects, RetryCause, RetryNote, RetryPolicy};
 pub use egress::{Blocked, Egress, HostRule};
 pub use paginate::{PaginationError, Paginator};
-pub use records::{RecordsError, extract_records, locate_records, parse_body, raw_json};
+pub use records::{
+    RecordLimits, RecordsError, extract_records, locate_records, parse_body, raw_json,
+};

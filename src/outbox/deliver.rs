@@ -32,7 +32,6 @@ use tokio::time::Instant;
 
 use super::retry::{AttemptContext, AttemptOutcome, RetryAction, RetryLogic, full_jitter};
 use super::sign;
-use crate::config::DeliveryConfig;
 use crate::http::client::{error_chain, excerpt};
 use crate::http::egress::{self, Egress, GuardedResolver, SystemResolver};
 use crate::http::retry_after;
@@ -249,6 +248,17 @@ pub fn check_body(id: &str, body: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// How a delivery run behaves (`[delivery]` in config.toml; the configuration builds it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryPolicy {
+    /// Callbacks in flight at once, over every receiver (at least one).
+    pub max_in_flight: u32,
+    /// Callbacks in flight at once to one host (at least one).
+    pub per_host: u32,
+    /// When a failed attempt is tried again, and when it is given up.
+    pub retry: RetryLogic,
+}
+
 /// Everything a delivery run shares.
 pub struct Delivery {
     pub sender: Sender,
@@ -262,25 +272,22 @@ pub struct Delivery {
 
 impl Delivery {
     /// Delivery under the default outbound policy.
-    pub fn new(
-        store: Arc<Mutex<Store>>,
-        config: &DeliveryConfig,
-    ) -> Result<Delivery, DeliverError> {
-        Delivery::with_egress(store, config, Arc::new(Egress::default()))
+    pub fn new(store: Arc<Mutex<Store>>, policy: DeliveryPolicy) -> Result<Delivery, DeliverError> {
+        Delivery::with_egress(store, policy, Arc::new(Egress::default()))
     }
 
     /// Delivery whose callbacks obey `egress` (`Config::http.egress()`).
     pub fn with_egress(
         store: Arc<Mutex<Store>>,
-        config: &DeliveryConfig,
+        policy: DeliveryPolicy,
         egress: Arc<Egress>,
     ) -> Result<Delivery, DeliverError> {
         Ok(Delivery {
             sender: Sender::with_egress(egress)?,
             store,
-            logic: RetryLogic::from(config),
-            global: Arc::new(Semaphore::new(config.max_in_flight.max(1) as usize)),
-            per_host_limit: config.per_host.max(1) as usize,
+            logic: policy.retry,
+            global: Arc::new(Semaphore::new(policy.max_in_flight.max(1) as usize)),
+            per_host_limit: policy.per_host.max(1) as usize,
             per_host: Mutex::new(HashMap::new()),
             metrics: None,
         })

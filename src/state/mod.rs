@@ -64,8 +64,6 @@ use rusqlite::{
 };
 use thiserror::Error;
 
-use crate::config::Synchronous;
-
 pub use lock::{LockError, StateLock};
 pub use outbox::{
     DropTarget, DueNotification, NewNotification, OutboxDepth, OutboxFilter, OutboxRow,
@@ -251,6 +249,18 @@ pub struct ResourceState {
 pub struct ResourceStatusRow {
     pub key: ResourceKey,
     pub state: ResourceState,
+}
+
+/// How hard a commit insists on reaching the disk (`[state] synchronous`; the configuration
+/// hands it to [`Store::open`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// Every commit reaches the disk before it is acknowledged (power-loss safe).
+    #[default]
+    Full,
+    /// Faster; a power loss may lose the last commits (a process crash loses nothing).
+    Normal,
 }
 
 /// The state file, open. One per thread (SQLite connections are not shared); a reader such as
