@@ -4,12 +4,23 @@
 //! Every key of the file can be set by `OCPOLL_<SECTION>_<KEY>` (`OCPOLL_POLL_MAX_IN_FLIGHT`),
 //! top-level keys by `OCPOLL_<KEY>` (`OCPOLL_INSTANCES`). Unknown keys in the file are errors,
 //! so a typo never silently falls back to a default.
+//!
+//! The lower layers (`http`, `outbox`, `state`) never read this module: each defines the small
+//! value it runs with ([`RetryPolicy`], [`RecordLimits`], [`Egress`], [`DeliveryPolicy`],
+//! [`Synchronous`]) and the methods here build those values from the settings.
 
 use crate::cli::{GlobalArgs, LogFormat};
 use crate::http::egress::{Egress, HostRule};
+use crate::http::{RecordLimits, RetryPolicy};
+use crate::outbox::deliver::DeliveryPolicy;
+use crate::outbox::retry::RetryLogic;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use thiserror::Error;
+
+/// `[state] synchronous`: defined by the state store, which obeys it.
+pub use crate::state::Synchronous;
 
 /// The merged configuration every command runs with.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,16 +100,6 @@ impl Default for DeliveryConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Synchronous {
-    /// Every commit reaches the disk before it is acknowledged (power-loss safe).
-    #[default]
-    Full,
-    /// Faster; a power loss may lose the last commits (a process crash loses nothing).
-    Normal,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DaemonConfig {
@@ -147,6 +148,28 @@ impl HttpConfig {
     /// The outbound policy these settings describe.
     pub fn egress(&self) -> std::sync::Arc<Egress> {
         std::sync::Arc::new(Egress::new(self.allow.clone(), self.deny.clone()))
+    }
+}
+
+impl From<&PollConfig> for RetryPolicy {
+    /// `[poll] retries` and the backoff from the configuration; the rest keeps its defaults.
+    fn from(poll: &PollConfig) -> Self {
+        RetryPolicy {
+            retries: poll.retries,
+            backoff_initial: Duration::from_secs(poll.backoff_initial_seconds),
+            backoff_max: Duration::from_secs(poll.backoff_max_seconds),
+            ..RetryPolicy::default()
+        }
+    }
+}
+
+impl From<&DeliveryConfig> for RetryLogic {
+    fn from(config: &DeliveryConfig) -> Self {
+        RetryLogic {
+            backoff_initial: Duration::from_secs(config.backoff_initial_seconds),
+            backoff_max: Duration::from_secs(config.backoff_max_seconds),
+            default_window: Duration::from_secs(config.retry_max_age_seconds),
+        }
     }
 }
 
@@ -277,6 +300,30 @@ impl PlatformDirs {
 }
 
 impl Config {
+    /// How hard a provider GET tries: `[poll]` retries and backoff, and `[http] max_page_bytes`.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_page_bytes: self.http.max_page_bytes,
+            ..RetryPolicy::from(&self.poll)
+        }
+    }
+
+    /// `[http] max_record_bytes`.
+    pub fn record_limits(&self) -> RecordLimits {
+        RecordLimits {
+            max_record_bytes: self.http.max_record_bytes,
+        }
+    }
+
+    /// `[delivery]`: concurrency and the retry rules.
+    pub fn delivery_policy(&self) -> DeliveryPolicy {
+        DeliveryPolicy {
+            max_in_flight: self.delivery.max_in_flight,
+            per_host: self.delivery.per_host,
+            retry: RetryLogic::from(&self.delivery),
+        }
+    }
+
     /// Merges the config file, the environment (`env` yields `OCPOLL_*` variables) and flags.
     pub fn load(
         flags: &GlobalArgs,
@@ -569,6 +616,18 @@ mod tests {
             .to_string();
         assert!(error.contains("OCPOLL_HTTP_ALLOW"), "{error}");
         assert!(error.contains("is not a host rule"), "{error}");
+    }
+
+    #[test]
+    fn retries_come_from_the_poll_configuration() {
+        let poll = PollConfig {
+            retries: 7,
+            ..PollConfig::default()
+        };
+        let retry = RetryPolicy::from(&poll);
+        assert_eq!(retry.retries, 7);
+        assert_eq!(retry.max_retry_after, Duration::from_secs(300));
+        assert_eq!(RetryPolicy::from(&PollConfig::default()).retries, 3);
     }
 
     #[test]

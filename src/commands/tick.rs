@@ -98,7 +98,7 @@ async fn poll_and_deliver(
     String,
 > {
     let mut runner = PollRunner::new(config, Arc::clone(&store)).map_err(|e| e.to_string())?;
-    let delivery = Delivery::with_egress(store, &config.delivery, config.http.egress())
+    let delivery = Delivery::with_egress(store, config.delivery_policy(), config.http.egress())
         .map(Arc::new)
         .map_err(|error| error.to_string())?;
     let due = runner

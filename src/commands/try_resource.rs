@@ -1,5 +1,5 @@
 //! `ocpoll try INSTANCE_FILE [RESOURCE]`: load one instance file, pick the resource, run the
-//! dry run (`dry_run`), print the report, exit 0 when the configuration worked.
+//! dry run (`trial`), print the report, exit 0 when the configuration worked.
 //!
 //! No state file is opened and no lock is taken: `try` runs beside the daemon, and against
 //! an instance the daemon does not know yet.
@@ -7,7 +7,7 @@
 use crate::cli::TryArgs;
 use crate::commands::{CommandError, exit, runtime};
 use crate::config::Config;
-use crate::http::{HttpClient, Redirects, RetryPolicy};
+use crate::http::{HttpClient, Redirects};
 use crate::instance::{self, Instance, LoadedFile, SystemSecrets, UnresolvedSecrets};
 use crate::trial::{self, TrialOptions, TrialReport, inspect::parse_since, mask::Masker};
 use chrono::{SubsecRound, Utc};
@@ -57,10 +57,12 @@ fn try_resource(args: &TryArgs, config: &Config) -> Result<u8, CommandError> {
                 message: error.to_string(),
             }
         })?;
-    let retry = RetryPolicy::from_config(config);
+    let retry = config.retry_policy();
+    let limits = config.record_limits();
     let targets = runtime()?.block_on(trial::run(
         &client,
         &retry,
+        &limits,
         &instance,
         resource_index,
         &options,

@@ -75,8 +75,11 @@ pub async fn serve(
     let wake = runner.committed();
     // Kept only when they are served: without `metrics_addr` nothing counts.
     let metrics = config.daemon.metrics_addr.map(|_| Arc::new(Metrics::new()));
-    let delivery =
-        Delivery::with_egress(Arc::clone(&store), &config.delivery, config.http.egress())?;
+    let delivery = Delivery::with_egress(
+        Arc::clone(&store),
+        config.delivery_policy(),
+        config.http.egress(),
+    )?;
     let delivery = Arc::new(delivery.with_metrics(metrics.clone()));
     let grace = Duration::from_secs(config.daemon.grace_seconds);
     let status = status_line(&catalog);

@@ -9,7 +9,6 @@
 //! Errors never carry credentials: header values are not printed, and transport errors drop
 //! the URL (an instance URL may carry an API key in its query).
 
-use crate::config::{Config, PollConfig};
 use crate::http::auth::{AuthError, AuthSession};
 use crate::http::egress::{self, Blocked, Egress, GuardedResolver, SystemResolver};
 use crate::instance::HttpOptions;
@@ -37,11 +36,8 @@ pub struct RetryPolicy {
     /// the poll with [`FetchError::RetryAfterTooLong`] so the scheduler can wait instead.
     pub max_retry_after: Duration,
     /// The most body bytes one page may have, after decompression (`[http] max_page_bytes`,
-    /// default 64 MiB).
+    /// default 64 MiB); a larger page fails at once, without a retry.
     pub max_page_bytes: usize,
-    /// The most bytes one record's JSON may have (`[http] max_record_bytes`, default 1 MiB);
-    /// the poller reports a larger record as a problem of that record.
-    pub max_record_bytes: usize,
 }
 
 impl Default for RetryPolicy {
@@ -52,33 +48,11 @@ impl Default for RetryPolicy {
             backoff_max: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(5 * 60),
             max_page_bytes: 64 * 1024 * 1024,
-            max_record_bytes: 1024 * 1024,
-        }
-    }
-}
-
-impl From<&PollConfig> for RetryPolicy {
-    /// `[poll] retries` and the backoff from the configuration; the rest keeps its defaults.
-    fn from(poll: &PollConfig) -> Self {
-        RetryPolicy {
-            retries: poll.retries,
-            backoff_initial: Duration::from_secs(poll.backoff_initial_seconds),
-            backoff_max: Duration::from_secs(poll.backoff_max_seconds),
-            ..RetryPolicy::default()
         }
     }
 }
 
 impl RetryPolicy {
-    /// `[poll]` retries and backoff and `[http]` size limits.
-    pub fn from_config(config: &Config) -> RetryPolicy {
-        RetryPolicy {
-            max_page_bytes: config.http.max_page_bytes,
-            max_record_bytes: config.http.max_record_bytes,
-            ..RetryPolicy::from(&config.poll)
-        }
-    }
-
     /// Exponential backoff with full jitter: a random wait between zero and
     /// `backoff_initial * 2^retry`, capped at `backoff_max`. Full jitter spreads out the polls of
     /// many instances that failed together against the same provider.
@@ -515,7 +489,7 @@ fn classify_status(
         return Attempt::Fail(error);
     }
     let wait = match retry_after.filter(|_| honours_retry_after) {
-        Some(header) => match retry_after_until(header, now) {
+        Some(header) => match super::retry_after::until(header, now) {
             Some(until) => {
                 let wait = until.duration_since(now).unwrap_or(Duration::ZERO);
                 if wait > retry.max_retry_after {
@@ -538,15 +512,6 @@ fn classify_status(
         retry_after: wait,
         error,
     }
-}
-
-/// When a `Retry-After` value (delta seconds or an HTTP-date) ends.
-fn retry_after_until(header: &str, now: SystemTime) -> Option<SystemTime> {
-    let header = header.trim();
-    if let Ok(seconds) = header.parse::<u64>() {
-        return now.checked_add(Duration::from_secs(seconds));
-    }
-    httpdate::parse_http_date(header).ok()
 }
 
 /// Timeouts, refused or reset connections and broken bodies are retried; anything else
@@ -702,20 +667,6 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_reads_seconds_and_http_dates() {
-        let now = at(1_784_000_000);
-        assert_eq!(
-            retry_after_until("120", now),
-            Some(now + Duration::from_secs(120))
-        );
-        assert_eq!(
-            retry_after_until("Sun, 06 Nov 1994 08:49:37 GMT", now),
-            Some(at(784_111_777))
-        );
-        assert_eq!(retry_after_until("soon", now), None);
-    }
-
-    #[test]
     fn status_429_waits_as_told_and_fails_past_the_maximum() {
         let now = at(1_784_000_000);
         let retry = policy();
@@ -796,18 +747,6 @@ mod tests {
     ) {
         fn is_send<T: Send>(_: &T) {}
         is_send(&client.get(url, session, http, retry));
-    }
-
-    #[test]
-    fn retries_come_from_the_poll_configuration() {
-        let poll = PollConfig {
-            retries: 7,
-            ..PollConfig::default()
-        };
-        let retry = RetryPolicy::from(&poll);
-        assert_eq!(retry.retries, 7);
-        assert_eq!(retry.max_retry_after, Duration::from_secs(300));
-        assert_eq!(RetryPolicy::from(&PollConfig::default()).retries, 3);
     }
 
     #[test]

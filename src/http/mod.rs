@@ -1,7 +1,11 @@
 //! Talking to providers: one GET of one page, with authentication, retries and limits
 //! (`client`), the five authentication families of SPEC.md section 3 (`auth`), walking from one
-//! page to the next (`paginate`), finding the records inside a page (`records`), and where
-//! requests may go at all (`egress`: `[http] allow` and `deny`).
+//! page to the next (`paginate`), finding the records inside a page (`records`), where
+//! requests may go at all (`egress`: `[http] allow` and `deny`), and reading `Retry-After`
+//! (`retry_after`, for callbacks too).
+//!
+//! Settings come in as plain values ([`RetryPolicy`], [`RecordLimits`], [`Egress`]) that the
+//! configuration builds; nothing here reads the configuration itself.
 //!
 //! Nothing here keeps state beyond the process except OAuth tokens, which go through the
 //! [`auth::TokenStore`] trait (the state store implements it); a crash loses at most a token,
@@ -26,9 +30,12 @@ pub mod client;
 pub mod egress;
 pub mod paginate;
 pub mod records;
+pub mod retry_after;
 
 pub use auth::{AuthError, AuthSession, MemoryTokenStore, StoredToken, TokenStore};
 pub use client::{FetchError, HttpClient, Page, Redirects, RetryCause, RetryNote, RetryPolicy};
 pub use egress::{Blocked, Egress, HostRule};
 pub use paginate::{PaginationError, Paginator};
-pub use records::{RecordsError, extract_records, locate_records, parse_body, raw_json};
+pub use records::{
+    RecordLimits, RecordsError, extract_records, locate_records, parse_body, raw_json,
+};

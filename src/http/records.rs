@@ -16,6 +16,23 @@ use crate::instance::FieldPath;
 use serde_json::Value;
 use thiserror::Error;
 
+/// How large one record may be (`[http] max_record_bytes`, default 1 MiB): the poller reports a
+/// larger record as a problem of that record. (The page's own limit, `max_page_bytes`, is the
+/// fetch's: [`crate::http::RetryPolicy::max_page_bytes`].)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordLimits {
+    /// The most bytes one record's JSON may have.
+    pub max_record_bytes: usize,
+}
+
+impl Default for RecordLimits {
+    fn default() -> Self {
+        RecordLimits {
+            max_record_bytes: 1024 * 1024,
+        }
+    }
+}
+
 /// Where records are looked for when `recordsPath` is not set.
 pub const DEFAULT_MEMBERS: [&str; 5] = ["data", "items", "results", "records", "value"];
 

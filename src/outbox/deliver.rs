@@ -21,7 +21,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use chrono::Utc;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
@@ -32,9 +32,9 @@ use tokio::time::Instant;
 
 use super::retry::{AttemptContext, AttemptOutcome, RetryAction, RetryLogic, full_jitter};
 use super::sign;
-use crate::config::DeliveryConfig;
 use crate::http::client::{error_chain, excerpt};
 use crate::http::egress::{self, Egress, GuardedResolver, SystemResolver};
+use crate::http::retry_after;
 use crate::instance::Instance;
 use crate::metrics::{Delivered, Metrics, Side};
 use crate::state::{DueNotification, StateError, Store};
@@ -189,7 +189,8 @@ async fn read_answer(mut response: reqwest::Response) -> AttemptOutcome {
             .and_then(|value: &HeaderValue| value.to_str().ok())
             .map(str::to_owned)
     };
-    let retry_after = header(RETRY_AFTER).and_then(|text| retry_after_wait(&text));
+    let retry_after =
+        header(RETRY_AFTER).and_then(|text| retry_after::wait(&text, SystemTime::now()));
     let location = header(LOCATION);
     let mut excerpt_bytes = Vec::new();
     if !(200..300).contains(&status) {
@@ -207,20 +208,6 @@ async fn read_answer(mut response: reqwest::Response) -> AttemptOutcome {
         location,
         excerpt: excerpt(&excerpt_bytes),
     }
-}
-
-/// `Retry-After` as a wait from now: delta seconds or an HTTP date (a past date is no wait).
-fn retry_after_wait(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let until = httpdate::parse_http_date(text).ok()?;
-    Some(
-        until
-            .duration_since(std::time::SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
 }
 
 fn transport_outcome(error: &reqwest::Error, timeout: Duration) -> AttemptOutcome {
@@ -261,6 +248,17 @@ pub fn check_body(id: &str, body: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
+/// How a delivery run behaves (`[delivery]` in config.toml; the configuration builds it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryPolicy {
+    /// Callbacks in flight at once, over every receiver (at least one).
+    pub max_in_flight: u32,
+    /// Callbacks in flight at once to one host (at least one).
+    pub per_host: u32,
+    /// When a failed attempt is tried again, and when it is given up.
+    pub retry: RetryLogic,
+}
+
 /// Everything a delivery run shares.
 pub struct Delivery {
     pub sender: Sender,
@@ -274,25 +272,22 @@ pub struct Delivery {
 
 impl Delivery {
     /// Delivery under the default outbound policy.
-    pub fn new(
-        store: Arc<Mutex<Store>>,
-        config: &DeliveryConfig,
-    ) -> Result<Delivery, DeliverError> {
-        Delivery::with_egress(store, config, Arc::new(Egress::default()))
+    pub fn new(store: Arc<Mutex<Store>>, policy: DeliveryPolicy) -> Result<Delivery, DeliverError> {
+        Delivery::with_egress(store, policy, Arc::new(Egress::default()))
     }
 
     /// Delivery whose callbacks obey `egress` (`Config::http.egress()`).
     pub fn with_egress(
         store: Arc<Mutex<Store>>,
-        config: &DeliveryConfig,
+        policy: DeliveryPolicy,
         egress: Arc<Egress>,
     ) -> Result<Delivery, DeliverError> {
         Ok(Delivery {
             sender: Sender::with_egress(egress)?,
             store,
-            logic: RetryLogic::from(config),
-            global: Arc::new(Semaphore::new(config.max_in_flight.max(1) as usize)),
-            per_host_limit: config.per_host.max(1) as usize,
+            logic: policy.retry,
+            global: Arc::new(Semaphore::new(policy.max_in_flight.max(1) as usize)),
+            per_host_limit: policy.per_host.max(1) as usize,
             per_host: Mutex::new(HashMap::new()),
             metrics: None,
         })
@@ -494,15 +489,5 @@ mod tests {
         assert!(other.contains("\"B\""), "{other}");
         assert!(check_body("A", b"").is_err());
         assert!(check_body("A", br#"{"message":{}}"#).is_err());
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_and_dates() {
-        assert_eq!(retry_after_wait(" 7 "), Some(Duration::from_secs(7)));
-        assert_eq!(
-            retry_after_wait("Sun, 06 Nov 1994 08:49:37 GMT"),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(retry_after_wait("later"), None);
     }
 }

@@ -16,8 +16,6 @@
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
-use crate::config::DeliveryConfig;
-
 /// What one attempt came to, as far as the policy cares.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AttemptOutcome {
@@ -64,7 +62,7 @@ pub struct AttemptContext {
     pub batch_bytes: usize,
 }
 
-/// Backoff and window settings, from `[delivery]` in config.toml.
+/// Backoff and window settings (`[delivery]` in config.toml; the configuration builds them).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RetryLogic {
     /// The first retry's backoff ceiling; it doubles per attempt.
@@ -73,16 +71,6 @@ pub struct RetryLogic {
     pub backoff_max: Duration,
     /// The retry window for instances without `event.notification.retry.hours`.
     pub default_window: Duration,
-}
-
-impl From<&DeliveryConfig> for RetryLogic {
-    fn from(config: &DeliveryConfig) -> Self {
-        RetryLogic {
-            backoff_initial: Duration::from_secs(config.backoff_initial_seconds),
-            backoff_max: Duration::from_secs(config.backoff_max_seconds),
-            default_window: Duration::from_secs(config.retry_max_age_seconds),
-        }
-    }
 }
 
 impl RetryLogic {

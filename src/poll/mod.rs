@@ -26,7 +26,7 @@ pub use pages::{PageRead, PageReader, PageSink};
 pub use target::{PollTarget, resolve_url, targets};
 
 use crate::detect::{self, EventType};
-use crate::http::{AuthSession, HttpClient, RetryPolicy, TokenStore};
+use crate::http::{AuthSession, HttpClient, RecordLimits, RetryPolicy, TokenStore};
 use crate::instance::DatesConfig;
 use crate::state::{PollId, StagedEvent, StateError, Store};
 use chrono::{DateTime, Utc};
@@ -45,6 +45,7 @@ pub struct PollContext {
     pub store: Arc<Mutex<Store>>,
     pub tokens: Arc<dyn TokenStore>,
     pub retry: RetryPolicy,
+    pub limits: RecordLimits,
 }
 
 /// How a poll went, for the summary table and the exit code.
@@ -159,7 +160,7 @@ async fn read_pages<J: judge::Judge>(
         client: &ctx.client,
         session: &session,
         retry: &ctx.retry,
-        max_record_bytes: ctx.retry.max_record_bytes,
+        limits: &ctx.limits,
     };
     reader.read(target, first_url, stager).await
 }
@@ -295,30 +296,4 @@ pub(crate) fn lock(store: &Mutex<Store>) -> MutexGuard<'_, Store> {
     store
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// OAuth tokens in the state file, for [`AuthSession`].
-pub struct StateTokens(pub Arc<Mutex<Store>>);
-
-impl TokenStore for StateTokens {
-    fn load(&self, instance: &str, credentials_hash: &str) -> Option<crate::http::StoredToken> {
-        let stored = lock(&self.0)
-            .oauth_token(instance, credentials_hash)
-            .ok()??;
-        Some(crate::http::StoredToken {
-            access_token: stored.access_token,
-            refresh_token: stored.refresh_token,
-            expires_at: stored.expires_at,
-        })
-    }
-
-    fn save(&self, instance: &str, credentials_hash: &str, token: &crate::http::StoredToken) {
-        let stored = crate::state::StoredToken {
-            access_token: token.access_token.clone(),
-            refresh_token: token.refresh_token.clone(),
-            expires_at: token.expires_at,
-        };
-        // A token that cannot be saved costs one refresh on the next run, nothing more.
-        let _ = lock(&self.0).save_oauth_token(instance, credentials_hash, &stored);
-    }
 }

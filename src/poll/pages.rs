@@ -8,7 +8,7 @@
 
 use super::{PollError, PollTarget};
 use crate::detect::{self, RecordProblem};
-use crate::http::{AuthSession, HttpClient, Page, Paginator, RetryPolicy, records};
+use crate::http::{AuthSession, HttpClient, Page, Paginator, RecordLimits, RetryPolicy, records};
 use serde_json::Value;
 use url::Url;
 
@@ -18,7 +18,7 @@ pub struct PageReader<'a> {
     pub session: &'a AuthSession,
     pub retry: &'a RetryPolicy,
     /// Records whose JSON is larger are left out of a page, each reported as a problem.
-    pub max_record_bytes: usize,
+    pub limits: &'a RecordLimits,
 }
 
 /// One page as read.
@@ -87,7 +87,7 @@ impl PageReader<'_> {
             let (records, too_large) = detect::within_size_limit(
                 found,
                 page.body.len(),
-                self.max_record_bytes,
+                self.limits.max_record_bytes,
                 &resource.id_field,
             );
             // The page goes to the sink before a pagination error fails the read: `try` shows

@@ -12,11 +12,10 @@
 pub mod delivery;
 
 use crate::config::Config;
-use crate::http::{HttpClient, Redirects, RetryPolicy};
+use crate::http::{HttpClient, Redirects};
 use crate::instance::Instance;
-use crate::poll::StateTokens;
 use crate::poll::{self, PollContext, PollReport, PollTarget};
-use crate::state::{ResourceKey, StateError, Store};
+use crate::state::{ResourceKey, StateError, StateTokens, Store};
 use chrono::Utc;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -111,7 +110,8 @@ impl PollRunner {
             client,
             tokens: Arc::new(StateTokens(Arc::clone(&store))),
             store,
-            retry: RetryPolicy::from_config(config),
+            retry: config.retry_policy(),
+            limits: config.record_limits(),
         };
         Ok(PollRunner {
             ctx: Arc::new(ctx),

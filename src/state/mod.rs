@@ -1,15 +1,17 @@
 //! The state store: one SQLite file holding everything ocpoll must remember between runs.
 //!
 //! It owns the watermarks (per instance, resource and pathParams value), the (id, updated) pairs
-//! seen near each watermark, snapshot sets, stored OAuth tokens, the poll staging tables and the
-//! outbox of notifications not yet acknowledged. Other modules read and write them only through
-//! [`Store`]; `lock` is the poller lock beside the file, `schema` its migrations.
+//! seen near each watermark, snapshot sets, stored OAuth tokens (`tokens`), the poll staging
+//! tables (`staging`) and the outbox of notifications not yet acknowledged (`outbox`). Other
+//! modules read and write them only through [`Store`]; `lock` is the poller lock beside the file,
+//! `schema` its migrations.
 //!
 //! # What survives a crash, and why
 //!
-//! The file is in WAL mode and every change is one SQLite transaction, so after a crash at any
-//! moment (`kill -9`, panic, OOM) the file holds exactly the transactions that committed, each
-//! whole, and nothing of the one in flight. What that means for ocpoll:
+//! The file is in WAL mode and every change is one SQLite transaction (those of several
+//! statements are opened by `Store::write_txn`), so after a crash at any moment (`kill -9`, panic,
+//! OOM) the file holds exactly the transactions that committed, each whole, and nothing of the
+//! one in flight. What that means for ocpoll:
 //!
 //! - **A poll is all or nothing.** A poll writes its events page by page into staging tables
 //!   (short transactions, so memory stays bounded by a page); only [`CommitTxn::finish`] makes them
@@ -20,10 +22,14 @@
 //!   and by [`Store::begin_poll`]). A crash after it loses nothing: the events are in the outbox.
 //! - **A notification in the outbox stays there** until delivery removes it after a 2xx, or a user
 //!   drops it; its body bytes are stored once and resent identically.
-//! - **Power loss:** with `synchronous=FULL` (the default) a commit is on disk before `finish`
-//!   returns, so the above holds for power loss too. With `normal`, a power loss may take back the
-//!   last commits (whole ones, still never half of one): those polls repeat and their events are
-//!   produced again, so nothing is lost, but a watermark may step back.
+//! - **Power loss:** with `synchronous=FULL` (the default) a commit is on disk before it returns,
+//!   except the relaxed writes (see [`Store::relaxed`]: starting and staging a poll, its final
+//!   commit, an acknowledged delivery): those wait for the next [`Store::sync`], which delivery runs
+//!   before it sends, so no notification reaches a receiver before the poll that made it is on
+//!   disk. A power loss before that sync takes those commits back whole, as with `normal`: a
+//!   power loss may take back the last commits (whole ones, still never half of one); those polls
+//!   repeat and their events are produced again, so nothing is lost, but a watermark may step
+//!   back.
 //!
 //! What does not survive, on purpose: an unfinished poll's staging rows, and the poller lock (the
 //! kernel drops it with the process, see `lock`).
@@ -36,8 +42,9 @@
 
 pub mod lock;
 mod outbox;
-mod poll;
 mod schema;
+mod staging;
+mod tokens;
 
 #[cfg(test)]
 mod crash_tests;
@@ -52,19 +59,19 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use rusqlite::types::Type;
-use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
+use rusqlite::{
+    Connection, ErrorCode, OpenFlags, OptionalExtension, Transaction, TransactionBehavior, params,
+};
 use thiserror::Error;
-
-use crate::config::Synchronous;
-use crate::instance::Secret;
 
 pub use lock::{LockError, StateLock};
 pub use outbox::{
     DropTarget, DueNotification, NewNotification, OutboxDepth, OutboxFilter, OutboxRow,
     OutboxSelection, RetryTarget,
 };
-pub use poll::{CommitTxn, PollId, PollOutcome, StagedEvent, StagedKind};
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
+pub use staging::{CommitTxn, PollId, PollOutcome, StagedEvent, StagedKind};
+pub use tokens::StateTokens;
 
 /// How long a statement waits for another process's write transaction before giving up. Long
 /// enough for the daemon's largest commit; `status` and `state reset` run beside the daemon.
@@ -244,14 +251,16 @@ pub struct ResourceStatusRow {
     pub state: ResourceState,
 }
 
-/// An OAuth access token obtained by refresh. `credentials_hash` (not stored here) ties it to
-/// the instance credentials it came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredToken {
-    pub access_token: Secret,
-    /// A refresh token the provider rotated; `None` means "the instance file's".
-    pub refresh_token: Option<Secret>,
-    pub expires_at: Option<DateTime<Utc>>,
+/// How hard a commit insists on reaching the disk (`[state] synchronous`; the configuration
+/// hands it to [`Store::open`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    /// Every commit reaches the disk before it is acknowledged (power-loss safe).
+    #[default]
+    Full,
+    /// Faster; a power loss may lose the last commits (a process crash loses nothing).
+    Normal,
 }
 
 /// The state file, open. One per thread (SQLite connections are not shared); a reader such as
@@ -265,6 +274,32 @@ pub struct Store {
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+/// A write transaction of the store, with the file's path for its errors (see
+/// [`Store::write_txn`]). Derefs to the SQLite transaction.
+struct WriteTxn<'a> {
+    tx: Transaction<'a>,
+    path: &'a Path,
+}
+
+impl<'a> std::ops::Deref for WriteTxn<'a> {
+    type Target = Transaction<'a>;
+
+    fn deref(&self) -> &Transaction<'a> {
+        &self.tx
+    }
+}
+
+impl WriteTxn<'_> {
+    fn fail(&self, error: rusqlite::Error) -> StateError {
+        classify(self.path, error)
+    }
+
+    fn commit(self) -> Result<(), StateError> {
+        let path = self.path;
+        self.tx.commit().map_err(|e| classify(path, e))
     }
 }
 
@@ -368,6 +403,16 @@ impl Store {
 
     fn fail(&self, error: rusqlite::Error) -> StateError {
         classify(&self.path, error)
+    }
+
+    /// Opens a write transaction: IMMEDIATE, so it takes the write lock now and cannot fail
+    /// half-way for lack of it. Dropping it without [`WriteTxn::commit`] rolls back.
+    fn write_txn(&mut self) -> Result<WriteTxn<'_>, StateError> {
+        let Store { conn, path, .. } = self;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| classify(path, e))?;
+        Ok(WriteTxn { tx, path })
     }
 
     /// SQLite's `PRAGMA integrity_check`: empty when the file is sound, else its complaints.
@@ -515,12 +560,8 @@ impl Store {
         resource: Option<&str>,
         to: Option<DateTime<Utc>>,
     ) -> Result<usize, StateError> {
-        let path = self.path.clone();
-        let fail = |e| classify(&path, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(fail)?;
+        let tx = self.write_txn()?;
+        let fail = |e| tx.fail(e);
         // `resource IS NULL` selects every resource of the instance.
         const MATCHING: &str = "SELECT id FROM resource_state
              WHERE instance = ?1 AND (?2 IS NULL OR resource = ?2)";
@@ -543,85 +584,22 @@ impl Store {
                 params![instance, resource, to.as_ref().map(encode_time)],
             )
             .map_err(fail)?;
-        tx.commit().map_err(fail)?;
+        tx.commit()?;
         Ok(changed)
     }
 
     /// `ocpoll state forget`: everything of an instance, its outbox included.
     pub fn forget_instance(&mut self, instance: &str) -> Result<(), StateError> {
-        let path = self.path.clone();
-        let fail = |e| classify(&path, e);
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(fail)?;
+        let tx = self.write_txn()?;
         // Seen pairs, snapshots, polls and staging go by ON DELETE CASCADE.
         for table in ["resource_state", "outbox", "oauth_token"] {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE instance = ?1"),
                 [instance],
             )
-            .map_err(fail)?;
+            .map_err(|e| tx.fail(e))?;
         }
-        tx.commit().map_err(fail)
-    }
-
-    /// The token stored for `instance`, if it came from the credentials hashed as
-    /// `credentials_hash`. A token from other credentials is deleted (SPEC 8: the instance file's
-    /// credentials changed, so the old token must not be used) and None returned.
-    pub fn oauth_token(
-        &self,
-        instance: &str,
-        credentials_hash: &str,
-    ) -> Result<Option<StoredToken>, StateError> {
-        self.conn
-            .execute(
-                "DELETE FROM oauth_token WHERE instance = ?1 AND credentials_hash <> ?2",
-                params![instance, credentials_hash],
-            )
-            .map_err(|e| self.fail(e))?;
-        self.conn
-            .query_row(
-                "SELECT access_token, refresh_token, expires_at FROM oauth_token WHERE instance = ?1",
-                [instance],
-                |row| {
-                    Ok(StoredToken {
-                        access_token: Secret::new(row.get::<_, String>(0)?),
-                        refresh_token: row.get::<_, Option<String>>(1)?.map(Secret::new),
-                        expires_at: time_column(row, 2)?,
-                    })
-                },
-            )
-            .optional()
-            .map_err(|e| self.fail(e))
-    }
-
-    /// Stores (or replaces) the token of `instance`.
-    pub fn save_oauth_token(
-        &self,
-        instance: &str,
-        credentials_hash: &str,
-        token: &StoredToken,
-    ) -> Result<(), StateError> {
-        self.conn
-            .execute(
-                "INSERT INTO oauth_token
-                     (instance, credentials_hash, access_token, refresh_token, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (instance) DO UPDATE SET credentials_hash = excluded.credentials_hash,
-                     access_token = excluded.access_token, refresh_token = excluded.refresh_token,
-                     expires_at = excluded.expires_at",
-                params![
-                    instance,
-                    credentials_hash,
-                    // Leaves for its destination: the state file (0600).
-                    token.access_token.expose(),
-                    token.refresh_token.as_ref().map(Secret::expose),
-                    token.expires_at.as_ref().map(encode_time)
-                ],
-            )
-            .map_err(|e| self.fail(e))?;
-        Ok(())
+        tx.commit()
     }
 }
 

@@ -2,6 +2,8 @@
 
 use super::*;
 use crate::detect::EventType;
+use crate::http::StoredToken;
+use crate::instance::Secret;
 use chrono::TimeZone;
 use std::os::unix::fs::PermissionsExt;
 

@@ -18,7 +18,7 @@ pub mod suggest;
 use crate::detect::{self, RecordProblem};
 use crate::http::paginate::NEXT_PAGE_TOKEN_HEADER;
 use crate::http::{
-    AuthSession, FetchError, HttpClient, MemoryTokenStore, Page, RetryPolicy, records,
+    AuthSession, FetchError, HttpClient, MemoryTokenStore, Page, RecordLimits, RetryPolicy, records,
 };
 use crate::instance::finding::FindingReport;
 use crate::instance::{Instance, Pagination, Resource};
@@ -140,6 +140,7 @@ impl TargetReport {
 pub async fn run(
     client: &HttpClient,
     retry: &RetryPolicy,
+    limits: &RecordLimits,
     instance: &Arc<Instance>,
     resource_index: usize,
     options: &TrialOptions,
@@ -162,6 +163,7 @@ pub async fn run(
                 let trial = Trial {
                     client,
                     retry,
+                    limits,
                     session,
                     target,
                     options,
@@ -179,6 +181,7 @@ pub async fn run(
 struct Trial<'a> {
     client: &'a HttpClient,
     retry: &'a RetryPolicy,
+    limits: &'a RecordLimits,
     session: &'a AuthSession,
     target: &'a PollTarget,
     options: &'a TrialOptions,
@@ -201,7 +204,7 @@ impl Trial<'_> {
             client: self.client,
             session: self.session,
             retry: self.retry,
-            max_record_bytes: self.retry.max_record_bytes,
+            limits: self.limits,
         };
         let mut sink = TrialSink {
             trial: self,

@@ -1,4 +1,5 @@
-//! The poll lifecycle in the state: begin, stage page by page, commit once.
+//! The staging store: a poll's events staged page by page until its commit (the poll lifecycle
+//! in the state: begin, stage page by page, commit once).
 //!
 //! ```text
 //! begin_poll ──> stage_events / stage_snapshot (one short transaction per page) ──>
@@ -15,13 +16,12 @@
 
 use chrono::{DateTime, Utc};
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
-use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{OptionalExtension, params};
 
 use crate::detect::EventType;
 
 use super::outbox::{NewNotification, insert_notification};
-use super::{ResourceKey, StateError, Store, classify, encode_time, ensure_resource, time_column};
-use std::path::Path;
+use super::{ResourceKey, StateError, Store, WriteTxn, encode_time, ensure_resource, time_column};
 
 /// A poll that has begun and not yet been committed or discarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -108,25 +108,22 @@ impl Store {
 
     fn begin(&mut self, key: &ResourceKey, snapshot: bool) -> Result<PollId, StateError> {
         // Starting a poll only matters if the poll commits; see `Store::relaxed`.
-        self.relaxed(|store| store.begin_unsynced(key, snapshot))
-    }
-
-    fn begin_unsynced(&mut self, key: &ResourceKey, snapshot: bool) -> Result<PollId, StateError> {
-        let path = self.path.clone();
-        let fail = |e| classify(&path, e);
-        let tx = immediate(&mut self.conn).map_err(fail)?;
-        let resource_id = ensure_resource(&tx, key).map_err(fail)?;
-        // Staging rows go with their poll (ON DELETE CASCADE).
-        tx.execute("DELETE FROM poll WHERE resource_id = ?1", [resource_id])
+        self.relaxed(|store| {
+            let tx = store.write_txn()?;
+            let fail = |e| tx.fail(e);
+            let resource_id = ensure_resource(&tx, key).map_err(fail)?;
+            // Staging rows go with their poll (ON DELETE CASCADE).
+            tx.execute("DELETE FROM poll WHERE resource_id = ?1", [resource_id])
+                .map_err(fail)?;
+            tx.execute(
+                "INSERT INTO poll (resource_id, snapshot) VALUES (?1, ?2)",
+                params![resource_id, snapshot],
+            )
             .map_err(fail)?;
-        tx.execute(
-            "INSERT INTO poll (resource_id, snapshot) VALUES (?1, ?2)",
-            params![resource_id, snapshot],
-        )
-        .map_err(fail)?;
-        let poll = PollId(tx.last_insert_rowid());
-        tx.commit().map_err(fail)?;
-        Ok(poll)
+            let poll = PollId(tx.last_insert_rowid());
+            tx.commit()?;
+            Ok(poll)
+        })
     }
 
     /// Stages one page of events in one short transaction. An event with the same
@@ -138,43 +135,36 @@ impl Store {
         events: &[StagedEvent],
     ) -> Result<usize, StateError> {
         // Staging a crash would discard anyway: no disk sync (see `Store::relaxed`).
-        self.relaxed(|store| store.stage_events_unsynced(poll, events))
-    }
-
-    fn stage_events_unsynced(
-        &mut self,
-        poll: PollId,
-        events: &[StagedEvent],
-    ) -> Result<usize, StateError> {
-        let path = self.path.clone();
-        let fail = |e| classify(&path, e);
-        let tx = immediate(&mut self.conn).map_err(fail)?;
-        require_poll(&tx, &path, poll)?;
-        let mut inserted = 0;
-        {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO staged_event
-                     (poll_id, record_id, updated, event_type, date, path_params, raw)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )
-                .map_err(fail)?;
-            for event in events {
-                inserted += insert
-                    .execute(params![
-                        poll.0,
-                        event.record_id,
-                        event.updated,
-                        event.kind,
-                        event.date,
-                        event.path_params_json,
-                        event.raw
-                    ])
+        self.relaxed(|store| {
+            let tx = store.write_txn()?;
+            let fail = |e| tx.fail(e);
+            require_poll(&tx, poll)?;
+            let mut inserted = 0;
+            {
+                let mut insert = tx
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO staged_event
+                         (poll_id, record_id, updated, event_type, date, path_params, raw)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                    )
                     .map_err(fail)?;
+                for event in events {
+                    inserted += insert
+                        .execute(params![
+                            poll.0,
+                            event.record_id,
+                            event.updated,
+                            event.kind,
+                            event.date,
+                            event.path_params_json,
+                            event.raw
+                        ])
+                        .map_err(fail)?;
+                }
             }
-        }
-        tx.commit().map_err(fail)?;
-        Ok(inserted)
+            tx.commit()?;
+            Ok(inserted)
+        })
     }
 
     /// Snapshot mode: stages one page of the current poll's (id, content hash, record) set.
@@ -189,39 +179,28 @@ impl Store {
         H: AsRef<str>,
         R: AsRef<[u8]>,
     {
-        self.relaxed(|store| store.stage_snapshot_unsynced(poll, records))
-    }
-
-    fn stage_snapshot_unsynced<I, H, R>(
-        &mut self,
-        poll: PollId,
-        records: &[(I, H, R)],
-    ) -> Result<(), StateError>
-    where
-        I: AsRef<str>,
-        H: AsRef<str>,
-        R: AsRef<[u8]>,
-    {
-        let path = self.path.clone();
-        let fail = |e| classify(&path, e);
-        let tx = immediate(&mut self.conn).map_err(fail)?;
-        require_poll(&tx, &path, poll)?;
-        tx.execute("UPDATE poll SET snapshot = 1 WHERE id = ?1", [poll.0])
-            .map_err(fail)?;
-        {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT OR IGNORE INTO staged_snapshot (poll_id, record_id, hash, raw)
-                     VALUES (?1, ?2, ?3, ?4)",
-                )
+        // Staging, as `stage_events`: no disk sync.
+        self.relaxed(|store| {
+            let tx = store.write_txn()?;
+            let fail = |e| tx.fail(e);
+            require_poll(&tx, poll)?;
+            tx.execute("UPDATE poll SET snapshot = 1 WHERE id = ?1", [poll.0])
                 .map_err(fail)?;
-            for (id, hash, raw) in records {
-                insert
-                    .execute(params![poll.0, id.as_ref(), hash.as_ref(), raw.as_ref()])
+            {
+                let mut insert = tx
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO staged_snapshot (poll_id, record_id, hash, raw)
+                         VALUES (?1, ?2, ?3, ?4)",
+                    )
                     .map_err(fail)?;
+                for (id, hash, raw) in records {
+                    insert
+                        .execute(params![poll.0, id.as_ref(), hash.as_ref(), raw.as_ref()])
+                        .map_err(fail)?;
+                }
             }
-        }
-        tx.commit().map_err(fail)
+            tx.commit()
+        })
     }
 
     /// Drops every unfinished poll and its staging rows (at start-up: they belong to a process
@@ -241,9 +220,8 @@ impl Store {
         polled_at: DateTime<Utc>,
         next_due_at: Option<DateTime<Utc>>,
     ) -> Result<(), StateError> {
-        let path = self.path.clone();
-        let fail = |e| classify(&path, e);
-        let tx = immediate(&mut self.conn).map_err(fail)?;
+        let tx = self.write_txn()?;
+        let fail = |e| tx.fail(e);
         let resource_id = ensure_resource(&tx, key).map_err(fail)?;
         tx.execute(
             "UPDATE resource_state SET last_poll_at = ?2, last_result = 'failed', last_error = ?3,
@@ -259,15 +237,14 @@ impl Store {
         .map_err(fail)?;
         tx.execute("DELETE FROM poll WHERE resource_id = ?1", [resource_id])
             .map_err(fail)?;
-        tx.commit().map_err(fail)
+        tx.commit()
     }
 
-    /// Opens the poll's final transaction (IMMEDIATE: it takes the write lock now, so it cannot
-    /// fail half-way for lack of it). Dropping the returned value without `finish` rolls back.
+    /// Opens the poll's final transaction (a [`Store::write_txn`]: it takes the write lock now,
+    /// so it cannot fail half-way for lack of it). Dropping the returned value without `finish`
+    /// rolls back.
     pub fn begin_commit(&mut self, poll: PollId) -> Result<CommitTxn<'_>, StateError> {
-        let Store { conn, path, .. } = self;
-        let fail = |e| classify(path, e);
-        let tx = immediate(conn).map_err(fail)?;
+        let tx = self.write_txn()?;
         let (resource_id, snapshot) = tx
             .query_row(
                 "SELECT resource_id, snapshot FROM poll WHERE id = ?1",
@@ -275,11 +252,10 @@ impl Store {
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .optional()
-            .map_err(fail)?
+            .map_err(|e| tx.fail(e))?
             .ok_or(StateError::PollGone(poll.0))?;
         Ok(CommitTxn {
             tx,
-            path,
             poll: Some(poll),
             resource_id,
             snapshot,
@@ -290,16 +266,14 @@ impl Store {
     /// from memory (`remember_seen`, `insert_notification`). Leftover staging of an unfinished
     /// earlier poll of `key` is dropped in it, as `begin_poll` would have.
     pub fn begin_direct_commit(&mut self, key: &ResourceKey) -> Result<CommitTxn<'_>, StateError> {
-        let Store { conn, path, .. } = self;
-        let fail = |e| classify(path, e);
-        let tx = immediate(conn).map_err(fail)?;
+        let tx = self.write_txn()?;
+        let fail = |e| tx.fail(e);
         let resource_id = ensure_resource(&tx, key).map_err(fail)?;
         tx.prepare_cached("DELETE FROM poll WHERE resource_id = ?1")
             .and_then(|mut stmt| stmt.execute([resource_id]))
             .map_err(fail)?;
         Ok(CommitTxn {
             tx,
-            path,
             poll: None,
             resource_id,
             snapshot: false,
@@ -311,8 +285,7 @@ impl Store {
 /// [`CommitTxn::for_each_staged`] can call [`CommitTxn::insert_notification`] on the same value
 /// while the staged rows stream past (SQLite reads one row at a time; nothing is collected).
 pub struct CommitTxn<'a> {
-    tx: Transaction<'a>,
-    path: &'a Path,
+    tx: WriteTxn<'a>,
     /// None for a direct commit: nothing was staged.
     poll: Option<PollId>,
     resource_id: i64,
@@ -321,7 +294,7 @@ pub struct CommitTxn<'a> {
 
 impl CommitTxn<'_> {
     fn fail(&self, error: rusqlite::Error) -> StateError {
-        classify(self.path, error)
+        self.tx.fail(error)
     }
 
     /// Calls `f` with each staged event of the poll, in the order they were staged.
@@ -435,8 +408,7 @@ impl CommitTxn<'_> {
                 .and_then(|mut stmt| stmt.execute([poll.0]))
                 .map_err(|e| self.fail(e))?;
         }
-        let path = self.path;
-        self.tx.commit().map_err(|e| classify(path, e))
+        self.tx.commit()
     }
 
     /// Kept pairs = (old pairs ∪ this poll's staged pairs) with updated >= floor, done inside
@@ -509,16 +481,12 @@ impl CommitTxn<'_> {
     }
 }
 
-fn immediate(conn: &mut rusqlite::Connection) -> rusqlite::Result<Transaction<'_>> {
-    conn.transaction_with_behavior(TransactionBehavior::Immediate)
-}
-
 /// Fails with [`StateError::PollGone`] when the poll was discarded: staging into it would
 /// otherwise hit a foreign-key error that says nothing useful.
-fn require_poll(tx: &Transaction<'_>, path: &Path, poll: PollId) -> Result<(), StateError> {
+fn require_poll(tx: &WriteTxn<'_>, poll: PollId) -> Result<(), StateError> {
     let exists = tx
         .query_row("SELECT 1 FROM poll WHERE id = ?1", [poll.0], |_| Ok(()))
         .optional()
-        .map_err(|e| classify(path, e))?;
+        .map_err(|e| tx.fail(e))?;
     exists.ok_or(StateError::PollGone(poll.0))
 }
