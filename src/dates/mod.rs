@@ -34,6 +34,8 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 
+use crate::json;
+
 use compile::{Field, FieldSpec, Token, compile_pattern};
 use epoch::{EpochUnit, parse_epoch_number, parse_epoch_text};
 use format::format_pattern;
@@ -245,7 +247,7 @@ impl DateFormat {
             (Value::Number(number), Some(unit)) => parse_epoch_number(number, unit),
             (other, _) => Err(DateParseError::UnexpectedJson {
                 pattern: self.spec.clone(),
-                found: json_type_name(other),
+                found: json::type_name(other),
             }),
         }
     }
@@ -297,17 +299,5 @@ fn field_specs(tokens: &[Token]) -> impl Iterator<Item = &FieldSpec> {
 impl fmt::Display for DateFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.spec)
-    }
-}
-
-fn json_type_name(value: &serde_json::Value) -> &'static str {
-    use serde_json::Value;
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
     }
 }
