@@ -25,6 +25,7 @@
 
 use crate::dates::DateParseError;
 use crate::instance::{DateField, DatesConfig, FieldPath};
+use crate::json;
 use chrono::{DateTime, TimeDelta, Timelike, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -212,7 +213,7 @@ pub fn record_id(record: &Value, id_field: &FieldPath) -> Result<String, RecordP
         }
         Some(other) => Err(RecordProblem::IdNotScalar {
             field: field(),
-            found: json_type_name(other),
+            found: json::type_name(other),
         }),
     }
 }
@@ -231,17 +232,6 @@ fn number_id(number: &serde_json::Number) -> Option<String> {
     }
     // Rust's `Display` for f64 never uses an exponent and drops a zero fraction ("4711").
     Some(format!("{float}"))
-}
-
-fn json_type_name(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "boolean",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
-    }
 }
 
 /// The record as canonical JSON: object keys sorted (by Unicode code point), no whitespace,

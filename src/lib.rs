@@ -5,8 +5,8 @@
 //! (records + watermark -> events, pure) -> `state` (one SQLite transaction: events into the
 //! outbox, watermark moved) -> `outbox` (payload, signatures, delivery). `daemon` runs polls on
 //! schedule and delivery continuously, with reload, graceful shutdown and systemd notify.
-//! `dates` and `url_macros` are the pure pieces the instance model and the poller share;
-//! `cli`, `config` and `commands` are the edges.
+//! `dates` and `url_macros` are the pure pieces the instance model and the poller share, `json`
+//! names JSON types alike in every message; `cli`, `config` and `commands` are the edges.
 
 pub mod assets;
 pub mod cli;
@@ -18,6 +18,7 @@ pub mod demo;
 pub mod detect;
 pub mod http;
 pub mod instance;
+mod json;
 pub mod metrics;
 pub mod outbox;
 pub mod poll;

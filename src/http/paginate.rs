@@ -11,6 +11,7 @@
 
 use crate::http::client::Page;
 use crate::instance::{FieldPath, Pagination};
+use crate::json;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use reqwest::header::LINK;
 use std::collections::HashSet;
@@ -212,9 +213,9 @@ fn cursor_value(
         Some(Value::String(text)) if text.is_empty() => Ok(None),
         Some(Value::String(text)) => Ok(Some(text.clone())),
         Some(Value::Number(number)) => Ok(Some(number.to_string())),
-        Some(Value::Bool(_)) => Err(bad_cursor(path, "a boolean")),
-        Some(Value::Array(_)) => Err(bad_cursor(path, "an array")),
-        Some(Value::Object(_)) => Err(bad_cursor(path, "an object")),
+        Some(other @ (Value::Bool(_) | Value::Array(_) | Value::Object(_))) => {
+            Err(bad_cursor(path, json::a_type(other)))
+        }
     }
 }
 

@@ -13,6 +13,7 @@
 
 use crate::http::client::{Page, excerpt};
 use crate::instance::FieldPath;
+use crate::json;
 use serde_json::Value;
 use thiserror::Error;
 
@@ -91,7 +92,7 @@ pub fn locate_records<'b>(
         Some(Value::Array(records)) => Ok(records),
         Some(other) => Err(RecordsError::PathNotArray {
             path: path.to_string(),
-            found: json_type(other),
+            found: json::a_type(other),
         }),
         None => Err(RecordsError::PathMissing {
             path: path.to_string(),
@@ -154,7 +155,7 @@ fn default_member(body: &Value) -> Result<Option<&'static str>, RecordsError> {
         Value::Object(object) => object,
         other => {
             return Err(RecordsError::NotAContainer {
-                found: json_type(other),
+                found: json::a_type(other),
             });
         }
     };
@@ -194,18 +195,7 @@ fn top_level_keys(body: &Value) -> String {
             }
             keys.join(", ")
         }
-        other => format!("none, the response is {}", json_type(other)),
-    }
-}
-
-fn json_type(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+        other => format!("none, the response is {}", json::a_type(other)),
     }
 }
 

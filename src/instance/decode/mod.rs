@@ -16,6 +16,7 @@ use crate::instance::model::{
     Pagination, Resource, VendorType,
 };
 use crate::instance::secret::Secret;
+use crate::json;
 use crate::url_macros::UrlTemplate;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -143,7 +144,7 @@ impl Decoder<'_> {
                 root_path,
                 format!(
                     "an instance file holds one JSON object (the POST /instances body), found {}",
-                    kind_of(root)
+                    json::a_type(root)
                 ),
             );
             return None;
@@ -159,7 +160,7 @@ impl Decoder<'_> {
             Some(other) => {
                 self.error(
                     config_path.clone(),
-                    format!("expected an object, found {}", kind_of(other)),
+                    format!("expected an object, found {}", json::a_type(other)),
                 );
                 &empty
             }
@@ -194,7 +195,10 @@ impl Decoder<'_> {
             }
             Some(Value::String(name)) => name.clone(),
             Some(other) => {
-                self.error(path, format!("expected a string, found {}", kind_of(other)));
+                self.error(
+                    path,
+                    format!("expected a string, found {}", json::a_type(other)),
+                );
                 return None;
             }
         };
@@ -218,7 +222,7 @@ impl Decoder<'_> {
             Some(Value::Object(element)) => match element.get("key") {
                 Some(Value::String(key)) => Some(key.clone()),
                 Some(other) => {
-                    let message = format!("expected a string, found {}", kind_of(other));
+                    let message = format!("expected a string, found {}", json::a_type(other));
                     self.error(path.key("key"), message);
                     None
                 }
@@ -230,7 +234,7 @@ impl Decoder<'_> {
             Some(other) => {
                 self.error(
                     path,
-                    format!("expected an object, found {}", kind_of(other)),
+                    format!("expected an object, found {}", json::a_type(other)),
                 );
                 None
             }
@@ -261,7 +265,10 @@ impl Decoder<'_> {
             return Vec::new();
         };
         let Some(items) = value.as_array() else {
-            let message = format!("expected an array of strings, found {}", kind_of(value));
+            let message = format!(
+                "expected an array of strings, found {}",
+                json::a_type(value)
+            );
             self.error(path, message);
             return Vec::new();
         };
@@ -274,7 +281,7 @@ impl Decoder<'_> {
                 ),
                 Value::String(tag) => tags.push(tag.clone()),
                 other => {
-                    let message = format!("expected a string, found {}", kind_of(other));
+                    let message = format!("expected a string, found {}", json::a_type(other));
                     self.error(path.index(index), message);
                 }
             }
@@ -480,7 +487,10 @@ impl Decoder<'_> {
 
     fn secret_value(&mut self, value: &Value, path: JsonPath) -> Option<Secret> {
         let Value::String(raw) = value else {
-            self.error(path, format!("expected a string, found {}", kind_of(value)));
+            self.error(
+                path,
+                format!("expected a string, found {}", json::a_type(value)),
+            );
             return None;
         };
         match self.resolve(raw, || path.clone()) {
@@ -521,7 +531,7 @@ impl Decoder<'_> {
         let Some(map) = value.as_object() else {
             let message = format!(
                 "expected an object of header names to values, found {}",
-                kind_of(value)
+                json::a_type(value)
             );
             self.error(path, message);
             return Vec::new();
@@ -587,7 +597,7 @@ impl Decoder<'_> {
             Some(other) => {
                 self.error(
                     view.path(key),
-                    format!("expected a string, found {}", kind_of(other)),
+                    format!("expected a string, found {}", json::a_type(other)),
                 );
                 Text::Unresolved
             }
@@ -816,24 +826,13 @@ fn parse_http_url(text: &str) -> Result<Url, &'static str> {
     }
 }
 
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// A short description for messages: short strings and numbers are quoted as written.
 fn describe_value(value: &Value) -> String {
     match value {
         Value::String(s) if s.chars().count() <= 40 => format!("{s:?}"),
         Value::Number(n) => n.to_string(),
         Value::Bool(b) => b.to_string(),
-        other => kind_of(other).to_owned(),
+        other => json::a_type(other).to_owned(),
     }
 }
 

@@ -26,7 +26,10 @@ impl Decoder<'_> {
             Some(other) => {
                 self.error(
                     path,
-                    format!("expected an object of resources, found {}", kind_of(other)),
+                    format!(
+                        "expected an object of resources, found {}",
+                        json::a_type(other)
+                    ),
                 );
                 return None;
             }
@@ -57,7 +60,7 @@ impl Decoder<'_> {
                 "resource {key:?} must be an object with a \"url\", found {}",
                 // A credential nested one brace too deep must not be printed.
                 if looks_secret(key) {
-                    kind_of(value).to_owned()
+                    json::a_type(value).to_owned()
                 } else {
                     describe_value(value)
                 }
@@ -222,7 +225,7 @@ impl Decoder<'_> {
                     path,
                     format!(
                         "expected an object of placeholder names to values, found {}",
-                        kind_of(other)
+                        json::a_type(other)
                     ),
                 );
                 return None;
@@ -273,7 +276,7 @@ impl Decoder<'_> {
                         path.clone(),
                         format!(
                             "expected a string or a list of strings, found {}",
-                            kind_of(other)
+                            json::a_type(other)
                         ),
                     );
                     return None;
@@ -306,7 +309,7 @@ impl Decoder<'_> {
             Some(other) => {
                 self.error(
                     path,
-                    format!("expected an object, found {}", kind_of(other)),
+                    format!("expected an object, found {}", json::a_type(other)),
                 );
                 return None;
             }
@@ -435,7 +438,7 @@ impl Decoder<'_> {
                     path,
                     format!(
                         "expected an object like {{\"type\": \"auto\"}}, found {}",
-                        kind_of(other)
+                        json::a_type(other)
                     ),
                 );
                 return None;
