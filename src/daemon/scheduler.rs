@@ -69,7 +69,10 @@ impl Scheduler {
     ) {
         let current = Arc::clone(&catalog.borrow_and_update());
         self.apply(&current);
-        let mut watchdog = super::systemd::watchdog_interval().map(tokio::time::interval);
+        // The first pet comes one period after the start, never before READY=1 (which the
+        // daemon sends once this task is spawned).
+        let mut watchdog = super::systemd::watchdog_interval()
+            .map(|period| tokio::time::interval_at(Instant::now() + period, period));
         loop {
             let next_due = self.earliest_due();
             tokio::select! {

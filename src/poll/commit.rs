@@ -2,7 +2,7 @@
 //! notifications in the outbox (EVENTS.md bodies, batched) and its watermark moves, together.
 //! This is where an event is born; before it nothing of the poll is visible.
 
-use super::{FinishedPoll, PollContext, PollError, PollReport, PollTarget, lock};
+use super::{FinishedPoll, PollContext, PollError, PollReport, PollTarget};
 use crate::detect::{self, EventType};
 use crate::outbox::payload::{
     BatchLimits, Batcher, EventEntry, EventIds, InstanceMeta, RawRecord, build_body,
@@ -20,7 +20,7 @@ pub(super) fn commit(
     next_due: DateTime<Utc>,
     report: &mut PollReport,
 ) -> Result<(), PollError> {
-    let mut store = lock(&ctx.store);
+    let mut store = Store::locked(&ctx.store);
     // Group commit: not synced here; delivery syncs once (`Store::sync`) before it sends.
     store.relaxed(|store| write_commit(store, target, poll, (now, next_due), report))
 }

@@ -126,7 +126,7 @@ impl Judge for SnapshotJudge<'_> {
             }
         }
         let ids: Vec<&str> = items.iter().map(|(id, _, _)| id.as_str()).collect();
-        let mut store = super::lock(self.store);
+        let mut store = Store::locked(self.store);
         let previous_hashes = store.snapshot_hashes(self.key, &ids)?;
         let mut staged = Vec::new();
         for (id, hash, raw) in &items {

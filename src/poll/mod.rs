@@ -33,7 +33,7 @@ use chrono::{DateTime, Utc};
 use judge::{SnapshotJudge, WatermarkJudge};
 use stage::{Stager, Staging};
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use thiserror::Error;
 
 /// At most this many record problems are kept in a poll's report (the count is always exact).
@@ -118,7 +118,7 @@ pub async fn run(ctx: &PollContext, target: &PollTarget, progress: Progress<'_>)
             }
             _ => next_due,
         };
-        let mut store = lock(&ctx.store);
+        let mut store = Store::locked(&ctx.store);
         if let Err(state_error) =
             store.record_poll_failure(&target.key, &message, started, Some(next_due))
         {
@@ -176,7 +176,7 @@ async fn poll_changes(
 ) -> Result<FinishedPoll, PollError> {
     let resource = target.resource();
     let (previous, seen) = {
-        let store = lock(&ctx.store);
+        let store = Store::locked(&ctx.store);
         let previous = store.resource_state(&target.key)?.and_then(|s| s.watermark);
         let seen = match previous {
             Some(_) => store.seen_pairs(&target.key)?,
@@ -232,7 +232,7 @@ async fn poll_snapshot(
     progress: Progress<'_>,
 ) -> Result<FinishedPoll, PollError> {
     let (previous, poll) = {
-        let mut store = lock(&ctx.store);
+        let mut store = Store::locked(&ctx.store);
         // A snapshot poll stores its time as the watermark: "there is a snapshot to compare".
         let previous = store.resource_state(&target.key)?.and_then(|s| s.watermark);
         (previous, store.begin_snapshot_poll(&target.key)?)
@@ -288,12 +288,4 @@ fn problem_summary(report: &PollReport) -> String {
 /// represented, and no provider sends them).
 pub fn nanos(instant: DateTime<Utc>) -> i64 {
     instant.timestamp_nanos_opt().unwrap_or(i64::MAX)
-}
-
-/// The store is used from several polls; a poisoned lock (a panic elsewhere) still holds a
-/// consistent store, because every change is a transaction.
-pub(crate) fn lock(store: &Mutex<Store>) -> MutexGuard<'_, Store> {
-    store
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -5,7 +5,7 @@
 
 use super::judge::Judge;
 use super::pages::{PageRead, PageSink};
-use super::{PollError, PollReport, Progress, lock, note_problem};
+use super::{PollError, PollReport, Progress, note_problem};
 use crate::state::{PollId, ResourceKey, StagedEvent, Store};
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -85,12 +85,12 @@ impl<J: Judge> PageSink for Stager<'_, J> {
         match (&self.staging, page.next) {
             (Staging::NotYet(_), None) => self.held = first_of_each(staged),
             (Staging::NotYet(key), Some(_)) => {
-                let poll = lock(self.store).begin_poll(key)?;
-                lock(self.store).stage_events(poll, &staged)?;
+                let poll = Store::locked(self.store).begin_poll(key)?;
+                Store::locked(self.store).stage_events(poll, &staged)?;
                 self.staging = Staging::Begun(poll);
             }
             (Staging::Begun(poll), _) => {
-                lock(self.store).stage_events(*poll, &staged)?;
+                Store::locked(self.store).stage_events(*poll, &staged)?;
             }
         }
         Ok(())

@@ -281,7 +281,7 @@ impl PollRunner {
         all: bool,
     ) -> Result<Vec<PollTarget>, StateError> {
         let now = Utc::now();
-        let store = poll::lock(&self.ctx.store);
+        let store = Store::locked(&self.ctx.store);
         let mut due = Vec::new();
         for instance in instances.iter().filter(|instance| instance.is_polled()) {
             for target in poll::targets(instance) {

@@ -304,6 +304,14 @@ impl WriteTxn<'_> {
 }
 
 impl Store {
+    /// The store behind a mutex shared by several tasks. A poisoned lock (a panic elsewhere)
+    /// still holds a consistent store, because every change is a transaction.
+    pub fn locked(store: &std::sync::Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
+        store
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Opens the state file at `path`, creating it (and its folders) when it does not exist.
     pub fn open(path: &Path, synchronous: Synchronous) -> Result<Store, StateError> {
         if !path.exists() {

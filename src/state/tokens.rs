@@ -6,7 +6,7 @@
 //! [`crate::http::auth::credentials_hash`]); a lost one (a crash before its write, a failed save)
 //! costs one refresh, nothing more.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use rusqlite::{OptionalExtension, params};
 
@@ -79,19 +79,13 @@ pub struct StateTokens(pub Arc<Mutex<Store>>);
 
 impl TokenStore for StateTokens {
     fn load(&self, instance: &str, credentials_hash: &str) -> Option<StoredToken> {
-        lock(&self.0).oauth_token(instance, credentials_hash).ok()?
+        Store::locked(&self.0)
+            .oauth_token(instance, credentials_hash)
+            .ok()?
     }
 
     fn save(&self, instance: &str, credentials_hash: &str, token: &StoredToken) {
         // A token that cannot be saved costs one refresh on the next run, nothing more.
-        let _ = lock(&self.0).save_oauth_token(instance, credentials_hash, token);
+        let _ = Store::locked(&self.0).save_oauth_token(instance, credentials_hash, token);
     }
-}
-
-/// The store is shared by several polls; a poisoned lock (a panic elsewhere) still holds a
-/// consistent store, because every change is a transaction.
-fn lock(store: &Mutex<Store>) -> MutexGuard<'_, Store> {
-    store
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
