@@ -45,6 +45,7 @@
 //! them from its pages) to [`Metrics::poll_finished`]; `tick` and `try` keep no metrics.
 
 use crate::detect::EventType;
+use crate::outbox::deliver::{Delivered, DeliveryObserver};
 use crate::state::{OutboxDepth, ResourceKey, ResourceStatusRow};
 use chrono::{DateTime, Utc};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -118,18 +119,6 @@ impl Side {
             Side::Receiver => "receiver",
         }
     }
-}
-
-/// What became of one delivery attempt, as far as metrics care.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Delivered {
-    /// A 2xx, this long after the notification entered the outbox.
-    Acknowledged {
-        latency: Duration,
-    },
-    /// Failed; a retry is scheduled.
-    Failed,
-    DeadLettered,
 }
 
 /// A gauge holding seconds (prometheus-client's f64 gauge).
@@ -432,6 +421,15 @@ pub fn state_view(
         *worst = worst.max(lag);
     }
     view
+}
+
+impl DeliveryObserver for Metrics {
+    fn attempted(&self, instance: &str, receiver_status: Option<u16>, outcome: Delivered) {
+        if let Some(code) = receiver_status {
+            self.http_status(Side::Receiver, instance, code);
+        }
+        self.delivery(instance, outcome);
+    }
 }
 
 /// What a finished poll adds to the counters, as plain counts.

@@ -29,7 +29,7 @@ pub mod worker;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::outbox::deliver::{DeliverError, Delivery};
+use crate::outbox::deliver::{DeliverError, Delivery, DeliveryObserver};
 use crate::runner::{PollRunner, RunnerError};
 use crate::state::Store;
 use catalog::{Catalog, LoadReport};
@@ -80,7 +80,10 @@ pub async fn serve(
         config.delivery_policy(),
         config.http.egress(),
     )?;
-    let delivery = Arc::new(delivery.with_metrics(metrics.clone()));
+    let observer = metrics
+        .clone()
+        .map(|metrics| metrics as Arc<dyn DeliveryObserver>);
+    let delivery = Arc::new(delivery.with_observer(observer));
     let grace = Duration::from_secs(config.daemon.grace_seconds);
     let status = status_line(&catalog);
     let (catalog_sender, catalog_receiver) = watch::channel(Arc::new(catalog));

@@ -36,7 +36,6 @@ use crate::http::client::{error_chain, excerpt};
 use crate::http::egress::{self, Egress, GuardedResolver, SystemResolver};
 use crate::http::retry_after;
 use crate::instance::Instance;
-use crate::metrics::{Delivered, Metrics, Side};
 use crate::state::{DueNotification, StateError, Store};
 
 #[derive(Debug, Error)]
@@ -259,6 +258,26 @@ pub struct DeliveryPolicy {
     pub retry: RetryLogic,
 }
 
+/// What one delivery attempt came to.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Delivered {
+    /// A 2xx, this long after the notification entered the outbox.
+    Acknowledged {
+        latency: Duration,
+    },
+    /// Failed; a retry is scheduled.
+    Failed,
+    DeadLettered,
+}
+
+/// Watches delivery attempt by attempt (the daemon's metrics implement it): delivery tells,
+/// and knows nothing of what listens.
+pub trait DeliveryObserver: Send + Sync {
+    /// An attempt to `instance`'s receiver: its HTTP status when one came back, and what it
+    /// came to.
+    fn attempted(&self, instance: &str, receiver_status: Option<u16>, outcome: Delivered);
+}
+
 /// Everything a delivery run shares.
 pub struct Delivery {
     pub sender: Sender,
@@ -267,7 +286,7 @@ pub struct Delivery {
     global: Arc<Semaphore>,
     per_host_limit: usize,
     per_host: Mutex<HashMap<String, Arc<Semaphore>>>,
-    metrics: Option<Arc<Metrics>>,
+    observer: Option<Arc<dyn DeliveryObserver>>,
 }
 
 impl Delivery {
@@ -289,13 +308,13 @@ impl Delivery {
             global: Arc::new(Semaphore::new(policy.max_in_flight.max(1) as usize)),
             per_host_limit: policy.per_host.max(1) as usize,
             per_host: Mutex::new(HashMap::new()),
-            metrics: None,
+            observer: None,
         })
     }
 
-    /// Counts delivery outcomes and receivers' statuses in `metrics`.
-    pub fn with_metrics(mut self, metrics: Option<Arc<Metrics>>) -> Delivery {
-        self.metrics = metrics;
+    /// Tells `observer` (the daemon's metrics) what each attempt came to.
+    pub fn with_observer(mut self, observer: Option<Arc<dyn DeliveryObserver>>) -> Delivery {
+        self.observer = observer;
         self
     }
 
@@ -306,12 +325,16 @@ impl Delivery {
         outcome: Option<&AttemptOutcome>,
         action: &RetryAction,
     ) {
-        let Some(metrics) = &self.metrics else { return };
-        if let Some(AttemptOutcome::Status { status, .. }) = outcome {
-            metrics.http_status(Side::Receiver, instance, *status);
-        }
-        metrics.delivery(
+        let Some(observer) = &self.observer else {
+            return;
+        };
+        let status = match outcome {
+            Some(AttemptOutcome::Status { status, .. }) => Some(*status),
+            _ => None,
+        };
+        observer.attempted(
             instance,
+            status,
             match action {
                 RetryAction::Ack => Delivered::Acknowledged {
                     latency: (Utc::now() - head.created_at).to_std().unwrap_or_default(),
