@@ -1,28 +1,33 @@
 //! ocpoll: a polling daemon that turns changes in APIs without webhooks into signed events.
 //!
-//! The flow, one module per step:
-//! `instance` (files -> typed instances) -> `http` (requests, auth, pages) -> `detect`
-//! (records + watermark -> events, pure) -> `state` (one SQLite transaction: events into the
-//! outbox, watermark moved) -> `outbox` (payload, signatures, delivery). `daemon` runs polls on
-//! schedule and delivery continuously, with reload, graceful shutdown and systemd notify.
+//! The flow, one module per step (docs/design.md tells it whole):
+//! `instance` (files -> typed instances) -> `poll` (one poll: `http` requests, auth and pages;
+//! `detect` judges records against the watermark, pure) -> `state` (one SQLite transaction:
+//! events into the outbox, watermark moved) -> `outbox` (payload, signatures, delivery).
+//! `runner` runs polls within their limits with delivery beside them, for `tick` once and for
+//! the `daemon`'s scheduler continuously (with reload, graceful shutdown and systemd notify).
 //! `dates` and `url_macros` are the pure pieces the instance model and the poller share, `json`
-//! names JSON types alike in every message; `cli`, `config` and `commands` are the edges.
+//! names JSON types alike in every message; `cli`, `config` and `commands` are the edges,
+//! `trial` is `ocpoll try`, `demo` is `ocpoll demo`, `metrics` observes the daemon.
+//!
+//! Public are the modules the binary, the integration tests and the benches use; the rest is
+//! crate-private, so the compiler finds what nothing uses.
 
 pub mod assets;
 pub mod cli;
 pub mod commands;
 pub mod config;
-pub mod daemon;
+pub(crate) mod daemon;
 pub mod dates;
-pub mod demo;
-pub mod detect;
+pub(crate) mod demo;
+pub(crate) mod detect;
 pub mod http;
 pub mod instance;
 mod json;
-pub mod metrics;
-pub mod outbox;
-pub mod poll;
-pub mod runner;
+pub(crate) mod metrics;
+pub(crate) mod outbox;
+pub(crate) mod poll;
+pub(crate) mod runner;
 pub mod state;
-pub mod trial;
-pub mod url_macros;
+pub(crate) mod trial;
+pub(crate) mod url_macros;

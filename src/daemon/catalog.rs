@@ -87,10 +87,6 @@ impl Catalog {
         self.running.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.running.is_empty()
-    }
-
     /// Where `name`'s notifications go now (see [`Recipient`]).
     pub fn recipient(&self, name: &str) -> Recipient {
         if let Some(instance) = self.instances().find(|instance| instance.name == name) {

@@ -31,6 +31,7 @@ impl Shutdown {
         let _ = self.receiver.wait_for(|stop| *stop).await;
     }
 
+    #[cfg(test)]
     pub fn is_triggered(&self) -> bool {
         *self.receiver.borrow()
     }

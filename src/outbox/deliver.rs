@@ -93,11 +93,6 @@ pub struct Sender {
 }
 
 impl Sender {
-    /// A sender under the default outbound policy (link-local and metadata addresses denied).
-    pub fn new() -> Result<Sender, DeliverError> {
-        Sender::with_egress(Arc::new(Egress::default()))
-    }
-
     /// A sender under `egress`, resolving names with the system.
     pub fn with_egress(egress: Arc<Egress>) -> Result<Sender, DeliverError> {
         let resolver = GuardedResolver::new(Arc::clone(&egress), Arc::new(SystemResolver));
@@ -290,11 +285,6 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// Delivery under the default outbound policy.
-    pub fn new(store: Arc<Mutex<Store>>, policy: DeliveryPolicy) -> Result<Delivery, DeliverError> {
-        Delivery::with_egress(store, policy, Arc::new(Egress::default()))
-    }
-
     /// Delivery whose callbacks obey `egress` (`Config::http.egress()`).
     pub fn with_egress(
         store: Arc<Mutex<Store>>,

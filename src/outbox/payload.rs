@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 /// Crockford's base32 alphabet, as ULIDs use it.
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
-/// Length of every id [`new_event_id`] makes; [`Batcher`] sizes bodies with it.
+/// Length of every id [`EventIds`] makes; [`Batcher`] sizes bodies with it.
 pub const EVENT_ID_LEN: usize = 26;
 
 const ULID_RANDOM_BITS: u32 = 80;
@@ -239,7 +239,7 @@ pub struct BatchLimits {
 
 /// Splits one poll's events, in order, into notifications within [`BatchLimits`]. Memory is
 /// one batch. Body sizes are exact for ids of [`EVENT_ID_LEN`] characters and event dates in
-/// years 0 to 9999 (what [`new_event_id`] and [`notification_date`] produce).
+/// years 0 to 9999 (what [`EventIds`] and [`notification_date`] produce).
 pub struct Batcher<'a> {
     limits: BatchLimits,
     meta: InstanceMeta<'a>,
@@ -300,6 +300,7 @@ impl<'a> Batcher<'a> {
     }
 
     /// The exact body size of the events pushed since the last closed batch.
+    #[cfg(test)]
     pub fn pending_body_bytes(&self) -> usize {
         self.pending_bytes
     }
@@ -313,8 +314,10 @@ impl<'a> Batcher<'a> {
     }
 }
 
-/// A new `eventId`: a ULID (48 bits of milliseconds since 1970, then 80 random bits, in
-/// Crockford base32), so ids sort by creation time. The caller supplies the randomness.
+/// A single `eventId` (what [`EventIds`] makes, without its ordering), for tests of the
+/// encoding: a ULID (48 bits of milliseconds since 1970, then 80 random bits, in Crockford
+/// base32), so ids sort by creation time. The caller supplies the randomness.
+#[cfg(test)]
 pub fn new_event_id(now: DateTime<Utc>, random: u128) -> String {
     let millis = now.timestamp_millis().clamp(0, ULID_MAX_MILLIS);
     encode_ulid(millis, random)
@@ -332,7 +335,9 @@ fn encode_ulid(millis: i64, random: u128) -> String {
         .collect()
 }
 
-/// Makes ULIDs that strictly increase even within one millisecond or when the clock steps
+/// Makes `eventId`s: ULIDs (48 bits of milliseconds since 1970, then 80 random bits, in
+/// Crockford base32, so ids sort by creation time; the caller supplies the randomness) that
+/// strictly increase even within one millisecond or when the clock steps
 /// back (the next id then reuses the previous millisecond with the random part plus one), so
 /// the notifications of one poll sort in the order they were built.
 #[derive(Debug, Default)]

@@ -23,7 +23,7 @@ mod stage;
 pub mod target;
 
 pub use pages::{PageRead, PageReader, PageSink};
-pub use target::{PollTarget, resolve_url, targets};
+pub use target::{PollTarget, targets};
 
 use crate::detect::{self, EventType};
 use crate::http::{AuthSession, HttpClient, RecordLimits, RetryPolicy, TokenStore};

@@ -138,11 +138,6 @@ impl PollRunner {
         self.busy.contains(key)
     }
 
-    /// Polls queued or running.
-    pub fn pending(&self) -> usize {
-        self.busy.len()
-    }
-
     /// Queues a poll of `target` (ignored while one is queued or running) and starts what
     /// the limits allow.
     pub fn start(&mut self, target: PollTarget, watch: Option<Box<dyn PollWatch>>) {
