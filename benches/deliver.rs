@@ -1,6 +1,6 @@
 //! `cargo bench --bench deliver`: end to end, from a loopback provider to acknowledged,
 //! signature-verified callbacks, through the release binary
-//! (`ocpoll --instances DIR --state FILE --config FILE tick --all`; issue 5, SPEC.md section 12).
+//! (`ocpoll --instances DIR --state FILE --config FILE tick --all`; issue 5, docs/benchmarks.md#budget).
 //!
 //! Each scenario runs a baseline tick (no events), makes the provider's records change, then
 //! measures the tick that carries the changes: poll, write the outbox, deliver, exit.
@@ -14,7 +14,7 @@
 //! The receiver is `tests/support/mock_receiver.rs`: it verifies both signatures of every
 //! request itself. The bench counts the events inside the bodies it received, deduplicated by
 //! `eventId`, and checks that every changed record arrived. The figure is events acknowledged
-//! per second of the measured tick's wall time. Budget (SPEC.md 12): at least 20,000 events/s
+//! per second of the measured tick's wall time. Budget (docs/benchmarks.md#budget): at least 20,000 events/s
 //! and under 100 MiB peak RSS (goals: 100,000 events/s, 50 MiB).
 //!
 //! Peak RSS is the child's own VmHWM, sampled from /proc every 2 ms, not `ru_maxrss`: the child

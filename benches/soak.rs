@@ -20,7 +20,7 @@
 //! same state makes its start-up polls (nothing new), and its CPU is measured from 20 s to 50 s
 //! after start, while no poll is due (the next ones are a minute after start).
 //!
-//! Ground truth: a resource's first poll is a baseline (SPEC.md 6: no events for what existed),
+//! Ground truth: a resource's first poll is a baseline (docs/design.md#change-detection: no events for what existed),
 //! so an instance gets changes only after the provider has seen a request filtered from its
 //! watermark, which only a committed baseline sends. A change is (instance, id, updated);
 //! versions a poll could never see (overwritten before any poll) cannot happen, as a record is

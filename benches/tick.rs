@@ -1,5 +1,5 @@
 //! `cargo bench --bench tick`: `ocpoll tick --all` (the release binary) against loopback
-//! providers served from this process, in two shapes (SPEC.md section 12, issue 4):
+//! providers served from this process, in two shapes (docs/benchmarks.md#budget, issue 4):
 //!
 //! - **fleet**: 10,000 instance files, each with one resource on the shared mock provider
 //!   (`tests/support/mock_provider.rs`; a distinct filter per instance), one changed record

@@ -2,7 +2,7 @@
 //!
 //! Runs the release binary three times on the same folder and prints the files, wall time per
 //! run (best and median), files per second and the child's peak RSS; the figures also go to
-//! `target/bench/validate.json`. Budget (SPEC.md section 12): under 1 s and under 100 MiB
+//! `target/bench/validate.json`. Budget (docs/benchmarks.md#budget): under 1 s and under 100 MiB
 //! (goals: 0.5 s, 50 MiB).
 
 use std::path::{Path, PathBuf};

@@ -200,7 +200,7 @@ fn host_rules<'de, D: serde::Deserializer<'de>>(
 }
 
 /// The file as written. `state` is either the state file's path or a `[state]` table with
-/// `path` and `synchronous` (SPEC.md 9a shows both, which TOML cannot hold under one key).
+/// `path` and `synchronous` (docs/operations.md#configuration shows both, which TOML cannot hold under one key).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct FileConfig {

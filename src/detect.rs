@@ -1,5 +1,5 @@
 //! Change detection: which records of a poll become events, and how the watermark moves
-//! (SPEC.md section 6). Pure: no I/O and no clock reads; "now" is always a parameter.
+//! (docs/design.md#change-detection). Pure: no I/O and no clock reads; "now" is always a parameter.
 //!
 //! The poller calls these functions per record and per poll:
 //!
@@ -9,7 +9,7 @@
 //! 3. [`judge`] decides whether the record is a new change, using the committed seen set of
 //!    (id, updated) pairs. The poller dedupes new changes within one poll itself (its staging
 //!    table is unique on (id, updated)), because a provider may send a record twice across pages.
-//! 4. [`event_type`] tells CREATED from UPDATED; [`event_date`] writes EVENTS.md's `date`.
+//! 4. [`event_type`] tells CREATED from UPDATED; [`event_date`] writes docs/events.md's `date`.
 //! 5. At the end of the poll, [`next_watermark`] (or [`baseline_watermark`] on the first poll)
 //!    gives the new watermark, the poll's new pairs join the seen set, and seen pairs older
 //!    than [`seen_floor`] of the new watermark are dropped.
@@ -43,7 +43,7 @@ const EMPTY_BASELINE_MARGIN: TimeDelta = TimeDelta::minutes(1);
 /// have been rounded (serde_json reads integers beyond 64 bits as f64).
 const MAX_EXACT_F64_INTEGER: f64 = 9_007_199_254_740_992.0; // 2^53
 
-/// What happened to a record. The strings are EVENTS.md's `eventType`.
+/// What happened to a record. The strings are docs/events.md's `eventType`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum EventType {
     Created,
@@ -80,7 +80,7 @@ impl std::fmt::Display for EventType {
 /// What change detection needs from one record (watermark mode).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Observed {
-    /// EVENTS.md `objectId`.
+    /// docs/events.md `objectId`.
     pub id: String,
     pub updated: DateTime<Utc>,
     /// `None` when no created field is configured or the record has none (null or absent).
@@ -187,7 +187,7 @@ fn json_exceeds(record: &Value, limit: usize) -> bool {
     serde_json::to_writer(&mut counter, record).is_err()
 }
 
-/// EVENTS.md `objectId` of a record.
+/// docs/events.md `objectId` of a record.
 ///
 /// Strings are taken as they are; numbers are printed without a fraction or an exponent
 /// (`4711` and `4711.0` both give `"4711"`). Booleans, objects and arrays are rejected: no real
@@ -352,7 +352,7 @@ pub enum Verdict {
     BeforeWindow,
 }
 
-/// SPEC.md section 6: a record is new when its updated date is after the watermark, or inside
+/// docs/design.md#change-detection: a record is new when its updated date is after the watermark, or inside
 /// the lookback window (at least the watermark instant itself) and its (id, updated) pair was
 /// not turned into an event yet. `seen(id, updated)` answers that from the committed state.
 /// `watermark` is the one the poll started from; it is also what CREATED is measured against.
@@ -459,7 +459,7 @@ pub fn snapshot_verdict(previous_hash: Option<&str>, hash: &str) -> Option<Event
     }
 }
 
-/// EVENTS.md's `date`: RFC 3339 in UTC with `Z` and exactly `fraction_digits` fraction digits
+/// docs/events.md's `date`: RFC 3339 in UTC with `Z` and exactly `fraction_digits` fraction digits
 /// (at most 9; trailing zeros kept; none for 0). Digits beyond are cut, not rounded: the
 /// date was read with that precision, so nothing is lost.
 pub fn event_date(updated: DateTime<Utc>, fraction_digits: u8) -> String {

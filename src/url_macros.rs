@@ -1,4 +1,4 @@
-//! Resource URL templates: `${date:FORMAT}`, `${gmtDate:FORMAT}` and `{pathParam}` (SPEC section 4).
+//! Resource URL templates: `${date:FORMAT}`, `${gmtDate:FORMAT}` and `{pathParam}` (docs/instances.md#date-formats-and-url-macros).
 //!
 //! This module owns reading a resource's `url` once into a [`UrlTemplate`] (reporting every
 //! problem in it, for `validate`), the warnings `validate` shows about it, and expanding it for

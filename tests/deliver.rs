@@ -188,7 +188,7 @@ async fn delivers_signed_notifications_in_order_with_the_contracts_headers() {
             (Utc::now().timestamp() - timestamp).abs() < 300,
             "a fresh timestamp"
         );
-        // Compact JSON with the EVENTS.md shape.
+        // Compact JSON with the docs/events.md shape.
         let body = request.json();
         assert_eq!(body["message"]["instanceId"], "crm");
         assert!(body["message"]["raw"]["contacts"][0]["name"].is_string());

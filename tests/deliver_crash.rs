@@ -1,4 +1,4 @@
-//! `kill -9` during ticks never loses a notification (SPEC.md 7 and 8): the real binary is
+//! `kill -9` during ticks never loses a notification (docs/design.md#the-outbox-and-delivery and docs/design.md#state): the real binary is
 //! killed at random points while it polls and delivers to a flaky receiver, many times, then
 //! allowed to finish. Every change of the mock provider must reach the receiver exactly once
 //! after deduplication by eventId, and no eventId may carry a change another one carried.

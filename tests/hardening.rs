@@ -221,7 +221,7 @@ async fn a_callback_at_the_metadata_address_is_dead_lettered_without_a_connectio
     );
     setup.baseline_then_changes(&["c1"]).await;
     let run = setup.tick().await;
-    // A dead letter makes the tick exit 1 (SPEC.md 7): cron notices.
+    // A dead letter makes the tick exit 1 (docs/design.md#the-outbox-and-delivery): cron notices.
     run.assert_code(1);
     run.assert_stdout_contains("1 dead-lettered");
     let errors = setup.dead_letter_errors().await;

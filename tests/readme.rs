@@ -610,6 +610,63 @@ fn every_relative_link_leads_to_an_existing_file_and_heading() {
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
 }
 
+/// Every `.rs` file under `folder`.
+fn rust_files(folder: &Path, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(folder).expect("a source folder") {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, found);
+        } else if path.extension().is_some_and(|ext| ext == "rs") {
+            found.push(path);
+        }
+    }
+}
+
+/// The code points its comments at the documents in docs/ by heading (`design.md#state`):
+/// each cited heading must exist.
+#[test]
+fn every_docs_citation_in_the_code_leads_to_a_heading() {
+    let root = Path::new(ROOT);
+    let mut files = Vec::new();
+    for folder in ["src", "tests", "benches"] {
+        rust_files(&root.join(folder), &mut files);
+    }
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let mut rest = text.as_str();
+        while let Some(start) = rest.find("docs/") {
+            let cited: String = rest[start..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || matches!(c, '/' | '.' | '#' | '-' | '_'))
+                .collect();
+            rest = &rest[start + 5..];
+            let Some((document, anchor)) = cited.split_once('#') else {
+                continue;
+            };
+            checked += 1;
+            let name = file.strip_prefix(root).unwrap().display();
+            let Ok(markdown) = std::fs::read_to_string(root.join(document)) else {
+                broken.push(format!("{name}: {cited}: no such document"));
+                continue;
+            };
+            if !anchors(&markdown).contains(anchor) {
+                broken.push(format!("{name}: {cited}: no heading or anchor `{anchor}`"));
+            }
+        }
+    }
+    assert!(
+        checked > 20,
+        "only {checked} citations found: is the scan right?"
+    );
+    assert!(
+        broken.is_empty(),
+        "broken citations:\n{}",
+        broken.join("\n")
+    );
+}
+
 #[test]
 fn anchors_follow_githubs_rules() {
     assert_eq!(slug(" `ocpoll run`: the daemon"), "ocpoll-run-the-daemon");

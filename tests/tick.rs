@@ -956,7 +956,7 @@ fn a_short_retry_after_is_waited_for_within_the_tick() {
     assert_eq!(all_kinds(&env.outbox()), [kind("UPDATED", "c2")]);
 }
 
-/// SPEC.md 5: a Retry-After longer than five minutes fails the poll and delays the next one
+/// docs/design.md#polling: a Retry-After longer than five minutes fails the poll and delays the next one
 /// until then.
 #[test]
 fn a_long_retry_after_fails_the_poll_and_delays_the_next() {
@@ -1512,7 +1512,7 @@ fn state_reset_rewinds_forgets_and_asks_first() {
 }
 
 /// A reset that lands while a poll of the resource is reading its pages wins: the poll's
-/// commit sees another watermark than it started from and keeps nothing (SPEC.md 2: a reset
+/// commit sees another watermark than it started from and keeps nothing (docs/operations.md#commands: a reset
 /// takes effect while ocpoll runs). Without the check, the poll would overwrite the reset.
 #[test]
 fn a_reset_during_a_poll_wins_over_the_polls_commit() {
@@ -1564,7 +1564,7 @@ fn state_reset_of_an_unknown_instance_changes_nothing_and_says_so() {
     assert_eq!(env.watermark("known", "contacts"), watermark);
 }
 
-/// `orphaned` means the instance file is gone (StatusLine's doc, SPEC.md 7); an instance whose
+/// `orphaned` means the instance file is gone (StatusLine's doc, docs/design.md#the-outbox-and-delivery); an instance whose
 /// file is still there with events switched off is paused, not orphaned.
 #[test]
 fn a_disabled_instance_is_not_orphaned() {
@@ -1681,7 +1681,7 @@ fn a_missing_instances_folder_exits_78() {
     assert!(!env.state_path().exists());
 }
 
-/// SPEC.md 9a: every key of config.toml is also `OCPOLL_<SECTION>_<KEY>`; the poll backoff keys
+/// docs/operations.md#configuration: every key of config.toml is also `OCPOLL_<SECTION>_<KEY>`; the poll backoff keys
 /// (which tests set small) must be read from the environment like `OCPOLL_POLL_RETRIES`, so a
 /// bad value is refused rather than silently ignored.
 #[test]

@@ -178,7 +178,7 @@ fn start_of_history() -> DateTime<Utc> {
 }
 
 fn event_date(updated: DateTime<Utc>) -> String {
-    // The format has no fraction, so the event date has none (EVENTS.md).
+    // The format has no fraction, so the event date has none (docs/events.md).
     updated.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
@@ -321,7 +321,7 @@ impl OutboxReader {
     }
 }
 
-/// The events of one EVENTS.md body, checking that it is whole: one resource, as many raw
+/// The events of one docs/events.md body, checking that it is whole: one resource, as many raw
 /// records as events, each raw record the version its event names.
 fn decode_body(body: &[u8]) -> Result<Vec<EventKey>, String> {
     let value: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;

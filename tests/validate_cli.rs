@@ -132,7 +132,7 @@ fn warnings_are_marked_and_counted_and_keep_exit_0() {
 
 #[test]
 fn line_and_column_point_at_the_bad_key() {
-    // Three-space indentation puts configuration's keys in column 7, as in SPEC.md's example.
+    // Three-space indentation puts configuration's keys in column 7, as in docs/operations.md's exit-code example.
     let text = r#"{
    "element": { "key": "salesloft" },
    "name": "salesloft",
@@ -1046,7 +1046,7 @@ fn values_from_secret_references_are_never_printed() {
 
 #[test]
 fn secret_references_work_in_number_and_boolean_keys() {
-    // SPEC.md section 3: any string value may be ${env:NAME} or ${file:PATH}.
+    // docs/instances.md: any string value may be ${env:NAME} or ${file:PATH}.
     let dir = Dir::new();
     dir.create("minutes.txt", "15\n");
     let text = instance_with(

@@ -1,5 +1,5 @@
 //! The soak's callback receiver: verifies both signatures of every notification (with the mock
-//! receiver's verifiers, which are checked against EVENTS.md's test vector), fails some on
+//! receiver's verifiers, which are checked against docs/events.md's test vector), fails some on
 //! purpose (5xx, or no answer within ocpoll's delivery timeout), and records what it
 //! acknowledged: only a 2xx answer acknowledges, so only those count as delivered.
 
@@ -32,7 +32,7 @@ pub struct Tally {
     pub requests: u64,
     pub failed_on_purpose: u64,
     pub stalled_on_purpose: u64,
-    /// Signatures that did not verify, stale timestamps, or bodies not shaped as EVENTS.md says.
+    /// Signatures that did not verify, stale timestamps, or bodies not shaped as docs/events.md says.
     pub rejected: u64,
     /// 2xx answers, and the events they carried (repeats included).
     pub notifications: u64,

@@ -14,7 +14,7 @@ use crate::state::{LockError, StateLock, Store};
 use std::io::Write;
 use std::process::ExitCode;
 
-/// Exit codes (SPEC.md section 2).
+/// Exit codes (docs/operations.md#exit-codes).
 pub mod exit {
     pub const SUCCESS: u8 = 0;
     /// Some instance invalid, or some poll or delivery failed (the rest still ran).
@@ -83,7 +83,7 @@ impl CommandError {
     }
 }
 
-/// The poller lock that `tick` and `run` take (SPEC.md section 8; the demo keeps a private
+/// The poller lock that `tick` and `run` take (docs/design.md#state; the demo keeps a private
 /// state of its own): exit 75 when
 /// another ocpoll holds it and `wait` is off.
 pub fn take_lock(config: &crate::config::Config, wait: bool) -> Result<StateLock, CommandError> {

@@ -1,4 +1,4 @@
-//! `ocpoll run --foreground`: the daemon (SPEC.md section 9). Loads the instances, takes the
+//! `ocpoll run --foreground`: the daemon (docs/design.md#daemon). Loads the instances, takes the
 //! state lock, opens the state, turns signals into [`Control`] messages and hands over to
 //! [`daemon::serve`]. SIGHUP and changes in the instances folder reload; SIGTERM or SIGINT stops gracefully; a second one exits
 //! at once (safe: every state change is a transaction, and the kernel drops the lock).

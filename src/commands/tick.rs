@@ -307,7 +307,7 @@ impl Recipients for TickRecipients<'_> {
 }
 
 /// Names of instance files with errors: the decoded name, else the file's `name` member, else
-/// its stem (SPEC 1's rule, good enough to tell "invalid" from "missing" in the summary).
+/// its stem (the naming rule of docs/design.md#words, good enough to tell "invalid" from "missing" in the summary).
 fn invalid_instance_names(loaded: &[LoadedFile]) -> HashMap<String, std::path::PathBuf> {
     loaded
         .iter()

@@ -1,4 +1,4 @@
-//! The instances the daemon runs with, as last loaded, and the reload rule (SPEC.md section 9):
+//! The instances the daemon runs with, as last loaded, and the reload rule (docs/design.md#daemon):
 //! a new or fixed file takes effect; a removed file's instance stops (its state is kept, its
 //! pending notifications wait as orphaned); a file that is now invalid is reported and its
 //! previous valid version keeps running, so a typo during an edit never stops an instance.

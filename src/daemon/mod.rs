@@ -1,4 +1,4 @@
-//! The daemon (`ocpoll run --foreground`, SPEC.md section 9): the long-running shape of what
+//! The daemon (`ocpoll run --foreground`, docs/design.md#daemon): the long-running shape of what
 //! `tick` does once.
 //!
 //! ```text

@@ -95,7 +95,7 @@ fn pick_name(
     list.get(index).copied().unwrap_or("")
 }
 
-/// n `S` print the first n digits of the fraction of the second, truncated (SPEC section 4).
+/// n `S` print the first n digits of the fraction of the second, truncated (docs/instances.md#date-formats-and-url-macros).
 fn format_fraction(out: &mut String, nanos: u32, count: usize) {
     // chrono represents a leap second as nanos >= 1e9; print it as the end of the second.
     let nanos = nanos.min(999_999_999);

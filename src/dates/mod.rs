@@ -8,7 +8,7 @@
 //! - naming timezones ([`Zone`]): IANA names, `GMT`/`UTC` and fixed offsets.
 //!
 //! Java is followed wherever providers were configured against it (`XXX` prints `Z` for a zero
-//! offset, `yy` pivots, names are English), with SPEC section 4's deliberate exception: a run of
+//! offset, `yy` pivots, names are English), with the deliberate exception of docs/instances.md#date-formats-and-url-macros: a run of
 //! n `S` letters is n fraction digits, both when parsing and when formatting, never Java's
 //! zero-padded millisecond count.
 //!

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use super::{DateFormat, DateParseError, Zone};
 
-/// The instant EVENTS.md's example record was updated at; a Wednesday, in CET.
+/// The instant docs/events.md's example record was updated at; a Wednesday, in CET.
 pub(super) const WATERMARK: &str = "2026-11-25T12:59:58.123456Z";
 
 pub(super) fn instant(rfc3339: &str) -> DateTime<Utc> {

@@ -1,4 +1,4 @@
-//! `ocpoll demo` (SPEC.md section 10): the whole job on one machine, with nothing installed.
+//! `ocpoll demo` (docs/design.md#demo): the whole job on one machine, with nothing installed.
 //! A sample contacts API whose records change every few seconds ([`sample_api`]) and a callback
 //! receiver that verifies both signatures ([`receiver`]) start on loopback; an instance file for
 //! them is written in a temporary folder; the daemon runs in-process against them

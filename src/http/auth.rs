@@ -1,4 +1,4 @@
-//! How requests to a provider authenticate: the five families of SPEC.md section 3.
+//! How requests to a provider authenticate: the five families of docs/instances.md.
 //!
 //! An [`AuthSession`] is built once per instance from its [`Auth`] and turns it into request
 //! headers. Four families are static headers computed up front (so a credential that cannot be a

@@ -66,7 +66,7 @@ impl RetryPolicy {
     }
 }
 
-/// Whether redirects are followed: yes for provider GETs, never for callbacks (SPEC.md 7).
+/// Whether redirects are followed: yes for provider GETs, never for callbacks (docs/design.md#the-outbox-and-delivery).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Redirects {
     Follow,

@@ -1,5 +1,5 @@
 //! Talking to providers: one GET of one page, with authentication, retries and limits
-//! (`client`), the five authentication families of SPEC.md section 3 (`auth`), walking from one
+//! (`client`), the five authentication families of docs/instances.md (`auth`), walking from one
 //! page to the next (`paginate`), finding the records inside a page (`records`), where
 //! requests may go at all (`egress`: `[http] allow` and `deny`), and reading `Retry-After`
 //! (`retry_after`, for callbacks too).

@@ -1,4 +1,4 @@
-//! Walking the pages of one poll (SPEC.md sections 3 and 5).
+//! Walking the pages of one poll (docs/instances.md#resources and docs/design.md#polling).
 //!
 //! Every page request is the poll's expanded URL (one watermark for the whole poll) with only
 //! the page parameter added or replaced; only `Link: rel="next"` hands over a whole URL, which is

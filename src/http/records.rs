@@ -1,4 +1,4 @@
-//! Finding the records in a page body (SPEC.md section 3, `recordsPath`).
+//! Finding the records in a page body (docs/instances.md, `recordsPath`).
 //!
 //! With `recordsPath` the records are the array at that path. Without it: the body itself when
 //! it is an array, else the one array-valued member among [`DEFAULT_MEMBERS`]. Anything else is

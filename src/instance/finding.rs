@@ -2,7 +2,7 @@
 //! a line and column.
 //!
 //! Decoding an instance collects every finding instead of stopping at the first, so a user fixes
-//! a file in one round. Text output follows SPEC.md section 2:
+//! a file in one round. Text output follows docs/instances.md#ocpoll-validate:
 //! `path:line:col: json.path: message` (warnings say `warning:` before the message).
 
 use serde::Serialize;

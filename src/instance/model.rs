@@ -57,11 +57,11 @@ impl Instance {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VendorType {
     Polling,
-    /// Provider webhooks relayed by ocpoll: not built yet (SPEC.md section 11).
+    /// Provider webhooks relayed by ocpoll: not built yet (docs/design.md#not-built).
     Webhooks,
 }
 
-/// How requests to the provider authenticate (SPEC.md section 3), chosen by which keys are set.
+/// How requests to the provider authenticate (docs/instances.md), chosen by which keys are set.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Auth {
     None,
@@ -129,7 +129,7 @@ impl Default for HttpOptions {
     }
 }
 
-/// Notification settings (EVENTS.md, SPEC.md section 7).
+/// Notification settings (docs/events.md, docs/design.md#the-outbox-and-delivery).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NotificationOptions {
     /// `event.notification.batch.size`: most events in one notification (default 1000).
@@ -163,7 +163,7 @@ pub struct Resource {
     pub url: UrlTemplate,
     /// `idField`; empty means "identify records by a hash of their canonical JSON".
     pub id_field: FieldPath,
-    /// `datesConfiguration`; `None` is snapshot mode (SPEC.md section 6).
+    /// `datesConfiguration`; `None` is snapshot mode (docs/design.md#change-detection).
     pub dates: Option<DatesConfig>,
     /// `recordsPath`; `None` finds the records array by the default rules.
     pub records_path: Option<FieldPath>,
@@ -189,7 +189,7 @@ pub struct DateField {
     pub zone: Zone,
 }
 
-/// How a poll walks pages (SPEC.md section 3).
+/// How a poll walks pages (docs/instances.md).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Pagination {
     /// Follow `elements-next-page-token` (with `nextPage=`/`pageSize=`) or `Link: rel="next"`.

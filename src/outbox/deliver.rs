@@ -1,5 +1,5 @@
-//! Delivery: sending the outbox's notifications to their callbacks (SPEC.md section 7,
-//! EVENTS.md "Headers"). [`Sender`] makes one signed POST; [`deliver_due`] is the worker that
+//! Delivery: sending the outbox's notifications to their callbacks (docs/design.md#the-outbox-and-delivery,
+//! docs/events.md "Headers"). [`Sender`] makes one signed POST; [`deliver_due`] is the worker that
 //! drains every due notification; what a failure means is [`super::retry::RetryLogic`]'s call.
 //!
 //! Where a notification dies: [`Store::outbox_delivered`] after a 2xx, nowhere else (a dead
@@ -137,7 +137,7 @@ impl Sender {
     }
 }
 
-/// The EVENTS.md headers of one attempt: `webhook-timestamp` (and so `webhook-signature`) is
+/// The docs/events.md headers of one attempt: `webhook-timestamp` (and so `webhook-signature`) is
 /// fresh per attempt; id and body are not.
 pub fn signed_headers(
     instance: &Instance,

@@ -1,4 +1,4 @@
-//! The outbox: notifications on their way to callback URLs (SPEC.md section 7, EVENTS.md).
+//! The outbox: notifications on their way to callback URLs (docs/design.md#the-outbox-and-delivery, docs/events.md).
 //!
 //! `payload` builds the notification body (a public API, byte for byte) and splits a poll's
 //! events into batches; `sign` computes the signature headers; `retry` decides what a failed

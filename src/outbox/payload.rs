@@ -1,4 +1,4 @@
-//! The notification body of EVENTS.md, built once when a notification enters the outbox and
+//! The notification body of docs/events.md, built once when a notification enters the outbox and
 //! then sent byte for byte on every retry. Pure: the caller supplies the event id, the dates
 //! and the randomness.
 //!
@@ -34,7 +34,7 @@ pub struct InstanceMeta<'a> {
 }
 
 /// A provider record as JSON text: what the provider sent, minus insignificant whitespace
-/// (EVENTS.md wants a compact body and `raw` equal to the provider's record in its key order).
+/// (docs/events.md wants a compact body and `raw` equal to the provider's record in its key order).
 #[derive(Clone, Debug)]
 pub struct RawRecord(Box<RawValue>);
 
@@ -95,7 +95,7 @@ fn compact(raw: &RawValue) -> Box<RawValue> {
     RawValue::from_string(out).unwrap_or_else(|_| raw.to_owned())
 }
 
-/// One event of a notification: EVENTS.md's `events[]` entry plus its record for `raw`.
+/// One event of a notification: docs/events.md's `events[]` entry plus its record for `raw`.
 #[derive(Clone, Debug)]
 pub struct EventEntry {
     pub event_type: EventType,
@@ -108,7 +108,7 @@ pub struct EventEntry {
     pub raw: RawRecord,
 }
 
-/// The body of one notification, compact UTF-8 JSON, member order as EVENTS.md shows it.
+/// The body of one notification, compact UTF-8 JSON, member order as docs/events.md shows it.
 pub fn build_body(
     event_id: &str,
     event_date: DateTime<Utc>,

@@ -1,4 +1,4 @@
-//! The delivery retry policy (SPEC.md section 7), as a type and nothing else: given what one
+//! The delivery retry policy (docs/design.md#the-outbox-and-delivery), as a type and nothing else: given what one
 //! attempt came to, it decides whether the notification is acknowledged, tried again later, or
 //! dead-lettered. It sends nothing and touches no state, so every rule is a unit test.
 //!

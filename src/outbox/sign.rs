@@ -1,4 +1,4 @@
-//! Notification signatures (EVENTS.md "Headers"): the Open Connectors header
+//! Notification signatures (docs/events.md "Headers"): the Open Connectors header
 //! `Elements-Webhook-Signature` and the Standard Webhooks `webhook-signature`. Pure functions of
 //! key, body and (for Standard Webhooks) id and timestamp, so a retry re-signs the same bytes.
 //!
@@ -56,7 +56,7 @@ pub fn check_key(key: &Secret, position: usize) -> Result<(), SignError> {
 }
 
 /// The standard's secret format: `whsec_` + base64 is decoded; any other string is used as
-/// its UTF-8 bytes (EVENTS.md), like the Open Connectors signature.
+/// its UTF-8 bytes (docs/events.md), like the Open Connectors signature.
 fn standard_webhooks_key(key: &Secret, position: usize) -> Result<Vec<u8>, SignError> {
     match key.expose().strip_prefix(WHSEC_PREFIX) {
         Some(encoded) => BASE64
@@ -80,7 +80,7 @@ fn hmac_base64(key: &[u8], parts: &[&[u8]]) -> String {
 mod tests {
     use super::*;
 
-    /// EVENTS.md's test vector body (456 bytes).
+    /// docs/events.md's test vector body (456 bytes).
     const VECTOR_BODY: &str = r#"{"message":{"eventId":"01JDQ3Z8W6B0S5V8M4K2N7P9QX","instanceId":"salesloft-prod","elementKey":"salesloft","instanceTags":["crm"],"eventDate":"2026-11-25T13:00:05.123Z","events":[{"eventType":"UPDATED","objectType":"contacts","objectId":"4711","elementKey":"salesloft","date":"2026-11-25T12:59:58.123456Z"}],"raw":{"contacts":[{"id":4711,"first_name":"Ada","updated_at":"2026-11-25T12:59:58.123456+00:00","created_at":"2026-01-02T03:04:05.000000+00:00"}]}}}"#;
     const VECTOR_ID: &str = "01JDQ3Z8W6B0S5V8M4K2N7P9QX";
     const VECTOR_TIMESTAMP: i64 = 1_795_957_205;

@@ -1,5 +1,5 @@
-//! The poll's one transaction (docs/design.md#the-state): its staged (or held) events become
-//! notifications in the outbox (EVENTS.md bodies, batched) and its watermark moves, together.
+//! The poll's one transaction (docs/design.md#state): its staged (or held) events become
+//! notifications in the outbox (docs/events.md bodies, batched) and its watermark moves, together.
 //! This is where an event is born; before it nothing of the poll is visible.
 
 use super::{FinishedPoll, PollContext, PollError, PollReport, PollTarget};
@@ -173,7 +173,7 @@ impl NotificationWriter<'_, '_> {
     }
 }
 
-/// A record gone from a snapshot: its last version when stored, else `{"id": ...}` (EVENTS.md).
+/// A record gone from a snapshot: its last version when stored, else `{"id": ...}` (docs/events.md).
 fn deleted_event(
     id: String,
     last_raw: Option<Vec<u8>>,

@@ -111,7 +111,7 @@ pub async fn run(ctx: &PollContext, target: &PollTarget, progress: Progress<'_>)
         outcome.and_then(|poll| commit::commit(ctx, target, poll, started, next_due, &mut report));
     if let Err(error) = result {
         let message = error.to_string();
-        // A provider that asks for a longer pause than a poll may wait gets it (SPEC.md 5).
+        // A provider that asks for a longer pause than a poll may wait gets it (docs/design.md#polling).
         let next_due = match &error {
             PollError::Fetch(crate::http::FetchError::RetryAfterTooLong { until }) => {
                 next_due.max(*until)
@@ -165,7 +165,7 @@ async fn read_pages<J: judge::Judge>(
     reader.read(target, first_url, stager).await
 }
 
-/// Watermark mode (SPEC.md section 6).
+/// Watermark mode (docs/design.md#change-detection).
 async fn poll_changes(
     ctx: &PollContext,
     target: &PollTarget,

@@ -56,7 +56,7 @@ pub trait PageSink: Send {
 impl PageReader<'_> {
     /// Reads `target`'s pages from `first_url` to the last (or until the sink stops it),
     /// handing each to `sink`. Every page request repeats `first_url` with only the page
-    /// parameter added (docs/design.md#pagination).
+    /// parameter added (docs/design.md#polling).
     pub async fn read(
         &self,
         target: &PollTarget,

@@ -32,7 +32,7 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (instance, resource, path_params)
     );
 
-    -- (id, updated) pairs already turned into events near the watermark (SPEC 6).
+    -- (id, updated) pairs already turned into events near the watermark (docs/design.md#change-detection).
     CREATE TABLE seen_pair (
         resource_id  INTEGER NOT NULL REFERENCES resource_state(id) ON DELETE CASCADE,
         updated      INTEGER NOT NULL,
@@ -69,7 +69,7 @@ const MIGRATIONS: &[&str] = &[
         path_params  TEXT,
         raw          BLOB NOT NULL
     );
-    -- "Unique per poll, id and updated" (SPEC 6); snapshot events have no updated, and NULLs are
+    -- "Unique per poll, id and updated" (docs/design.md#change-detection); snapshot events have no updated, and NULLs are
     -- distinct in a UNIQUE index, hence the IFNULL.
     CREATE UNIQUE INDEX staged_event_unique
         ON staged_event(poll_id, record_id, IFNULL(updated, -9223372036854775808));
@@ -102,7 +102,7 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX outbox_by_instance ON outbox(instance, dead, seq);
 
-    -- OAuth access tokens obtained by refresh, tied to the credentials they came from (SPEC 8).
+    -- OAuth access tokens obtained by refresh, tied to the credentials they came from (docs/design.md#state).
     CREATE TABLE oauth_token (
         instance          TEXT PRIMARY KEY,
         credentials_hash  TEXT NOT NULL,

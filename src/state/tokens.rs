@@ -16,7 +16,7 @@ use crate::instance::Secret;
 
 impl Store {
     /// The token stored for `instance`, if it came from the credentials hashed as
-    /// `credentials_hash`. A token from other credentials is deleted (SPEC 8: the instance file's
+    /// `credentials_hash`. A token from other credentials is deleted (docs/design.md#state: the instance file's
     /// credentials changed, so the old token must not be used) and None returned.
     pub fn oauth_token(
         &self,

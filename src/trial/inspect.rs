@@ -82,7 +82,7 @@ impl DateReport {
 /// Everything `try` shows about one record.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RecordReport {
-    /// The EVENTS.md `objectId`, when it could be read.
+    /// The docs/events.md `objectId`, when it could be read.
     pub id: Option<String>,
     pub updated: Option<DateReport>,
     pub created: Option<DateReport>,

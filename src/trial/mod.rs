@@ -51,7 +51,7 @@ pub struct Plan {
     pub query_since: DateTime<Utc>,
 }
 
-/// Without `--since`, what a resource's first poll uses (SPEC.md 6): it asks for the last
+/// Without `--since`, what a resource's first poll uses (docs/design.md#change-detection): it asks for the last
 /// hour, and records after that instant are judged as changes. With it, what a poll from that
 /// watermark does: it asks from the watermark minus `lookbackSeconds`.
 pub fn plan(options: &TrialOptions, resource: &Resource) -> Plan {

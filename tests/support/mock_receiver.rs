@@ -1,5 +1,5 @@
 //! A mock callback receiver on loopback: records every request's headers and body, verifies
-//! both signatures (EVENTS.md) by recomputing the HMACs itself, and answers per request number.
+//! both signatures (docs/events.md) by recomputing the HMACs itself, and answers per request number.
 //!
 //! ```ignore
 //! let receiver = MockReceiver::start(&["abcd1234efgh5678"]).await;
@@ -283,7 +283,7 @@ pub fn verify_standard(keys: &[String], headers: &HeaderMap, body: &[u8]) -> Opt
     Some(sent.split(' ').collect::<Vec<_>>() == expected)
 }
 
-/// The receiver's own check against EVENTS.md's test vector, so the verifier above is known to
+/// The receiver's own check against docs/events.md's test vector, so the verifier above is known to
 /// compute what the contract says (and not merely what ocpoll computes).
 pub fn verify_events_md_vector() {
     const BODY: &str = r#"{"message":{"eventId":"01JDQ3Z8W6B0S5V8M4K2N7P9QX","instanceId":"salesloft-prod","elementKey":"salesloft","instanceTags":["crm"],"eventDate":"2026-11-25T13:00:05.123Z","events":[{"eventType":"UPDATED","objectType":"contacts","objectId":"4711","elementKey":"salesloft","date":"2026-11-25T12:59:58.123456Z"}],"raw":{"contacts":[{"id":4711,"first_name":"Ada","updated_at":"2026-11-25T12:59:58.123456+00:00","created_at":"2026-01-02T03:04:05.000000+00:00"}]}}}"#;

@@ -1,4 +1,4 @@
-//! Choosing the authentication method from the keys present (SPEC.md section 3).
+//! Choosing the authentication method from the keys present (docs/instances.md).
 
 use super::*;
 

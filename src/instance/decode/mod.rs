@@ -1,5 +1,5 @@
 //! Decoding: a parsed instance file (`serde_json::Value`) into an [`Instance`], checking every
-//! rule of SPEC.md section 3 on the way and collecting every problem as a [`Finding`].
+//! rule of docs/instances.md on the way and collecting every problem as a [`Finding`].
 //!
 //! Open Connectors accepts loose typing (`"true"`, `"15"`), so this is hand-written over the JSON
 //! value rather than derived: a derive stops at the first error, and users need all of them.

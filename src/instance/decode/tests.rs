@@ -1,4 +1,4 @@
-//! Unit tests of every decoding rule (SPEC.md section 3), on JSON values, without files.
+//! Unit tests of every decoding rule (docs/instances.md), on JSON values, without files.
 
 use super::*;
 use serde_json::json;

@@ -5,7 +5,7 @@ use crate::instance::{DateField, DatesConfig, FieldPath};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-/// EVENTS.md's test vector, 456 bytes.
+/// docs/events.md's test vector, 456 bytes.
 const VECTOR_BODY: &str = r#"{"message":{"eventId":"01JDQ3Z8W6B0S5V8M4K2N7P9QX","instanceId":"salesloft-prod","elementKey":"salesloft","instanceTags":["crm"],"eventDate":"2026-11-25T13:00:05.123Z","events":[{"eventType":"UPDATED","objectType":"contacts","objectId":"4711","elementKey":"salesloft","date":"2026-11-25T12:59:58.123456Z"}],"raw":{"contacts":[{"id":4711,"first_name":"Ada","updated_at":"2026-11-25T12:59:58.123456+00:00","created_at":"2026-01-02T03:04:05.000000+00:00"}]}}}"#;
 
 /// The provider's record as it might come over the wire: spaced, keys in the provider's order.
