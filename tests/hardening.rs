@@ -465,8 +465,9 @@ async fn a_page_over_max_page_bytes_fails_the_poll_and_keeps_the_watermark() {
     assert_eq!(receiver.request_count(), 0);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_record_over_max_record_bytes_is_a_problem_of_that_record() {
+/// After a baseline with `[http] max_record_bytes = 200`: a small record changed one second
+/// after `base`, and a 500-byte one two seconds after.
+async fn small_and_huge_records() -> (Setup, MockReceiver, DateTime<Utc>) {
     let setup = Setup::new("[http]\nmax_record_bytes = 200").await;
     let receiver = MockReceiver::start(&[]).await;
     setup.instance("crm", None, &receiver.url());
@@ -482,6 +483,12 @@ async fn a_record_over_max_record_bytes_is_a_problem_of_that_record() {
         base + TimeDelta::seconds(2),
         json!({"name": "y".repeat(500)}),
     );
+    (setup, receiver, base)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_over_max_record_bytes_is_a_problem_of_that_record() {
+    let (setup, receiver, base) = small_and_huge_records().await;
     let run = setup.tick().await;
     run.assert_code(0);
     run.assert_stdout_contains(
@@ -506,21 +513,7 @@ async fn a_record_over_max_record_bytes_is_a_problem_of_that_record() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn try_reports_a_record_over_max_record_bytes_as_a_poll_does() {
-    let setup = Setup::new("[http]\nmax_record_bytes = 200").await;
-    let receiver = MockReceiver::start(&[]).await;
-    setup.instance("crm", None, &receiver.url());
-    setup.baseline_then_changes(&[]).await;
-    let base = Utc::now();
-    setup.provider.upsert(
-        "small",
-        base + TimeDelta::seconds(1),
-        json!({"name": "Ada"}),
-    );
-    setup.provider.upsert(
-        "huge",
-        base + TimeDelta::seconds(2),
-        json!({"name": "y".repeat(500)}),
-    );
+    let (setup, _receiver, _) = small_and_huge_records().await;
     let problem =
         "record huge: its JSON is larger than 200 bytes ([http] max_record_bytes)".to_owned();
 

@@ -1,6 +1,6 @@
 //! The `Retry-After` header (RFC 9110 section 10.2.3): delta seconds or an HTTP-date. Read in
 //! one place for both directions ocpoll talks: providers' answers to a poll's GET (`client`) and
-//! receivers' answers to a callback (`crate::outbox::deliver`).
+//! receivers' answers to a callback (delivery, in the outbox).
 
 use std::time::{Duration, SystemTime};
 
