@@ -163,16 +163,54 @@ pub struct Resource {
     pub url: UrlTemplate,
     /// `idField`; empty means "identify records by a hash of their canonical JSON".
     pub id_field: FieldPath,
-    /// `datesConfiguration`; `None` is snapshot mode (docs/design.md#change-detection).
+    /// `datesConfiguration`; `None` is window or snapshot mode (see [`Resource::mode`]).
     pub dates: Option<DatesConfig>,
     /// `recordsPath`; `None` finds the records array by the default rules.
     pub records_path: Option<FieldPath>,
     pub pagination: Pagination,
     /// `pathParams`: values for `{name}` placeholders; several values fan the resource out.
     pub path_params: BTreeMap<String, Vec<String>>,
-    /// `lookbackSeconds`: window re-read before the watermark.
+    /// `lookbackSeconds`: window re-read before the watermark (default 0, and 60 in window
+    /// mode, where the watermark is the provider's clock at the previous poll).
     pub lookback: Duration,
     pub other_keys: OtherKeys,
+}
+
+/// How a resource's changes are found (docs/design.md#change-detection).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PollMode<'r> {
+    /// `datesConfiguration`: the newest updated date seen is the watermark.
+    Watermark(&'r DatesConfig),
+    /// No `datesConfiguration`, a `${date:}` macro in the URL: the provider filters by the
+    /// previous poll's time, and every record it returns is a change.
+    Window,
+    /// Neither: every poll reads everything and compares it with the previous poll.
+    Snapshot,
+}
+
+impl PollMode<'_> {
+    /// As `validate`, `try` and the docs name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            PollMode::Watermark(_) => "watermark",
+            PollMode::Window => "window",
+            PollMode::Snapshot => "snapshot",
+        }
+    }
+}
+
+/// The default `lookbackSeconds` of a window-mode resource: a record committed at the provider
+/// shortly before the previous poll's `Date` (but after its query ran) is still found.
+pub const WINDOW_LOOKBACK_DEFAULT: Duration = Duration::from_secs(60);
+
+impl Resource {
+    pub fn mode(&self) -> PollMode<'_> {
+        match &self.dates {
+            Some(dates) => PollMode::Watermark(dates),
+            None if self.url.has_date_macro() => PollMode::Window,
+            None => PollMode::Snapshot,
+        }
+    }
 }
 
 /// Where a record keeps its dates and how to read them.

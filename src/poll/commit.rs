@@ -65,9 +65,7 @@ fn write_commit(
     };
     txn.for_each_staged(|staged| writer.add_staged(staged))?;
     for event in poll.held {
-        if let Some(updated) = event.updated {
-            txn.remember_seen(&event.record_id, updated)?;
-        }
+        txn.remember(&event)?;
         writer.add_staged(event)?;
     }
     if poll.deletions {
@@ -83,6 +81,7 @@ fn write_commit(
     txn.finish(PollOutcome {
         watermark: poll.watermark,
         seen_floor: poll.seen_floor,
+        window_floor: poll.window_floor,
         next_due_at: Some(next_due),
         records_read: report.records_read,
         events,

@@ -4,7 +4,7 @@
 
 use super::pages::PageRead;
 use super::{PollError, PollReport, nanos, note_problem};
-use crate::detect::{self, Observed, Verdict};
+use crate::detect::{self, EventType, Observed, Verdict};
 use crate::http::records;
 use crate::instance::{DatesConfig, FieldPath};
 use crate::state::{PollId, ResourceKey, StagedEvent, StagedKind, Store};
@@ -94,7 +94,73 @@ impl WatermarkJudge<'_> {
             date: detect::event_date(observed.updated, fraction_digits),
             path_params_json: self.path_params_json.clone(),
             raw,
+            hash: None,
         }
+    }
+}
+
+/// Window mode: the provider filtered by the previous poll's time, so every record it returns
+/// is a change, unless its (id, content hash) pair was already seen by an overlapping window.
+/// Every record is staged: a new one as an UPDATED event, a seen one as a row that only
+/// refreshes its pair's time (so the window keeps it while a later window can return it).
+pub(super) struct WindowJudge<'a> {
+    pub id_field: &'a FieldPath,
+    /// `false` on the first poll: a baseline, every record only remembered.
+    pub has_previous: bool,
+    /// The (id, hash) pairs the window remembers.
+    pub seen: HashSet<(String, String)>,
+    pub path_params_json: Option<String>,
+    /// The poll's time on the provider's clock: its first answer's `Date`, else ocpoll's.
+    pub provider_time: Option<DateTime<Utc>>,
+    pub now: DateTime<Utc>,
+}
+
+impl WindowJudge<'_> {
+    /// The provider's time of the poll (fixed by its first page).
+    pub fn provider_time(&self) -> DateTime<Utc> {
+        self.provider_time.unwrap_or(self.now)
+    }
+}
+
+impl Judge for WindowJudge<'_> {
+    fn judge(
+        &mut self,
+        page: &PageRead<'_>,
+        report: &mut PollReport,
+    ) -> Result<Vec<StagedEvent>, PollError> {
+        self.provider_time = self.provider_time.or(page.page.date).or(Some(self.now));
+        // A record was changed before the page that returned it was served.
+        let seen_at = nanos(page.page.date.unwrap_or(self.now));
+        let date = detect::event_date(self.provider_time(), 3);
+        let mut staged = Vec::new();
+        for record in page.records {
+            let id = match detect::record_id(record, self.id_field) {
+                Ok(id) => id,
+                Err(problem) => {
+                    note_problem(report, problem.to_string());
+                    continue;
+                }
+            };
+            let hash = detect::content_hash(record);
+            let new = self.has_previous && !self.seen.contains(&(id.clone(), hash.clone()));
+            let (kind, raw) = match new {
+                true => (
+                    StagedKind::Event(EventType::Updated),
+                    records::raw_json(record).into_bytes(),
+                ),
+                false => (StagedKind::Baseline, Vec::new()),
+            };
+            staged.push(StagedEvent {
+                record_id: id,
+                updated: Some(seen_at),
+                kind,
+                date: date.clone(),
+                path_params_json: self.path_params_json.clone(),
+                raw,
+                hash: Some(hash),
+            });
+        }
+        Ok(staged)
     }
 }
 
@@ -140,6 +206,7 @@ impl Judge for SnapshotJudge<'_> {
                     date: self.date.clone(),
                     path_params_json: self.path_params_json.clone(),
                     raw: raw.clone().into_bytes(),
+                    hash: None,
                 });
             }
         }

@@ -27,10 +27,10 @@ pub use target::{PollTarget, targets};
 
 use crate::detect::{self, EventType};
 use crate::http::{AuthSession, HttpClient, RecordLimits, RetryPolicy, TokenStore};
-use crate::instance::DatesConfig;
+use crate::instance::{DatesConfig, PollMode};
 use crate::state::{PollId, StagedEvent, StateError, Store};
 use chrono::{DateTime, Utc};
-use judge::{SnapshotJudge, WatermarkJudge};
+use judge::{SnapshotJudge, WatermarkJudge, WindowJudge};
 use stage::{Stager, Staging};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -103,9 +103,12 @@ pub async fn run(ctx: &PollContext, target: &PollTarget, progress: Progress<'_>)
     let started = Utc::now();
     let next_due = started + target.instance.poll_interval();
     let mut report = PollReport::default();
-    let outcome = match &target.resource().dates {
-        Some(dates) => poll_changes(ctx, target, dates, started, &mut report, progress).await,
-        None => poll_snapshot(ctx, target, started, &mut report, progress).await,
+    let outcome = match target.resource().mode() {
+        PollMode::Watermark(dates) => {
+            poll_changes(ctx, target, dates, started, &mut report, progress).await
+        }
+        PollMode::Window => poll_window(ctx, target, started, &mut report, progress).await,
+        PollMode::Snapshot => poll_snapshot(ctx, target, started, &mut report, progress).await,
     };
     let result =
         outcome.and_then(|poll| commit::commit(ctx, target, poll, started, next_due, &mut report));
@@ -140,6 +143,8 @@ struct FinishedPoll {
     held: Vec<StagedEvent>,
     watermark: Option<DateTime<Utc>>,
     seen_floor: Option<i64>,
+    /// Window mode: pairs last seen before this are dropped (the next window's start).
+    window_floor: Option<i64>,
     /// Snapshot mode: the previous snapshot's missing records become DELETED events.
     deletions: bool,
     /// The watermark the poll started from: if the state holds another one at the commit,
@@ -218,6 +223,63 @@ async fn poll_changes(
         held: staged.held,
         watermark: Some(watermark),
         seen_floor: Some(nanos(detect::seen_floor(watermark, resource.lookback))),
+        window_floor: None,
+        deletions: false,
+        started_from: previous,
+    })
+}
+
+/// Window mode (docs/design.md#window-mode): the URL's date macro gets the provider's time of
+/// the previous poll minus `lookbackSeconds`; the provider filters, every record it returns is
+/// a change unless an overlapping window already saw it unchanged; never DELETED.
+async fn poll_window(
+    ctx: &PollContext,
+    target: &PollTarget,
+    now: DateTime<Utc>,
+    report: &mut PollReport,
+    progress: Progress<'_>,
+) -> Result<FinishedPoll, PollError> {
+    let resource = target.resource();
+    let (previous, seen) = {
+        let store = Store::locked(&ctx.store);
+        let previous = store.resource_state(&target.key)?.and_then(|s| s.watermark);
+        let seen = match previous {
+            Some(_) => store.window_pairs(&target.key)?,
+            None => HashSet::new(),
+        };
+        (previous, seen)
+    };
+    report.baseline = previous.is_none();
+    report.watermark = previous;
+    let since = detect::query_since(previous, resource.lookback, now);
+    let url = target.expand_url(since, &crate::dates::Zone::utc())?;
+    let judge = WindowJudge {
+        id_field: &resource.id_field,
+        has_previous: previous.is_some(),
+        seen,
+        path_params_json: path_params_json(&target.path_params),
+        provider_time: None,
+        now,
+    };
+    let mut stager = Stager::new(
+        &ctx.store,
+        judge,
+        Staging::NotYet(&target.key),
+        report,
+        progress,
+    );
+    read_pages(ctx, target, url, &mut stager).await?;
+    let staged = stager.finish();
+    // The next window starts at this poll's provider time minus the lookback; it never moves
+    // back (a provider clock that steps back cannot make the window re-read old changes).
+    let provider_time = staged.judge.provider_time();
+    let watermark = previous.map_or(provider_time, |previous| previous.max(provider_time));
+    Ok(FinishedPoll {
+        id: staged.poll,
+        held: staged.held,
+        watermark: Some(watermark),
+        seen_floor: None,
+        window_floor: Some(nanos(detect::seen_floor(watermark, resource.lookback))),
         deletions: false,
         started_from: previous,
     })
@@ -256,6 +318,7 @@ async fn poll_snapshot(
         held: staged.held,
         watermark: Some(now),
         seen_floor: None,
+        window_floor: None,
         deletions: previous.is_some(),
         started_from: previous,
     })

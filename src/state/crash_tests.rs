@@ -70,6 +70,7 @@ fn run_one_poll(store: &mut Store, resource: &str) {
             date: "2027-01-15T08:00:00Z".to_owned(),
             path_params_json: None,
             raw: b"{}".to_vec(),
+            hash: None,
         })
         .collect();
     for page in events.chunks(EVENTS_PER_PAGE) {
@@ -104,6 +105,7 @@ fn run_one_poll(store: &mut Store, resource: &str) {
     }
     commit
         .finish(PollOutcome {
+            window_floor: None,
             watermark: Some(watermark_of_poll(poll_number)),
             seen_floor: Some(updated(poll_number, 0)),
             next_due_at: None,

@@ -476,6 +476,26 @@ impl Store {
         Ok(pairs)
     }
 
+    /// Window mode: the (id, content hash) pairs the window remembers.
+    pub fn window_pairs(&self, key: &ResourceKey) -> Result<HashSet<(String, String)>, StateError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT w.record_id, w.hash FROM window_pair w
+                 JOIN resource_state r ON r.id = w.resource_id
+                 WHERE r.instance = ?1 AND r.resource = ?2 AND r.path_params = ?3",
+            )
+            .map_err(|e| self.fail(e))?;
+        let pairs = stmt
+            .query_map(
+                params![key.instance, key.resource, key.path_params],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .and_then(|rows| rows.collect::<rusqlite::Result<HashSet<_>>>())
+            .map_err(|e| self.fail(e))?;
+        Ok(pairs)
+    }
+
     /// Snapshot mode: the content hash stored for `record_id` by the previous committed poll.
     pub fn snapshot_hash(
         &self,
@@ -560,7 +580,8 @@ impl Store {
 
     /// `ocpoll state reset`: for every pathParams value of `resource` (or every resource of the
     /// instance), forgets the watermark (`to` None: the next poll is a new baseline, and the
-    /// snapshot set goes too) or sets it to `to`; the seen pairs go either way. Returns how many
+    /// snapshot set goes too) or sets it to `to`; the seen pairs and the window's pairs go
+    /// either way (a backfill sends again what the window had seen). Returns how many
     /// resources changed.
     pub fn reset_watermark(
         &mut self,
@@ -573,11 +594,13 @@ impl Store {
         // `resource IS NULL` selects every resource of the instance.
         const MATCHING: &str = "SELECT id FROM resource_state
              WHERE instance = ?1 AND (?2 IS NULL OR resource = ?2)";
-        tx.execute(
-            &format!("DELETE FROM seen_pair WHERE resource_id IN ({MATCHING})"),
-            params![instance, resource],
-        )
-        .map_err(fail)?;
+        for table in ["seen_pair", "window_pair"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE resource_id IN ({MATCHING})"),
+                params![instance, resource],
+            )
+            .map_err(fail)?;
+        }
         if to.is_none() {
             tx.execute(
                 &format!("DELETE FROM snapshot_item WHERE resource_id IN ({MATCHING})"),

@@ -118,6 +118,21 @@ const MIGRATIONS: &[&str] = &[
         at  TEXT NOT NULL
     );
     "#,
+    // 2: window mode (docs/design.md#window-mode).
+    r#"
+    -- (id, content hash) pairs a window-mode poll has seen, each with the provider's time (unix
+    -- nanos) of the last page that returned it; kept until the window has moved past it.
+    CREATE TABLE window_pair (
+        resource_id  INTEGER NOT NULL REFERENCES resource_state(id) ON DELETE CASCADE,
+        record_id    TEXT NOT NULL,
+        hash         TEXT NOT NULL,
+        seen_at      INTEGER NOT NULL,
+        PRIMARY KEY (resource_id, record_id, hash)
+    ) WITHOUT ROWID;
+
+    -- A window-mode staged row's content hash (NULL in the other modes).
+    ALTER TABLE staged_event ADD COLUMN hash TEXT;
+    "#,
 ];
 
 /// The schema version this build writes and understands.

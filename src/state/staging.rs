@@ -31,8 +31,11 @@ pub struct PollId(i64);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StagedEvent {
     pub record_id: String,
-    /// The record's updated date in unix nanoseconds (None in snapshot mode).
+    /// The record's updated date in unix nanoseconds (None in snapshot mode; in window mode the
+    /// provider's time of the page that returned it).
     pub updated: Option<i64>,
+    /// Window mode: the record's content hash; with the id, what the window remembers.
+    pub hash: Option<String>,
     /// An event, or a baseline row (remembered as seen, never sent).
     pub kind: StagedKind,
     /// The event's `date` as it will be sent.
@@ -84,8 +87,11 @@ pub struct PollOutcome {
     /// The watermark to store (None: none, as in snapshot mode).
     pub watermark: Option<DateTime<Utc>>,
     /// Seen pairs older than this (unix nanos) are dropped: watermark minus lookback. None keeps
-    /// none (snapshot mode, or nothing to compare against).
+    /// none (snapshot and window mode, or nothing to compare against).
     pub seen_floor: Option<i64>,
+    /// Window mode: the poll's (id, hash) pairs join the window's, and pairs last seen before
+    /// this (unix nanos: the next window's start) are dropped. None leaves the window's alone.
+    pub window_floor: Option<i64>,
     pub next_due_at: Option<DateTime<Utc>>,
     pub records_read: u64,
     pub events: u64,
@@ -144,8 +150,8 @@ impl Store {
                 let mut insert = tx
                     .prepare_cached(
                         "INSERT OR IGNORE INTO staged_event
-                         (poll_id, record_id, updated, event_type, date, path_params, raw)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                         (poll_id, record_id, updated, event_type, date, path_params, raw, hash)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                     )
                     .map_err(fail)?;
                 for event in events {
@@ -157,7 +163,8 @@ impl Store {
                             event.kind,
                             event.date,
                             event.path_params_json,
-                            event.raw
+                            event.raw,
+                            event.hash
                         ])
                         .map_err(fail)?;
                 }
@@ -311,7 +318,7 @@ impl CommitTxn<'_> {
         let mut stmt = self
             .tx
             .prepare_cached(
-                "SELECT record_id, updated, event_type, date, path_params, raw
+                "SELECT record_id, updated, event_type, date, path_params, raw, hash
                  FROM staged_event WHERE poll_id = ?1 ORDER BY seq",
             )
             .map_err(|e| self.fail(e))?;
@@ -324,6 +331,7 @@ impl CommitTxn<'_> {
                 date: row.get(3).map_err(|e| self.fail(e))?,
                 path_params_json: row.get(4).map_err(|e| self.fail(e))?,
                 raw: row.get(5).map_err(|e| self.fail(e))?,
+                hash: row.get(6).map_err(|e| self.fail(e))?,
             };
             f(event)?;
         }
@@ -374,18 +382,30 @@ impl CommitTxn<'_> {
             .map_err(|e| self.fail(e))
     }
 
-    /// Marks (record id, updated nanos) as seen at the new watermark, for an event of a direct
-    /// commit (staged events are remembered by `finish`). Pairs below the seen floor are
-    /// dropped again by `finish`.
-    pub fn remember_seen(&self, record_id: &str, updated: i64) -> Result<(), StateError> {
-        self.tx
-            .prepare_cached(
-                "INSERT OR IGNORE INTO seen_pair (resource_id, updated, record_id)
-                 VALUES (?1, ?2, ?3)",
-            )
-            .and_then(|mut stmt| stmt.execute(params![self.resource_id, updated, record_id]))
-            .map(drop)
-            .map_err(|e| self.fail(e))
+    /// Remembers what a row of a direct commit saw (staged rows are remembered by `finish`):
+    /// its (id, updated) pair in watermark mode, its (id, hash) pair in window mode. Pairs
+    /// below the floors are dropped again by `finish`.
+    pub fn remember(&self, event: &StagedEvent) -> Result<(), StateError> {
+        let result = match (&event.hash, event.updated) {
+            (Some(hash), Some(seen_at)) => {
+                self.tx
+                    .prepare_cached(REMEMBER_WINDOW_PAIR)
+                    .and_then(|mut stmt| {
+                        stmt.execute(params![self.resource_id, event.record_id, hash, seen_at])
+                    })
+            }
+            (None, Some(updated)) => self
+                .tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO seen_pair (resource_id, updated, record_id)
+                     VALUES (?1, ?2, ?3)",
+                )
+                .and_then(|mut stmt| {
+                    stmt.execute(params![self.resource_id, updated, event.record_id])
+                }),
+            _ => Ok(0),
+        };
+        result.map(drop).map_err(|e| self.fail(e))
     }
 
     /// Adds one notification to the outbox, due for delivery at once.
@@ -398,6 +418,9 @@ impl CommitTxn<'_> {
     pub fn finish(self, outcome: PollOutcome) -> Result<(), StateError> {
         self.refresh_seen_pairs(outcome.seen_floor)
             .map_err(|e| self.fail(e))?;
+        if let Some(floor) = outcome.window_floor {
+            self.refresh_window_pairs(floor).map_err(|e| self.fail(e))?;
+        }
         if self.snapshot {
             self.replace_snapshot().map_err(|e| self.fail(e))?;
         }
@@ -431,6 +454,26 @@ impl CommitTxn<'_> {
         }
         self.tx
             .prepare_cached("DELETE FROM seen_pair WHERE resource_id = ?1 AND updated < ?2")?
+            .execute(params![self.resource_id, floor])?;
+        Ok(())
+    }
+
+    /// The window's pairs gain this poll's (a pair seen again keeps its latest time), then lose
+    /// those last seen before `floor`: no later window can return their records unchanged.
+    fn refresh_window_pairs(&self, floor: i64) -> rusqlite::Result<()> {
+        if let Some(poll) = self.poll {
+            self.tx
+                .prepare_cached(
+                    "INSERT INTO window_pair (resource_id, record_id, hash, seen_at)
+                     SELECT ?1, record_id, hash, updated FROM staged_event
+                     WHERE poll_id = ?2 AND hash IS NOT NULL AND updated IS NOT NULL
+                     ON CONFLICT (resource_id, record_id, hash)
+                     DO UPDATE SET seen_at = max(seen_at, excluded.seen_at)",
+                )?
+                .execute(params![self.resource_id, poll.0])?;
+        }
+        self.tx
+            .prepare_cached("DELETE FROM window_pair WHERE resource_id = ?1 AND seen_at < ?2")?
             .execute(params![self.resource_id, floor])?;
         Ok(())
     }
@@ -480,6 +523,11 @@ impl CommitTxn<'_> {
         Ok(())
     }
 }
+
+/// A window pair seen (again) at `seen_at`: the latest time wins.
+const REMEMBER_WINDOW_PAIR: &str = "INSERT INTO window_pair (resource_id, record_id, hash, seen_at)
+     VALUES (?1, ?2, ?3, ?4)
+     ON CONFLICT (resource_id, record_id, hash) DO UPDATE SET seen_at = max(seen_at, excluded.seen_at)";
 
 /// Fails with [`StateError::PollGone`] when the poll was discarded: staging into it would
 /// otherwise hit a foreign-key error that says nothing useful.

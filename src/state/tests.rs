@@ -27,6 +27,7 @@ fn event(id: &str, updated: Option<i64>) -> StagedEvent {
         date: "2027-01-15T08:00:00Z".to_owned(),
         path_params_json: None,
         raw: format!(r#"{{"id":"{id}"}}"#).into_bytes(),
+        hash: None,
     }
 }
 
@@ -34,6 +35,7 @@ fn outcome(watermark: Option<DateTime<Utc>>, seen_floor: Option<i64>) -> PollOut
     PollOutcome {
         watermark,
         seen_floor,
+        window_floor: None,
         next_due_at: Some(at(600)),
         records_read: 3,
         events: 2,
@@ -1033,7 +1035,7 @@ fn a_direct_commit_writes_its_events_seen_pairs_and_watermark_in_one_transaction
     let floor = nanos(at(100));
     let commit = store.begin_direct_commit(&k).unwrap();
     for (id, updated) in [("a", at(100)), ("b", at(90))] {
-        commit.remember_seen(id, nanos(updated)).unwrap();
+        commit.remember(&event(id, Some(nanos(updated)))).unwrap();
     }
     commit
         .insert_notification(notification("n-1", "crm", b"{}", 2))
@@ -1052,6 +1054,71 @@ fn a_direct_commit_writes_its_events_seen_pairs_and_watermark_in_one_transaction
     assert_eq!(staging_rows(&store), 0);
 }
 
+/// A window-mode row: (id, hash) seen at `seen_at`.
+fn window_row(id: &str, hash: &str, seen_at: i64) -> StagedEvent {
+    StagedEvent {
+        hash: Some(hash.to_owned()),
+        ..event(id, Some(seen_at))
+    }
+}
+
+fn window_outcome(watermark: DateTime<Utc>, floor: i64) -> PollOutcome {
+    PollOutcome {
+        window_floor: Some(floor),
+        ..outcome(Some(watermark), None)
+    }
+}
+
+#[test]
+fn window_pairs_keep_their_latest_time_and_go_when_the_window_moves_past_them() {
+    let mut store = Store::open_in_memory().unwrap();
+    let k = key("crm", "contacts");
+    // A staged (several pages) poll and a direct one, each remembering pairs.
+    let poll = store.begin_poll(&k).unwrap();
+    store
+        .stage_events(
+            poll,
+            &[
+                window_row("a", "h1", nanos(at(10))),
+                window_row("b", "h1", nanos(at(10))),
+            ],
+        )
+        .unwrap();
+    let commit = store.begin_commit(poll).unwrap();
+    commit.finish(window_outcome(at(10), nanos(at(0)))).unwrap();
+    let both = HashSet::from([
+        ("a".to_owned(), "h1".to_owned()),
+        ("b".to_owned(), "h1".to_owned()),
+    ]);
+    assert_eq!(store.window_pairs(&k).unwrap(), both);
+
+    // The next poll sees `a` again (its time moves on) and a new version of `b`; its window
+    // starts at 15: `b`'s old version, last seen at 10, goes; `a`, seen again at 20, stays.
+    let commit = store.begin_direct_commit(&k).unwrap();
+    commit
+        .remember(&window_row("a", "h1", nanos(at(20))))
+        .unwrap();
+    commit
+        .remember(&window_row("b", "h2", nanos(at(20))))
+        .unwrap();
+    commit
+        .finish(window_outcome(at(20), nanos(at(15))))
+        .unwrap();
+    let kept = HashSet::from([
+        ("a".to_owned(), "h1".to_owned()),
+        ("b".to_owned(), "h2".to_owned()),
+    ]);
+    assert_eq!(store.window_pairs(&k).unwrap(), kept);
+    assert!(
+        store.seen_pairs(&k).unwrap().is_empty(),
+        "no watermark pairs"
+    );
+
+    // A backfill (`state reset --to`) sends again what the window had seen.
+    store.reset_watermark("crm", None, Some(at(0))).unwrap();
+    assert!(store.window_pairs(&k).unwrap().is_empty());
+}
+
 #[test]
 fn a_rolled_back_direct_commit_changes_nothing_and_a_finished_one_drops_old_staging() {
     let mut store = Store::open_in_memory().unwrap();
@@ -1061,7 +1128,7 @@ fn a_rolled_back_direct_commit_changes_nothing_and_a_finished_one_drops_old_stag
     store.stage_events(old, &[event("stale", Some(5))]).unwrap();
     {
         let commit = store.begin_direct_commit(&k).unwrap();
-        commit.remember_seen("a", nanos(at(1))).unwrap();
+        commit.remember(&event("a", Some(nanos(at(1))))).unwrap();
         commit
             .insert_notification(notification("n-1", "crm", b"{}", 1))
             .unwrap();

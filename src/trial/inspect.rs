@@ -6,7 +6,7 @@
 //! would be an event only if it was not sent before, which only the state knows.
 
 use crate::detect::{self, EventType, Observed, RecordProblem};
-use crate::instance::{DateField, Resource};
+use crate::instance::{DateField, PollMode, Resource};
 use crate::trial::suggest::suggest_pattern;
 use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use serde::Serialize;
@@ -108,8 +108,10 @@ pub fn inspect_record(
     watermark: DateTime<Utc>,
 ) -> RecordReport {
     let id = detect::record_id(record, &resource.id_field);
-    let Some(dates) = &resource.dates else {
-        return snapshot_record(record, id);
+    let dates = match resource.mode() {
+        PollMode::Watermark(dates) => dates,
+        PollMode::Window => return window_record(record, id),
+        PollMode::Snapshot => return snapshot_record(record, id),
     };
     let updated = read_date(record, &dates.updated);
     let created = dates.created.as_ref().map(|field| read_date(record, field));
@@ -155,6 +157,16 @@ pub fn inspect_record(
         created: created.and_then(|read| read.instant),
     };
     report.outcome = classify(&observed, watermark, resource.lookback);
+    report
+}
+
+/// Window mode: the provider filtered by date, so every readable record is a change (UPDATED:
+/// CREATED cannot be told); only the state knows which ones an overlapping window already sent.
+fn window_record(record: &Value, id: Result<String, RecordProblem>) -> RecordReport {
+    let mut report = snapshot_record(record, id);
+    if report.outcome == Outcome::Snapshot {
+        report.outcome = Outcome::Updated;
+    }
     report
 }
 

@@ -21,7 +21,7 @@ use crate::http::{
     AuthSession, FetchError, HttpClient, MemoryTokenStore, Page, RecordLimits, RetryPolicy, records,
 };
 use crate::instance::finding::FindingReport;
-use crate::instance::{Instance, Pagination, Resource};
+use crate::instance::{Instance, Pagination, PollMode, Resource};
 use crate::poll::{self, PageRead, PageReader, PageSink, PollError, PollTarget};
 use chrono::{DateTime, Utc};
 use inspect::{Outcome, RecordReport, inspect_record, rfc3339};
@@ -224,15 +224,14 @@ impl Trial<'_> {
     }
 
     /// The resource URL with the plan's instant and this target's `pathParams`, as a poll
-    /// expands it (snapshot mode: the time of the poll, in UTC).
+    /// expands it (window mode: in UTC; snapshot mode: the time of the poll, in UTC).
     fn expanded_url(&self) -> Result<Url, PollError> {
         let resource = self.target.resource();
-        match &resource.dates {
-            Some(dates) => self.target.expand_url(
-                plan(self.options, resource).query_since,
-                &dates.updated.zone,
-            ),
-            None => self
+        let since = plan(self.options, resource).query_since;
+        match resource.mode() {
+            PollMode::Watermark(dates) => self.target.expand_url(since, &dates.updated.zone),
+            PollMode::Window => self.target.expand_url(since, &crate::dates::Zone::utc()),
+            PollMode::Snapshot => self
                 .target
                 .expand_url(self.options.now, &crate::dates::Zone::utc()),
         }
@@ -414,7 +413,7 @@ pub struct TrialReport {
     pub file: String,
     pub instance: String,
     pub resource: String,
-    /// "watermark" (a `datesConfiguration`) or "snapshot".
+    /// "watermark" (a `datesConfiguration`), "window" (a date macro without one) or "snapshot".
     pub mode: &'static str,
     /// The authentication family (never the credentials).
     pub auth: &'static str,
@@ -462,26 +461,23 @@ impl TrialReport {
             created_field: dates.created.as_ref().map(|c| c.path.to_string()),
             created_format: dates.created.as_ref().map(|c| c.format.spec().to_owned()),
         });
-        let watermark_mode = dates.is_some();
+        // Window mode has a watermark too: the previous poll's time on the provider's clock.
+        let has_watermark = resource.mode() != PollMode::Snapshot;
         TrialReport {
             file: file.display().to_string(),
             instance: instance.name.clone(),
             resource: resource.key.clone(),
-            mode: if watermark_mode {
-                "watermark"
-            } else {
-                "snapshot"
-            },
+            mode: resource.mode().name(),
             auth: instance.auth.kind(),
             id_field: resource.id_field.to_string(),
             dates,
-            watermark: watermark_mode.then(|| rfc3339(plan.watermark)),
+            watermark: has_watermark.then(|| rfc3339(plan.watermark)),
             watermark_from: if options.since.is_some() {
                 "since"
             } else {
                 "first poll"
             },
-            query_since: watermark_mode.then(|| rfc3339(plan.query_since)),
+            query_since: has_watermark.then(|| rfc3339(plan.query_since)),
             lookback_seconds: resource.lookback.as_secs(),
             max_pages: options.max_pages,
             findings,

@@ -42,6 +42,16 @@ fn header(out: &mut String, report: &TrialReport) {
                 ),
             );
         }
+        None if report.mode == "window" => line(
+            out,
+            format!(
+                "mode: window (no datesConfiguration, a date macro in the URL): the URL asks \
+                 from the previous poll's time on the provider's clock minus lookbackSeconds, and \
+                 every record returned is an UPDATED event unless an overlapping window already \
+                 sent it unchanged (the state knows, try does not); id field `{}`",
+                report.id_field
+            ),
+        ),
         None => line(
             out,
             format!(

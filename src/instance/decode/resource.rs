@@ -83,9 +83,12 @@ impl Decoder<'_> {
             _ => None,
         };
         let pagination = self.pagination(&view);
-        let lookback = self
-            .loose_count(&view, "lookbackSeconds", "a number of seconds")
-            .map_or(Duration::ZERO, Duration::from_secs);
+        let window_mode = matches!((&url, &dates), (Some(url), Some(None)) if url.has_date_macro());
+        let lookback = match self.loose_count(&view, "lookbackSeconds", "a number of seconds") {
+            Some(seconds) => Duration::from_secs(seconds),
+            None if window_mode => crate::instance::WINDOW_LOOKBACK_DEFAULT,
+            None => Duration::ZERO,
+        };
         let other_keys = OtherKeys(
             map.iter()
                 .filter(|(k, _)| !RESOURCE_KEYS.contains(&k.as_str()))
