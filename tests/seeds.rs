@@ -23,6 +23,12 @@ const CALENDAR: &str =
     "configuration.event.poller.configuration.calendars/{calendarId}/changed-events";
 const PRIMARY: &str = "configuration.event.poller.configuration.calendars/primary/changed-events";
 const GROUPS: &str = "configuration.event.poller.configuration.changed-groups";
+/// One field for both dates: read as no created field (docs/design.md#change-detection).
+const SAME_DATE_FIELD: &[&str] = &["the same field as \"updatedDateField\"", "UPDATED"];
+
+fn created_field_of(resource: &str) -> String {
+    format!("{resource}.datesConfiguration.createdDateField")
+}
 const MESSAGES: &str = "configuration.event.poller.configuration.changed-messages";
 
 fn validate_seed(name: &str) -> (util::Run, Vec<Finding>) {
@@ -281,6 +287,7 @@ fn googlesuite_body() {
             ),
             (ERROR, &url_of(PRIMARY), RELATIVE),
             (ERROR, &url_of(GROUPS), RELATIVE),
+            (WARNING, &created_field_of(GROUPS), SAME_DATE_FIELD),
             (ERROR, &url_of(MESSAGES), RELATIVE),
             (WARNING, "configuration.oauth.api.key", PLACEHOLDER_SECRET),
             (
@@ -318,6 +325,7 @@ fn googlesuite_curl() {
             ),
             (ERROR, &url_of(PRIMARY), RELATIVE),
             (ERROR, &url_of(GROUPS), RELATIVE),
+            (WARNING, &created_field_of(GROUPS), SAME_DATE_FIELD),
             (ERROR, &url_of(MESSAGES), RELATIVE),
             (WARNING, "configuration.oauth.api.key", PLACEHOLDER_SECRET),
             (
@@ -357,6 +365,7 @@ fn guide_polling() {
                 PLACEHOLDER_SECRET,
             ),
             (ERROR, &url_of(CONTACTS), RELATIVE),
+            (WARNING, &created_field_of(CONTACTS), SAME_DATE_FIELD),
             (WARNING, "name", &["<INSTANCE_NAME>", "guide-polling"]),
             (WARNING, "tags[0]", &["<Add_Your_Tag>"]),
         ],

@@ -411,6 +411,33 @@ fn baseline_then_changes_then_nothing() {
     assert_eq!(env.watermark("crm-one", "contacts"), Some(c1_updated));
 }
 
+/// Seed 002's `changed-groups` names one field for both dates: an update of a record known
+/// before is UPDATED (not CREATED), and `validate` says why.
+#[test]
+fn one_field_for_created_and_updated_is_read_as_no_created_field() {
+    let env = Env::new();
+    let mock = env.start(MockProvider::builder());
+    let base = base_time();
+    mock.upsert("c1", base, json!({"name": "Ada"}));
+    let mut instance = instance(&env, "crm-same", &where_url(&mock, SECONDS), SECONDS);
+    let dates = &mut contacts(&mut instance)["datesConfiguration"];
+    dates["createdDateField"] = json!("updated_at");
+    let path = env.write_instance(&instance);
+    let validated = env.ocpoll(&["validate", path.to_str().unwrap()]);
+    validated.assert_code(0);
+    validated.assert_stdout_contains(
+        "the same field as \"updatedDateField\" (updated_at): created and updated cannot be \
+         told apart, so every change is sent as UPDATED",
+    );
+
+    env.tick_ok();
+    mock.upsert("c1", plus(base, 1), json!({"name": "Ada Lovelace"}));
+    mock.upsert("c2", plus(base, 2), json!({"name": "Bob"}));
+    env.tick_ok();
+    let kinds: Vec<_> = env.outbox().iter().flat_map(|n| n.kinds()).collect();
+    assert_eq!(kinds, [kind("UPDATED", "c1"), kind("UPDATED", "c2")]);
+}
+
 // -------------------------------------------------------------------------------------------
 // 2. Shared timestamps, late records, lookback
 // -------------------------------------------------------------------------------------------

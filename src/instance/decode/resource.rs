@@ -331,6 +331,24 @@ impl Decoder<'_> {
             (Some(updated), true) => Some(self.date_field(&dates, "created", Some(updated))?),
             _ => None,
         };
+        // One field for both dates (seed 002's `changed-groups`, the guide's example): a
+        // created date always equal to the updated one would make every change CREATED, an
+        // update of a known record too. Read as no created field: UPDATED (an upsert is safe).
+        let created = match (created, &updated) {
+            (Some(created), Some(updated)) if created.path == updated.path => {
+                self.warning(
+                    dates.path("createdDateField"),
+                    format!(
+                        "the same field as \"updatedDateField\" ({}): created and updated cannot \
+                         be told apart, so every change is sent as UPDATED (as without a \
+                         createdDateField); name the record's creation date field to get CREATED",
+                        updated.path
+                    ),
+                );
+                None
+            }
+            (created, _) => created,
+        };
         Some(Some(DatesConfig {
             updated: updated?,
             created,
