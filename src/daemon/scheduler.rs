@@ -169,7 +169,8 @@ impl Scheduler {
     fn finished(&mut self, done: Result<Finished, Panicked>) {
         let finished = match done {
             Ok(finished) => finished,
-            Err(Panicked { key, error }) => {
+            Err(Panicked { target, error, .. }) => {
+                let key = target.key;
                 // A poll task panicked: its target is free again and runs at its next due time.
                 tracing::error!(instance = %key.instance, resource = %key.resource,
                     %error, "a poll stopped unexpectedly");

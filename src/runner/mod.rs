@@ -34,6 +34,8 @@ pub trait PollWatch: Send + Sync {
 
 /// A poll that has ended.
 pub struct Finished {
+    /// The order it was started in (`run_all` reports in that order).
+    pub seq: u64,
     pub target: PollTarget,
     pub report: PollReport,
     /// When it got its slots and began.
@@ -43,7 +45,8 @@ pub struct Finished {
 
 /// A poll task that panicked; its target is free again.
 pub struct Panicked {
-    pub key: ResourceKey,
+    pub seq: u64,
+    pub target: PollTarget,
     pub error: tokio::task::JoinError,
 }
 
@@ -80,6 +83,7 @@ impl Limits {
 
 /// A target waiting for its slots.
 struct Queued {
+    seq: u64,
     target: PollTarget,
     watch: Option<Box<dyn PollWatch>>,
 }
@@ -90,7 +94,10 @@ pub struct PollRunner {
     /// Waiting targets by provider host, each host's in arrival order.
     queued: HashMap<String, VecDeque<Queued>>,
     running: JoinSet<Finished>,
-    tasks: HashMap<Id, ResourceKey>,
+    /// The poll each task runs, to name it if the task panics.
+    tasks: HashMap<Id, (u64, PollTarget)>,
+    /// The next [`Queued::seq`].
+    next_seq: u64,
     /// Targets queued or running: never two polls of one target at once.
     busy: HashSet<ResourceKey>,
     /// Told after each poll that wrote notifications, so delivery starts at once.
@@ -119,6 +126,7 @@ impl PollRunner {
             queued: HashMap::new(),
             running: JoinSet::new(),
             tasks: HashMap::new(),
+            next_seq: 0,
             busy: HashSet::new(),
             committed: Arc::new(Notify::new()),
         })
@@ -144,10 +152,12 @@ impl PollRunner {
         if !self.busy.insert(target.key.clone()) {
             return;
         }
+        let seq = self.next_seq;
+        self.next_seq += 1;
         self.queued
             .entry(target.provider_host())
             .or_default()
-            .push_back(Queued { target, watch });
+            .push_back(Queued { seq, target, watch });
         self.launch();
     }
 
@@ -175,8 +185,8 @@ impl PollRunner {
     }
 
     fn spawn(&mut self, queued: Queued, permits: (OwnedSemaphorePermit, OwnedSemaphorePermit)) {
-        let Queued { target, watch } = queued;
-        let key = target.key.clone();
+        let Queued { seq, target, watch } = queued;
+        let running = (seq, target.clone());
         let ctx = Arc::clone(&self.ctx);
         let committed = Arc::clone(&self.committed);
         let handle = self.running.spawn(async move {
@@ -195,13 +205,14 @@ impl PollRunner {
                 watch.finished();
             }
             Finished {
+                seq,
                 target,
                 report,
                 started,
                 elapsed: started.elapsed(),
             }
         });
-        self.tasks.insert(handle.id(), key);
+        self.tasks.insert(handle.id(), running);
     }
 
     /// The next poll to end, then starts what its slots allow; `None` when no poll runs
@@ -214,16 +225,16 @@ impl PollRunner {
                 Ok(finished)
             }
             Err(error) => {
-                let key = self
+                let (seq, target) = self
                     .tasks
                     .remove(&error.id())
                     .unwrap_or_else(|| unreachable!("every poll task is registered when spawned"));
-                Err(Panicked { key, error })
+                Err(Panicked { seq, target, error })
             }
         };
         let key = match &result {
             Ok(finished) => &finished.target.key,
-            Err(panicked) => &panicked.key,
+            Err(panicked) => &panicked.target.key,
         };
         self.busy.remove(key);
         self.launch();
@@ -237,35 +248,29 @@ impl PollRunner {
         targets: Vec<PollTarget>,
         watch: impl Fn(&PollTarget) -> Option<Box<dyn PollWatch>>,
     ) -> Vec<(PollTarget, PollReport)> {
-        let order: HashMap<ResourceKey, usize> = targets
-            .iter()
-            .enumerate()
-            .map(|(index, target)| (target.key.clone(), index))
-            .collect();
-        let mut by_key: HashMap<ResourceKey, PollTarget> = HashMap::new();
+        let mut results = Vec::with_capacity(targets.len());
         for target in targets {
             let watcher = watch(&target);
-            by_key.insert(target.key.clone(), target.clone());
             self.start(target, watcher);
         }
-        let mut results = Vec::with_capacity(order.len());
         while let Some(done) = self.next_finished().await {
-            match done {
-                Ok(finished) => results.push((finished.target, finished.report)),
+            results.push(match done {
+                Ok(finished) => (finished.seq, finished.target, finished.report),
                 Err(panicked) => {
-                    if let Some(target) = by_key.remove(&panicked.key) {
-                        let report = PollReport {
-                            error: Some(format!("a poll stopped: {}", panicked.error)),
-                            ..PollReport::default()
-                        };
-                        results.push((target, report));
-                    }
+                    let report = PollReport {
+                        error: Some(format!("a poll stopped: {}", panicked.error)),
+                        ..PollReport::default()
+                    };
+                    (panicked.seq, panicked.target, report)
                 }
-            }
+            });
         }
         // The summary lists polls in the order they were due, not the order they ended.
-        results.sort_unstable_by_key(|(target, _)| order.get(&target.key).copied());
+        results.sort_unstable_by_key(|(seq, _, _)| *seq);
         results
+            .into_iter()
+            .map(|(_, target, report)| (target, report))
+            .collect()
     }
 
     /// The targets of `instances` due now by the state's next-due times (all of them with
