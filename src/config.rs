@@ -61,6 +61,9 @@ pub struct PollConfig {
     /// The first retry's backoff ceiling within a poll; doubles per retry (tests set 0).
     pub backoff_initial_seconds: u64,
     pub backoff_max_seconds: u64,
+    /// How far past the provider's clock (its `Date`) a record's updated date may be and still
+    /// move the watermark; a record dated later is sent, reported, and moves nothing.
+    pub future_tolerance_seconds: u64,
 }
 
 impl Default for PollConfig {
@@ -72,6 +75,7 @@ impl Default for PollConfig {
             jitter_seconds: 5,
             backoff_initial_seconds: 1,
             backoff_max_seconds: 30,
+            future_tolerance_seconds: 300,
         }
     }
 }
@@ -253,6 +257,7 @@ const SECTION_KEYS: &[(&str, &[&str])] = &[
             "jitter_seconds",
             "backoff_initial_seconds",
             "backoff_max_seconds",
+            "future_tolerance_seconds",
         ],
     ),
     (

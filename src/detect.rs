@@ -116,13 +116,26 @@ pub enum RecordProblem {
         .id.as_deref().unwrap_or("(id unreadable)")
     )]
     TooLarge { id: Option<String>, limit: usize },
+    #[error(
+        "record {id}: dated in the future ({updated}, the provider's clock said {provider_time}; \
+         [poll] future_tolerance_seconds {tolerance_seconds}): sent, but the watermark does not \
+         move past it"
+    )]
+    FutureDated {
+        id: String,
+        updated: String,
+        provider_time: String,
+        tolerance_seconds: u64,
+    },
 }
 
 impl RecordProblem {
     /// The record's id, when the problem came after the id was read.
     pub fn record_id(&self) -> Option<&str> {
         match self {
-            RecordProblem::MissingDate { id, .. } | RecordProblem::BadDate { id, .. } => Some(id),
+            RecordProblem::MissingDate { id, .. }
+            | RecordProblem::BadDate { id, .. }
+            | RecordProblem::FutureDated { id, .. } => Some(id),
             RecordProblem::TooLarge { id, .. } => id.as_deref(),
             _ => None,
         }
@@ -362,11 +375,10 @@ pub fn judge(
     lookback: Duration,
     seen: impl Fn(&str, DateTime<Utc>) -> bool,
 ) -> Verdict {
-    let is_new = if observed.updated > watermark {
-        // Pairs above the watermark are never in the seen set, except after a `state reset`
-        // rewound the watermark, and then re-emitting them is the point of the reset.
-        true
-    } else if observed.updated >= seen_floor(watermark, lookback) {
+    // Pairs above the watermark are in the seen set only when a record dated in the future
+    // was sent without moving the watermark ([`future_dated`]); a `state reset` that rewinds
+    // the watermark clears the seen set, so re-emitting after a reset still happens.
+    let is_new = if observed.updated >= seen_floor(watermark, lookback) {
         !seen(&observed.id, observed.updated)
     } else {
         return Verdict::BeforeWindow;
@@ -402,6 +414,26 @@ pub fn query_since(
         None => subtract(now, BASELINE_QUERY_WINDOW),
         Some(watermark) => seen_floor(watermark, lookback),
     }
+}
+
+/// A record whose updated date is more than `tolerance` past the provider's clock for this
+/// poll (its `Date`, else ocpoll's): it is still judged and sent, but must not move the
+/// watermark, or one record dated 9999 would make every later poll ask for changes since 9999.
+pub fn future_dated(
+    observed: &Observed,
+    provider_time: DateTime<Utc>,
+    tolerance: Duration,
+) -> Option<RecordProblem> {
+    let tolerance = TimeDelta::from_std(tolerance).unwrap_or(TimeDelta::MAX);
+    let limit = provider_time.checked_add_signed(tolerance)?;
+    (observed.updated > limit).then(|| RecordProblem::FutureDated {
+        id: observed.id.clone(),
+        updated: observed
+            .updated
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        provider_time: provider_time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        tolerance_seconds: tolerance.num_seconds().max(0) as u64,
+    })
 }
 
 /// The watermark after a resource's first poll: the newest updated date it saw; when it saw

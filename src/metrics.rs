@@ -14,6 +14,9 @@
 //!   `baseline` (a resource's first poll: no events) or `failed` (the watermark did not move).
 //! - `ocpoll_records_read_total{instance_name, resource}`: records read from providers (also
 //!   by polls that failed later, so a failing resource's re-reads show).
+//! - `ocpoll_records_future_dated_total{instance_name, resource}`: records dated further past
+//!   the provider's clock than `[poll] future_tolerance_seconds`: sent, but they moved no
+//!   watermark (a provider clock or data problem worth an alert).
 //! - `ocpoll_records_unreadable_total{instance_name, resource}`: records skipped because their
 //!   id or date could not be read (a date format that does not match, usually).
 //! - `ocpoll_events_total{instance_name, resource, type}`: events committed to the outbox;
@@ -132,6 +135,7 @@ pub struct Metrics {
     poll_duration: Histogram,
     records_read: Family<ResourceLabels, Counter>,
     records_unreadable: Family<ResourceLabels, Counter>,
+    records_future_dated: Family<ResourceLabels, Counter>,
     events: Family<EventLabels, Counter>,
     delivered: Family<InstanceLabels, Counter>,
     delivery_failed: Family<InstanceLabels, Counter>,
@@ -158,6 +162,7 @@ impl Metrics {
             poll_duration: Histogram::new(POLL_DURATION_BUCKETS),
             records_read: Family::default(),
             records_unreadable: Family::default(),
+            records_future_dated: Family::default(),
             events: Family::default(),
             delivered: Family::default(),
             delivery_failed: Family::default(),
@@ -191,6 +196,11 @@ impl Metrics {
             "records_unreadable",
             "Records skipped because their id or date could not be read",
             self.records_unreadable.clone(),
+        );
+        r.register(
+            "records_future_dated",
+            "Records dated in the future: sent, but the watermark did not move past them",
+            self.records_future_dated.clone(),
         );
         r.register(
             "events",
@@ -267,6 +277,11 @@ impl Metrics {
         self.records_read
             .get_or_create(&resource)
             .inc_by(report.records_read);
+        if report.records_future_dated > 0 {
+            self.records_future_dated
+                .get_or_create(&resource)
+                .inc_by(report.records_future_dated);
+        }
         if report.records_unreadable > 0 {
             self.records_unreadable
                 .get_or_create(&resource)
@@ -442,6 +457,8 @@ pub struct PollCounts {
     pub records_read: u64,
     /// Records skipped because their id or date could not be read.
     pub records_unreadable: u64,
+    /// Records dated past the provider's clock (sent; the watermark did not move past them).
+    pub records_future_dated: u64,
     /// Committed events of each type.
     pub events_by_type: BTreeMap<EventType, u64>,
     /// Provider responses of each HTTP status, retries included.

@@ -543,6 +543,71 @@ async fn try_reports_a_record_over_max_record_bytes_as_a_poll_does() {
     run.assert_stdout_contains(&format!("1 unreadable records, first: {problem}"));
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_record_dated_in_the_future_is_sent_once_and_moves_no_watermark() {
+    let setup = Setup::new("").await;
+    let receiver = MockReceiver::start(&[]).await;
+    setup.instance("crm", None, &receiver.url());
+    setup.baseline_then_changes(&[]).await;
+    let base = Utc::now();
+    let far_future = DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    setup
+        .provider
+        .upsert("future", far_future, json!({"name": "from 9999"}));
+    // A provider whose records run a day ahead of its own clock does the same, less visibly.
+    setup.provider.upsert(
+        "tomorrow",
+        base + TimeDelta::days(1),
+        json!({"name": "fast"}),
+    );
+    setup
+        .provider
+        .upsert("now", base + TimeDelta::seconds(1), json!({"name": "Ada"}));
+    let run = setup.tick().await;
+    run.assert_code(0);
+    run.assert_stdout_contains(
+        "2 records dated in the future, first: record tomorrow: dated in the future",
+    );
+    run.assert_stdout_contains("sent, but the watermark does not move past it");
+    let line = setup.status_line("crm").await;
+    assert_eq!(line["last_result"], "problems", "{line}");
+    assert!(
+        line["last_error"]
+            .as_str()
+            .is_some_and(|error| error.contains("dated in the future")),
+        "{line}"
+    );
+    let watermark = watermark(&line).expect("a watermark");
+    assert!(
+        watermark < base + TimeDelta::minutes(10),
+        "the watermark followed a record from the future: {line}"
+    );
+
+    // A later change is still found, and the future records are not sent again.
+    setup.provider.upsert(
+        "later",
+        base + TimeDelta::seconds(2),
+        json!({"name": "Bob"}),
+    );
+    setup.tick().await.assert_code(0);
+    let mut sent: Vec<String> = receiver
+        .received()
+        .iter()
+        .flat_map(|request| {
+            request.json()["message"]["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|event| event["objectId"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    sent.sort();
+    assert_eq!(sent, ["future", "later", "now", "tomorrow"]);
+}
+
 // -------------------------------------------------------------------------------------------
 // validate
 // -------------------------------------------------------------------------------------------

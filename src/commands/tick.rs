@@ -262,8 +262,9 @@ fn result_text(report: &PollReport) -> String {
     // "problems", as `status` calls a poll that committed but skipped records.
     let first = report.problems.first().map(String::as_str).unwrap_or("");
     format!(
-        "problems ({outcome}): {} unreadable records, first: {first}",
-        report.problem_count
+        "problems ({outcome}): {} {}, first: {first}",
+        report.problem_count,
+        report.problems_noun()
     )
 }
 

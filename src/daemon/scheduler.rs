@@ -215,7 +215,8 @@ fn poll_counts(report: &PollReport) -> PollCounts {
         failed: report.error.is_some(),
         baseline: report.baseline,
         records_read: report.records_read,
-        records_unreadable: report.problem_count,
+        records_unreadable: report.problem_count.saturating_sub(report.future_dated),
+        records_future_dated: report.future_dated,
         events_by_type: report.events_by_type.clone(),
         provider_statuses: report.provider_statuses.clone(),
     }

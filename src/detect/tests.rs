@@ -320,10 +320,12 @@ fn a_record_after_the_watermark_is_new() {
         judge(&record, watermark, NO_LOOKBACK, nothing_seen),
         Verdict::New(EventType::Updated)
     );
-    // Even when the seen set claims it (a watermark rewound by `state reset`).
+    // A pair above the watermark in the seen set was sent dated in the future, without moving
+    // the watermark: not again. (A `state reset` that rewinds the watermark clears the seen
+    // set, so it re-emits; before future-dated records, this asserted New here.)
     assert_eq!(
         judge(&record, watermark, NO_LOOKBACK, |_, _| true),
-        Verdict::New(EventType::Updated)
+        Verdict::AlreadySeen
     );
 }
 
@@ -606,4 +608,41 @@ fn records_larger_than_the_limit_are_problems_and_the_rest_pass() {
     assert_eq!((kept.len(), problems.len()), (1, 0));
     let (kept, problems) = within_size_limit(std::slice::from_ref(&small), 1_000, 20, &id_path());
     assert_eq!((kept.len(), problems.len()), (0, 1));
+}
+
+#[test]
+fn a_record_past_the_providers_clock_plus_tolerance_is_future_dated() {
+    let provider = at("2026-03-01T10:00:00Z");
+    let tolerance = Duration::from_secs(300);
+    let within = observed("a", "2026-03-01T10:05:00Z", None);
+    assert_eq!(future_dated(&within, provider, tolerance), None);
+    let past = observed("b", "2026-03-01T10:05:01Z", None);
+    let problem = future_dated(&past, provider, tolerance).expect("future-dated");
+    assert_eq!(problem.record_id(), Some("b"));
+    assert_eq!(
+        problem.to_string(),
+        "record b: dated in the future (2026-03-01T10:05:01Z, the provider's clock said \
+         2026-03-01T10:00:00Z; [poll] future_tolerance_seconds 300): sent, but the watermark \
+         does not move past it"
+    );
+    let far = observed("c", "9999-12-31T23:59:59Z", None);
+    assert!(future_dated(&far, provider, tolerance).is_some());
+}
+
+#[test]
+fn a_seen_pair_above_the_watermark_is_not_sent_again() {
+    // A future-dated record was sent without moving the watermark: its pair is in the seen
+    // set, above the watermark, and the next poll must not send it again.
+    let watermark = at("2026-03-01T10:00:00Z");
+    let future = observed("f", "9999-12-31T23:59:59Z", None);
+    let seen = |id: &str, updated: DateTime<Utc>| id == "f" && updated == future.updated;
+    assert_eq!(
+        judge(&future, watermark, Duration::ZERO, seen),
+        Verdict::AlreadySeen
+    );
+    let fresh = observed("g", "2026-03-01T10:00:01Z", None);
+    assert!(matches!(
+        judge(&fresh, watermark, Duration::ZERO, seen),
+        Verdict::New(_)
+    ));
 }

@@ -270,6 +270,7 @@ fn every_metric_is_named_ocpoll_with_help_and_a_type() {
     let metrics = Metrics::new();
     let report = PollCounts {
         records_unreadable: 1,
+        records_future_dated: 1,
         ..committed(1, &[(EventType::Deleted, 1)])
     };
     metrics.poll_finished(&key("crm", "contacts", ""), &report, Duration::ZERO);
@@ -291,7 +292,9 @@ fn every_metric_is_named_ocpoll_with_help_and_a_type() {
     metrics.set_state(&view);
     let text = metrics.encode().unwrap();
     let helps: Vec<&str> = text.lines().filter(|l| l.starts_with("# HELP ")).collect();
-    assert_eq!(helps.len(), 14, "{text}");
+    assert_eq!(helps.len(), 15, "{text}");
+    let future = r#"ocpoll_records_future_dated_total{instance_name="crm",resource="contacts"}"#;
+    assert_eq!(sample(&text, future), Some(1.0), "{text}");
     for line in text.lines().filter(|l| l.starts_with('#')) {
         let name = line.split(' ').nth(2).unwrap();
         assert!(name.starts_with("ocpoll_"), "{line}");

@@ -37,6 +37,9 @@ pub(super) struct WatermarkJudge<'a> {
     pub newest: Option<DateTime<Utc>>,
     /// The provider's clock at its first answer that had one.
     pub provider_date: Option<DateTime<Utc>>,
+    /// How far past the provider's clock a record may be dated and still move the watermark.
+    pub future_tolerance: std::time::Duration,
+    pub now: DateTime<Utc>,
 }
 
 impl Judge for WatermarkJudge<'_> {
@@ -56,7 +59,14 @@ impl Judge for WatermarkJudge<'_> {
                     continue;
                 }
             };
-            self.newest = self.newest.max(Some(observed.updated));
+            let provider_time = self.provider_date.unwrap_or(self.now);
+            match detect::future_dated(&observed, provider_time, self.future_tolerance) {
+                Some(problem) => {
+                    report.future_dated += 1;
+                    note_problem(report, problem.to_string());
+                }
+                None => self.newest = self.newest.max(Some(observed.updated)),
+            }
             let kind = match self.previous {
                 None => StagedKind::Baseline,
                 Some(watermark) => {

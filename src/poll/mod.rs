@@ -46,6 +46,8 @@ pub struct PollContext {
     pub tokens: Arc<dyn TokenStore>,
     pub retry: RetryPolicy,
     pub limits: RecordLimits,
+    /// `[poll] future_tolerance_seconds`.
+    pub future_tolerance: std::time::Duration,
 }
 
 /// How a poll went, for the summary table and the exit code.
@@ -62,9 +64,13 @@ pub struct PollReport {
     /// The first poll of a resource emits nothing: it only sets the watermark.
     pub baseline: bool,
     pub watermark: Option<DateTime<Utc>>,
-    /// Records that could not be read (bad date, no id); the poll still committed.
+    /// Records that could not be read (bad date, no id), and records dated in the future
+    /// (sent, but the watermark did not move past them); the poll still committed.
     pub problems: Vec<String>,
     pub problem_count: u64,
+    /// Of `problem_count`: records dated past the provider's clock (`[poll]
+    /// future_tolerance_seconds`).
+    pub future_dated: u64,
     /// Why the poll failed; the watermark did not move.
     pub error: Option<String>,
 }
@@ -203,6 +209,8 @@ async fn poll_changes(
         path_params_json: path_params_json(&target.path_params),
         newest: None,
         provider_date: None,
+        future_tolerance: ctx.future_tolerance,
+        now,
     };
     let mut stager = Stager::new(
         &ctx.store,
@@ -343,7 +351,21 @@ fn problem_summary(report: &PollReport) -> String {
     let first = report.problems.first().cloned().unwrap_or_default();
     match report.problem_count {
         1 => first,
-        count => format!("{count} records could not be read; first: {first}"),
+        count => match report.future_dated {
+            0 => format!("{count} records could not be read; first: {first}"),
+            _ => format!("{count} {}; first: {first}", report.problems_noun()),
+        },
+    }
+}
+
+impl PollReport {
+    /// What the poll's problem records were, in words for a count.
+    pub fn problems_noun(&self) -> &'static str {
+        match self.future_dated {
+            0 => "unreadable records",
+            future if future == self.problem_count => "records dated in the future",
+            _ => "unreadable or future-dated records",
+        }
     }
 }
 

@@ -119,6 +119,7 @@ impl PollRunner {
             store,
             retry: config.retry_policy(),
             limits: config.record_limits(),
+            future_tolerance: Duration::from_secs(config.poll.future_tolerance_seconds),
         };
         Ok(PollRunner {
             ctx: Arc::new(ctx),
