@@ -64,6 +64,20 @@ pub struct PollConfig {
     /// How far past the provider's clock (its `Date`) a record's updated date may be and still
     /// move the watermark; a record dated later is sent, reported, and moves nothing.
     pub future_tolerance_seconds: u64,
+    /// Caps on one poll: a provider that always hands out a next page must not keep a poll
+    /// (and a tick holding the state's lock) running forever.
+    pub max_pages: u64,
+    pub max_poll_seconds: u64,
+}
+
+impl Config {
+    /// `[poll] max_pages` and `max_poll_seconds`, for the page reader.
+    pub fn poll_caps(&self) -> crate::poll::PollCaps {
+        crate::poll::PollCaps {
+            max_pages: self.poll.max_pages,
+            max_duration: std::time::Duration::from_secs(self.poll.max_poll_seconds),
+        }
+    }
 }
 
 impl Default for PollConfig {
@@ -76,6 +90,8 @@ impl Default for PollConfig {
             backoff_initial_seconds: 1,
             backoff_max_seconds: 30,
             future_tolerance_seconds: 300,
+            max_pages: 10_000,
+            max_poll_seconds: 1800,
         }
     }
 }
@@ -258,6 +274,8 @@ const SECTION_KEYS: &[(&str, &[&str])] = &[
             "backoff_initial_seconds",
             "backoff_max_seconds",
             "future_tolerance_seconds",
+            "max_pages",
+            "max_poll_seconds",
         ],
     ),
     (

@@ -944,6 +944,56 @@ fn a_looping_page_token_fails_the_poll() {
     });
 }
 
+/// A provider that always hands out a new next page cannot keep a poll (and the tick holding
+/// the state's lock) running forever: the poll stops at its page cap, or its time cap, and
+/// fails without moving the watermark; its staged pages are dropped.
+#[test]
+fn endless_pages_stop_at_the_page_cap_and_the_time_cap() {
+    for (cap, reason) in [
+        (json!({"maxPages": 30}), "stopped after 30 pages"),
+        (
+            json!({"maxPollSeconds": 1, "maxPages": 1_000_000}),
+            "stopped after 1s",
+        ),
+    ] {
+        let env = Env::new();
+        let endless = env.start(
+            MockProvider::builder()
+                .paging(Paging::PageToken { page_size: 1 })
+                .endless_pages(),
+        );
+        endless.upsert("c1", base_time(), json!({}));
+        let mut instance = simple_instance(&env, &endless, "endless");
+        for (key, value) in cap.as_object().unwrap() {
+            contacts(&mut instance)[key] = value.clone();
+        }
+        env.write_instance(&instance);
+        let started = std::time::Instant::now();
+        let run = env.tick();
+        run.assert_code(1);
+        run.assert_stdout_contains(reason);
+        run.assert_stdout_contains("nothing of this poll was kept");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the tick ended ({:?})",
+            started.elapsed()
+        );
+        let line = env.line("endless", "contacts");
+        assert_eq!(line["last_result"], "failed", "{line}");
+        assert!(line["watermark"].is_null(), "{line}");
+        assert!(endless.request_count() >= 2, "it did follow pages");
+        let conn = rusqlite::Connection::open(env.state_path()).unwrap();
+        let staged: i64 = conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM poll) + (SELECT count(*) FROM staged_event)",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(staged, 0, "the staged pages are dropped");
+    }
+}
+
 #[test]
 fn an_endless_body_fails_the_poll() {
     failed_poll_keeps_the_watermark("larger than", |_, mock| {

@@ -63,6 +63,7 @@ fn try_resource(args: &TryArgs, config: &Config) -> Result<u8, CommandError> {
         &client,
         &retry,
         &limits,
+        config.poll_caps(),
         &instance,
         resource_index,
         &options,

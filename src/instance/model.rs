@@ -173,6 +173,10 @@ pub struct Resource {
     /// `lookbackSeconds`: window re-read before the watermark (default 0, and 60 in window
     /// mode, where the watermark is the provider's clock at the previous poll).
     pub lookback: Duration,
+    /// `maxPages` and `maxPollSeconds`: this resource's own caps on one poll (`[poll]
+    /// max_pages` and `max_poll_seconds` otherwise).
+    pub max_pages: Option<u64>,
+    pub max_poll_time: Option<Duration>,
     pub other_keys: OtherKeys,
 }
 

@@ -22,7 +22,7 @@ pub mod pages;
 mod stage;
 pub mod target;
 
-pub use pages::{PageRead, PageReader, PageSink};
+pub use pages::{PageRead, PageReader, PageSink, PollCaps};
 pub use target::{PollTarget, targets};
 
 use crate::detect::{self, EventType};
@@ -48,6 +48,8 @@ pub struct PollContext {
     pub limits: RecordLimits,
     /// `[poll] future_tolerance_seconds`.
     pub future_tolerance: std::time::Duration,
+    /// `[poll] max_pages` and `max_poll_seconds`.
+    pub caps: PollCaps,
 }
 
 /// How a poll went, for the summary table and the exit code.
@@ -92,6 +94,20 @@ pub enum PollError {
     Url(String),
     #[error("a staged record is not valid JSON any more: {0}")]
     Staged(String),
+    #[error(
+        "stopped after {limit} pages ([poll] max_pages, or the resource's maxPages): the provider \
+         keeps handing out next pages; nothing of this poll was kept"
+    )]
+    TooManyPages { limit: u64 },
+    #[error(
+        "stopped after {} ([poll] max_poll_seconds, or the resource's maxPollSeconds) and \
+         {pages} pages; nothing of this poll was kept",
+        humantime::format_duration(*.limit)
+    )]
+    TooLong {
+        limit: std::time::Duration,
+        pages: u64,
+    },
     #[error(
         "the watermark was changed while the poll ran (ocpoll state reset?); nothing of this poll \
          was kept, the next poll starts from the new watermark"
@@ -172,6 +188,7 @@ async fn read_pages<J: judge::Judge>(
         session: &session,
         retry: &ctx.retry,
         limits: &ctx.limits,
+        caps: ctx.caps,
     };
     reader.read(target, first_url, stager).await
 }

@@ -9,7 +9,10 @@
 use super::{PollError, PollTarget};
 use crate::detect::{self, RecordProblem};
 use crate::http::{AuthSession, HttpClient, Page, Paginator, RecordLimits, RetryPolicy, records};
+use crate::instance::Resource;
 use serde_json::Value;
+use std::time::Duration;
+use tokio::time::Instant;
 use url::Url;
 
 /// What a page reader needs besides the target: the client, the credentials and the limits.
@@ -19,6 +22,26 @@ pub struct PageReader<'a> {
     pub retry: &'a RetryPolicy,
     /// Records whose JSON is larger are left out of a page, each reported as a problem.
     pub limits: &'a RecordLimits,
+    pub caps: PollCaps,
+}
+
+/// The most one read may take (`[poll] max_pages` and `max_poll_seconds`, or the resource's
+/// `maxPages` and `maxPollSeconds`): a provider that always hands out a next page must not
+/// keep a poll, and a tick holding the state's lock, running forever.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PollCaps {
+    pub max_pages: u64,
+    pub max_duration: Duration,
+}
+
+impl PollCaps {
+    /// These caps, or the resource's own where it sets them.
+    pub fn for_resource(self, resource: &Resource) -> PollCaps {
+        PollCaps {
+            max_pages: resource.max_pages.unwrap_or(self.max_pages),
+            max_duration: resource.max_poll_time.unwrap_or(self.max_duration),
+        }
+    }
 }
 
 /// One page as read.
@@ -65,22 +88,36 @@ impl PageReader<'_> {
     ) -> Result<(), PollError> {
         let instance = &target.instance;
         let resource = target.resource();
+        let caps = self.caps.for_resource(resource);
+        let deadline = Instant::now() + caps.max_duration;
         let mut paginator = Paginator::new(&resource.pagination, first_url);
         let mut next = Some(paginator.first_url());
+        let mut pages = 0;
         while let Some(url) = next.take() {
+            if pages == caps.max_pages {
+                return Err(PollError::TooManyPages {
+                    limit: caps.max_pages,
+                });
+            }
             if !sink.before_request(&url) {
                 break;
             }
-            let page = self
-                .client
-                .get_observed(
-                    &url,
-                    self.session,
-                    &instance.http,
-                    self.retry,
-                    &mut |status| sink.status(status),
-                )
-                .await?;
+            let mut on_status = |status| sink.status(status);
+            let fetch = self.client.get_observed(
+                &url,
+                self.session,
+                &instance.http,
+                self.retry,
+                &mut on_status,
+            );
+            let too_long = PollError::TooLong {
+                limit: caps.max_duration,
+                pages,
+            };
+            let page = tokio::time::timeout_at(deadline, fetch)
+                .await
+                .map_err(|_| too_long)??;
+            pages += 1;
             sink.response(&page);
             let body = records::parse_body(&page)?;
             let found = records::locate_records(&body, resource.records_path.as_ref())?;

@@ -120,6 +120,7 @@ impl PollRunner {
             retry: config.retry_policy(),
             limits: config.record_limits(),
             future_tolerance: Duration::from_secs(config.poll.future_tolerance_seconds),
+            caps: config.poll_caps(),
         };
         Ok(PollRunner {
             ctx: Arc::new(ctx),

@@ -22,7 +22,7 @@ use crate::http::{
 };
 use crate::instance::finding::FindingReport;
 use crate::instance::{Instance, Pagination, PollMode, Resource};
-use crate::poll::{self, PageRead, PageReader, PageSink, PollError, PollTarget};
+use crate::poll::{self, PageRead, PageReader, PageSink, PollCaps, PollError, PollTarget};
 use chrono::{DateTime, Utc};
 use inspect::{Outcome, RecordReport, inspect_record, rfc3339};
 use mask::Masker;
@@ -141,6 +141,7 @@ pub async fn run(
     client: &HttpClient,
     retry: &RetryPolicy,
     limits: &RecordLimits,
+    caps: PollCaps,
     instance: &Arc<Instance>,
     resource_index: usize,
     options: &TrialOptions,
@@ -164,6 +165,7 @@ pub async fn run(
                     client,
                     retry,
                     limits,
+                    caps,
                     session,
                     target,
                     options,
@@ -182,6 +184,7 @@ struct Trial<'a> {
     client: &'a HttpClient,
     retry: &'a RetryPolicy,
     limits: &'a RecordLimits,
+    caps: PollCaps,
     session: &'a AuthSession,
     target: &'a PollTarget,
     options: &'a TrialOptions,
@@ -205,6 +208,7 @@ impl Trial<'_> {
             session: self.session,
             retry: self.retry,
             limits: self.limits,
+            caps: self.caps,
         };
         let mut sink = TrialSink {
             trial: self,
@@ -505,6 +509,8 @@ mod tests {
             pagination: Pagination::default(),
             path_params: BTreeMap::new(),
             lookback: Duration::from_secs(lookback),
+            max_pages: None,
+            max_poll_time: None,
             other_keys: OtherKeys::default(),
         }
     }

@@ -150,6 +150,7 @@ struct Config {
     auth: MockAuth,
     date_skew: TimeDelta,
     page_token_loops: bool,
+    endless_pages: bool,
 }
 
 #[derive(Default)]
@@ -222,6 +223,13 @@ impl MockBuilder {
         self.config.date_skew = skew;
         self
     }
+    /// Every page hands out a new next-page token, forever (past the records, pages are
+    /// empty): a hostile provider that no loop check catches.
+    pub fn endless_pages(mut self) -> Self {
+        self.config.endless_pages = true;
+        self
+    }
+
     /// Every page hands back the same page token, forever.
     pub fn page_token_loops(mut self) -> Self {
         self.config.page_token_loops = true;
@@ -285,6 +293,7 @@ impl MockProvider {
                 auth: MockAuth::None,
                 date_skew: TimeDelta::zero(),
                 page_token_loops: false,
+                endless_pages: false,
             },
             failures: HashMap::new(),
         }
@@ -523,7 +532,8 @@ fn answer(shared: &Shared, number: u64, uri: &Uri, headers: &HeaderMap) -> Respo
         .take(page_size)
         .cloned()
         .collect();
-    let next_offset = (offset + page_size < matching.len()).then_some(offset + page_size);
+    let next_offset =
+        (config.endless_pages || offset + page_size < matching.len()).then_some(offset + page_size);
     page_response(config, uri, page, next_offset)
 }
 

@@ -119,6 +119,8 @@ const RESOURCE_KEYS: &[&str] = &[
     "pagination",
     "pathParams",
     "lookbackSeconds",
+    "maxPages",
+    "maxPollSeconds",
 ];
 
 struct Decoder<'a> {

@@ -89,6 +89,10 @@ impl Decoder<'_> {
             None if window_mode => crate::instance::WINDOW_LOOKBACK_DEFAULT,
             None => Duration::ZERO,
         };
+        let max_pages = self.loose_count(&view, "maxPages", "a number of pages");
+        let max_poll_time = self
+            .loose_count(&view, "maxPollSeconds", "a number of seconds")
+            .map(Duration::from_secs);
         let other_keys = OtherKeys(
             map.iter()
                 .filter(|(k, _)| !RESOURCE_KEYS.contains(&k.as_str()))
@@ -104,6 +108,8 @@ impl Decoder<'_> {
             pagination: pagination?,
             path_params: path_params?,
             lookback,
+            max_pages,
+            max_poll_time,
             other_keys,
         })
     }

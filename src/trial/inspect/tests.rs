@@ -31,6 +31,8 @@ fn resource(dates: Option<DatesConfig>, lookback_seconds: u64) -> Resource {
         pagination: Pagination::default(),
         path_params: BTreeMap::new(),
         lookback: Duration::from_secs(lookback_seconds),
+        max_pages: None,
+        max_poll_time: None,
         other_keys: OtherKeys::default(),
     }
 }
