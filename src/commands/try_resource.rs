@@ -57,13 +57,14 @@ fn try_resource(args: &TryArgs, config: &Config) -> Result<u8, CommandError> {
                 message: error.to_string(),
             }
         })?;
-    let retry = config.retry_policy();
-    let limits = config.record_limits();
+    let fetching = trial::Fetching {
+        client,
+        retry: config.retry_policy(),
+        limits: config.record_limits(),
+        caps: config.poll_caps(),
+    };
     let targets = runtime()?.block_on(trial::run(
-        &client,
-        &retry,
-        &limits,
-        config.poll_caps(),
+        &fetching,
         &instance,
         resource_index,
         &options,

@@ -135,13 +135,18 @@ impl TargetReport {
     }
 }
 
+/// How a trial fetches: the client, retries and limits a poll would have (config.toml's).
+pub struct Fetching {
+    pub client: HttpClient,
+    pub retry: RetryPolicy,
+    pub limits: RecordLimits,
+    pub caps: PollCaps,
+}
+
 /// Runs the trial of every target of the resource at `resource_index` (one per `pathParams`
 /// value), one after the other.
 pub async fn run(
-    client: &HttpClient,
-    retry: &RetryPolicy,
-    limits: &RecordLimits,
-    caps: PollCaps,
+    fetching: &Fetching,
     instance: &Arc<Instance>,
     resource_index: usize,
     options: &TrialOptions,
@@ -162,10 +167,7 @@ pub async fn run(
         match &session {
             Ok(session) => {
                 let trial = Trial {
-                    client,
-                    retry,
-                    limits,
-                    caps,
+                    fetching,
                     session,
                     target,
                     options,
@@ -181,10 +183,7 @@ pub async fn run(
 }
 
 struct Trial<'a> {
-    client: &'a HttpClient,
-    retry: &'a RetryPolicy,
-    limits: &'a RecordLimits,
-    caps: PollCaps,
+    fetching: &'a Fetching,
     session: &'a AuthSession,
     target: &'a PollTarget,
     options: &'a TrialOptions,
@@ -204,11 +203,11 @@ impl Trial<'_> {
         report.url = Some(self.masker.url(&url));
         // The same page reader as a poll: the same requests, records and size limit.
         let reader = PageReader {
-            client: self.client,
+            client: &self.fetching.client,
             session: self.session,
-            retry: self.retry,
-            limits: self.limits,
-            caps: self.caps,
+            retry: &self.fetching.retry,
+            limits: &self.fetching.limits,
+            caps: self.fetching.caps,
         };
         let mut sink = TrialSink {
             trial: self,
