@@ -20,7 +20,7 @@ use crate::metrics::{Metrics, PollCounts};
 use crate::poll::{self, PollReport, PollTarget};
 use crate::runner::{Finished, Panicked, PollRunner};
 use crate::state::ResourceKey;
-use chrono::{SecondsFormat, Utc};
+use chrono::Utc;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -177,7 +177,6 @@ impl Scheduler {
                 return;
             }
         };
-        log_poll(&finished);
         if let Some(metrics) = &self.metrics {
             let counts = poll_counts(&finished.report);
             metrics.poll_finished(&finished.target.key, &counts, finished.elapsed);
@@ -238,42 +237,6 @@ async fn tick(interval: &mut Option<tokio::time::Interval>) {
             interval.tick().await;
         }
         None => std::future::pending().await,
-    }
-}
-
-/// One line per poll: what it read, what it found, where the watermark is now.
-fn log_poll(finished: &Finished) {
-    let report = &finished.report;
-    let key = &finished.target.key;
-    let watermark = report
-        .watermark
-        .map(|w| w.to_rfc3339_opts(SecondsFormat::AutoSi, true))
-        .unwrap_or_else(|| "-".to_owned());
-    let duration_ms = u64::try_from(finished.elapsed.as_millis()).unwrap_or(u64::MAX);
-    match &report.error {
-        Some(error) => tracing::warn!(
-            instance = %key.instance,
-            resource = %key.resource,
-            path_params = %key.path_params,
-            records = report.records_read,
-            duration_ms,
-            watermark,
-            %error,
-            "poll failed"
-        ),
-        None => tracing::info!(
-            instance = %key.instance,
-            resource = %key.resource,
-            path_params = %key.path_params,
-            records = report.records_read,
-            events = report.events,
-            notifications = report.notifications,
-            baseline = report.baseline,
-            problems = report.problem_count,
-            duration_ms,
-            watermark,
-            "poll"
-        ),
     }
 }
 
