@@ -367,13 +367,6 @@ async fn a_restart_waits_for_saved_due_times_and_polls_the_overdue() {
     assert_eq!(other.request_count(), overdue_requests + 1);
     // Without the state's due times, `hourly` would be polled within the window too.
     tokio::time::sleep(window + Duration::from_millis(500)).await;
-    let scheduled = daemon
-        .log_lines()
-        .into_iter()
-        .find(|line| line["waiting"].is_u64())
-        .unwrap_or_else(|| panic!("no scheduling line:\n{}", daemon.log_text()));
-    assert_eq!(scheduled["waiting"], 1, "{scheduled}");
-    assert_eq!(scheduled["due_now"], 1, "{scheduled}");
     assert_eq!(
         setup.provider.request_count(),
         hourly_requests,
@@ -381,6 +374,13 @@ async fn a_restart_waits_for_saved_due_times_and_polls_the_overdue() {
         daemon.log_text()
     );
     assert_eq!(daemon.poll_lines("hourly"), 0, "{}", daemon.log_text());
+    let scheduled = daemon
+        .log_lines()
+        .into_iter()
+        .find(|line| line["waiting"].is_u64())
+        .unwrap_or_else(|| panic!("no scheduling line:\n{}", daemon.log_text()));
+    assert_eq!(scheduled["waiting"], 1, "{scheduled}");
+    assert_eq!(scheduled["due_now"], 1, "{scheduled}");
     let (status, log) = daemon.stop();
     assert_eq!(status.code(), Some(0), "{log}");
 }
