@@ -35,7 +35,9 @@ fn main() -> ExitCode {
     };
     match &cli.command {
         Command::Validate(args) => commands::validate::run(args, &config),
-        Command::Tick(args) => commands::tick::run(args, &config),
+        Command::Tick(args) => {
+            commands::tick::run(args, &config, cli.global.verbose, cli.global.quiet)
+        }
         Command::Run(args) => {
             commands::run::run(args, &config, cli.global.verbose, cli.global.quiet)
         }

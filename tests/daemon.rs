@@ -317,3 +317,70 @@ async fn a_file_added_to_the_folder_is_polled_without_a_signal() {
     let (status, log) = daemon.wait_exit();
     assert_eq!(status.code(), Some(0), "{log}");
 }
+
+/// docs/design.md#scheduler: a restart schedules from the state. A resource whose next poll
+/// is ahead gets no request at the restart; one that is overdue is polled, within the jitter.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_waits_for_saved_due_times_and_polls_the_overdue() {
+    let setup = Setup::new("").await;
+    let other = MockProvider::builder().start().await;
+    // `hourly` polls hourly from the start; `overdue` every second in the first run.
+    let instance = |name: &str, provider: &MockProvider, hourly: bool| {
+        let mut body: Value = serde_json::from_str(&setup.instance_body(name)).unwrap();
+        let configuration = body["configuration"].as_object_mut().unwrap();
+        configuration.insert("base.url".into(), json!(provider.base_url().as_str()));
+        if hourly {
+            configuration.remove("event.poller.refresh_seconds");
+            configuration.insert("event.poller.refresh_interval".into(), json!(60));
+        }
+        setup
+            .dir
+            .create(format!("instances.d/{name}.json"), &body.to_string());
+    };
+    instance("hourly", &setup.provider, true);
+    instance("overdue", &other, false);
+    let daemon = setup.start_daemon("first.log", &[]);
+    wait_until("both baselines", &daemon, || {
+        daemon.poll_lines("hourly") >= 1 && daemon.poll_lines("overdue") >= 1
+    })
+    .await;
+    let (status, log) = daemon.stop();
+    assert_eq!(status.code(), Some(0), "{log}");
+    let hourly_requests = setup.provider.request_count();
+    assert_eq!(hourly_requests, 1, "{log}");
+
+    // Both hourly now; `overdue` was due a second after its last poll, which has passed.
+    instance("overdue", &other, true);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let overdue_requests = other.request_count();
+    let window = Duration::from_secs(1);
+    setup.dir.create(
+        "config.toml",
+        "[poll]\njitter_seconds = 1\n[delivery]\nbackoff_initial_seconds = 0\n\
+         backoff_max_seconds = 0\n",
+    );
+    let daemon = setup.start_daemon("second.log", &[]);
+    wait_until("the overdue resource's poll", &daemon, || {
+        daemon.poll_lines("overdue") >= 1
+    })
+    .await;
+    assert_eq!(other.request_count(), overdue_requests + 1);
+    // Without the state's due times, `hourly` would be polled within the window too.
+    tokio::time::sleep(window + Duration::from_millis(500)).await;
+    assert_eq!(
+        setup.provider.request_count(),
+        hourly_requests,
+        "the restart polled a resource that was not due:\n{}",
+        daemon.log_text()
+    );
+    assert_eq!(daemon.poll_lines("hourly"), 0, "{}", daemon.log_text());
+    let scheduled = daemon
+        .log_lines()
+        .into_iter()
+        .find(|line| line["waiting"].is_u64())
+        .unwrap_or_else(|| panic!("no scheduling line:\n{}", daemon.log_text()));
+    assert_eq!(scheduled["waiting"], 1, "{scheduled}");
+    assert_eq!(scheduled["due_now"], 1, "{scheduled}");
+    let (status, log) = daemon.stop();
+    assert_eq!(status.code(), Some(0), "{log}");
+}

@@ -1779,3 +1779,101 @@ fn poll_backoff_keys_are_read_from_the_environment() {
         run.assert_code(78).assert_stderr_contains(name);
     }
 }
+
+// -------------------------------------------------------------------------------------------
+// 13. The log and the summary's reasons (docs/operations.md#ocpoll-tick)
+// -------------------------------------------------------------------------------------------
+
+/// stderr's lines that are JSON objects: the log of `--log-format json`.
+fn json_log(run: &Run) -> Vec<Value> {
+    run.stderr()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(Value::is_object)
+        .collect()
+}
+
+#[test]
+fn tick_logs_like_the_daemon_and_quiet_keeps_only_warnings() {
+    let env = Env::new();
+    let mock = env.start(MockProvider::builder());
+    mock.upsert("c1", base_time(), json!({}));
+    simple_instance(&env, &mock, "logged");
+
+    // A poll line per poll on stderr, as JSON; the summary stays on stdout.
+    let run = env.ocpoll(&["--log-format", "json", "tick", "--all"]);
+    run.assert_code(0)
+        .assert_stdout_contains("1 polled, 0 failed");
+    let log = json_log(&run);
+    let poll = log
+        .iter()
+        .find(|line| line["message"] == "poll" && line["instance"] == "logged")
+        .unwrap_or_else(|| panic!("no JSON poll line on stderr\n{}", run.show()));
+    assert_eq!(poll["resource"], "contacts", "{poll}");
+    assert_eq!(poll["level"], "INFO", "{poll}");
+    assert!(
+        !run.stdout().contains("\"message\""),
+        "the log went to stdout\n{}",
+        run.show()
+    );
+
+    // Events now; the callback's port is closed, so delivery fails and is retried later: that
+    // warning is what cron users read.
+    mock.upsert("c2", plus(base_time(), 10), json!({}));
+    let run = env.ocpoll(&["-q", "--log-format", "json", "tick", "--all"]);
+    run.assert_code(0)
+        .assert_stdout_contains("Delivery: 0 delivered, 1 pending");
+    let log = json_log(&run);
+    assert!(
+        log.iter().all(|line| line["message"] != "poll"),
+        "-q keeps info lines out\n{}",
+        run.show()
+    );
+    let retry = log
+        .iter()
+        .find(|line| line["message"] == "delivery failed; will retry")
+        .unwrap_or_else(|| panic!("no delivery warning on stderr\n{}", run.show()));
+    assert_eq!(retry["instance"], "logged", "{retry}");
+    assert_eq!(retry["level"], "WARN", "{retry}");
+
+    // Text by default: the same lines, for people.
+    let run = env.tick();
+    run.assert_code(0).assert_stderr_contains("poll");
+    assert!(json_log(&run).is_empty(), "text, not JSON\n{}", run.show());
+}
+
+#[test]
+fn the_summary_counts_invalid_files_and_says_why_it_exits_1() {
+    let env = Env::new();
+    let mock = env.start(MockProvider::builder());
+    mock.upsert("c1", base_time(), json!({}));
+    simple_instance(&env, &mock, "good");
+    env.dir
+        .create("instances.d/broken.json", "{\n  \"name\": \"broken\",\n");
+    env.dir.create("instances.d/empty.json", "");
+    mock.fail_on(1, Failure::Unavailable(None));
+    mock.fail_on(2, Failure::Unavailable(None));
+
+    let run = env.tick();
+    run.assert_code(1)
+        .assert_stdout_contains("1 polled, 1 failed")
+        .assert_stdout_contains("Skipped: 2 instance files invalid")
+        .assert_stdout_contains("exit 1: 2 instance files invalid, 1 poll failed");
+    run.assert_stderr_contains("broken.json")
+        .assert_stderr_contains("empty.json");
+
+    // Nothing failed: no reasons line.
+    std::fs::remove_file(env.dir.join("instances.d/broken.json")).unwrap();
+    std::fs::remove_file(env.dir.join("instances.d/empty.json")).unwrap();
+    let run = env.tick_ok();
+    assert!(!run.stdout().contains("exit 1"), "{}", run.show());
+    assert!(!run.stdout().contains("Skipped"), "{}", run.show());
+}
+
+#[test]
+fn an_empty_instances_folder_is_named_in_the_summary() {
+    let env = Env::new();
+    let run = env.tick_ok();
+    run.assert_stdout_contains("No instance files: instances.d holds no *.json files.")
+        .assert_stdout_contains("0 polled");
+}

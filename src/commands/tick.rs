@@ -3,8 +3,9 @@
 //! the outbox for the next tick.
 
 use crate::cli::TickArgs;
-use crate::commands::{exit, open_state, runtime, take_lock};
+use crate::commands::{CommandError, exit, open_state, runtime, take_lock};
 use crate::config::Config;
+use crate::daemon::logging;
 use crate::instance::{self, Instance, LoadedFile, SystemSecrets, UnresolvedSecrets};
 use crate::outbox::deliver::{DeliverError, Delivery, DeliverySummary, Recipient};
 use crate::poll::{PollReport, PollTarget};
@@ -19,11 +20,24 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub fn run(args: &TickArgs, config: &Config) -> ExitCode {
-    let Some(loaded) = load_instances(config) else {
-        return ExitCode::from(exit::CONFIG);
+pub fn run(args: &TickArgs, config: &Config, verbose: u8, quiet: u8) -> ExitCode {
+    // The same log as the daemon's (docs/operations.md#ocpoll-tick): stderr, `-v`/`-q`,
+    // `--log-format`; the summary stays on stdout.
+    logging::init(&config.log, verbose, quiet);
+    match tick(args, config) {
+        Ok(code) => ExitCode::from(code),
+        Err(stop) => stop.log(),
+    }
+}
+
+/// The tick: load, poll, deliver, print the summary; the exit code, or why it could not run.
+fn tick(args: &TickArgs, config: &Config) -> Result<u8, CommandError> {
+    let loaded = load_instances(config)?;
+    let mut why = Failures {
+        invalid: report_invalid(&loaded),
+        ..Failures::default()
     };
-    let invalid = report_invalid(&loaded);
+    let no_files = !loaded.iter().any(|file| file.is_file);
     let invalid_names = invalid_instance_names(&loaded);
     let mut instances: Vec<Arc<Instance>> = loaded
         .into_iter()
@@ -33,14 +47,10 @@ pub fn run(args: &TickArgs, config: &Config) -> ExitCode {
         .collect();
     // The collect reuses the loaded files' buffer (744 bytes a file) for 8-byte pointers.
     instances.shrink_to_fit();
-    let unknown = unknown_names(&args.instances, &instances);
-    let (_lock, store, runtime) = match take_lock(config, args.wait)
-        .and_then(|lock| Ok((lock, open_state(config)?, runtime()?)))
-    {
-        Ok(ready) => ready,
-        Err(stop) => return stop.print(),
-    };
-    let store = Arc::new(Mutex::new(store));
+    why.unknown = unknown_names(&args.instances, &instances);
+    let _lock = take_lock(config, args.wait)?;
+    let store = Arc::new(Mutex::new(open_state(config)?));
+    let runtime = runtime()?;
     let recipients = TickRecipients {
         wanted: &args.instances,
         instances: instances
@@ -49,37 +59,109 @@ pub fn run(args: &TickArgs, config: &Config) -> ExitCode {
             .collect(),
         invalid_names: &invalid_names,
     };
-    let outcome = runtime.block_on(poll_and_deliver(
-        args,
-        config,
-        store,
-        &instances,
-        &recipients,
-    ));
-    let (results, delivered) = match outcome {
-        Ok(outcome) => outcome,
-        Err(message) => {
-            eprintln!("ocpoll: {message}");
-            return ExitCode::from(exit::CONFIG);
-        }
-    };
-    let failed = results.iter().any(|(_, report)| report.error.is_some());
-    print_summary(&results, &config.state);
-    let dead_lettered = match delivered {
+    let (results, delivered) = runtime
+        .block_on(poll_and_deliver(
+            args,
+            config,
+            store,
+            &instances,
+            &recipients,
+        ))
+        .map_err(|message| CommandError::new(exit::CONFIG, message))?;
+    why.failed_polls = results
+        .iter()
+        .filter(|(_, report)| report.error.is_some())
+        .count();
+    let mut out = std::io::stdout().lock();
+    if no_files {
+        let _ = writeln!(
+            out,
+            "No instance files: {} holds no *.json files.",
+            config.instances.display()
+        );
+    }
+    print_summary(&mut out, &results, &config.state);
+    if why.invalid > 0 {
+        let _ = writeln!(
+            out,
+            "Skipped: {} (the errors are on stderr).",
+            count(
+                why.invalid,
+                "instance file invalid",
+                "instance files invalid"
+            )
+        );
+    }
+    match delivered {
         Ok(summary) => {
-            print_delivery_summary(&summary);
-            summary.dead_lettered > 0
+            print_delivery_summary(&mut out, &summary);
+            why.dead_lettered = summary.dead_lettered;
         }
         Err(error) => {
-            eprintln!("ocpoll: delivery: {error}");
-            true
+            tracing::error!("delivery: {error}");
+            why.delivery = Some(error.to_string());
         }
-    };
-    if failed || invalid > 0 || unknown > 0 || dead_lettered {
-        ExitCode::from(exit::FAILURE)
-    } else {
-        ExitCode::from(exit::SUCCESS)
     }
+    Ok(match why.reasons() {
+        Some(reasons) => {
+            let _ = writeln!(out, "exit 1: {reasons}");
+            exit::FAILURE
+        }
+        None => exit::SUCCESS,
+    })
+}
+
+/// Why a tick exits 1 (docs/operations.md#ocpoll-tick), for the summary's last line.
+#[derive(Default)]
+struct Failures {
+    /// Instance files (or a folder) that failed to load.
+    invalid: usize,
+    /// `--instance` names no valid instance has.
+    unknown: usize,
+    failed_polls: usize,
+    dead_lettered: u64,
+    /// Delivery stopped (the state failed under it).
+    delivery: Option<String>,
+}
+
+impl Failures {
+    /// "2 instance files invalid, 1 poll failed", or `None` when nothing failed.
+    fn reasons(&self) -> Option<String> {
+        let mut reasons = Vec::new();
+        if self.invalid > 0 {
+            reasons.push(count(
+                self.invalid,
+                "instance file invalid",
+                "instance files invalid",
+            ));
+        }
+        if self.unknown > 0 {
+            reasons.push(count(
+                self.unknown,
+                "--instance name unknown",
+                "--instance names unknown",
+            ));
+        }
+        if self.failed_polls > 0 {
+            reasons.push(count(self.failed_polls, "poll failed", "polls failed"));
+        }
+        if self.dead_lettered > 0 {
+            reasons.push(count(
+                usize::try_from(self.dead_lettered).unwrap_or(usize::MAX),
+                "notification dead-lettered",
+                "notifications dead-lettered",
+            ));
+        }
+        if let Some(error) = &self.delivery {
+            reasons.push(format!("delivery stopped: {error}"));
+        }
+        (!reasons.is_empty()).then(|| reasons.join(", "))
+    }
+}
+
+/// "1 poll failed", "2 polls failed".
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// The tick itself: every due poll once through the runner, with delivery beside it from the
@@ -123,33 +205,35 @@ async fn poll_and_deliver(
     Ok(tokio::join!(polls, deliveries))
 }
 
-fn load_instances(config: &Config) -> Option<Vec<LoadedFile>> {
+fn load_instances(config: &Config) -> Result<Vec<LoadedFile>, CommandError> {
     if !config.instances.is_dir() {
-        eprintln!(
-            "ocpoll: the instances folder {} does not exist (set --instances, OCPOLL_INSTANCES \
-             or `instances` in config.toml)",
-            config.instances.display()
-        );
-        return None;
+        return Err(CommandError::new(
+            exit::CONFIG,
+            format!(
+                "the instances folder {} does not exist (set --instances, OCPOLL_INSTANCES or \
+                 `instances` in config.toml)",
+                config.instances.display()
+            ),
+        ));
     }
     let paths = [config.instances.clone()];
-    Some(instance::load_all(
+    Ok(instance::load_all(
         &paths,
         UnresolvedSecrets::Fail,
         &SystemSecrets,
     ))
 }
 
-/// Prints the errors of instances that cannot run; returns how many there are. The others
+/// Logs the errors of instances that cannot run; returns how many there are. The others
 /// still run.
 fn report_invalid(loaded: &[LoadedFile]) -> usize {
     let mut invalid = 0;
     for file in loaded.iter().filter(|file| file.has_errors()) {
         invalid += 1;
         for finding in file.findings.iter().filter(|f| f.is_error()) {
-            eprintln!("{}", finding.display_for(&file.path));
+            tracing::error!("{}", finding.display_for(&file.path));
         }
-        eprintln!("{}: skipped: the instance is invalid", file.path.display());
+        tracing::warn!(file = %file.path.display(), "skipped: the instance is invalid");
     }
     invalid
 }
@@ -160,7 +244,7 @@ fn unknown_names(wanted: &[String], instances: &[Arc<Instance>]) -> usize {
         .filter(|name| !instances.iter().any(|instance| &instance.name == *name))
         .collect();
     for name in &unknown {
-        eprintln!("ocpoll: no valid instance is named {name:?}");
+        tracing::error!("no valid instance is named {name:?}");
     }
     unknown.len()
 }
@@ -212,8 +296,11 @@ impl PollWatch for Bar {
     }
 }
 
-fn print_summary(results: &[(PollTarget, PollReport)], state: &std::path::Path) {
-    let mut out = std::io::stdout().lock();
+fn print_summary(
+    out: &mut impl Write,
+    results: &[(PollTarget, PollReport)],
+    state: &std::path::Path,
+) {
     let rows: Vec<[String; 6]> = results
         .iter()
         .map(|(target, report)| {
@@ -238,7 +325,7 @@ fn print_summary(results: &[(PollTarget, PollReport)], state: &std::path::Path) 
         "WATERMARK",
         "RESULT",
     ];
-    let _ = super::write_table(&mut out, &header, &rows);
+    let _ = super::write_table(out, &header, &rows);
     let failed = results.iter().filter(|(_, r)| r.error.is_some()).count();
     let events: u64 = results.iter().map(|(_, r)| r.events).sum();
     let notifications: u64 = results.iter().map(|(_, r)| r.notifications).sum();
@@ -331,8 +418,7 @@ fn name_in_file(path: &std::path::Path) -> Option<String> {
     named.or_else(|| Some(path.file_stem()?.to_string_lossy().into_owned()))
 }
 
-fn print_delivery_summary(summary: &DeliverySummary) {
-    let mut out = std::io::stdout().lock();
+fn print_delivery_summary(out: &mut impl Write, summary: &DeliverySummary) {
     let _ = writeln!(
         out,
         "Delivery: {} delivered, {} pending, {} dead-lettered.",

@@ -1,9 +1,13 @@
 //! The daemon's scheduler: when each resource is polled. How many polls run at once, and the
 //! polls themselves, are the runner's (`crate::runner`), the same one `tick` drives.
 //!
-//! Every target (instance, resource, pathParams value) is polled at start, then again
-//! `refresh_interval` after its previous poll *started*, plus a random jitter of up to
-//! `[poll] jitter_seconds` so a thousand instances loaded together drift apart. A target is
+//! A target the scheduler takes on (at start, or added by a reload) is first polled when its
+//! state says it is due (`next_due_at`, the time `tick` goes by too), so a restart does not
+//! poll every resource at once: one whose next poll is ahead waits for it; one that is overdue
+//! or was never polled is due now. Either way a random jitter of up to `[poll]
+//! jitter_seconds` is added, which spreads the overdue ones of a restart over that window.
+//! After that, a target is polled again `refresh_interval` after its previous poll *started*,
+//! plus the same jitter, so a thousand instances loaded together drift apart. A target is
 //! never polled twice at once: its next poll is scheduled only when the previous one has
 //! finished, so an overrunning poll delays its next run instead of overlapping it. The loop
 //! sleeps on one timer set to the earliest due time; a reload, a finished poll or the shutdown
@@ -19,8 +23,8 @@ use crate::config::PollConfig;
 use crate::metrics::{Metrics, PollCounts};
 use crate::poll::{self, PollReport, PollTarget};
 use crate::runner::{Finished, Panicked, PollRunner};
-use crate::state::ResourceKey;
-use chrono::{SecondsFormat, Utc};
+use crate::state::{PollResult, ResourceKey, ResourceState};
+use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,8 +100,9 @@ impl Scheduler {
         }
     }
 
-    /// Makes the slots match the catalog: new targets are due now, removed ones go (a poll in
-    /// flight finishes and is forgotten), kept ones take the new instance at their next poll.
+    /// Makes the slots match the catalog: new targets are due when their state says
+    /// ([`first_wait`]), removed ones go (a poll in flight finishes and is forgotten), kept
+    /// ones take the new instance at their next poll.
     fn apply(&mut self, catalog: &Catalog) {
         let now = Instant::now();
         let mut wanted: HashMap<ResourceKey, PollTarget> = HashMap::new();
@@ -107,6 +112,13 @@ impl Scheduler {
             }
         }
         self.slots.retain(|key, _| wanted.contains_key(key));
+        let saved = if wanted.keys().any(|key| !self.slots.contains_key(key)) {
+            self.saved_states()
+        } else {
+            HashMap::new()
+        };
+        let wall_now = Utc::now();
+        let (mut waiting, mut overdue) = (0usize, 0usize);
         for (key, target) in wanted {
             match self.slots.get_mut(&key) {
                 Some(slot) => {
@@ -121,11 +133,18 @@ impl Scheduler {
                     slot.target = target;
                 }
                 None => {
+                    let wait =
+                        first_wait(saved.get(&key), target.instance.poll_interval(), wall_now);
+                    if wait.is_zero() {
+                        overdue += 1;
+                    } else {
+                        waiting += 1;
+                    }
                     self.slots.insert(
                         key,
                         Slot {
                             target,
-                            next_due: now,
+                            next_due: now + wait + random_jitter(self.jitter),
                             last_started: None,
                         },
                     );
@@ -137,6 +156,32 @@ impl Scheduler {
             resources = self.slots.len(),
             "instances loaded"
         );
+        if waiting + overdue > 0 {
+            tracing::info!(
+                due_now = overdue,
+                waiting,
+                jitter_seconds = self.jitter.as_secs(),
+                "first polls scheduled from the state: those due now spread over the jitter, \
+                 the others at their next due time"
+            );
+        }
+    }
+
+    /// What the state remembers of every resource (one query, not one per target: a start
+    /// takes on every target at once). Empty when the state cannot be read; the targets are
+    /// then due now, as before the state knew them.
+    fn saved_states(&self) -> HashMap<ResourceKey, ResourceState> {
+        let rows = match self.runner.store().lock() {
+            Ok(store) => store.statuses(),
+            Err(_) => return HashMap::new(),
+        };
+        match rows {
+            Ok(rows) => rows.into_iter().map(|row| (row.key, row.state)).collect(),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the next due times; polling now");
+                HashMap::new()
+            }
+        }
     }
 
     fn earliest_due(&self) -> Option<Instant> {
@@ -178,7 +223,6 @@ impl Scheduler {
                 return;
             }
         };
-        log_poll(&finished);
         if let Some(metrics) = &self.metrics {
             let counts = poll_counts(&finished.report);
             metrics.poll_finished(&finished.target.key, &counts, finished.elapsed);
@@ -207,6 +251,27 @@ impl Scheduler {
         let wait = (next_due - Utc::now()).to_std().unwrap_or(Duration::ZERO);
         Some(Instant::now() + wait)
     }
+}
+
+/// How long a target the scheduler has just taken on waits for its first poll, by its saved
+/// state at `now` (before the jitter): until its saved next-due time when that is ahead, zero
+/// when it is overdue or was never polled. A poll that did not fail is due no later than its
+/// start plus the current `interval`, so a shortened interval takes effect across a restart;
+/// after a failure the saved time stands (it may be a provider's long Retry-After).
+fn first_wait(saved: Option<&ResourceState>, interval: Duration, now: DateTime<Utc>) -> Duration {
+    let Some(state) = saved else {
+        return Duration::ZERO;
+    };
+    let Some(mut due) = state.next_due_at else {
+        return Duration::ZERO;
+    };
+    if state.last_result != Some(PollResult::Failed)
+        && let Some(last) = state.last_poll_at
+        && let Ok(interval) = chrono::TimeDelta::from_std(interval)
+    {
+        due = due.min(last + interval);
+    }
+    (due - now).to_std().unwrap_or(Duration::ZERO)
 }
 
 /// What metrics count of a poll.
@@ -243,45 +308,50 @@ async fn tick(interval: &mut Option<tokio::time::Interval>) {
     }
 }
 
-/// One line per poll: what it read, what it found, where the watermark is now.
-fn log_poll(finished: &Finished) {
-    let report = &finished.report;
-    let key = &finished.target.key;
-    let watermark = report
-        .watermark
-        .map(|w| w.to_rfc3339_opts(SecondsFormat::AutoSi, true))
-        .unwrap_or_else(|| "-".to_owned());
-    let duration_ms = u64::try_from(finished.elapsed.as_millis()).unwrap_or(u64::MAX);
-    match &report.error {
-        Some(error) => tracing::warn!(
-            instance = %key.instance,
-            resource = %key.resource,
-            path_params = %key.path_params,
-            records = report.records_read,
-            duration_ms,
-            watermark,
-            %error,
-            "poll failed"
-        ),
-        None => tracing::info!(
-            instance = %key.instance,
-            resource = %key.resource,
-            path_params = %key.path_params,
-            records = report.records_read,
-            events = report.events,
-            notifications = report.notifications,
-            baseline = report.baseline,
-            problems = report.problem_count,
-            duration_ms,
-            watermark,
-            "poll"
-        ),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn at(seconds: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + seconds, 0).unwrap()
+    }
+
+    fn polled(at_: i64, result: PollResult, next_due: i64) -> ResourceState {
+        ResourceState {
+            last_poll_at: Some(at(at_)),
+            last_result: Some(result),
+            next_due_at: Some(at(next_due)),
+            ..ResourceState::default()
+        }
+    }
+
+    #[test]
+    fn a_target_waits_for_its_saved_due_time_and_an_overdue_one_does_not() {
+        let minute = Duration::from_secs(60);
+        let hour = Duration::from_secs(3600);
+        // Never polled, or no due time saved: now.
+        assert_eq!(first_wait(None, hour, at(0)), Duration::ZERO);
+        let unknown = ResourceState::default();
+        assert_eq!(first_wait(Some(&unknown), hour, at(0)), Duration::ZERO);
+        // Due in 50 minutes: waits for it.
+        let ahead = polled(-600, PollResult::Ok, 3000);
+        assert_eq!(first_wait(Some(&ahead), hour, at(0)), 50 * minute);
+        // Overdue: now.
+        let overdue = polled(-7200, PollResult::Problems, -3600);
+        assert_eq!(first_wait(Some(&overdue), hour, at(0)), Duration::ZERO);
+        // The interval was shortened to a minute since: due a minute after the last start.
+        let shortened = polled(-30, PollResult::Ok, 3570);
+        assert_eq!(
+            first_wait(Some(&shortened), minute, at(0)),
+            Duration::from_secs(30)
+        );
+        // A failed poll's saved time stands (a provider's Retry-After).
+        let retry_after = polled(-30, PollResult::Failed, 3570);
+        assert_eq!(
+            first_wait(Some(&retry_after), minute, at(0)),
+            Duration::from_secs(3570)
+        );
+    }
 
     #[test]
     fn jitter_stays_within_its_bound() {

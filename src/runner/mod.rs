@@ -7,7 +7,8 @@
 //! A target waits in the runner's queue, not in a task, until a global slot and a slot of its
 //! host are free: ten thousand due targets cost ten thousand queue entries, not ten thousand
 //! parked futures, and a busy host never holds global slots that other hosts could use.
-//! Delivery beside polling is in [`delivery`].
+//! Delivery beside polling is in [`delivery`]. Every poll that ends is logged here, one line
+//! each (`poll` or `poll failed`), so `tick` and the daemon log alike.
 
 pub mod delivery;
 
@@ -16,7 +17,7 @@ use crate::http::{HttpClient, Redirects};
 use crate::instance::Instance;
 use crate::poll::{self, PollContext, PollReport, PollTarget};
 use crate::state::{ResourceKey, StateError, StateTokens, Store};
-use chrono::Utc;
+use chrono::{SecondsFormat, Utc};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -224,6 +225,7 @@ impl PollRunner {
         let result = match done {
             Ok((id, finished)) => {
                 self.tasks.remove(&id);
+                log_poll(&finished);
                 Ok(finished)
             }
             Err(error) => {
@@ -332,5 +334,41 @@ impl PollRunner {
             }
         }
         ended
+    }
+}
+
+/// One line per poll: what it read, what it found, where the watermark is now.
+fn log_poll(finished: &Finished) {
+    let report = &finished.report;
+    let key = &finished.target.key;
+    let watermark = report
+        .watermark
+        .map(|w| w.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+        .unwrap_or_else(|| "-".to_owned());
+    let duration_ms = u64::try_from(finished.elapsed.as_millis()).unwrap_or(u64::MAX);
+    match &report.error {
+        Some(error) => tracing::warn!(
+            instance = %key.instance,
+            resource = %key.resource,
+            path_params = %key.path_params,
+            records = report.records_read,
+            duration_ms,
+            watermark,
+            %error,
+            "poll failed"
+        ),
+        None => tracing::info!(
+            instance = %key.instance,
+            resource = %key.resource,
+            path_params = %key.path_params,
+            records = report.records_read,
+            events = report.events,
+            notifications = report.notifications,
+            baseline = report.baseline,
+            problems = report.problem_count,
+            duration_ms,
+            watermark,
+            "poll"
+        ),
     }
 }
