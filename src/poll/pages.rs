@@ -65,7 +65,8 @@ impl PageReader<'_> {
     ) -> Result<(), PollError> {
         let instance = &target.instance;
         let resource = target.resource();
-        let mut paginator = Paginator::new(&resource.pagination, first_url);
+        let mut paginator = Paginator::new(&resource.pagination, first_url)
+            .allowing_origins(&instance.http.allowed_origins);
         let mut next = Some(paginator.first_url());
         while let Some(url) = next.take() {
             if !sink.before_request(&url) {
