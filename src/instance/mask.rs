@@ -313,4 +313,33 @@ mod tests {
         let masker = Masker::new([secret.expose().to_owned()]);
         assert!(!format!("{masker:?}").contains("abcd"));
     }
+
+    #[test]
+    fn basic_auth_is_masked_as_a_password_and_as_its_header_base64() {
+        use crate::instance::Secret;
+        let auth = Auth::Basic {
+            username: "ada".to_owned(),
+            password: Secret::new("pa/ss+word"),
+        };
+        let masker = Masker::for_requests(&auth, &[]);
+        // base64("ada:pa/ss+word") = YWRhOnBhL3NzK3dvcmQ=
+        assert_eq!(
+            masker.text("Authorization: Basic YWRhOnBhL3NzK3dvcmQ= (pa/ss+word)"),
+            "Authorization: Basic *** (***)"
+        );
+        // Quoted in JSON, with the slash escaped as some servers write it.
+        assert_eq!(masker.text(r#"{"pw": "pa\/ss+word"}"#), r#"{"pw": "***"}"#);
+    }
+
+    #[test]
+    fn credentials_written_in_urls_are_secrets() {
+        assert_eq!(
+            url_credentials("https://u:pw-1234@p.example/c?api_key=k-5678&q=${date:yyyy}&x=1"),
+            ["pw-1234", "k-5678"]
+        );
+        assert_eq!(
+            url_credentials("/contacts?token=${env:X}&page=2"),
+            Vec::<String>::new()
+        );
+    }
 }
