@@ -705,3 +705,372 @@ fn strict_validation_of_clean_files_passes() {
     run.assert_code(0);
     run.assert_stdout_contains("crm.json: OK");
 }
+
+// -------------------------------------------------------------------------------------------
+// Secrets a provider echoes back (issue 13, defect 2)
+// -------------------------------------------------------------------------------------------
+
+/// Every secret of the instances [`echo_instances`] writes, and what their headers carry.
+const ECHOED_SECRETS: [&str; 14] = [
+    "basic-pass-s3cr3t",
+    "custom-header-s3cr3t",
+    "api-key-s3cr3t-9921",
+    "bearer-tok-s3cr3t-4410",
+    "hub-user-s3cr3t-1",
+    "hub-org-s3cr3t-2",
+    "hub-element-s3cr3t-3",
+    "oauth-client-id-3391",
+    "oauth-client-s3cr3t-2280",
+    "refresh-tok-s3cr3t-6612",
+    // From the token endpoint: the state keeps these (in `oauth_token`), nowhere else.
+    "oauth-access-tok-7781",
+    "rotated-refresh-tok-5512",
+    // base64("ada:basic-pass-s3cr3t"), what the Basic `Authorization` header carries.
+    "YWRhOmJhc2ljLXBhc3MtczNjcjN0",
+    // The callback URL's token.
+    "callback-tok-s3cr3t-77",
+];
+
+/// The OAuth tokens the state keeps on purpose (table `oauth_token`).
+const STORED_TOKENS: [&str; 2] = ["oauth-access-tok-7781", "rotated-refresh-tok-5512"];
+
+/// A provider in an API gateway's debug mode: a 401 (paths under `/s401`) or a 500 (`/s500`)
+/// whose body quotes the request's headers, the credentials first. Its token endpoint answers.
+async fn echoing_provider() -> support::recorder::Recorder {
+    use support::recorder::{Recorder, json_answer};
+    Recorder::start("127.0.0.1", |request| {
+        if request.method == "POST" {
+            return json_answer(
+                200,
+                r#"{"access_token": "oauth-access-tok-7781", "expires_in": 3600,
+                    "refresh_token": "rotated-refresh-tok-5512"}"#,
+            );
+        }
+        const BORING: [&str; 5] = [
+            "host",
+            "user-agent",
+            "accept",
+            "accept-encoding",
+            "content-length",
+        ];
+        let echoed: Vec<String> = request
+            .headers
+            .iter()
+            .filter(|(name, _)| !BORING.contains(&name.as_str()))
+            .map(|(name, value)| format!("{name}: {}", value.to_str().unwrap_or("?")))
+            .collect();
+        let status = if request.path_and_query.starts_with("/s500") {
+            500
+        } else {
+            401
+        };
+        json_answer(status, &format!("denied; you sent {}", echoed.join("; ")))
+    })
+    .await
+}
+
+/// Five instances, one per authentication family, polling `provider` (401s and 500s).
+fn echo_instances(setup: &Setup, provider: &str) {
+    let callback = "http://127.0.0.1:9/hook?token=callback-tok-s3cr3t-77";
+    let instances = [
+        (
+            "basic",
+            "s401",
+            json!({"username": "ada", "password": "basic-pass-s3cr3t",
+                   "http.headers": {"X-Debug-Secret": "custom-header-s3cr3t"}}),
+        ),
+        (
+            "apikey",
+            "s500",
+            json!({"api.key": "api-key-s3cr3t-9921", "api.key.header": "X-Api-Key"}),
+        ),
+        (
+            "bearer",
+            "s401",
+            json!({"oauth.access.token": "bearer-tok-s3cr3t-4410"}),
+        ),
+        (
+            "hub",
+            "s500",
+            json!({"elements.user.secret": "hub-user-s3cr3t-1",
+                   "elements.organization.secret": "hub-org-s3cr3t-2",
+                   "elements.instance.token": "hub-element-s3cr3t-3"}),
+        ),
+        (
+            "oauth",
+            "s401",
+            json!({"oauth.token.url": format!("{provider}/oauth/token"),
+                   "oauth.api.key": "oauth-client-id-3391",
+                   "oauth.api.secret": "oauth-client-s3cr3t-2280",
+                   "oauth.user.refresh_token": "refresh-tok-s3cr3t-6612"}),
+        ),
+    ];
+    for (name, prefix, auth) in instances {
+        let mut configuration = json!({
+            "base.url": format!("{provider}/{prefix}"),
+            "http.timeout.seconds": 2,
+            "event.notification.enabled": true,
+            "event.notification.callback.url": callback,
+            "event.poller.refresh_interval": 1,
+            "event.poller.configuration": {"contacts": {
+                "url": format!("/contacts?where=updated_at>='${{gmtDate:{FORMAT}}}'"),
+                "idField": "id",
+                "datesConfiguration": {
+                    "updatedDateField": "updated_at",
+                    "updatedDateFormat": FORMAT,
+                    "updatedDateTimezone": "GMT"
+                }
+            }}
+        });
+        for (key, value) in auth.as_object().unwrap() {
+            configuration[key] = value.clone();
+        }
+        let body = json!({"element": {"key": "crm"}, "name": name, "configuration": configuration});
+        setup
+            .dir
+            .create(format!("instances.d/{name}.json"), &body.to_string());
+    }
+}
+
+/// Fails naming the secret and where it was found.
+fn assert_no_secret(place: &str, text: &str, secrets: &[&str]) {
+    for secret in secrets {
+        assert!(
+            !text.contains(secret),
+            "{place} shows the secret {secret:?}:\n{text}"
+        );
+    }
+}
+
+/// The daemon's log until every instance's poll failed once, then the daemon stopped.
+async fn daemon_log_of_failed_polls(setup: &Setup, log: &str, json_format: bool) -> String {
+    let log_path = setup.dir.join(log);
+    let format = if json_format { "json" } else { "text" };
+    let mut child =
+        util::daemon::layout_command(&setup.dir, &["--log-format", format, "run", "--foreground"])
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            .spawn()
+            .expect("the daemon starts");
+    let started = std::time::Instant::now();
+    let text = loop {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if text.matches("poll failed").count() >= 5 {
+            break text;
+        }
+        if started.elapsed() > util::daemon::PATIENCE {
+            let _ = child.kill();
+            panic!("not every poll failed in time; the log:\n{text}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    text
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secrets_a_provider_echoes_are_never_printed_logged_or_stored() {
+    let provider = echoing_provider().await;
+    let setup = Setup::new("").await;
+    echo_instances(&setup, &provider.origin());
+
+    let tick = setup.tick().await;
+    tick.assert_code(1);
+    // The echoes did arrive, and were masked: the test would prove nothing otherwise.
+    tick.assert_stdout_contains(
+        "HTTP 401: denied; you sent x-debug-secret: ***; authorization: Basic ***",
+    );
+    tick.assert_stdout_contains("HTTP 500: denied; you sent x-api-key: ***");
+    tick.assert_stdout_contains("User ***, Organization ***, Element ***");
+    assert_no_secret("tick's output", &tick.show(), &ECHOED_SECRETS);
+
+    let status = setup.ocpoll(&["status"]).await;
+    status.assert_code(0);
+    assert_no_secret("status", &status.show(), &ECHOED_SECRETS);
+    let status_json = setup.ocpoll(&["status", "--json"]).await;
+    status_json.assert_code(0);
+    assert_no_secret("status --json", &status_json.show(), &ECHOED_SECRETS);
+    for instance in ["basic", "apikey", "bearer", "hub", "oauth"] {
+        let line = setup.status_line(instance).await;
+        let error = line["last_error"].as_str().unwrap_or_default().to_owned();
+        assert!(error.contains("***"), "{instance}: {line}");
+    }
+
+    // The state file as bytes: the errors it keeps hold no secret. (The OAuth tokens the
+    // token endpoint issued are kept on purpose, in `oauth_token`; only there.)
+    let mut state = std::fs::read(setup.dir.join("state.db")).unwrap();
+    state.extend(std::fs::read(setup.dir.join("state.db-wal")).unwrap_or_default());
+    let state = String::from_utf8_lossy(&state).into_owned();
+    let configured: Vec<&str> = ECHOED_SECRETS
+        .iter()
+        .copied()
+        .filter(|secret| !STORED_TOKENS.contains(secret))
+        .collect();
+    assert_no_secret("the state file", &state, &configured);
+    let db = rusqlite::Connection::open(setup.dir.join("state.db")).unwrap();
+    let errors: Vec<String> = db
+        .prepare("SELECT coalesce(last_error, '') FROM resource_state")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(errors.len(), 5, "{errors:?}");
+    assert_no_secret(
+        "resource_state.last_error",
+        &errors.join("\n"),
+        &ECHOED_SECRETS,
+    );
+    drop(db);
+
+    // `try` masks the same way (Basic's base64 included).
+    for args in [
+        &["try", "instances.d/basic.json"][..],
+        &["try", "instances.d/basic.json", "--json"][..],
+    ] {
+        let trial = setup.ocpoll(args).await;
+        trial.assert_stdout_contains("***");
+        assert_no_secret("try", &trial.show(), &ECHOED_SECRETS);
+    }
+
+    let json_log = daemon_log_of_failed_polls(&setup, "daemon.json.log", true).await;
+    assert!(json_log.contains("\"poll failed\""), "{json_log}");
+    assert_no_secret("the daemon's JSON log", &json_log, &ECHOED_SECRETS);
+    let text_log = daemon_log_of_failed_polls(&setup, "daemon.log", false).await;
+    assert_no_secret("the daemon's text log", &text_log, &ECHOED_SECRETS);
+}
+
+// -------------------------------------------------------------------------------------------
+// Credentials stay on their origin (issue 13, defect 3)
+// -------------------------------------------------------------------------------------------
+
+/// A provider whose first page links its next page to `next` (another host), and the host
+/// there, which records what reaches it and answers an empty last page.
+async fn provider_paging_to(
+    other_ip: &str,
+) -> (support::recorder::Recorder, support::recorder::Recorder) {
+    use support::recorder::{Recorder, json_answer};
+    let other = Recorder::start(other_ip, |_| json_answer(200, "[]")).await;
+    let next = format!("{}/contacts?page=2", other.origin());
+    let provider = Recorder::start("127.0.0.1", move |_| {
+        let mut answer = json_answer(200, "[]");
+        answer
+            .headers_mut()
+            .insert("link", format!("<{next}>; rel=\"next\"").parse().unwrap());
+        answer
+    })
+    .await;
+    (provider, other)
+}
+
+/// An instance of `provider` with an API key, a custom header, and `extra` configuration.
+fn credentialed_instance(setup: &Setup, provider: &str, extra: Value) {
+    setup.instance("crm", Some(provider), "http://127.0.0.1:9/hook");
+    let path = setup.dir.join("instances.d/crm.json");
+    let mut body: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    body["configuration"]["api.key"] = json!("api-key-s3cr3t-9921");
+    body["configuration"]["api.key.header"] = json!("X-Api-Key");
+    body["configuration"]["http.headers"] = json!({"X-Tenant-Token": "tenant-s3cr3t-31"});
+    for (key, value) in extra.as_object().unwrap() {
+        body["configuration"][key] = value.clone();
+    }
+    std::fs::write(&path, body.to_string()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_next_page_on_another_origin_fails_the_poll_and_gets_nothing() {
+    let (provider, other) = provider_paging_to("127.0.0.2").await;
+    let setup = Setup::new("").await;
+    credentialed_instance(&setup, &provider.origin(), json!({}));
+    let run = setup.tick().await;
+    run.assert_code(1);
+    run.assert_stdout_contains(&format!(
+        "the `Link` header's next page is on another origin, {}",
+        other.origin()
+    ));
+    run.assert_stdout_contains("http.allowed.origins");
+    assert_eq!(provider.requests().len(), 1, "{}", run.show());
+    assert!(
+        other.requests().is_empty(),
+        "the other host was asked: {:?}",
+        other.requests()
+    );
+    let line = setup.status_line("crm").await;
+    assert_eq!(line["last_result"], "failed", "{line}");
+    assert_eq!(
+        watermark(&line),
+        None,
+        "a failed baseline sets no watermark"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_next_page_on_an_allowed_origin_is_read_with_the_credentials() {
+    let (provider, other) = provider_paging_to("127.0.0.2").await;
+    let setup = Setup::new("").await;
+    credentialed_instance(
+        &setup,
+        &provider.origin(),
+        json!({"http.allowed.origins": [other.origin()]}),
+    );
+    let validate = setup.ocpoll(&["validate", "instances.d/crm.json"]).await;
+    validate.assert_code(0);
+    assert!(
+        !validate.stdout().contains("allowed.origins"),
+        "{}",
+        validate.show()
+    );
+    let run = setup.tick().await;
+    run.assert_code(0);
+    let asked = other.requests();
+    assert_eq!(asked.len(), 1, "{}", run.show());
+    assert_eq!(asked[0].path_and_query, "/contacts?page=2");
+    assert_eq!(
+        asked[0].header("x-api-key").as_deref(),
+        Some("api-key-s3cr3t-9921")
+    );
+    assert_eq!(
+        asked[0].header("x-tenant-token").as_deref(),
+        Some("tenant-s3cr3t-31")
+    );
+}
+
+#[test]
+fn validate_rejects_allowed_origins_that_are_not_origins() {
+    let dir = Dir::new();
+    for (name, origins) in [
+        ("path", json!(["https://api.example/v2"])),
+        ("query", json!(["https://api.example?x=1"])),
+        ("scheme", json!(["ftp://api.example"])),
+        ("number", json!([7])),
+        ("object", json!({"a": 1})),
+    ] {
+        let body = json!({"element": {"key": "crm"}, "name": name, "configuration": {
+            "event.notification.enabled": true,
+            "event.notification.callback.url": "http://127.0.0.1:8080/hook",
+            "event.poller.refresh_interval": 15,
+            "http.allowed.origins": origins,
+            "event.poller.configuration": {"contacts": {
+                "url": "http://127.0.0.1:8081/contacts",
+                "idField": "id"
+            }}
+        }});
+        dir.create(format!("{name}.json"), &body.to_string());
+        let run = dir.run(["validate", &format!("{name}.json")]);
+        run.assert_code(1);
+        run.assert_stdout_contains("http.allowed.origins");
+    }
+    let good = json!({"element": {"key": "crm"}, "name": "good", "configuration": {
+        "event.notification.enabled": true,
+        "event.notification.callback.url": "http://127.0.0.1:8080/hook",
+        "event.poller.refresh_interval": 15,
+        "http.allowed.origins": ["https://cdn.api.example", "http://127.0.0.2:8443/"],
+        "event.poller.configuration": {"contacts": {
+            "url": "http://127.0.0.1:8081/contacts",
+            "idField": "id"
+        }}
+    }});
+    dir.create("good.json", &good.to_string());
+    let run = dir.run(["validate", "--strict", "good.json"]);
+    run.assert_code(0);
+}

@@ -872,3 +872,149 @@ async fn an_unusable_ca_file_is_reported_with_its_path() {
         );
     }
 }
+
+// -------------------------------------------------------------------------------------------
+// Credentials stay on their origin (issue 13, defect 3)
+// -------------------------------------------------------------------------------------------
+
+/// An API key, a custom header and a query secret, for the redirect tests.
+fn credentialed() -> (Auth, HttpOptions) {
+    let auth = Auth::ApiKey {
+        header: "X-Api-Key".into(),
+        key: Secret::new("api-key-s3cr3t-9921"),
+    };
+    let http = HttpOptions {
+        headers: vec![("X-Tenant-Token".into(), Secret::new("tenant-s3cr3t-31"))],
+        ..http_options()
+    };
+    (auth, http)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redirect_to_another_origin_carries_no_credentials_custom_headers_or_referer() {
+    use support::recorder::{Recorder, json_answer, redirect};
+    let other = Recorder::start("127.0.0.2", |_| json_answer(200, "[]")).await;
+    let elsewhere = format!("{}/moved/contacts", other.origin());
+    let provider = Recorder::start("127.0.0.1", move |request| {
+        match request.path_and_query.as_str() {
+            // Within the origin first, then away from it.
+            path if path.starts_with("/contacts") => redirect(301, "/v2/contacts"),
+            _ => redirect(302, &elsewhere),
+        }
+    })
+    .await;
+    let (auth, http) = credentialed();
+    let url = Url::parse(&format!(
+        "{}/contacts?sig=query-s3cr3t-55",
+        provider.origin()
+    ))
+    .unwrap();
+    let page = client()
+        .get(&url, &session(&auth), &http, &fast_retry())
+        .await
+        .unwrap();
+    assert_eq!(page.status, 200);
+    assert_eq!(&page.body[..], b"[]");
+
+    // The provider's own origin got the credentials on both of its hops.
+    let own = provider.requests();
+    assert_eq!(own.len(), 2, "{own:?}");
+    for request in &own {
+        assert_eq!(
+            request.header("x-api-key").as_deref(),
+            Some("api-key-s3cr3t-9921")
+        );
+        assert_eq!(
+            request.header("x-tenant-token").as_deref(),
+            Some("tenant-s3cr3t-31")
+        );
+        assert_eq!(request.header("referer"), None, "{request:?}");
+    }
+    // The other origin got the request, and none of them.
+    let away = other.requests();
+    assert_eq!(away.len(), 1, "{away:?}");
+    assert_eq!(away[0].path_and_query, "/moved/contacts");
+    for name in ["x-api-key", "x-tenant-token", "authorization", "referer"] {
+        assert_eq!(away[0].header(name), None, "{name} went to another origin");
+    }
+    let everything = format!("{:?}", away[0]);
+    for secret in ["api-key-s3cr3t-9921", "tenant-s3cr3t-31", "query-s3cr3t-55"] {
+        assert!(!everything.contains(secret), "{everything}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redirect_to_an_allowed_origin_keeps_the_credentials() {
+    use support::recorder::{Recorder, json_answer, redirect};
+    let other = Recorder::start("127.0.0.2", |_| json_answer(200, "[]")).await;
+    let elsewhere = format!("{}/contacts", other.origin());
+    let provider = Recorder::start("127.0.0.1", move |_| redirect(307, &elsewhere)).await;
+    let (auth, mut http) = credentialed();
+    http.allowed_origins = vec![Url::parse(&other.origin()).unwrap().origin()];
+    let url = Url::parse(&format!("{}/contacts", provider.origin())).unwrap();
+    client()
+        .get(&url, &session(&auth), &http, &fast_retry())
+        .await
+        .unwrap();
+    let away = other.requests();
+    assert_eq!(away.len(), 1, "{away:?}");
+    assert_eq!(
+        away[0].header("x-api-key").as_deref(),
+        Some("api-key-s3cr3t-9921")
+    );
+    assert_eq!(away[0].header("referer"), None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_endpoint_redirect_is_an_error_and_the_other_host_gets_nothing() {
+    use support::recorder::{Recorder, json_answer, redirect};
+    let other = Recorder::start("127.0.0.2", |_| {
+        json_answer(200, r#"{"access_token": "stolen", "expires_in": 3600}"#)
+    })
+    .await;
+    let elsewhere = format!("{}/oauth/token?x=1", other.origin());
+    let provider = Recorder::start("127.0.0.1", move |request| {
+        if request.method == "POST" {
+            redirect(307, &elsewhere)
+        } else {
+            json_answer(200, "[]")
+        }
+    })
+    .await;
+    let token_url = Url::parse(&format!("{}/oauth/token", provider.origin())).unwrap();
+    let auth = Auth::OAuthRefresh {
+        token_url: token_url.clone(),
+        client_id: Secret::new("oauth-client-id-3391"),
+        client_secret: Secret::new("oauth-client-s3cr3t-2280"),
+        refresh_token: Secret::new("refresh-tok-s3cr3t-6612"),
+    };
+    let url = Url::parse(&format!("{}/contacts", provider.origin())).unwrap();
+    let error = client()
+        .get(&url, &session(&auth), &http_options(), &fast_retry())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            FetchError::Auth(ocpoll::http::AuthError::TokenRedirect { .. })
+        ),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!(
+            "OAuth token endpoint {token_url} answered HTTP 307 redirecting to {}/oauth/token;",
+            other.origin()
+        )),
+        "{message}"
+    );
+    assert!(
+        message.contains("does not follow redirects of the token endpoint"),
+        "{message}"
+    );
+    assert!(other.requests().is_empty(), "{:?}", other.requests());
+    // Only the one token request: no retry re-posts the credentials, no page was asked for.
+    let own = provider.requests();
+    assert_eq!(own.len(), 1, "{own:?}");
+    assert_eq!(own[0].method, "POST");
+}

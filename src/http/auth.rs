@@ -12,7 +12,8 @@
 //! provider that rotates refresh tokens hands back a new one; it is stored with the access token
 //! and used for the next refresh, never written back to the instance file.
 
-use crate::instance::{Auth, Secret};
+use crate::instance::mask::Masker;
+use crate::instance::{Auth, Instance, Secret};
 use base64::Engine;
 use chrono::{DateTime, TimeDelta, Utc};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
@@ -86,6 +87,18 @@ pub enum AuthError {
         error: Option<String>,
         description: Option<String>,
     },
+    /// A 3xx from the token endpoint: never followed, since the form carries the refresh
+    /// token and the client secret. `endpoint` and `location` are shown without their query.
+    #[error(
+        "OAuth token endpoint {endpoint} answered HTTP {status} redirecting to {location}; \
+         ocpoll does not follow redirects of the token endpoint (the refresh token and client \
+         secret would go with them): set `oauth.token.url` to the final URL"
+    )]
+    TokenRedirect {
+        endpoint: String,
+        status: u16,
+        location: String,
+    },
     #[error("OAuth token endpoint answered without an `access_token`")]
     NoAccessToken,
     #[error("OAuth token request failed: {reason}")]
@@ -115,6 +128,8 @@ fn describe_oauth_error(error: Option<&str>, description: Option<&str>) -> Strin
 /// One instance's authentication, shared by all of its polls.
 pub struct AuthSession {
     scheme: Scheme,
+    /// The secrets a provider could echo back in an error body (docs/design.md#guarantees).
+    masker: Masker,
 }
 
 enum Scheme {
@@ -200,7 +215,34 @@ impl AuthSession {
                 refreshing: tokio::sync::Mutex::new(()),
             })),
         };
-        Ok(AuthSession { scheme })
+        Ok(AuthSession {
+            scheme,
+            masker: Masker::for_requests(auth, &[]),
+        })
+    }
+
+    /// The session of `instance`, masking every secret of the instance (not only those of
+    /// its authentication) in the provider text it hands out: what polls and `try` use.
+    pub fn for_instance(
+        instance: &Instance,
+        token_store: Arc<dyn TokenStore>,
+    ) -> Result<AuthSession, AuthError> {
+        let mut session = AuthSession::new(&instance.name, &instance.auth, token_store)?;
+        session.masker = Masker::for_instance(instance);
+        Ok(session)
+    }
+
+    /// `text` (a provider's error body) with every secret of the session replaced by `***`:
+    /// the configured credentials and, with OAuth, the access and refresh tokens in use. Every
+    /// excerpt of a provider answer goes through here before it enters an error.
+    pub fn mask(&self, text: &str) -> String {
+        match &self.scheme {
+            Scheme::OAuth(oauth) => match oauth.current_token() {
+                Some(token) => self.masker.with(token_secrets(&token.stored)).text(text),
+                None => self.masker.text(text),
+            },
+            Scheme::Static(_) => self.masker.text(text),
+        }
     }
 
     /// Adds the authentication headers, replacing any of the same name set before (an
@@ -271,7 +313,7 @@ impl AuthSession {
                 return Ok(());
             }
         }
-        oauth.refresh(client, timeout).await
+        oauth.refresh(client, timeout, &self.masker).await
     }
 
     /// After a 401 sent with token `rejected_generation`: refreshes, unless another request
@@ -292,7 +334,28 @@ impl AuthSession {
         {
             return Ok(());
         }
-        oauth.refresh(client, timeout).await
+        oauth.refresh(client, timeout, &self.masker).await
+    }
+}
+
+/// The access token and rotated refresh token of a stored session, for masking.
+pub fn token_secrets(token: &StoredToken) -> Vec<String> {
+    std::iter::once(&token.access_token)
+        .chain(token.refresh_token.as_ref())
+        .map(|secret| secret.expose().to_owned())
+        .collect()
+}
+
+/// Every secret of `instance` plus the OAuth tokens `tokens` holds for it: what a poll's
+/// error is masked with before it is printed, logged or stored.
+pub fn instance_masker(instance: &Instance, tokens: &dyn TokenStore) -> Masker {
+    let masker = Masker::for_instance(instance);
+    if !matches!(instance.auth, Auth::OAuthRefresh { .. }) {
+        return masker;
+    }
+    match tokens.load(&instance.name, &credentials_hash(&instance.auth)) {
+        Some(token) => masker.with(token_secrets(&token)),
+        None => masker,
     }
 }
 
@@ -308,7 +371,12 @@ impl OAuthSession {
     }
 
     /// The refresh-token grant (RFC 6749 section 6), client credentials in the form body.
-    async fn refresh(&self, client: &Client, timeout: Duration) -> Result<(), AuthError> {
+    async fn refresh(
+        &self,
+        client: &Client,
+        timeout: Duration,
+        masker: &Masker,
+    ) -> Result<(), AuthError> {
         let previous = self.current_token();
         let stored_refresh = previous
             .as_ref()
@@ -336,12 +404,35 @@ impl OAuthSession {
                 reason: error.without_url().to_string(),
             })?;
         let status = response.status();
+        // The client follows no redirect by itself (see `http::client`): a 3xx stops here.
+        if status.is_redirection() {
+            let location = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|location| self.token_url.join(location).ok())
+                .map_or_else(
+                    || "nowhere (no Location)".to_owned(),
+                    |url| without_query(&url),
+                );
+            return Err(AuthError::TokenRedirect {
+                endpoint: without_query(&self.token_url),
+                status: status.as_u16(),
+                location,
+            });
+        }
         let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
         if !status.is_success() {
+            // The endpoint may quote what it was sent (the refresh token, the client secret).
+            let masker = masker.with([refresh_token.expose().to_owned()]);
             let field = |name: &str| {
                 body.get(name)
                     .and_then(serde_json::Value::as_str)
-                    .map(|text| text.chars().filter(|c| !c.is_control()).take(200).collect())
+                    .map(|text| {
+                        let text: String =
+                            text.chars().filter(|c| !c.is_control()).take(200).collect();
+                        masker.text(&text)
+                    })
             };
             return Err(AuthError::TokenRejected {
                 status: status.as_u16(),
@@ -420,6 +511,17 @@ pub fn credentials_hash(auth: &Auth) -> String {
         other => field(other.kind()),
     }
     hex::encode(hasher.finalize())
+}
+
+/// A URL as shown in a message: scheme, host, port and path, never the query (it may carry a
+/// credential).
+fn without_query(url: &Url) -> String {
+    let mut shown = url.clone();
+    shown.set_query(None);
+    shown.set_fragment(None);
+    let _ = shown.set_password(None);
+    let _ = shown.set_username("");
+    shown.to_string()
 }
 
 fn authorization(value: String, what: &'static str) -> Result<Scheme, AuthError> {

@@ -6,8 +6,20 @@
 //! [`classify_transport`]; how long to wait is [`RetryPolicy::backoff`] or the provider's
 //! `Retry-After`.
 //!
-//! Errors never carry credentials: header values are not printed, and transport errors drop
-//! the URL (an instance URL may carry an API key in its query).
+//! Errors never carry credentials: header values are not printed, transport errors drop the
+//! URL (an instance URL may carry an API key in its query), and a provider's error body, which
+//! may echo the request's headers, is masked with the session's secrets
+//! ([`AuthSession::mask`]) before its excerpt enters a [`FetchError`].
+//!
+//! Credentials and `http.headers` go only to the origin (scheme, host, port) of the URL asked
+//! for, or to an origin the instance lists in `http.allowed.origins`. Redirects are therefore
+//! followed here, by hand, rather than by reqwest: reqwest's redirect policy can only follow,
+//! stop or fail a hop, not change its headers, and on a hop to another host it removes
+//! `Authorization` and cookies but keeps an API-key header and every custom header, and adds a
+//! `Referer` with the previous URL (query secrets included). Here each hop is checked against
+//! the outbound policy, carries the credentials only when its origin may have them, and no
+//! request ever has a `Referer`. The OAuth token endpoint is never redirected
+//! ([`AuthError::TokenRedirect`](super::AuthError::TokenRedirect)).
 
 use crate::http::auth::{AuthError, AuthSession};
 use crate::http::egress::{self, Blocked, Egress, GuardedResolver, SystemResolver};
@@ -154,6 +166,8 @@ pub enum FetchError {
     Auth(#[from] AuthError),
     #[error("cannot build the HTTP client: {reason}")]
     Setup { reason: String },
+    #[error("redirect: {reason}")]
+    Redirect { reason: String },
 }
 
 impl FetchError {
@@ -210,7 +224,7 @@ impl HttpClient {
     ) -> Result<HttpClient, FetchError> {
         let resolver = Arc::new(GuardedResolver::new(Arc::clone(&egress), resolver));
         Ok(HttpClient {
-            default: build_client(redirects, &egress, &resolver, Vec::new())?,
+            default: build_client(&resolver, Vec::new())?,
             redirects,
             egress,
             resolver,
@@ -267,6 +281,8 @@ impl HttpClient {
                 session,
                 http,
                 extra_headers: &extra_headers,
+                egress: &self.egress,
+                follow: self.redirects == Redirects::Follow,
             };
             let attempt = attempt(request, retry, on_status).await;
             let (cause, wait) = match attempt {
@@ -340,25 +356,22 @@ impl HttpClient {
         if roots.is_empty() {
             return Err(ca_error("no PEM certificate in it".into()));
         }
-        let client = build_client(self.redirects, &self.egress, &self.resolver, roots)?;
+        let client = build_client(&self.resolver, roots)?;
         clients.insert(path.to_owned(), client.clone());
         Ok(client)
     }
 }
 
+/// A reqwest client that follows no redirect (provider GETs follow them by hand, see the
+/// module's documentation; the token endpoint never) and never sends a `Referer`.
 fn build_client(
-    redirects: Redirects,
-    egress: &Arc<Egress>,
     resolver: &Arc<GuardedResolver>,
     extra_roots: Vec<reqwest::Certificate>,
 ) -> Result<Client, FetchError> {
-    let policy = match redirects {
-        Redirects::Follow => egress.redirect_policy(10),
-        Redirects::Never => reqwest::redirect::Policy::none(),
-    };
     Client::builder()
         .user_agent(concat!("ocpoll/", env!("CARGO_PKG_VERSION")))
-        .redirect(policy)
+        .redirect(reqwest::redirect::Policy::none())
+        .referer(false)
         .dns_resolver(Arc::clone(resolver))
         .tls_certs_merge(extra_roots)
         .build()
@@ -398,12 +411,81 @@ enum Attempt {
 }
 
 /// One request as [`attempt`] sends it.
+#[derive(Clone, Copy)]
 struct Request<'a> {
     client: &'a Client,
     url: &'a Url,
     session: &'a AuthSession,
     http: &'a HttpOptions,
     extra_headers: &'a HeaderMap,
+    egress: &'a Egress,
+    /// Follow redirects (provider GETs) or answer with the 3xx.
+    follow: bool,
+}
+
+/// The most redirects one request follows.
+const MAX_REDIRECTS: usize = 10;
+
+/// Sends the GET, following redirects when the request does: each hop is checked against the
+/// outbound policy before it is requested, and carries the credentials and `http.headers`
+/// only when its origin may have them ([`carries_credentials`]).
+async fn send(request: Request<'_>) -> Result<Response, Attempt> {
+    let Request {
+        client,
+        url,
+        session,
+        http,
+        extra_headers,
+        egress,
+        follow,
+    } = request;
+    let mut current = url.clone();
+    let mut hops = 0;
+    loop {
+        let mut builder = client.get(current.clone()).timeout(http.timeout);
+        if carries_credentials(url, &current, http) {
+            builder = session.apply(builder.headers(extra_headers.clone()));
+        }
+        let response = builder
+            .send()
+            .await
+            .map_err(|error| classify_transport(&error))?;
+        let status = response.status().as_u16();
+        if !follow || !matches!(status, 301 | 302 | 303 | 307 | 308) {
+            return Ok(response);
+        }
+        let Some(location) = response.headers().get(reqwest::header::LOCATION) else {
+            return Ok(response);
+        };
+        if hops == MAX_REDIRECTS {
+            return Err(Attempt::Fail(FetchError::Redirect {
+                reason: format!("more than {MAX_REDIRECTS} redirects in a row"),
+            }));
+        }
+        let next = location
+            .to_str()
+            .ok()
+            .and_then(|location| current.join(location).ok())
+            .filter(|next| matches!(next.scheme(), "http" | "https"))
+            .ok_or_else(|| {
+                Attempt::Fail(FetchError::Redirect {
+                    reason: format!("HTTP {status} whose Location is not an http(s) URL"),
+                })
+            })?;
+        egress
+            .check_url(&next)
+            .map_err(|blocked| Attempt::Fail(FetchError::Blocked(blocked)))?;
+        current = next;
+        hops += 1;
+    }
+}
+
+/// Credentials and `http.headers` go to the origin of the URL asked for (a page's URL, which
+/// pagination keeps on the resource's origin or an allowed one) and to the origins of
+/// `http.allowed.origins`; a redirect anywhere else is followed without them.
+fn carries_credentials(asked: &Url, target: &Url, http: &HttpOptions) -> bool {
+    let origin = target.origin();
+    origin == asked.origin() || http.allowed_origins.contains(&origin)
 }
 
 async fn attempt(
@@ -413,10 +495,9 @@ async fn attempt(
 ) -> Attempt {
     let Request {
         client,
-        url,
         session,
         http,
-        extra_headers,
+        ..
     } = request;
     if let Err(error) = session.prepare(client, http.timeout).await {
         return if error.is_transient() {
@@ -430,13 +511,9 @@ async fn attempt(
         };
     }
     let generation = session.token_generation();
-    let request = client
-        .get(url.clone())
-        .timeout(http.timeout)
-        .headers(extra_headers.clone());
-    let response = match session.apply(request).send().await {
+    let response = match send(request).await {
         Ok(response) => response,
-        Err(error) => return classify_transport(&error),
+        Err(attempt) => return attempt,
     };
     let status = response.status();
     on_status(status.as_u16());
@@ -454,7 +531,8 @@ async fn attempt(
         .get(RETRY_AFTER)
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
-    let excerpt = read_excerpt(response).await;
+    // The one place a provider's error body enters an error: masked here, for every path.
+    let excerpt = session.mask(&read_excerpt(response).await);
     if status == StatusCode::UNAUTHORIZED {
         return Attempt::Unauthorized {
             generation,

@@ -323,17 +323,6 @@ impl Egress {
         }
         Ok(())
     }
-
-    /// The redirect policy for a client under this policy: every hop is checked like the first
-    /// URL (its name again when it resolves), at most `max_hops` of them.
-    pub fn redirect_policy(self: &Arc<Self>, max_hops: usize) -> reqwest::redirect::Policy {
-        let egress = Arc::clone(self);
-        let limited = reqwest::redirect::Policy::limited(max_hops);
-        reqwest::redirect::Policy::custom(move |attempt| match egress.check_url(attempt.url()) {
-            Ok(()) => limited.redirect(attempt),
-            Err(blocked) => attempt.error(blocked),
-        })
-    }
 }
 
 /// Finds a [`Blocked`] in an error's chain (reqwest wraps what the resolver or the redirect

@@ -16,7 +16,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_perc
 use reqwest::header::LINK;
 use std::collections::HashSet;
 use thiserror::Error;
-use url::Url;
+use url::{Origin, Url};
 
 /// The most pages one poll reads.
 pub const MAX_PAGES: u64 = 100_000;
@@ -43,6 +43,12 @@ pub enum PaginationError {
     BadLink { link: String, reason: String },
     #[error("the cursor at `{path}` is {found}, not a string or number")]
     BadCursor { path: String, found: &'static str },
+    #[error(
+        "the `Link` header's next page is on another origin, {origin}, than the resource's \
+         ({resource}): credentials are sent only to the origin they were configured for; if the \
+         provider really pages there, list {origin} in `http.allowed.origins`"
+    )]
+    OtherOrigin { origin: String, resource: String },
 }
 
 /// The state of one poll's walk through its pages.
@@ -56,6 +62,8 @@ pub struct Paginator {
     pages_read: u64,
     /// Tokens, cursors and links seen in this poll, to detect loops.
     seen: HashSet<String>,
+    /// Origins besides the first URL's that a `Link` may lead to (`http.allowed.origins`).
+    allowed_origins: Vec<Origin>,
 }
 
 enum Style {
@@ -100,7 +108,15 @@ impl Paginator {
             first,
             pages_read: 0,
             seen: HashSet::new(),
+            allowed_origins: Vec::new(),
         }
+    }
+
+    /// Lets `Link` next pages lead to `origins` too (`http.allowed.origins`). Other styles
+    /// never leave the first URL, whose origin is always allowed.
+    pub fn allowing_origins(mut self, origins: &[Origin]) -> Paginator {
+        self.allowed_origins = origins.to_vec();
+        self
     }
 
     /// The URL of the poll's first request.
@@ -178,6 +194,15 @@ impl Paginator {
                 link: target.clone(),
                 reason: error.to_string(),
             })?;
+        // Every page request carries the credentials: a next page elsewhere would hand them
+        // to whoever the provider (or whoever wrote its Link header) names.
+        let origin = next.origin();
+        if origin != self.first.origin() && !self.allowed_origins.contains(&origin) {
+            return Err(PaginationError::OtherOrigin {
+                origin: origin.ascii_serialization(),
+                resource: self.first.origin().ascii_serialization(),
+            });
+        }
         remember(
             &mut self.seen,
             self.pages_read,

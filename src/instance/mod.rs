@@ -2,11 +2,13 @@
 //!
 //! `model` is what an instance means, `decode` turns JSON into it (pure, collects findings),
 //! `load` reads files and folders (the I/O edge), `finding` is how problems are reported,
-//! `secret` keeps credentials out of every printout.
+//! `secret` keeps credentials out of every printout, `mask` keeps them out of text that
+//! providers and receivers echo back.
 
 pub mod decode;
 pub mod finding;
 pub mod load;
+pub mod mask;
 pub mod model;
 pub mod secret;
 

@@ -117,6 +117,10 @@ pub struct HttpOptions {
     pub timeout: Duration,
     /// `http.ca.file`: extra PEM roots.
     pub ca_file: Option<PathBuf>,
+    /// `http.allowed.origins`: origins besides a page's own that may receive the credentials
+    /// and `http.headers` (a `Link` next page or a redirect there). Empty by default: the
+    /// credentials go only to the origin of the URL they were configured for.
+    pub allowed_origins: Vec<url::Origin>,
 }
 
 impl Default for HttpOptions {
@@ -125,6 +129,7 @@ impl Default for HttpOptions {
             headers: Vec::new(),
             timeout: Duration::from_secs(30),
             ca_file: None,
+            allowed_origins: Vec::new(),
         }
     }
 }

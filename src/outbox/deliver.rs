@@ -36,6 +36,7 @@ use crate::http::client::{error_chain, excerpt};
 use crate::http::egress::{self, Egress, GuardedResolver, SystemResolver};
 use crate::http::retry_after;
 use crate::instance::Instance;
+use crate::instance::mask::Masker;
 use crate::state::{DueNotification, StateError, Store};
 
 #[derive(Debug, Error)]
@@ -130,10 +131,43 @@ impl Sender {
             .headers(headers)
             .timeout(timeout)
             .body(body.to_vec());
-        match request.send().await {
+        let outcome = match request.send().await {
             Ok(response) => read_answer(response).await,
             Err(error) => transport_outcome(&error, timeout),
+        };
+        masked(outcome, instance)
+    }
+}
+
+/// An attempt's outcome with the instance's secrets masked: a receiver may echo what it was
+/// sent (a signature, the callback URL with a token in its query), and what comes back here
+/// is logged and kept as the notification's last error.
+fn masked(outcome: AttemptOutcome, instance: &Instance) -> AttemptOutcome {
+    match outcome {
+        AttemptOutcome::Status {
+            status,
+            retry_after,
+            location,
+            excerpt,
+        } if !(200..300).contains(&status) => {
+            let masker = Masker::for_instance(instance);
+            AttemptOutcome::Status {
+                status,
+                retry_after,
+                location: location.map(|location| match url::Url::parse(&location) {
+                    Ok(url) => masker.url(&url),
+                    Err(_) => masker.text(&location),
+                }),
+                excerpt: masker.text(&excerpt),
+            }
         }
+        AttemptOutcome::Connection { reason } => AttemptOutcome::Connection {
+            reason: Masker::for_instance(instance).text(&reason),
+        },
+        AttemptOutcome::Blocked { reason } => AttemptOutcome::Blocked {
+            reason: Masker::for_instance(instance).text(&reason),
+        },
+        other => other,
     }
 }
 

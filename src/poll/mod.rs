@@ -135,7 +135,9 @@ pub async fn run(ctx: &PollContext, target: &PollTarget, progress: Progress<'_>)
     let result =
         outcome.and_then(|poll| commit::commit(ctx, target, poll, started, next_due, &mut report));
     if let Err(error) = result {
-        let message = error.to_string();
+        // What is printed, logged and stored: never a secret, whatever the provider echoed.
+        let message = crate::http::auth::instance_masker(&target.instance, ctx.tokens.as_ref())
+            .text(&error.to_string());
         // A provider that asks for a longer pause than a poll may wait gets it (docs/design.md#polling).
         let next_due = match &error {
             PollError::Fetch(crate::http::FetchError::RetryAfterTooLong { until }) => {
@@ -182,7 +184,7 @@ async fn read_pages<J: judge::Judge>(
     stager: &mut Stager<'_, J>,
 ) -> Result<(), PollError> {
     let instance = &target.instance;
-    let session = AuthSession::new(&instance.name, &instance.auth, Arc::clone(&ctx.tokens))?;
+    let session = AuthSession::for_instance(instance, Arc::clone(&ctx.tokens))?;
     let reader = PageReader {
         client: &ctx.client,
         session: &session,

@@ -90,7 +90,8 @@ impl PageReader<'_> {
         let resource = target.resource();
         let caps = self.caps.for_resource(resource);
         let deadline = Instant::now() + caps.max_duration;
-        let mut paginator = Paginator::new(&resource.pagination, first_url);
+        let mut paginator = Paginator::new(&resource.pagination, first_url)
+            .allowing_origins(&instance.http.allowed_origins);
         let mut next = Some(paginator.first_url());
         let mut pages = 0;
         while let Some(url) = next.take() {

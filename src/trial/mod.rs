@@ -7,11 +7,11 @@
 //! writes none, and sends nothing. OAuth tokens live in memory ([`MemoryTokenStore`]).
 //!
 //! What decides things is pure and tested on its own: [`inspect`] judges a record against the
-//! watermark, [`suggest`] finds a date pattern that would read a date, [`mask`] keeps secrets
-//! out of the output, [`render`] writes the text report. This file owns the requests.
+//! watermark, [`suggest`] finds a date pattern that would read a date, [`Masker`] (the one
+//! polls use too) keeps secrets out of the output, [`render`] writes the text report. This
+//! file owns the requests.
 
 pub mod inspect;
-pub mod mask;
 pub mod render;
 pub mod suggest;
 
@@ -21,11 +21,11 @@ use crate::http::{
     AuthSession, FetchError, HttpClient, MemoryTokenStore, Page, RecordLimits, RetryPolicy, records,
 };
 use crate::instance::finding::FindingReport;
+use crate::instance::mask::Masker;
 use crate::instance::{Instance, Pagination, PollMode, Resource};
 use crate::poll::{self, PageRead, PageReader, PageSink, PollCaps, PollError, PollTarget};
 use chrono::{DateTime, Utc};
 use inspect::{Outcome, RecordReport, inspect_record, rfc3339};
-use mask::Masker;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -156,11 +156,7 @@ pub async fn run(
         .into_iter()
         .filter(|target| target.resource == resource_index)
         .collect();
-    let session = AuthSession::new(
-        &instance.name,
-        &instance.auth,
-        Arc::new(MemoryTokenStore::default()),
-    );
+    let session = AuthSession::for_instance(instance, Arc::new(MemoryTokenStore::default()));
     let mut reports = Vec::new();
     for target in &targets {
         let mut report = TargetReport::new(target.path_params.clone());

@@ -1,2 +1,3 @@
 pub mod mock_provider;
 pub mod mock_receiver;
+pub mod recorder;

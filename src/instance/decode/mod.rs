@@ -526,7 +526,66 @@ impl Decoder<'_> {
         if let Text::Value(file) = self.text(config, "http.ca.file") {
             http.ca_file = Some(self.ctx.base_dir.join(file));
         }
+        if let Some(value) = config.map.get("http.allowed.origins") {
+            http.allowed_origins = self.origins(value, config.path("http.allowed.origins"));
+        }
         (self.error_count() == before).then_some(http)
+    }
+
+    /// `http.allowed.origins`: an array of origins (`https://host[:port]`, nothing after it),
+    /// or one string of them separated by commas or spaces.
+    fn origins(&mut self, value: &Value, path: JsonPath) -> Vec<url::Origin> {
+        let texts: Vec<(String, JsonPath)> = match value {
+            Value::Array(items) => {
+                let mut texts = Vec::new();
+                for (index, item) in items.iter().enumerate() {
+                    match item.as_str() {
+                        Some(text) => texts.push((text.to_owned(), path.index(index))),
+                        None => self.error(
+                            path.index(index),
+                            format!("expected an origin string, found {}", json::a_type(item)),
+                        ),
+                    }
+                }
+                texts
+            }
+            Value::String(text) => text
+                .split([',', ' '])
+                .filter(|part| !part.is_empty())
+                .map(|part| (part.to_owned(), path.clone()))
+                .collect(),
+            other => {
+                let message = format!(
+                    "expected an array of origins (\"https://host[:port]\"), found {}",
+                    json::a_type(other)
+                );
+                self.error(path, message);
+                return Vec::new();
+            }
+        };
+        let mut origins = Vec::new();
+        for (text, path) in texts {
+            match parse_http_url(text.trim()) {
+                Ok(url)
+                    if url.path() == "/"
+                        && url.query().is_none()
+                        && url.fragment().is_none()
+                        && url.username().is_empty()
+                        && url.password().is_none() =>
+                {
+                    origins.push(url.origin());
+                }
+                _ => self.error(
+                    path,
+                    format!(
+                        "{} is not an origin: write scheme://host[:port], with no path, query \
+                         or user",
+                        describe_value(&Value::String(text))
+                    ),
+                ),
+            }
+        }
+        origins
     }
 
     fn headers(&mut self, value: &Value, path: JsonPath) -> Vec<(String, Secret)> {
@@ -809,6 +868,7 @@ fn is_known_configuration_key(key: &str) -> bool {
         "http.headers",
         "http.timeout.seconds",
         "http.ca.file",
+        "http.allowed.origins",
     ];
     OWN_KEYS.contains(&key) || SECRET_KEYS.contains(&key)
 }

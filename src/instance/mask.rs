@@ -1,16 +1,23 @@
-//! Keeping an instance's secrets out of what `ocpoll try` prints.
+//! Keeping an instance's secrets out of everything ocpoll prints, logs or stores
+//! (docs/design.md#guarantees: secrets never printed).
 //!
-//! `try` prints request URLs and provider answers, and a URL may carry a credential in its
-//! query (`?api_key=...`), written literally or equal to one of the instance's configured
-//! secrets. A [`Masker`] knows the instance's secret values and replaces them with `***`:
+//! Providers and receivers echo what they were sent: an API gateway in debug mode answers a
+//! 401 or a 500 with the request's headers in its body, and that body's excerpt becomes the
+//! poll's error, which `tick` prints, the daemon logs and the state keeps. A [`Masker`] knows
+//! the instance's secret values and replaces them with `***`:
 //! - in a URL, a query value that equals or contains a secret, or whose parameter name says
 //!   it is a credential (`api_key`, `access_token`, `password`, ...), becomes `***`;
 //! - in any text (a URL's path, an error excerpt echoed by the provider), every occurrence of
-//!   a secret, raw or percent-encoded, becomes `***`.
+//!   a secret, raw, percent-encoded or JSON-escaped, becomes `***`.
 //!
-//! Authentication headers are never printed at all, so they need no masking.
+//! One masker serves every path: `ocpoll try`'s output, a provider's error excerpt as it
+//! enters a `FetchError` (`http::AuthSession::mask`), a poll's error before it is logged and
+//! stored (`poll::run`), and a callback's answer before delivery logs and stores it. OAuth
+//! tokens that are not in the instance file (refreshed ones, kept in the state) are added by
+//! the callers that know them ([`Masker::with`]).
 
 use crate::instance::{Auth, Instance};
+use base64::Engine;
 use percent_encoding::{NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use std::fmt;
 use url::Url;
@@ -61,29 +68,30 @@ impl Masker {
         Masker { secrets }
     }
 
-    /// Every credential of the instance: authentication, `http.headers` values, signature keys.
+    /// This masker with more secrets (OAuth tokens the state holds).
+    pub fn with(&self, more: impl IntoIterator<Item = String>) -> Masker {
+        Masker::new(self.secrets.iter().cloned().chain(more))
+    }
+
+    /// The credentials of `auth` and the `http.headers` values: what goes into a provider
+    /// request, so what a provider can echo. Basic's password goes in twice: as is, and as
+    /// the base64 of `username:password` that the `Authorization` header carries.
+    pub fn for_requests(auth: &Auth, http_headers: &[(String, crate::instance::Secret)]) -> Masker {
+        let mut secrets = auth_secrets(auth);
+        secrets.extend(
+            http_headers
+                .iter()
+                .map(|(_, value)| value.expose().to_owned()),
+        );
+        Masker::new(secrets)
+    }
+
+    /// Every credential of the instance: authentication (Basic's base64 form too),
+    /// `http.headers` values, signature keys, and credentials written into its URLs (a
+    /// password in the user info, a query value named like a credential: `?api_key=...` in
+    /// `base.url`, a resource URL or the callback URL).
     pub fn for_instance(instance: &Instance) -> Masker {
-        let mut secrets: Vec<String> = match &instance.auth {
-            Auth::None => Vec::new(),
-            Auth::Basic { password, .. } => vec![password.expose().to_owned()],
-            Auth::ApiKey { key, .. } => vec![key.expose().to_owned()],
-            Auth::Bearer { token } => vec![token.expose().to_owned()],
-            Auth::OAuthRefresh {
-                client_id,
-                client_secret,
-                refresh_token,
-                ..
-            } => [client_id, client_secret, refresh_token]
-                .map(|secret| secret.expose().to_owned())
-                .to_vec(),
-            Auth::Hub {
-                user,
-                organization,
-                element,
-            } => [user, organization, element]
-                .map(|secret| secret.expose().to_owned())
-                .to_vec(),
-        };
+        let mut secrets = auth_secrets(&instance.auth);
         secrets.extend(
             instance
                 .http
@@ -97,6 +105,20 @@ impl Masker {
                 .iter()
                 .map(|key| key.expose().to_owned()),
         );
+        let urls = instance
+            .base_url
+            .iter()
+            .chain(instance.callback_url.iter())
+            .map(|url| url.as_str().to_owned())
+            .chain(
+                instance
+                    .resources
+                    .iter()
+                    .map(|resource| resource.url.raw().to_owned()),
+            );
+        for url in urls {
+            secrets.extend(url_credentials(&url));
+        }
         Masker::new(secrets)
     }
 
@@ -142,13 +164,73 @@ impl Masker {
                 continue;
             }
             masked = masked.replace(secret.as_str(), MASK);
+            // Percent-encoded (echoed URLs), JSON-escaped (echoed headers in a JSON body, some
+            // servers writing `/` as `\/`).
             let encoded = utf8_percent_encode(secret, NON_ALPHANUMERIC).to_string();
-            if encoded != *secret {
-                masked = masked.replace(&encoded, MASK);
+            let json = serde_json::to_string(secret).unwrap_or_default();
+            let json = json.trim_matches('"').to_owned();
+            let slashes = json.replace('/', "\\/");
+            for form in [encoded, json, slashes] {
+                if form != *secret && !form.is_empty() {
+                    masked = masked.replace(&form, MASK);
+                }
             }
         }
         masked
     }
+}
+
+/// The secrets of one authentication family, as configured and as sent.
+fn auth_secrets(auth: &Auth) -> Vec<String> {
+    match auth {
+        Auth::None => Vec::new(),
+        Auth::Basic { username, password } => {
+            let pair = format!("{username}:{}", password.expose());
+            vec![
+                password.expose().to_owned(),
+                base64::engine::general_purpose::STANDARD.encode(pair),
+            ]
+        }
+        Auth::ApiKey { key, .. } => vec![key.expose().to_owned()],
+        Auth::Bearer { token } => vec![token.expose().to_owned()],
+        Auth::OAuthRefresh {
+            client_id,
+            client_secret,
+            refresh_token,
+            ..
+        } => [client_id, client_secret, refresh_token]
+            .map(|secret| secret.expose().to_owned())
+            .to_vec(),
+        Auth::Hub {
+            user,
+            organization,
+            element,
+        } => [user, organization, element]
+            .map(|secret| secret.expose().to_owned())
+            .to_vec(),
+    }
+}
+
+/// Credentials written into a URL (a template's macros left as they are): the user info's
+/// password and the values of query parameters named like credentials.
+fn url_credentials(url: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    if let Ok(parsed) = Url::parse(url)
+        && let Some(password) = parsed.password()
+    {
+        found.push(decode(password));
+    }
+    let query = url.split_once('?').map_or("", |(_, query)| query);
+    let query = query.split_once('#').map_or(query, |(query, _)| query);
+    for pair in query.split('&') {
+        if let Some((name, value)) = pair.split_once('=')
+            && is_credential_name(&decode(name))
+            && !value.contains("${")
+        {
+            found.push(decode(value));
+        }
+    }
+    found
 }
 
 /// A query name or value as the provider reads it (`+` is a space in forms).
@@ -230,5 +312,34 @@ mod tests {
         let secret = Secret::new("abcd-efgh");
         let masker = Masker::new([secret.expose().to_owned()]);
         assert!(!format!("{masker:?}").contains("abcd"));
+    }
+
+    #[test]
+    fn basic_auth_is_masked_as_a_password_and_as_its_header_base64() {
+        use crate::instance::Secret;
+        let auth = Auth::Basic {
+            username: "ada".to_owned(),
+            password: Secret::new("pa/ss+word"),
+        };
+        let masker = Masker::for_requests(&auth, &[]);
+        // base64("ada:pa/ss+word") = YWRhOnBhL3NzK3dvcmQ=
+        assert_eq!(
+            masker.text("Authorization: Basic YWRhOnBhL3NzK3dvcmQ= (pa/ss+word)"),
+            "Authorization: Basic *** (***)"
+        );
+        // Quoted in JSON, with the slash escaped as some servers write it.
+        assert_eq!(masker.text(r#"{"pw": "pa\/ss+word"}"#), r#"{"pw": "***"}"#);
+    }
+
+    #[test]
+    fn credentials_written_in_urls_are_secrets() {
+        assert_eq!(
+            url_credentials("https://u:pw-1234@p.example/c?api_key=k-5678&q=${date:yyyy}&x=1"),
+            ["pw-1234", "k-5678"]
+        );
+        assert_eq!(
+            url_credentials("/contacts?token=${env:X}&page=2"),
+            Vec::<String>::new()
+        );
     }
 }
