@@ -846,6 +846,11 @@ fn assert_no_secret(place: &str, text: &str, secrets: &[&str]) {
 async fn daemon_log_of_failed_polls(setup: &Setup, log: &str, json_format: bool) -> String {
     let log_path = setup.dir.join(log);
     let format = if json_format { "json" } else { "text" };
+    // A fresh state: the daemon starts each target from its saved due time, and the ticks
+    // before saved them a minute ahead.
+    for file in ["state.db", "state.db-wal", "state.db-shm"] {
+        let _ = std::fs::remove_file(setup.dir.join(file));
+    }
     let mut child =
         util::daemon::layout_command(&setup.dir, &["--log-format", format, "run", "--foreground"])
             .stderr(std::fs::File::create(&log_path).unwrap())
