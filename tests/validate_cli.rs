@@ -1067,3 +1067,121 @@ fn secret_references_work_in_number_and_boolean_keys() {
     run.assert_code(0);
     assert_eq!(run.lines()[0], "n.json: OK", "{}", run.show());
 }
+
+// ---- What validate used to let through (issue 12) ------------------------------------------
+
+#[test]
+fn a_key_given_twice_is_an_error_naming_both_positions() {
+    // serde_json keeps the last of two equal keys: the first callback URL was dropped silently.
+    let dir = Dir::new();
+    let text = instance("twice").replace(
+        r#""event.poller.refresh_interval": "15","#,
+        "\"event.poller.refresh_interval\": \"15\",\n    \
+         \"event.notification.callback.url\": \"https://other.example.com/in\",",
+    );
+    dir.create("twice.json", &text);
+    let first = position_of(&text, "\"event.notification.callback.url\"");
+    let second = position_of(
+        &text,
+        "\"event.notification.callback.url\": \"https://other",
+    );
+    let run = dir.run(["validate", "twice.json"]);
+    assert_one_line_error(&run, "twice.json", "given twice");
+    assert_eq!(
+        run.lines()[0],
+        format!(
+            "twice.json:{}:{}: configuration.event.notification.callback.url: this key is given \
+             twice in one object, at {}:{} and {}:{}; only the last one ({}:{}) counts and the \
+             other is silently ignored: keep one and delete the rest",
+            second.0, second.1, first.0, first.1, second.0, second.1, second.0, second.1
+        ),
+        "{}",
+        run.show()
+    );
+}
+
+#[test]
+fn keys_given_twice_are_found_at_any_depth() {
+    let dir = Dir::new();
+    let text = instance("deep")
+        .replace(
+            r#""idField": "id","#,
+            r#""idField": "id", "idField": "uuid", "idField": "key","#,
+        )
+        .replace(r#""tags": ["crm"],"#, r#""tags": [{"a": 1, "a": 2}],"#);
+    dir.create("deep.json", &text);
+    let run = dir.run(["validate", "--format", "json", "deep.json"]);
+    run.assert_code(1);
+    let findings = run.findings();
+    // Three: the two repeated keys, and the tag that is not a string.
+    assert_eq!(findings.len(), 3, "{}", run.show());
+    let (line, _) = position_of(&text, "\"idField\"");
+    let id = findings
+        .iter()
+        .find(|f| f.path == "configuration.event.poller.configuration.contacts.idField")
+        .unwrap_or_else(|| panic!("{}", run.show()));
+    assert!(id.is_error());
+    assert!(id.message.contains("given 3 times"), "{id:?}");
+    assert!(
+        id.message
+            .contains(&format!("at {line}:9, {line}:26 and {line}:45;")),
+        "{id:?}"
+    );
+    assert_eq!((id.line, id.column), (Some(line as u64), Some(45)));
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.path == "tags[0].a" && f.message.contains("given twice")),
+        "{}",
+        run.show()
+    );
+}
+
+#[test]
+fn a_value_of_megabytes_is_quoted_as_a_short_excerpt() {
+    let dir = Dir::new();
+    let huge = "a".repeat(5 * 1024 * 1024);
+    dir.create(
+        "big.json",
+        &instance_with(
+            "big",
+            "event.poller.refresh_interval",
+            &format!("\"{huge}\""),
+        ),
+    );
+    let run = dir.run(["validate", "big.json"]);
+    assert_one_line_error(&run, "big.json", "is not a number of minutes");
+    let line = &run.lines()[0];
+    assert!(line.len() < 300, "{} bytes of output", run.stdout().len());
+    assert!(
+        line.ends_with(&format!(
+            "configuration.event.poller.refresh_interval: \"{}…\" (5242880 bytes) is not a number of minutes",
+            "a".repeat(48)
+        )),
+        "{line}"
+    );
+}
+
+#[test]
+fn two_files_with_one_name_are_both_invalid_even_when_one_has_other_errors() {
+    let dir = Dir::new();
+    dir.create("instances.d/good.json", &instance("crm"));
+    dir.create(
+        "instances.d/bad.json",
+        &instance_with("crm", "event.poller.refresh_interval", r#""<minutes>""#),
+    );
+    let run = dir.run(["validate", "instances.d"]);
+    run.assert_code(1);
+    run.assert_stdout_contains(
+        "instances.d/good.json:3:3: name: instance name \"crm\" is also used by instances.d/bad.json",
+    );
+    run.assert_stdout_contains(
+        "instances.d/bad.json:3:3: name: instance name \"crm\" is also used by instances.d/good.json",
+    );
+    assert_eq!(
+        run.summary(),
+        "2 files: 0 valid, 2 invalid; 3 errors, 0 warnings",
+        "{}",
+        run.show()
+    );
+}

@@ -5,6 +5,7 @@
 //! One bad file never stops the others: every problem becomes a finding of that file.
 
 use crate::instance::decode::{self, DecodeContext, SecretSource, UnresolvedSecrets, io_reason};
+use crate::instance::duplicate_keys;
 use crate::instance::finding::{Finding, JsonPath, Position, Segment};
 use crate::instance::model::Instance;
 use jsonc_parser::common::Ranged;
@@ -22,7 +23,9 @@ pub struct LoadedFile {
     pub path: PathBuf,
     /// False for a folder-level entry (no `*.json` files, cannot be listed).
     pub is_file: bool,
-    /// The instance's name when it decoded without errors (kept even when the instance is not).
+    /// The instance's name whenever it could be told (its `name`, or the file stem), even when
+    /// the file has errors; `None` when the file could not be read or parsed, or `name` has the
+    /// wrong type.
     pub name: Option<String>,
     pub instance: Option<Instance>,
     pub findings: Vec<Finding>,
@@ -174,7 +177,7 @@ pub fn load_bytes(
     secrets: &dyn SecretSource,
 ) -> LoadedFile {
     let parsed = utf8_text(bytes).and_then(|text| Ok((parse_json(text)?, text)));
-    let (value, text) = match parsed {
+    let ((value, repeated_keys), text) = match parsed {
         Ok(parsed) => parsed,
         Err(finding) => return LoadedFile::failed(path.to_path_buf(), finding),
     };
@@ -191,6 +194,9 @@ pub fn load_bytes(
     };
     let decoded = decode::decode(&value, &ctx);
     let mut findings = decoded.findings;
+    if repeated_keys && let Some(root) = parse_with_positions(text) {
+        findings.extend(duplicate_keys::findings(&root, text));
+    }
     if !findings.is_empty() {
         locate_findings(text, &mut findings);
         // Top to bottom, as an editor shows the file; findings without a position last.
@@ -203,10 +209,7 @@ pub fn load_bytes(
     LoadedFile {
         path: path.to_path_buf(),
         is_file: true,
-        name: decoded
-            .instance
-            .as_ref()
-            .map(|instance| instance.name.clone()),
+        name: decoded.name,
         instance: decoded.instance,
         findings,
     }
@@ -252,15 +255,15 @@ fn utf8_text(bytes: &[u8]) -> Result<&str, Finding> {
     })
 }
 
-/// Strict JSON; errors carry serde_json's line and column.
-fn parse_json(text: &str) -> Result<serde_json::Value, Finding> {
+/// Strict JSON, and whether an object repeats a key; errors carry serde_json's line and column.
+fn parse_json(text: &str) -> Result<(serde_json::Value, bool), Finding> {
     if text.trim().is_empty() {
         return Err(Finding::error(
             JsonPath::root(),
             "the file is empty; an instance file holds one JSON object",
         ));
     }
-    serde_json::from_str(text).map_err(|error| {
+    duplicate_keys::parse(text).map_err(|error| {
         let position = Position {
             line: error.line(),
             column: error.column().max(1),
@@ -282,8 +285,8 @@ fn json_error_message(error: &serde_json::Error) -> String {
     }
 }
 
-/// Gives each finding the line and column of the deepest part of its path that exists.
-fn locate_findings(text: &str, findings: &mut [Finding]) {
+/// The document with the positions of its parts (strict JSON, as [`parse_json`] read it).
+fn parse_with_positions(text: &str) -> Option<jsonc_parser::ast::Value<'_>> {
     let strict = jsonc_parser::ParseOptions {
         allow_comments: false,
         allow_loose_object_property_names: false,
@@ -296,10 +299,14 @@ fn locate_findings(text: &str, findings: &mut [Finding]) {
         allow_non_finite_numbers: false,
         allow_extended_string_escapes: false,
     };
-    let Ok(parsed) = jsonc_parser::parse_to_ast(text, &Default::default(), &strict) else {
-        return;
-    };
-    let Some(root) = parsed.value else {
+    jsonc_parser::parse_to_ast(text, &Default::default(), &strict)
+        .ok()?
+        .value
+}
+
+/// Gives each finding the line and column of the deepest part of its path that exists.
+fn locate_findings(text: &str, findings: &mut [Finding]) {
+    let Some(root) = parse_with_positions(text) else {
         return;
     };
     for finding in findings.iter_mut().filter(|f| f.position.is_none()) {

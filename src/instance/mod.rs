@@ -5,6 +5,7 @@
 //! `secret` keeps credentials out of every printout.
 
 pub mod decode;
+mod duplicate_keys;
 pub mod finding;
 pub mod load;
 pub mod model;

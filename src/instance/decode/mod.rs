@@ -56,6 +56,9 @@ pub struct DecodeContext<'a> {
 #[derive(Debug)]
 pub struct Decoded {
     pub instance: Option<Instance>,
+    /// The instance's name whenever it can be told (`name`, or the file stem), even when the
+    /// file has other errors: two files with one name are both invalid whatever else is wrong.
+    pub name: Option<String>,
     pub findings: Vec<Finding>,
 }
 
@@ -65,11 +68,13 @@ pub fn decode(root: &Value, ctx: &DecodeContext) -> Decoded {
         ctx,
         findings: Vec::new(),
         base_url_configured: false,
+        name: None,
     };
     let instance = decoder.instance(root);
     let has_errors = decoder.findings.iter().any(Finding::is_error);
     Decoded {
         instance: if has_errors { None } else { instance },
+        name: decoder.name,
         findings: decoder.findings,
     }
 }
@@ -126,6 +131,8 @@ struct Decoder<'a> {
     findings: Vec<Finding>,
     /// `base.url` is set (possibly invalid): relative URLs then get no second error for it.
     base_url_configured: bool,
+    /// The instance's name as soon as it is known (see [`Decoded::name`]).
+    name: Option<String>,
 }
 
 impl Decoder<'_> {
@@ -150,6 +157,7 @@ impl Decoder<'_> {
             return None;
         };
         let name = self.instance_name(root);
+        self.name.clone_from(&name);
         let element_key = self.element_key(root);
         self.provider_data(root);
         let tags = self.tags(root);
