@@ -1185,3 +1185,61 @@ fn two_files_with_one_name_are_both_invalid_even_when_one_has_other_errors() {
         run.show()
     );
 }
+
+#[test]
+fn a_misspelled_key_is_a_warning_and_an_error_under_strict() {
+    let dir = Dir::new();
+    let text = instance("typo").replace(
+        r#""idField": "id","#,
+        r#""idField": "id", "lookbakSeconds": 60,"#,
+    );
+    dir.create("typo.json", &text);
+    let (line, column) = position_of(&text, "\"lookbakSeconds\"");
+    let expected = format!(
+        "typo.json:{line}:{column}: configuration.event.poller.configuration.contacts.lookbakSeconds: \
+         warning: \"lookbakSeconds\" is not a key ocpoll knows and is ignored; did you mean `lookbackSeconds`?"
+    );
+    let run = dir.run(["validate", "typo.json"]);
+    run.assert_code(0);
+    assert_eq!(run.lines()[0], expected, "{}", run.show());
+    let strict = dir.run(["validate", "--strict", "typo.json"]);
+    strict.assert_code(1);
+    assert_eq!(
+        strict.lines()[0],
+        expected.replace("warning: ", ""),
+        "{}",
+        strict.show()
+    );
+    // An unknown key near nothing known stays silent, even under --strict.
+    let text = instance("other").replace(
+        r#""idField": "id","#,
+        r#""idField": "id", "objectName": "contact","#,
+    );
+    dir.create("other.json", &text);
+    dir.run(["validate", "--strict", "other.json"])
+        .assert_code(0);
+}
+
+#[test]
+fn disabled_events_beside_a_poller_configuration_warn_that_nothing_is_polled() {
+    let dir = Dir::new();
+    let text = instance_with("off", "event.notification.enabled", "false");
+    dir.create("off.json", &text);
+    let (line, column) = position_of(&text, "\"event.notification.enabled\"");
+    let run = dir.run(["validate", "off.json"]);
+    run.assert_code(0);
+    assert_eq!(
+        run.lines(),
+        [
+            format!(
+                "off.json:{line}:{column}: configuration.event.notification.enabled: warning: events are \
+                 disabled, so nothing will be polled although \"event.poller.configuration\" lists \
+                 resources; set it to true to poll them"
+            ),
+            "off.json: OK (1 warning)".to_owned(),
+            "1 file: 1 valid, 0 invalid; 0 errors, 1 warning".to_owned(),
+        ],
+        "{}",
+        run.show()
+    );
+}

@@ -105,10 +105,16 @@ impl Decoder<'_> {
         })
     }
 
-    /// Instance keys inside a resource mean a misplaced brace (the Salesloft seed).
+    /// Instance keys inside a resource mean a misplaced brace (the Salesloft seed); other
+    /// unknown keys may be misspelled resource keys.
     fn misplaced_resource_keys(&mut self, resource: &ConfigView) {
         for key in resource.map.keys() {
-            if !RESOURCE_KEYS.contains(&key.as_str()) && looks_instance_level(key) {
+            if RESOURCE_KEYS.contains(&key.as_str()) {
+                continue;
+            }
+            if let Some(meant) = near_miss(key, RESOURCE_KEYS) {
+                self.warning(resource.path(key), misspelled(key, meant));
+            } else if looks_instance_level(key) {
                 self.warning(
                     resource.path(key),
                     format!(
@@ -315,6 +321,7 @@ impl Decoder<'_> {
             }
         };
         let dates = ConfigView { map, path };
+        self.misspelled_keys(dates.map, &dates.path, DATES_KEYS);
         let updated = self.date_field(&dates, "updated", None);
         let has_created = dates.map.contains_key("createdDateField");
         if !has_created {
@@ -445,6 +452,11 @@ impl Decoder<'_> {
             }
         };
         let view = ConfigView { map, path };
+        self.misspelled_keys(
+            view.map,
+            &view.path,
+            &["type", "pageSize", "cursorPath", "cursorParam", "pageParam"],
+        );
         let kind = match self.text(&view, "type") {
             Text::Value(kind) => kind,
             _ => "auto".to_owned(),
