@@ -1243,3 +1243,41 @@ fn disabled_events_beside_a_poller_configuration_warn_that_nothing_is_polled() {
         run.show()
     );
 }
+
+#[test]
+fn date_patterns_that_cannot_be_meant_are_warnings_with_the_pattern_meant() {
+    let dir = Dir::new();
+    let text = instance("dates")
+        .replace(
+            r#""updatedDateFormat": "yyyy-MM-dd'T'HH:mm:ssXXX","#,
+            r#""updatedDateFormat": "YYYY-MM-DD hh:mm:SS","#,
+        )
+        .replace(
+            "${date:yyyy-MM-dd'T'HH:mm:ssXXX}",
+            "${date:yyyy-MM-dd'T'HH:MM:ss}",
+        );
+    dir.create("dates.json", &text);
+    let run = dir.run(["validate", "dates.json"]);
+    run.assert_code(0);
+    let (line, column) = position_of(&text, "\"updatedDateFormat\"");
+    let format = format!(
+        "dates.json:{line}:{column}: configuration.event.poller.configuration.contacts.datesConfiguration.updatedDateFormat: warning: \"YYYY-MM-DD hh:mm:SS\": "
+    );
+    let meant = "; did you mean \"yyyy-MM-dd HH:mm:ss\"?";
+    for reason in [
+        "YYYY is Java's week year, which is the next year in the last days of December (ocpoll reads it as the year)",
+        "DD is the day of the year (1-366), beside a month: the day of the month is dd",
+        "hh is the hour on a 12-hour clock and there is no AM/PM marker (a): 1 PM and 1 AM both read as 01",
+        "SS is the fraction of a second, and there are no seconds (ss)",
+    ] {
+        run.assert_stdout_contains(&format!("{format}{reason}{meant}\n"));
+    }
+    run.assert_stdout_contains(
+        ".url: warning: date format \"yyyy-MM-dd'T'HH:MM:ss\": MM after the hour is the month: \
+         minutes are mm; did you mean \"yyyy-MM-dd'T'HH:mm:ss\"? (at character 17 of the url)",
+    );
+    assert_eq!(
+        run.summary(),
+        "1 file: 1 valid, 0 invalid; 0 errors, 5 warnings"
+    );
+}

@@ -413,6 +413,17 @@ impl Decoder<'_> {
     ) -> Option<DateFormat> {
         match DateFormat::new(spec) {
             Ok(format) => {
+                if let Some(doubts) = format.doubts() {
+                    // A pattern from a secret reference is named, never quoted.
+                    let shown = reference.clone().unwrap_or_else(|| format!("{spec:?}"));
+                    for reason in &doubts.reasons {
+                        let meant = match &reference {
+                            Some(_) => String::new(),
+                            None => format!("; did you mean {:?}?", doubts.meant),
+                        };
+                        self.warning(path.clone(), format!("{shown}: {reason}{meant}"));
+                    }
+                }
                 if format.has_dotless_fraction() {
                     self.warning(
                         path,

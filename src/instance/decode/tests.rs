@@ -520,6 +520,60 @@ fn dotless_fraction_formats_are_warned_about() {
 }
 
 #[test]
+fn doubtful_date_patterns_are_warned_about_with_the_pattern_meant() {
+    let decoded = decode_value(&with_resource(json!({
+        "url": "/contacts?since=${date:yyyy-MM-dd'T'HH:MM:ss}",
+        "datesConfiguration": {
+            "updatedDateField": "updated_at",
+            "updatedDateFormat": "YYYY-MM-DD'T'hh:mm:SS",
+        },
+    })));
+    let format = format!("{CONTACTS}.datesConfiguration.updatedDateFormat");
+    for phrase in [
+        "YYYY is Java's week year",
+        "DD is the day of the year",
+        "hh is the hour on a 12-hour clock",
+        "SS is the fraction of a second",
+    ] {
+        assert_finding(&decoded, Severity::Warning, &format, phrase);
+    }
+    assert_finding(
+        &decoded,
+        Severity::Warning,
+        &format,
+        "\"YYYY-MM-DD'T'hh:mm:SS\": DD is the day of the year (1-366), beside a month: the day of \
+         the month is dd; did you mean \"yyyy-MM-dd'T'HH:mm:ss\"?",
+    );
+    assert_finding(
+        &decoded,
+        Severity::Warning,
+        &format!("{CONTACTS}.url"),
+        "date format \"yyyy-MM-dd'T'HH:MM:ss\": MM after the hour is the month: minutes are mm; \
+         did you mean \"yyyy-MM-dd'T'HH:mm:ss\"? (at character 17 of the url)",
+    );
+    assert_eq!(decoded.findings.len(), 5, "{:#?}", findings_text(&decoded));
+    // Warnings: the instance is valid and YYYY reads as the year.
+    assert!(decoded.instance.is_some());
+    // A pattern from a secret reference is named, never quoted.
+    let secrets = FakeSecrets {
+        env: HashMap::from([("FORMAT".to_owned(), "yyyy-MM-DD".to_owned())]),
+        ..FakeSecrets::default()
+    };
+    let value = with_resource(json!({"datesConfiguration": {
+        "updatedDateField": "updated_at",
+        "updatedDateFormat": "${env:FORMAT}",
+    }}));
+    let decoded = decode_with(&value, &secrets, UnresolvedSecrets::Warn);
+    assert_eq!(
+        findings_text(&decoded),
+        [format!(
+            "Warning {format}: \"${{env:FORMAT}}\": DD is the day of the year (1-366), beside a \
+             month: the day of the month is dd"
+        )]
+    );
+}
+
+#[test]
 fn missing_datesconfiguration_is_snapshot_mode() {
     let decoded = decode_value(&with_resource(json!({"datesConfiguration": null})));
     assert!(decoded.instance.unwrap().resources[0].dates.is_none());
