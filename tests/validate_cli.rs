@@ -1281,3 +1281,73 @@ fn date_patterns_that_cannot_be_meant_are_warnings_with_the_pattern_meant() {
         "1 file: 1 valid, 0 invalid; 0 errors, 5 warnings"
     );
 }
+
+#[test]
+fn a_poller_configuration_given_as_a_json_string_is_decoded_with_a_note() {
+    // Some connector guides show event.poller.configuration as a string; Open Connectors
+    // accepts it. Findings inside point at the key within the string, where the file has it.
+    let dir = Dir::new();
+    let inner =
+        r#"{\n  \"contacts\": {\n    \"url\": \"/contacts\",\n    \"idFeild\": \"id\"\n  }\n}"#;
+    let text = format!(
+        r#"{{
+  "element": {{ "key": "generic" }},
+  "name": "str",
+  "configuration": {{
+    "base.url": "https://api.example.com/v1",
+    "event.notification.enabled": true,
+    "event.notification.callback.url": "https://hooks.example.com/ocpoll",
+    "event.poller.refresh_interval": "15",
+    "event.poller.configuration": "{inner}"
+  }}
+}}
+"#
+    );
+    dir.create("str.json", &text);
+    let run = dir.run(["validate", "str.json"]);
+    run.assert_code(1);
+    let (line, column) = position_of(&text, "\"event.poller.configuration\"");
+    let (_, contacts) = position_of(&text, r#"\"contacts\""#);
+    let (_, typo) = position_of(&text, r#"\"idFeild\""#);
+    let resource = "configuration.event.poller.configuration.contacts";
+    assert_eq!(
+        run.lines(),
+        [
+            format!(
+                "str.json:{line}:{column}: configuration.event.poller.configuration: warning: given as \
+                 a JSON string holding the resources, which Open Connectors accepts and ocpoll decodes \
+                 the same way; write the object itself, without the quotes and backslashes"
+            ),
+            format!(
+                "str.json:{line}:{contacts}: {resource}.idField: missing \"idField\" (the record's id \
+                 field; \"\" identifies records by their content)"
+            ),
+            format!(
+                "str.json:{line}:{typo}: {resource}.idFeild: warning: \"idFeild\" is not a key ocpoll \
+                 knows and is ignored; did you mean `idField`?"
+            ),
+            "1 file: 0 valid, 1 invalid; 1 error, 2 warnings".to_owned(),
+        ],
+        "{}",
+        run.show()
+    );
+    // Fixed inside the string, the file is valid, with the note.
+    dir.create("str.json", &text.replace("idFeild", "idField"));
+    let run = dir.run(["validate", "str.json"]);
+    run.assert_code(0);
+    assert_eq!(
+        run.summary(),
+        "1 file: 1 valid, 0 invalid; 0 errors, 1 warning"
+    );
+    // A string that holds no object is an error.
+    dir.create(
+        "str.json",
+        &text.replace(&format!("\"{inner}\""), r#""{\"contacts\": ""#),
+    );
+    let run = dir.run(["validate", "str.json"]);
+    assert_one_line_error(
+        &run,
+        "str.json",
+        "found a string that is not JSON: EOF while parsing",
+    );
+}

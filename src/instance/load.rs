@@ -310,16 +310,24 @@ fn locate_findings(text: &str, findings: &mut [Finding]) {
         return;
     };
     for finding in findings.iter_mut().filter(|f| f.position.is_none()) {
-        let offset = offset_of(&root, &finding.path);
+        let offset = offset_of(&root, &finding.path, text);
         finding.position = Some(Position::of_offset(text, offset));
     }
 }
 
-fn offset_of(root: &jsonc_parser::ast::Value, path: &JsonPath) -> usize {
+fn offset_of(root: &jsonc_parser::ast::Value, path: &JsonPath, text: &str) -> usize {
+    offset_in(root, path.segments(), text)
+}
+
+/// The byte offset in `text` (the document `root` was parsed from) of the deepest part of
+/// `segments` that exists. A JSON string holding JSON (a string-encoded
+/// `event.poller.configuration`) is followed into: the offset is then that of the inner part
+/// within the string as the file writes it.
+fn offset_in(root: &jsonc_parser::ast::Value, segments: &[Segment], text: &str) -> usize {
     use jsonc_parser::ast::Value;
     let mut node = root;
     let mut offset = root.start();
-    for segment in path.segments() {
+    for (depth, segment) in segments.iter().enumerate() {
         let next = match (segment, node) {
             // JSON with a repeated key keeps the last one, as serde_json does.
             (Segment::Key(key), Value::Object(object)) => object
@@ -332,6 +340,15 @@ fn offset_of(root: &jsonc_parser::ast::Value, path: &JsonPath) -> usize {
                 .elements
                 .get(*index)
                 .map(|element| (element.start(), element)),
+            (_, Value::StringLit(string)) => {
+                let inner = string.value.as_ref();
+                let Some(inner_root) = parse_with_positions(inner) else {
+                    break;
+                };
+                let inner_offset = offset_in(&inner_root, &segments[depth..], inner);
+                let raw = text.get(string.range.start..string.range.end).unwrap_or("");
+                return string.range.start + raw_offset(raw, inner_offset);
+            }
             _ => None,
         };
         let Some((start, value)) = next else {
@@ -341,6 +358,43 @@ fn offset_of(root: &jsonc_parser::ast::Value, path: &JsonPath) -> usize {
         node = value;
     }
     offset
+}
+
+/// The byte offset in the string literal `raw` (quotes and escapes as written) of byte
+/// `decoded` of the string's value.
+fn raw_offset(raw: &str, decoded: usize) -> usize {
+    let bytes = raw.as_bytes();
+    let end = bytes.len().saturating_sub(1); // the closing quote
+    let mut index = 1; // after the opening quote
+    let mut value_len = 0;
+    while index < end && value_len < decoded {
+        if bytes[index] != b'\\' {
+            value_len += 1;
+            index += 1;
+            continue;
+        }
+        match bytes.get(index + 1) {
+            Some(b'u') => {
+                let unit = raw
+                    .get(index + 2..index + 6)
+                    .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+                    .unwrap_or(0);
+                if (0xD800..0xDC00).contains(&unit) {
+                    // A surrogate pair: two escapes, one four-byte character.
+                    value_len += 4;
+                    index += 12;
+                } else {
+                    value_len += char::from_u32(unit).map_or(3, char::len_utf8);
+                    index += 6;
+                }
+            }
+            _ => {
+                value_len += 1;
+                index += 2;
+            }
+        }
+    }
+    index.min(end)
 }
 
 /// Where `path` points in the file at `file`, when it can be read and parsed.
@@ -383,5 +437,42 @@ fn reject_duplicate_names(loaded: &mut [LoadedFile]) {
             finding.position = position_in_file(&file.path, &name_path);
             file.findings.push(finding);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_inside_a_string_count_its_escapes() {
+        // `{"a": "é😀\"x"}` written with escapes; the value's bytes map back to the literal's.
+        let raw = r#""{\"a\": \"\u00e9\ud83d\ude00\\\"x\"}""#;
+        let value: String = serde_json::from_str(raw).unwrap();
+        let x = value.find('x').unwrap();
+        assert_eq!(&raw[raw_offset(raw, x)..raw_offset(raw, x) + 1], "x");
+        let a = value.find('a').unwrap();
+        assert_eq!(&raw[raw_offset(raw, a)..raw_offset(raw, a) + 1], "a");
+        assert_eq!(raw_offset(raw, 0), 1);
+        assert_eq!(raw_offset(raw, value.len() + 10), raw.len() - 1);
+    }
+
+    #[test]
+    fn findings_inside_a_string_encoded_object_point_into_the_string() {
+        let text = "{\"c\": {\"r\": \"{\\\"contacts\\\": {\\\"url\\\": 1}}\"}}";
+        let mut findings = [Finding::error(
+            JsonPath::root()
+                .key("c")
+                .key("r")
+                .key("contacts")
+                .key("url"),
+            "x",
+        )];
+        locate_findings(text, &mut findings);
+        let offset = text.find("\\\"url").unwrap();
+        assert_eq!(
+            findings[0].position,
+            Some(Position::of_offset(text, offset))
+        );
     }
 }

@@ -12,7 +12,42 @@ impl Decoder<'_> {
     ) -> Option<Vec<Resource>> {
         let key = "event.poller.configuration";
         let path = config.path(key);
+        let from_string: Value;
         let resources = match config.map.get(key) {
+            // Open Connectors accepts the object written as a JSON string (some connector
+            // guides show it so): decoded the same, with a note.
+            Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
+                Ok(Value::Object(resources)) => {
+                    self.warning(
+                        path.clone(),
+                        "given as a JSON string holding the resources, which Open Connectors \
+                         accepts and ocpoll decodes the same way; write the object itself, \
+                         without the quotes and backslashes",
+                    );
+                    from_string = Value::Object(resources);
+                    from_string.as_object().expect("an object")
+                }
+                Ok(other) => {
+                    self.error(
+                        path,
+                        format!(
+                            "expected an object of resources, found a string holding {}",
+                            json::a_type(&other)
+                        ),
+                    );
+                    return None;
+                }
+                Err(error) => {
+                    self.error(
+                        path,
+                        format!(
+                            "expected an object of resources, found a string that is not JSON: \
+                             {error} of the string"
+                        ),
+                    );
+                    return None;
+                }
+            },
             None => {
                 if polling_enabled {
                     self.warning(
