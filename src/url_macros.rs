@@ -145,6 +145,7 @@ impl UrlTemplate {
     /// formats that write a fraction right after the seconds without a '.'.
     pub fn warnings(&self) -> Vec<MacroWarning> {
         let mut warnings: Vec<MacroWarning> = self.unbalanced_quote_warning().into_iter().collect();
+        warnings.extend(self.parts.iter().flat_map(doubtful_pattern_warnings));
         warnings.extend(self.parts.iter().filter_map(dotless_fraction_warning));
         warnings
     }
@@ -206,6 +207,27 @@ impl UrlTemplate {
             ),
         })
     }
+}
+
+/// A warning per doubt about a macro's date pattern (`DD` beside `MM`, `MM` after `HH:`, ...).
+fn doubtful_pattern_warnings(part: &Part) -> Vec<MacroWarning> {
+    let Part::Date { format, offset, .. } = part else {
+        return Vec::new();
+    };
+    let Some(doubts) = format.doubts() else {
+        return Vec::new();
+    };
+    doubts
+        .reasons
+        .iter()
+        .map(|reason| MacroWarning {
+            offset: *offset,
+            message: format!(
+                "date format \"{format}\": {reason}; did you mean \"{}\"?",
+                doubts.meant
+            ),
+        })
+        .collect()
 }
 
 fn dotless_fraction_warning(part: &Part) -> Option<MacroWarning> {

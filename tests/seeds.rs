@@ -178,6 +178,12 @@ fn salesloft_body() {
                 "configuration.oauth.api.key",
                 &["OAuth client credentials without"],
             ),
+            // Events are off while a resource is configured: nothing would be polled.
+            (
+                WARNING,
+                "configuration.event.notification.enabled",
+                &["events are disabled", "nothing will be polled"],
+            ),
             // Salesloft's dotless fraction.
             (
                 WARNING,

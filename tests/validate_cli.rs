@@ -1067,3 +1067,287 @@ fn secret_references_work_in_number_and_boolean_keys() {
     run.assert_code(0);
     assert_eq!(run.lines()[0], "n.json: OK", "{}", run.show());
 }
+
+// ---- What validate used to let through (issue 12) ------------------------------------------
+
+#[test]
+fn a_key_given_twice_is_an_error_naming_both_positions() {
+    // serde_json keeps the last of two equal keys: the first callback URL was dropped silently.
+    let dir = Dir::new();
+    let text = instance("twice").replace(
+        r#""event.poller.refresh_interval": "15","#,
+        "\"event.poller.refresh_interval\": \"15\",\n    \
+         \"event.notification.callback.url\": \"https://other.example.com/in\",",
+    );
+    dir.create("twice.json", &text);
+    let first = position_of(&text, "\"event.notification.callback.url\"");
+    let second = position_of(
+        &text,
+        "\"event.notification.callback.url\": \"https://other",
+    );
+    let run = dir.run(["validate", "twice.json"]);
+    assert_one_line_error(&run, "twice.json", "given twice");
+    assert_eq!(
+        run.lines()[0],
+        format!(
+            "twice.json:{}:{}: configuration.event.notification.callback.url: this key is given \
+             twice in one object, at {}:{} and {}:{}; only the last one ({}:{}) counts and the \
+             other is silently ignored: keep one and delete the rest",
+            second.0, second.1, first.0, first.1, second.0, second.1, second.0, second.1
+        ),
+        "{}",
+        run.show()
+    );
+}
+
+#[test]
+fn keys_given_twice_are_found_at_any_depth() {
+    let dir = Dir::new();
+    let text = instance("deep")
+        .replace(
+            r#""idField": "id","#,
+            r#""idField": "id", "idField": "uuid", "idField": "key","#,
+        )
+        .replace(r#""tags": ["crm"],"#, r#""tags": [{"a": 1, "a": 2}],"#);
+    dir.create("deep.json", &text);
+    let run = dir.run(["validate", "--format", "json", "deep.json"]);
+    run.assert_code(1);
+    let findings = run.findings();
+    // Three: the two repeated keys, and the tag that is not a string.
+    assert_eq!(findings.len(), 3, "{}", run.show());
+    let (line, _) = position_of(&text, "\"idField\"");
+    let id = findings
+        .iter()
+        .find(|f| f.path == "configuration.event.poller.configuration.contacts.idField")
+        .unwrap_or_else(|| panic!("{}", run.show()));
+    assert!(id.is_error());
+    assert!(id.message.contains("given 3 times"), "{id:?}");
+    assert!(
+        id.message
+            .contains(&format!("at {line}:9, {line}:26 and {line}:45;")),
+        "{id:?}"
+    );
+    assert_eq!((id.line, id.column), (Some(line as u64), Some(45)));
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.path == "tags[0].a" && f.message.contains("given twice")),
+        "{}",
+        run.show()
+    );
+}
+
+#[test]
+fn a_value_of_megabytes_is_quoted_as_a_short_excerpt() {
+    let dir = Dir::new();
+    let huge = "a".repeat(5 * 1024 * 1024);
+    dir.create(
+        "big.json",
+        &instance_with(
+            "big",
+            "event.poller.refresh_interval",
+            &format!("\"{huge}\""),
+        ),
+    );
+    let run = dir.run(["validate", "big.json"]);
+    assert_one_line_error(&run, "big.json", "is not a number of minutes");
+    let line = &run.lines()[0];
+    assert!(line.len() < 300, "{} bytes of output", run.stdout().len());
+    assert!(
+        line.ends_with(&format!(
+            "configuration.event.poller.refresh_interval: \"{}…\" (5242880 bytes) is not a number of minutes",
+            "a".repeat(48)
+        )),
+        "{line}"
+    );
+}
+
+#[test]
+fn two_files_with_one_name_are_both_invalid_even_when_one_has_other_errors() {
+    let dir = Dir::new();
+    dir.create("instances.d/good.json", &instance("crm"));
+    dir.create(
+        "instances.d/bad.json",
+        &instance_with("crm", "event.poller.refresh_interval", r#""<minutes>""#),
+    );
+    let run = dir.run(["validate", "instances.d"]);
+    run.assert_code(1);
+    run.assert_stdout_contains(
+        "instances.d/good.json:3:3: name: instance name \"crm\" is also used by instances.d/bad.json",
+    );
+    run.assert_stdout_contains(
+        "instances.d/bad.json:3:3: name: instance name \"crm\" is also used by instances.d/good.json",
+    );
+    assert_eq!(
+        run.summary(),
+        "2 files: 0 valid, 2 invalid; 3 errors, 0 warnings",
+        "{}",
+        run.show()
+    );
+}
+
+#[test]
+fn a_misspelled_key_is_a_warning_and_an_error_under_strict() {
+    let dir = Dir::new();
+    let text = instance("typo").replace(
+        r#""idField": "id","#,
+        r#""idField": "id", "lookbakSeconds": 60,"#,
+    );
+    dir.create("typo.json", &text);
+    let (line, column) = position_of(&text, "\"lookbakSeconds\"");
+    let expected = format!(
+        "typo.json:{line}:{column}: configuration.event.poller.configuration.contacts.lookbakSeconds: \
+         warning: \"lookbakSeconds\" is not a key ocpoll knows and is ignored; did you mean `lookbackSeconds`?"
+    );
+    let run = dir.run(["validate", "typo.json"]);
+    run.assert_code(0);
+    assert_eq!(run.lines()[0], expected, "{}", run.show());
+    let strict = dir.run(["validate", "--strict", "typo.json"]);
+    strict.assert_code(1);
+    assert_eq!(
+        strict.lines()[0],
+        expected.replace("warning: ", ""),
+        "{}",
+        strict.show()
+    );
+    // An unknown key near nothing known stays silent, even under --strict.
+    let text = instance("other").replace(
+        r#""idField": "id","#,
+        r#""idField": "id", "objectName": "contact","#,
+    );
+    dir.create("other.json", &text);
+    dir.run(["validate", "--strict", "other.json"])
+        .assert_code(0);
+}
+
+#[test]
+fn disabled_events_beside_a_poller_configuration_warn_that_nothing_is_polled() {
+    let dir = Dir::new();
+    let text = instance_with("off", "event.notification.enabled", "false");
+    dir.create("off.json", &text);
+    let (line, column) = position_of(&text, "\"event.notification.enabled\"");
+    let run = dir.run(["validate", "off.json"]);
+    run.assert_code(0);
+    assert_eq!(
+        run.lines(),
+        [
+            format!(
+                "off.json:{line}:{column}: configuration.event.notification.enabled: warning: events are \
+                 disabled, so nothing will be polled although \"event.poller.configuration\" lists \
+                 resources; set it to true to poll them"
+            ),
+            "off.json: OK (1 warning)".to_owned(),
+            "1 file: 1 valid, 0 invalid; 0 errors, 1 warning".to_owned(),
+        ],
+        "{}",
+        run.show()
+    );
+}
+
+#[test]
+fn date_patterns_that_cannot_be_meant_are_warnings_with_the_pattern_meant() {
+    let dir = Dir::new();
+    let text = instance("dates")
+        .replace(
+            r#""updatedDateFormat": "yyyy-MM-dd'T'HH:mm:ssXXX","#,
+            r#""updatedDateFormat": "YYYY-MM-DD hh:mm:SS","#,
+        )
+        .replace(
+            "${date:yyyy-MM-dd'T'HH:mm:ssXXX}",
+            "${date:yyyy-MM-dd'T'HH:MM:ss}",
+        );
+    dir.create("dates.json", &text);
+    let run = dir.run(["validate", "dates.json"]);
+    run.assert_code(0);
+    let (line, column) = position_of(&text, "\"updatedDateFormat\"");
+    let format = format!(
+        "dates.json:{line}:{column}: configuration.event.poller.configuration.contacts.datesConfiguration.updatedDateFormat: warning: \"YYYY-MM-DD hh:mm:SS\": "
+    );
+    let meant = "; did you mean \"yyyy-MM-dd HH:mm:ss\"?";
+    for reason in [
+        "YYYY is Java's week year, which is the next year in the last days of December (ocpoll reads it as the year)",
+        "DD is the day of the year (1-366), beside a month: the day of the month is dd",
+        "hh is the hour on a 12-hour clock and there is no AM/PM marker (a): 1 PM and 1 AM both read as 01",
+        "SS is the fraction of a second, and there are no seconds (ss)",
+    ] {
+        run.assert_stdout_contains(&format!("{format}{reason}{meant}\n"));
+    }
+    run.assert_stdout_contains(
+        ".url: warning: date format \"yyyy-MM-dd'T'HH:MM:ss\": MM after the hour is the month: \
+         minutes are mm; did you mean \"yyyy-MM-dd'T'HH:mm:ss\"? (at character 17 of the url)",
+    );
+    assert_eq!(
+        run.summary(),
+        "1 file: 1 valid, 0 invalid; 0 errors, 5 warnings"
+    );
+}
+
+#[test]
+fn a_poller_configuration_given_as_a_json_string_is_decoded_with_a_note() {
+    // Some connector guides show event.poller.configuration as a string; Open Connectors
+    // accepts it. Findings inside point at the key within the string, where the file has it.
+    let dir = Dir::new();
+    let inner =
+        r#"{\n  \"contacts\": {\n    \"url\": \"/contacts\",\n    \"idFeild\": \"id\"\n  }\n}"#;
+    let text = format!(
+        r#"{{
+  "element": {{ "key": "generic" }},
+  "name": "str",
+  "configuration": {{
+    "base.url": "https://api.example.com/v1",
+    "event.notification.enabled": true,
+    "event.notification.callback.url": "https://hooks.example.com/ocpoll",
+    "event.poller.refresh_interval": "15",
+    "event.poller.configuration": "{inner}"
+  }}
+}}
+"#
+    );
+    dir.create("str.json", &text);
+    let run = dir.run(["validate", "str.json"]);
+    run.assert_code(1);
+    let (line, column) = position_of(&text, "\"event.poller.configuration\"");
+    let (_, contacts) = position_of(&text, r#"\"contacts\""#);
+    let (_, typo) = position_of(&text, r#"\"idFeild\""#);
+    let resource = "configuration.event.poller.configuration.contacts";
+    assert_eq!(
+        run.lines(),
+        [
+            format!(
+                "str.json:{line}:{column}: configuration.event.poller.configuration: warning: given as \
+                 a JSON string holding the resources, which Open Connectors accepts and ocpoll decodes \
+                 the same way; write the object itself, without the quotes and backslashes"
+            ),
+            format!(
+                "str.json:{line}:{contacts}: {resource}.idField: missing \"idField\" (the record's id \
+                 field; \"\" identifies records by their content)"
+            ),
+            format!(
+                "str.json:{line}:{typo}: {resource}.idFeild: warning: \"idFeild\" is not a key ocpoll \
+                 knows and is ignored; did you mean `idField`?"
+            ),
+            "1 file: 0 valid, 1 invalid; 1 error, 2 warnings".to_owned(),
+        ],
+        "{}",
+        run.show()
+    );
+    // Fixed inside the string, the file is valid, with the note.
+    dir.create("str.json", &text.replace("idFeild", "idField"));
+    let run = dir.run(["validate", "str.json"]);
+    run.assert_code(0);
+    assert_eq!(
+        run.summary(),
+        "1 file: 1 valid, 0 invalid; 0 errors, 1 warning"
+    );
+    // A string that holds no object is an error.
+    dir.create(
+        "str.json",
+        &text.replace(&format!("\"{inner}\""), r#""{\"contacts\": ""#),
+    );
+    let run = dir.run(["validate", "str.json"]);
+    assert_one_line_error(
+        &run,
+        "str.json",
+        "found a string that is not JSON: EOF while parsing",
+    );
+}

@@ -16,8 +16,10 @@ pub(super) struct FieldSpec {
     pub(super) field: Field,
     /// How many times the letter is repeated.
     pub(super) count: usize,
+    /// The letter as written (`Y` is read as `y`, `L` as `M`; `validate` says so).
+    pub(super) letter: char,
     /// 1-based character position of the letter run in the pattern.
-    position: usize,
+    pub(super) position: usize,
     /// Another number follows directly in the pattern (`HHmmss`), so this one can only be
     /// told apart by its width: parse exactly `count` digits.
     pub(super) fixed_width: bool,
@@ -133,6 +135,7 @@ pub(super) fn compile_pattern(pattern: &str) -> Result<Vec<Token>, FormatError> 
             tokens.push(Token::Field(FieldSpec {
                 field,
                 count,
+                letter: c,
                 position: index + 1,
                 fixed_width: false,
                 dot_optional: false,
@@ -204,7 +207,9 @@ fn field_for_letter(
         pattern: pattern.to_string(),
     };
     let field = match letter {
-        'y' => Field::Year,
+        // `Y` is Java's week year, which differs from the year only around New Year: nobody
+        // filtering by date means it, so it reads as the year (`validate` warns).
+        'y' | 'Y' => Field::Year,
         'M' | 'L' => Field::Month,
         'd' => Field::DayOfMonth,
         'D' => Field::DayOfYear,
@@ -231,7 +236,6 @@ fn field_for_letter(
         }
         'X' => Field::ZoneIso,
         'G' => return Err(unsupported("era")),
-        'Y' => return Err(unsupported("week year")),
         'w' => return Err(unsupported("week in year")),
         'W' => return Err(unsupported("week in month")),
         'F' => return Err(unsupported("day of week in month")),
@@ -282,7 +286,7 @@ mod tests {
         assert_eq!(format_error(""), "empty date format");
         assert_eq!(
             format_error("YYYY-ww"),
-            "pattern letter 'Y' (week year) at position 1 in \"YYYY-ww\" is not supported by ocpoll"
+            "pattern letter 'w' (week in year) at position 6 in \"YYYY-ww\" is not supported by ocpoll"
         );
         assert_eq!(
             format_error("HH:mmXXXX"),

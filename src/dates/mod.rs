@@ -20,6 +20,7 @@
 
 mod compile;
 mod cursor;
+mod doubt;
 mod epoch;
 mod format;
 mod parse;
@@ -41,6 +42,7 @@ use epoch::{EpochUnit, parse_epoch_number, parse_epoch_text};
 use format::format_pattern;
 use parse::parse_pattern;
 
+pub use doubt::Doubts;
 pub use zone::Zone;
 
 // English month and day names (`MMM`/`MMMM`, `EEE`/`EEEE`): formatting prints them, parsing
@@ -272,6 +274,15 @@ impl DateFormat {
     /// (Salesloft's `ssSSSSSS`): parsing copes, but `validate` warns about it.
     pub fn has_dotless_fraction(&self) -> bool {
         self.pattern_fields().any(|spec| spec.dot_optional)
+    }
+
+    /// What is doubtful in this pattern (`DD` beside `MM`, `MM` after `HH:`, ...), with the
+    /// pattern probably meant; `None` for a pattern that says what it means.
+    pub fn doubts(&self) -> Option<Doubts> {
+        match &self.kind {
+            FormatKind::Pattern(tokens) => doubt::doubts(tokens, &self.spec),
+            _ => None,
+        }
     }
 
     /// True when the pattern carries its own offset (`X`, `Z` or `z`). A quoted `'Z'` is a

@@ -97,12 +97,14 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// Every finding is made here or in [`Finding::warning`], so every message goes through
+    /// [`shorten_quoted`]: a value of megabytes is never echoed whole.
     pub fn error(path: JsonPath, message: impl Into<String>) -> Self {
         Finding {
             severity: Severity::Error,
             path,
             position: None,
-            message: message.into(),
+            message: shorten_quoted(message.into()),
         }
     }
 
@@ -111,7 +113,7 @@ impl Finding {
             severity: Severity::Warning,
             path,
             position: None,
-            message: message.into(),
+            message: shorten_quoted(message.into()),
         }
     }
 
@@ -143,6 +145,117 @@ impl Finding {
             message: self.message.clone(),
         }
     }
+}
+
+/// A quoted value longer than this many characters is cut to an excerpt in messages.
+const MAX_QUOTED_CHARS: usize = 120;
+/// How many characters of a cut value a message keeps.
+const EXCERPT_CHARS: usize = 48;
+/// A message still longer than this (a huge value written without quotes) is cut as a whole.
+const MAX_MESSAGE_CHARS: usize = 2000;
+
+/// Cuts every `"quoted"` value of `message` longer than [`MAX_QUOTED_CHARS`] characters to
+/// `"its start…" (N bytes)`, N being the value's length. Values are quoted with Rust's `{:?}`
+/// (escapes such as `\"` do not end them) or between plain quotes.
+pub(crate) fn shorten_quoted(message: String) -> String {
+    // No quoted value can be too long in a short message: the common case costs one compare.
+    if message.len() <= MAX_QUOTED_CHARS + 2 {
+        return message;
+    }
+    let mut out = String::with_capacity(MAX_MESSAGE_CHARS.min(message.len()));
+    let mut rest = message.as_str();
+    while let Some(open) = rest.find('"') {
+        out.push_str(&rest[..=open]);
+        let after = &rest[open + 1..];
+        let Some(close) = closing_quote(after) else {
+            rest = after;
+            break;
+        };
+        let inner = &after[..close];
+        match inner.char_indices().nth(MAX_QUOTED_CHARS) {
+            Some(_) => {
+                let cut = inner
+                    .char_indices()
+                    .nth(EXCERPT_CHARS)
+                    .map_or(inner.len(), |(index, _)| index);
+                let excerpt = without_broken_escape(&inner[..cut]);
+                out.push_str(excerpt);
+                out.push_str("…\"");
+                out.push_str(&format!(" ({} bytes)", unescaped_len(inner)));
+            }
+            None => {
+                out.push_str(inner);
+                out.push('"');
+            }
+        }
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    match out.char_indices().nth(MAX_MESSAGE_CHARS) {
+        Some((cut, _)) => format!("{}… (message cut, {} bytes)", &out[..cut], out.len()),
+        None => out,
+    }
+}
+
+/// The byte index of the quote that ends a quoted value starting at `text`'s first byte.
+fn closing_quote(text: &str) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut index = 0;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'\\' => index += 2,
+            b'"' => return Some(index),
+            _ => index += 1,
+        }
+    }
+    None
+}
+
+/// `excerpt` without a trailing escape that the cut left unfinished (`\` or `\u{1F60`).
+fn without_broken_escape(excerpt: &str) -> &str {
+    let mut chars = excerpt.char_indices();
+    while let Some((start, c)) = chars.next() {
+        if c != '\\' {
+            continue;
+        }
+        let finished = match chars.next() {
+            Some((_, 'u')) => chars.any(|(_, c)| c == '}'),
+            Some(_) => true,
+            None => false,
+        };
+        if !finished {
+            return &excerpt[..start];
+        }
+    }
+    excerpt
+}
+
+/// The length in bytes of the value a `{:?}`-quoted text stands for.
+fn unescaped_len(quoted: &str) -> usize {
+    let mut len = 0;
+    let mut chars = quoted.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            len += c.len_utf8();
+            continue;
+        }
+        match chars.next() {
+            Some('u') => {
+                let hex: String = chars
+                    .by_ref()
+                    .take_while(|c| *c != '}')
+                    .filter(char::is_ascii_hexdigit)
+                    .collect();
+                len += u32::from_str_radix(&hex, 16)
+                    .ok()
+                    .and_then(char::from_u32)
+                    .map_or(1, char::len_utf8);
+            }
+            Some(_) => len += 1,
+            None => {}
+        }
+    }
+    len
 }
 
 struct FindingLine<'a> {
@@ -217,6 +330,48 @@ mod tests {
             warning.display_for(Path::new("a.json")).to_string(),
             "a.json: name: warning: placeholder"
         );
+    }
+
+    #[test]
+    fn long_quoted_values_are_cut_to_an_excerpt_with_their_length() {
+        let huge = "a".repeat(5 * 1024 * 1024);
+        let finding = Finding::error(
+            JsonPath::root().key("x"),
+            format!("{huge:?} is not a number of minutes"),
+        );
+        assert_eq!(
+            finding.message,
+            format!(
+                "\"{}…\" (5242880 bytes) is not a number of minutes",
+                "a".repeat(EXCERPT_CHARS)
+            )
+        );
+        // Every quoted value is cut, escapes do not end a value and are counted unescaped.
+        let tricky = format!("say \"{}\" twice", "b".repeat(200));
+        let message = shorten_quoted(format!(
+            "{tricky:?} and {:?}, but \"short\" stays",
+            "é".repeat(130)
+        ));
+        assert_eq!(
+            message,
+            format!(
+                "\"say \\\"{}…\" (212 bytes) and \"{}…\" (260 bytes), but \"short\" stays",
+                "b".repeat(EXCERPT_CHARS - 6),
+                "é".repeat(EXCERPT_CHARS)
+            )
+        );
+        // A cut never leaves half an escape.
+        let message = shorten_quoted(format!(
+            "{:?}",
+            format!("{}\u{1}{}", "c".repeat(45), "d".repeat(100))
+        ));
+        assert_eq!(message, format!("\"{}…\" (146 bytes)", "c".repeat(45)));
+        let short = "\"fine\" is short".to_owned();
+        assert_eq!(shorten_quoted(short.clone()), short);
+        // A huge value without quotes is cut with the whole message.
+        let bare = shorten_quoted(format!("${{env:{}}}: not set", "N".repeat(5000)));
+        assert!(bare.chars().count() < MAX_MESSAGE_CHARS + 40, "{bare}");
+        assert!(bare.ends_with("(message cut, 5016 bytes)"), "{bare}");
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! One bad file never stops the others: every problem becomes a finding of that file.
 
 use crate::instance::decode::{self, DecodeContext, SecretSource, UnresolvedSecrets, io_reason};
+use crate::instance::duplicate_keys;
 use crate::instance::finding::{Finding, JsonPath, Position, Segment};
 use crate::instance::model::Instance;
 use jsonc_parser::common::Ranged;
@@ -22,7 +23,9 @@ pub struct LoadedFile {
     pub path: PathBuf,
     /// False for a folder-level entry (no `*.json` files, cannot be listed).
     pub is_file: bool,
-    /// The instance's name when it decoded without errors (kept even when the instance is not).
+    /// The instance's name whenever it could be told (its `name`, or the file stem), even when
+    /// the file has errors; `None` when the file could not be read or parsed, or `name` has the
+    /// wrong type.
     pub name: Option<String>,
     pub instance: Option<Instance>,
     pub findings: Vec<Finding>,
@@ -174,7 +177,7 @@ pub fn load_bytes(
     secrets: &dyn SecretSource,
 ) -> LoadedFile {
     let parsed = utf8_text(bytes).and_then(|text| Ok((parse_json(text)?, text)));
-    let (value, text) = match parsed {
+    let ((value, repeated_keys), text) = match parsed {
         Ok(parsed) => parsed,
         Err(finding) => return LoadedFile::failed(path.to_path_buf(), finding),
     };
@@ -191,6 +194,9 @@ pub fn load_bytes(
     };
     let decoded = decode::decode(&value, &ctx);
     let mut findings = decoded.findings;
+    if repeated_keys && let Some(root) = parse_with_positions(text) {
+        findings.extend(duplicate_keys::findings(&root, text));
+    }
     if !findings.is_empty() {
         locate_findings(text, &mut findings);
         // Top to bottom, as an editor shows the file; findings without a position last.
@@ -203,10 +209,7 @@ pub fn load_bytes(
     LoadedFile {
         path: path.to_path_buf(),
         is_file: true,
-        name: decoded
-            .instance
-            .as_ref()
-            .map(|instance| instance.name.clone()),
+        name: decoded.name,
         instance: decoded.instance,
         findings,
     }
@@ -252,15 +255,15 @@ fn utf8_text(bytes: &[u8]) -> Result<&str, Finding> {
     })
 }
 
-/// Strict JSON; errors carry serde_json's line and column.
-fn parse_json(text: &str) -> Result<serde_json::Value, Finding> {
+/// Strict JSON, and whether an object repeats a key; errors carry serde_json's line and column.
+fn parse_json(text: &str) -> Result<(serde_json::Value, bool), Finding> {
     if text.trim().is_empty() {
         return Err(Finding::error(
             JsonPath::root(),
             "the file is empty; an instance file holds one JSON object",
         ));
     }
-    serde_json::from_str(text).map_err(|error| {
+    duplicate_keys::parse(text).map_err(|error| {
         let position = Position {
             line: error.line(),
             column: error.column().max(1),
@@ -282,8 +285,8 @@ fn json_error_message(error: &serde_json::Error) -> String {
     }
 }
 
-/// Gives each finding the line and column of the deepest part of its path that exists.
-fn locate_findings(text: &str, findings: &mut [Finding]) {
+/// The document with the positions of its parts (strict JSON, as [`parse_json`] read it).
+fn parse_with_positions(text: &str) -> Option<jsonc_parser::ast::Value<'_>> {
     let strict = jsonc_parser::ParseOptions {
         allow_comments: false,
         allow_loose_object_property_names: false,
@@ -296,23 +299,35 @@ fn locate_findings(text: &str, findings: &mut [Finding]) {
         allow_non_finite_numbers: false,
         allow_extended_string_escapes: false,
     };
-    let Ok(parsed) = jsonc_parser::parse_to_ast(text, &Default::default(), &strict) else {
-        return;
-    };
-    let Some(root) = parsed.value else {
+    jsonc_parser::parse_to_ast(text, &Default::default(), &strict)
+        .ok()?
+        .value
+}
+
+/// Gives each finding the line and column of the deepest part of its path that exists.
+fn locate_findings(text: &str, findings: &mut [Finding]) {
+    let Some(root) = parse_with_positions(text) else {
         return;
     };
     for finding in findings.iter_mut().filter(|f| f.position.is_none()) {
-        let offset = offset_of(&root, &finding.path);
+        let offset = offset_of(&root, &finding.path, text);
         finding.position = Some(Position::of_offset(text, offset));
     }
 }
 
-fn offset_of(root: &jsonc_parser::ast::Value, path: &JsonPath) -> usize {
+fn offset_of(root: &jsonc_parser::ast::Value, path: &JsonPath, text: &str) -> usize {
+    offset_in(root, path.segments(), text)
+}
+
+/// The byte offset in `text` (the document `root` was parsed from) of the deepest part of
+/// `segments` that exists. A JSON string holding JSON (a string-encoded
+/// `event.poller.configuration`) is followed into: the offset is then that of the inner part
+/// within the string as the file writes it.
+fn offset_in(root: &jsonc_parser::ast::Value, segments: &[Segment], text: &str) -> usize {
     use jsonc_parser::ast::Value;
     let mut node = root;
     let mut offset = root.start();
-    for segment in path.segments() {
+    for (depth, segment) in segments.iter().enumerate() {
         let next = match (segment, node) {
             // JSON with a repeated key keeps the last one, as serde_json does.
             (Segment::Key(key), Value::Object(object)) => object
@@ -325,6 +340,15 @@ fn offset_of(root: &jsonc_parser::ast::Value, path: &JsonPath) -> usize {
                 .elements
                 .get(*index)
                 .map(|element| (element.start(), element)),
+            (_, Value::StringLit(string)) => {
+                let inner = string.value.as_ref();
+                let Some(inner_root) = parse_with_positions(inner) else {
+                    break;
+                };
+                let inner_offset = offset_in(&inner_root, &segments[depth..], inner);
+                let raw = text.get(string.range.start..string.range.end).unwrap_or("");
+                return string.range.start + raw_offset(raw, inner_offset);
+            }
             _ => None,
         };
         let Some((start, value)) = next else {
@@ -334,6 +358,43 @@ fn offset_of(root: &jsonc_parser::ast::Value, path: &JsonPath) -> usize {
         node = value;
     }
     offset
+}
+
+/// The byte offset in the string literal `raw` (quotes and escapes as written) of byte
+/// `decoded` of the string's value.
+fn raw_offset(raw: &str, decoded: usize) -> usize {
+    let bytes = raw.as_bytes();
+    let end = bytes.len().saturating_sub(1); // the closing quote
+    let mut index = 1; // after the opening quote
+    let mut value_len = 0;
+    while index < end && value_len < decoded {
+        if bytes[index] != b'\\' {
+            value_len += 1;
+            index += 1;
+            continue;
+        }
+        match bytes.get(index + 1) {
+            Some(b'u') => {
+                let unit = raw
+                    .get(index + 2..index + 6)
+                    .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+                    .unwrap_or(0);
+                if (0xD800..0xDC00).contains(&unit) {
+                    // A surrogate pair: two escapes, one four-byte character.
+                    value_len += 4;
+                    index += 12;
+                } else {
+                    value_len += char::from_u32(unit).map_or(3, char::len_utf8);
+                    index += 6;
+                }
+            }
+            _ => {
+                value_len += 1;
+                index += 2;
+            }
+        }
+    }
+    index.min(end)
 }
 
 /// Where `path` points in the file at `file`, when it can be read and parsed.
@@ -376,5 +437,42 @@ fn reject_duplicate_names(loaded: &mut [LoadedFile]) {
             finding.position = position_in_file(&file.path, &name_path);
             file.findings.push(finding);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_inside_a_string_count_its_escapes() {
+        // `{"a": "é😀\"x"}` written with escapes; the value's bytes map back to the literal's.
+        let raw = r#""{\"a\": \"\u00e9\ud83d\ude00\\\"x\"}""#;
+        let value: String = serde_json::from_str(raw).unwrap();
+        let x = value.find('x').unwrap();
+        assert_eq!(&raw[raw_offset(raw, x)..raw_offset(raw, x) + 1], "x");
+        let a = value.find('a').unwrap();
+        assert_eq!(&raw[raw_offset(raw, a)..raw_offset(raw, a) + 1], "a");
+        assert_eq!(raw_offset(raw, 0), 1);
+        assert_eq!(raw_offset(raw, value.len() + 10), raw.len() - 1);
+    }
+
+    #[test]
+    fn findings_inside_a_string_encoded_object_point_into_the_string() {
+        let text = "{\"c\": {\"r\": \"{\\\"contacts\\\": {\\\"url\\\": 1}}\"}}";
+        let mut findings = [Finding::error(
+            JsonPath::root()
+                .key("c")
+                .key("r")
+                .key("contacts")
+                .key("url"),
+            "x",
+        )];
+        locate_findings(text, &mut findings);
+        let offset = text.find("\\\"url").unwrap();
+        assert_eq!(
+            findings[0].position,
+            Some(Position::of_offset(text, offset))
+        );
     }
 }

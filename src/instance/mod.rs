@@ -6,6 +6,7 @@
 //! providers and receivers echo back.
 
 pub mod decode;
+mod duplicate_keys;
 pub mod finding;
 pub mod load;
 pub mod mask;

@@ -56,6 +56,9 @@ pub struct DecodeContext<'a> {
 #[derive(Debug)]
 pub struct Decoded {
     pub instance: Option<Instance>,
+    /// The instance's name whenever it can be told (`name`, or the file stem), even when the
+    /// file has other errors: two files with one name are both invalid whatever else is wrong.
+    pub name: Option<String>,
     pub findings: Vec<Finding>,
 }
 
@@ -65,11 +68,13 @@ pub fn decode(root: &Value, ctx: &DecodeContext) -> Decoded {
         ctx,
         findings: Vec::new(),
         base_url_configured: false,
+        name: None,
     };
     let instance = decoder.instance(root);
     let has_errors = decoder.findings.iter().any(Finding::is_error);
     Decoded {
         instance: if has_errors { None } else { instance },
+        name: decoder.name,
         findings: decoder.findings,
     }
 }
@@ -123,11 +128,23 @@ const RESOURCE_KEYS: &[&str] = &[
     "maxPollSeconds",
 ];
 
+/// The keys of `datesConfiguration`.
+const DATES_KEYS: &[&str] = &[
+    "updatedDateField",
+    "updatedDateFormat",
+    "updatedDateTimezone",
+    "createdDateField",
+    "createdDateFormat",
+    "createdDateTimezone",
+];
+
 struct Decoder<'a> {
     ctx: &'a DecodeContext<'a>,
     findings: Vec<Finding>,
     /// `base.url` is set (possibly invalid): relative URLs then get no second error for it.
     base_url_configured: bool,
+    /// The instance's name as soon as it is known (see [`Decoded::name`]).
+    name: Option<String>,
 }
 
 impl Decoder<'_> {
@@ -137,6 +154,17 @@ impl Decoder<'_> {
 
     fn warning(&mut self, path: JsonPath, message: impl Into<String>) {
         self.findings.push(Finding::warning(path, message));
+    }
+
+    /// A warning for each key of `map` that is not in `known` but close to a key that is: a
+    /// misspelled key is ignored like any unknown one, and the setting it meant is missing.
+    /// Unknown keys near nothing known stay silent (providers have many).
+    fn misspelled_keys(&mut self, map: &Map<String, Value>, path: &JsonPath, known: &[&str]) {
+        for key in map.keys() {
+            if let Some(meant) = near_miss(key, known) {
+                self.warning(path.key(key), misspelled(key, meant));
+            }
+        }
     }
 
     fn instance(&mut self, root: &Value) -> Option<Instance> {
@@ -151,7 +179,9 @@ impl Decoder<'_> {
             );
             return None;
         };
+        self.misspelled_keys(root, &root_path, INSTANCE_LEVEL_KEYS);
         let name = self.instance_name(root);
+        self.name.clone_from(&name);
         let element_key = self.element_key(root);
         self.provider_data(root);
         let tags = self.tags(root);
@@ -178,6 +208,8 @@ impl Decoder<'_> {
             map: config,
             path: config_path,
         };
+        let known: Vec<&str> = [OWN_CONFIGURATION_KEYS, SECRET_KEYS, OPEN_CONNECTORS_KEYS].concat();
+        self.misspelled_keys(config.map, &config.path, &known);
         self.configuration(name?, element_key, tags, &config)
     }
 
@@ -229,6 +261,8 @@ impl Decoder<'_> {
                     None
                 }
                 None => {
+                    // Open Connectors identifies an element by its key or its id.
+                    self.misspelled_keys(element, &path, &["key", "id"]);
                     self.warning(path, "missing \"key\"; events will carry no elementKey");
                     None
                 }
@@ -298,9 +332,12 @@ impl Decoder<'_> {
         tags: Vec<String>,
         config: &ConfigView,
     ) -> Option<Instance> {
-        let events_enabled = self
-            .loose_bool(config, "event.notification.enabled")
-            .unwrap_or(false);
+        let enabled_key = "event.notification.enabled";
+        let enabled = self.loose_bool(config, enabled_key);
+        let events_enabled = enabled.unwrap_or(false);
+        if enabled == Some(false) || !config.map.contains_key(enabled_key) {
+            self.disabled_with_resources(config);
+        }
         let vendor = self.vendor_type(config);
         let polling_enabled = events_enabled && vendor == VendorType::Polling;
         if events_enabled && vendor == VendorType::Webhooks {
@@ -342,6 +379,29 @@ impl Decoder<'_> {
             resources: resources?,
             other_configuration,
         })
+    }
+
+    /// SPEC: a disabled instance is valid and not polled; with resources configured, that is
+    /// rarely what the file's author meant.
+    fn disabled_with_resources(&mut self, config: &ConfigView) {
+        let key = "event.notification.enabled";
+        let has_resources = match config.map.get("event.poller.configuration") {
+            Some(Value::Object(resources)) => !resources.is_empty(),
+            Some(Value::String(text)) => !text.trim().is_empty(),
+            _ => false,
+        };
+        if !has_resources {
+            return;
+        }
+        let message = if config.map.contains_key(key) {
+            "events are disabled, so nothing will be polled although \"event.poller.configuration\" \
+             lists resources; set it to true to poll them"
+        } else {
+            "missing, so events are disabled (the default) and nothing will be polled although \
+             \"event.poller.configuration\" lists resources; add \"event.notification.enabled\": true \
+             to poll them"
+        };
+        self.warning(config.path(key), message);
     }
 
     fn vendor_type(&mut self, config: &ConfigView) -> VendorType {
@@ -848,29 +908,72 @@ fn looks_instance_level(key: &str) -> bool {
         || SECRET_KEYS.contains(&key)
 }
 
+/// ocpoll's own configuration keys (the credentials are in [`SECRET_KEYS`]).
+const OWN_CONFIGURATION_KEYS: &[&str] = &[
+    "event.notification.enabled",
+    "event.vendor.type",
+    "event.notification.callback.url",
+    "event.notification.signature.key",
+    "event.notification.batch.size",
+    "event.notification.batch.bytes",
+    "event.notification.timeout.seconds",
+    "event.notification.retry.hours",
+    "event.poller.refresh_interval",
+    "event.poller.refresh_seconds",
+    "event.poller.configuration",
+    "base.url",
+    "username",
+    "api.key.header",
+    "oauth.token.url",
+    "http.headers",
+    "http.timeout.seconds",
+    "http.ca.file",
+    "http.allowed.origins",
+];
+
+/// Keys of Open Connectors instance bodies (the seeds, docs/instances.md) that ocpoll keeps and
+/// ignores: known, so that none of them is taken for a misspelling of one of ocpoll's.
+const OPEN_CONNECTORS_KEYS: &[&str] = &[
+    "filter.response.nulls",
+    "oauth.callback.url",
+    "oauth.user.refresh_time",
+    "oauth.user.token",
+    "oauth.scope",
+    "oauth.authorization.url",
+];
+
+fn misspelled(key: &str, meant: &str) -> String {
+    format!("{key:?} is not a key ocpoll knows and is ignored; did you mean `{meant}`?")
+}
+
 fn is_known_configuration_key(key: &str) -> bool {
-    const OWN_KEYS: &[&str] = &[
-        "event.notification.enabled",
-        "event.vendor.type",
-        "event.notification.callback.url",
-        "event.notification.signature.key",
-        "event.notification.batch.size",
-        "event.notification.batch.bytes",
-        "event.notification.timeout.seconds",
-        "event.notification.retry.hours",
-        "event.poller.refresh_interval",
-        "event.poller.refresh_seconds",
-        "event.poller.configuration",
-        "base.url",
-        "username",
-        "api.key.header",
-        "oauth.token.url",
-        "http.headers",
-        "http.timeout.seconds",
-        "http.ca.file",
-        "http.allowed.origins",
-    ];
-    OWN_KEYS.contains(&key) || SECRET_KEYS.contains(&key)
+    OWN_CONFIGURATION_KEYS.contains(&key) || SECRET_KEYS.contains(&key)
+}
+
+/// The key of `known` that `key` is probably a misspelling of: equal but for case, or within a
+/// small edit distance (one edit for keys of 4 to 7 characters, two from 8 on; a swap of two
+/// neighbours is one edit). `None` for a known key and for one near nothing known.
+fn near_miss<'k>(key: &str, known: &[&'k str]) -> Option<&'k str> {
+    if known.contains(&key) {
+        return None;
+    }
+    let most = match key.chars().count() {
+        0..=3 => 0,
+        4..=7 => 1,
+        _ => 2,
+    };
+    let key = key.to_lowercase();
+    known
+        .iter()
+        .map(|candidate| {
+            (
+                strsim::osa_distance(&key, &candidate.to_lowercase()),
+                *candidate,
+            )
+        })
+        .filter(|(distance, _)| *distance <= most)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, candidate)| candidate)
 }
 
 fn is_header_name(name: &str) -> bool {

@@ -12,7 +12,42 @@ impl Decoder<'_> {
     ) -> Option<Vec<Resource>> {
         let key = "event.poller.configuration";
         let path = config.path(key);
+        let from_string: Value;
         let resources = match config.map.get(key) {
+            // Open Connectors accepts the object written as a JSON string (some connector
+            // guides show it so): decoded the same, with a note.
+            Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
+                Ok(Value::Object(resources)) => {
+                    self.warning(
+                        path.clone(),
+                        "given as a JSON string holding the resources, which Open Connectors \
+                         accepts and ocpoll decodes the same way; write the object itself, \
+                         without the quotes and backslashes",
+                    );
+                    from_string = Value::Object(resources);
+                    from_string.as_object().expect("an object")
+                }
+                Ok(other) => {
+                    self.error(
+                        path,
+                        format!(
+                            "expected an object of resources, found a string holding {}",
+                            json::a_type(&other)
+                        ),
+                    );
+                    return None;
+                }
+                Err(error) => {
+                    self.error(
+                        path,
+                        format!(
+                            "expected an object of resources, found a string that is not JSON: \
+                             {error} of the string"
+                        ),
+                    );
+                    return None;
+                }
+            },
             None => {
                 if polling_enabled {
                     self.warning(
@@ -114,10 +149,16 @@ impl Decoder<'_> {
         })
     }
 
-    /// Instance keys inside a resource mean a misplaced brace (the Salesloft seed).
+    /// Instance keys inside a resource mean a misplaced brace (the Salesloft seed); other
+    /// unknown keys may be misspelled resource keys.
     fn misplaced_resource_keys(&mut self, resource: &ConfigView) {
         for key in resource.map.keys() {
-            if !RESOURCE_KEYS.contains(&key.as_str()) && looks_instance_level(key) {
+            if RESOURCE_KEYS.contains(&key.as_str()) {
+                continue;
+            }
+            if let Some(meant) = near_miss(key, RESOURCE_KEYS) {
+                self.warning(resource.path(key), misspelled(key, meant));
+            } else if looks_instance_level(key) {
                 self.warning(
                     resource.path(key),
                     format!(
@@ -324,6 +365,7 @@ impl Decoder<'_> {
             }
         };
         let dates = ConfigView { map, path };
+        self.misspelled_keys(dates.map, &dates.path, DATES_KEYS);
         let updated = self.date_field(&dates, "updated", None);
         let has_created = dates.map.contains_key("createdDateField");
         if !has_created {
@@ -433,6 +475,17 @@ impl Decoder<'_> {
     ) -> Option<DateFormat> {
         match DateFormat::new(spec) {
             Ok(format) => {
+                if let Some(doubts) = format.doubts() {
+                    // A pattern from a secret reference is named, never quoted.
+                    let shown = reference.clone().unwrap_or_else(|| format!("{spec:?}"));
+                    for reason in &doubts.reasons {
+                        let meant = match &reference {
+                            Some(_) => String::new(),
+                            None => format!("; did you mean {:?}?", doubts.meant),
+                        };
+                        self.warning(path.clone(), format!("{shown}: {reason}{meant}"));
+                    }
+                }
                 if format.has_dotless_fraction() {
                     self.warning(
                         path,
@@ -472,6 +525,11 @@ impl Decoder<'_> {
             }
         };
         let view = ConfigView { map, path };
+        self.misspelled_keys(
+            view.map,
+            &view.path,
+            &["type", "pageSize", "cursorPath", "cursorParam", "pageParam"],
+        );
         let kind = match self.text(&view, "type") {
             Text::Value(kind) => kind,
             _ => "auto".to_owned(),

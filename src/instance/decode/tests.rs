@@ -250,6 +250,7 @@ fn disabled_events_are_valid_without_callback_and_not_polled() {
         "event.notification.enabled": false,
         "event.notification.callback.url": null,
         "event.poller.refresh_interval": null,
+        "event.poller.configuration": null,
     })));
     assert!(
         decoded.findings.is_empty(),
@@ -259,6 +260,127 @@ fn disabled_events_are_valid_without_callback_and_not_polled() {
     let instance = decoded.instance.unwrap();
     assert!(!instance.events_enabled);
     assert!(!instance.is_polled());
+}
+
+#[test]
+fn disabled_events_beside_resources_warn_that_nothing_is_polled() {
+    let enabled = "configuration.event.notification.enabled";
+    for (changes, phrase) in [
+        (
+            json!({"event.notification.enabled": false}),
+            "events are disabled, so nothing will be polled",
+        ),
+        (
+            json!({"event.notification.enabled": "false"}),
+            "events are disabled, so nothing will be polled",
+        ),
+        (
+            json!({"event.notification.enabled": null}),
+            "missing, so events are disabled (the default) and nothing will be polled",
+        ),
+    ] {
+        let decoded = decode_value(&with_config(changes));
+        assert_eq!(decoded.findings.len(), 1, "{:#?}", findings_text(&decoded));
+        assert_finding(&decoded, Severity::Warning, enabled, phrase);
+        assert_finding(
+            &decoded,
+            Severity::Warning,
+            enabled,
+            "\"event.poller.configuration\" lists resources",
+        );
+        // Still valid, as SPEC says, and not polled.
+        assert!(!decoded.instance.unwrap().is_polled());
+    }
+    // No resources, or an unresolved reference (already reported): no such warning.
+    let decoded = decode_value(&with_config(json!({
+        "event.notification.enabled": false,
+        "event.poller.configuration": {},
+    })));
+    assert!(
+        decoded.findings.is_empty(),
+        "{:#?}",
+        findings_text(&decoded)
+    );
+    let decoded = decode_value(&with_config(
+        json!({"event.notification.enabled": "${env:UNSET}"}),
+    ));
+    assert_eq!(decoded.findings.len(), 1, "{:#?}", findings_text(&decoded));
+    assert_finding(&decoded, Severity::Warning, enabled, "is not set");
+}
+
+#[test]
+fn misspelled_keys_near_a_known_one_are_warned_about_at_every_level() {
+    let mut value = with_resource(json!({
+        "idField": null,
+        "idFeild": "id",
+        "lookbakSeconds": 60,
+        "pagination": {"type": "cursor", "cursorPath": "next", "cursorParm": "c"},
+    }));
+    let config = value["configuration"].as_object_mut().unwrap();
+    config.insert("event.notification.batch.sise".into(), json!("10"));
+    config.insert("Base.Url".into(), json!("https://other.example.com"));
+    let dates = config["event.poller.configuration"]["contacts"]["datesConfiguration"]
+        .as_object_mut()
+        .unwrap();
+    dates.insert("updatedDateFeild".into(), json!("x"));
+    value["tagz"] = json!(["x"]);
+    let decoded = decode_value(&value);
+    let dates = format!("{CONTACTS}.datesConfiguration");
+    for (path, meant) in [
+        (format!("{CONTACTS}.idFeild"), "idField"),
+        (format!("{CONTACTS}.lookbakSeconds"), "lookbackSeconds"),
+        (format!("{CONTACTS}.pagination.cursorParm"), "cursorParam"),
+        (
+            "configuration.event.notification.batch.sise".to_owned(),
+            "event.notification.batch.size",
+        ),
+        ("configuration.Base.Url".to_owned(), "base.url"),
+        (format!("{dates}.updatedDateFeild"), "updatedDateField"),
+        ("tagz".to_owned(), "tags"),
+    ] {
+        assert_finding(
+            &decoded,
+            Severity::Warning,
+            &path,
+            &format!("is not a key ocpoll knows and is ignored; did you mean `{meant}`?"),
+        );
+    }
+    // The misspelled idField is missing, so that is an error too.
+    assert_finding(
+        &decoded,
+        Severity::Error,
+        &format!("{CONTACTS}.idField"),
+        "missing",
+    );
+    assert_eq!(decoded.findings.len(), 8, "{:#?}", findings_text(&decoded));
+}
+
+#[test]
+fn unknown_keys_near_nothing_known_stay_silent() {
+    let mut value = with_config(json!({
+        "filter.response.nulls": "true",
+        "oauth.callback.url": "https://example.com/cb",
+        "oauth.user.refresh_time": "1",
+        "custom.provider.setting": "x",
+        "uri": "https://example.com",
+    }));
+    value["configuration"]["event.poller.configuration"]["contacts"]["objectName"] = json!("x");
+    value["description"] = json!("crm");
+    let decoded = decode_value(&value);
+    assert!(
+        decoded.findings.is_empty(),
+        "{:#?}",
+        findings_text(&decoded)
+    );
+    assert_eq!(near_miss("idfield", RESOURCE_KEYS), Some("idField"));
+    assert_eq!(near_miss("urls", RESOURCE_KEYS), Some("url"));
+    assert_eq!(
+        near_miss("uri", RESOURCE_KEYS),
+        None,
+        "three letters: case only"
+    );
+    assert_eq!(near_miss("URL", RESOURCE_KEYS), Some("url"));
+    assert_eq!(near_miss("url", RESOURCE_KEYS), None, "a known key");
 }
 
 #[test]
@@ -395,6 +517,60 @@ fn dotless_fraction_formats_are_warned_about() {
         "without a '.'",
     );
     assert!(decoded.instance.is_some());
+}
+
+#[test]
+fn doubtful_date_patterns_are_warned_about_with_the_pattern_meant() {
+    let decoded = decode_value(&with_resource(json!({
+        "url": "/contacts?since=${date:yyyy-MM-dd'T'HH:MM:ss}",
+        "datesConfiguration": {
+            "updatedDateField": "updated_at",
+            "updatedDateFormat": "YYYY-MM-DD'T'hh:mm:SS",
+        },
+    })));
+    let format = format!("{CONTACTS}.datesConfiguration.updatedDateFormat");
+    for phrase in [
+        "YYYY is Java's week year",
+        "DD is the day of the year",
+        "hh is the hour on a 12-hour clock",
+        "SS is the fraction of a second",
+    ] {
+        assert_finding(&decoded, Severity::Warning, &format, phrase);
+    }
+    assert_finding(
+        &decoded,
+        Severity::Warning,
+        &format,
+        "\"YYYY-MM-DD'T'hh:mm:SS\": DD is the day of the year (1-366), beside a month: the day of \
+         the month is dd; did you mean \"yyyy-MM-dd'T'HH:mm:ss\"?",
+    );
+    assert_finding(
+        &decoded,
+        Severity::Warning,
+        &format!("{CONTACTS}.url"),
+        "date format \"yyyy-MM-dd'T'HH:MM:ss\": MM after the hour is the month: minutes are mm; \
+         did you mean \"yyyy-MM-dd'T'HH:mm:ss\"? (at character 17 of the url)",
+    );
+    assert_eq!(decoded.findings.len(), 5, "{:#?}", findings_text(&decoded));
+    // Warnings: the instance is valid and YYYY reads as the year.
+    assert!(decoded.instance.is_some());
+    // A pattern from a secret reference is named, never quoted.
+    let secrets = FakeSecrets {
+        env: HashMap::from([("FORMAT".to_owned(), "yyyy-MM-DD".to_owned())]),
+        ..FakeSecrets::default()
+    };
+    let value = with_resource(json!({"datesConfiguration": {
+        "updatedDateField": "updated_at",
+        "updatedDateFormat": "${env:FORMAT}",
+    }}));
+    let decoded = decode_with(&value, &secrets, UnresolvedSecrets::Warn);
+    assert_eq!(
+        findings_text(&decoded),
+        [format!(
+            "Warning {format}: \"${{env:FORMAT}}\": DD is the day of the year (1-366), beside a \
+             month: the day of the month is dd"
+        )]
+    );
 }
 
 #[test]
