@@ -290,12 +290,15 @@ fn json_format_has_every_field() {
 }
 
 #[test]
-fn json_format_of_a_valid_file_is_an_empty_array() {
+fn json_format_of_a_valid_file_has_no_findings_only_a_mode_note_per_resource() {
     let dir = Dir::new();
     dir.create("good.json", &instance("good"));
     let run = dir.run(["validate", "--format", "json", "good.json"]);
     run.assert_code(0);
     assert!(run.findings().is_empty(), "{}", run.show());
+    let notes = run.notes();
+    assert_eq!(notes.len(), 1, "{}", run.show());
+    assert!(notes[0].message.contains("mode"), "{}", run.show());
 }
 
 #[test]

@@ -303,4 +303,34 @@ fn try_and_validate_say_a_date_filtered_url_without_dates_is_window_mode() {
     let trial = dir.run(["try", "crm.json", "accounts", "--json"]);
     let report: Value = serde_json::from_str(&trial.stdout()).expect("try --json");
     assert_eq!(report["mode"], "snapshot", "{}", trial.show());
+
+    let validated = dir.run(["validate", "--format", "json", "crm.json"]);
+    validated.assert_code(0);
+    let notes = validated.notes();
+    let note = |resource: &str| {
+        let path = format!("configuration.event.poller.configuration.{resource}");
+        notes
+            .iter()
+            .find(|note| note.path == path)
+            .unwrap_or_else(|| panic!("no note for {path}\n{}", validated.show()))
+            .message
+            .clone()
+    };
+    assert!(
+        note("contacts").starts_with("window mode"),
+        "{}",
+        validated.show()
+    );
+    assert!(note("contacts").contains("lookbackSeconds (60)"));
+    assert!(
+        note("accounts").starts_with("snapshot mode"),
+        "{}",
+        validated.show()
+    );
+    let text = dir.run(["validate", "crm.json"]);
+    text.assert_code(0);
+    text.assert_stdout_contains(
+        "crm.json: configuration.event.poller.configuration.contacts: info: window mode",
+    );
+    text.assert_stdout_contains("crm.json: OK");
 }

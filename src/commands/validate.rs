@@ -5,6 +5,11 @@
 //! (`[http] allow`/`deny`). A refused host is a warning, not an error: files are often validated
 //! on another machine than the one that runs them, with another config.toml; `--strict` makes
 //! it (and every other warning) an error where the check must hold.
+//!
+//! Each resource of a valid file also gets a note (severity `info`, never an error, even under
+//! `--strict`) saying which mode it is polled in: watermark, window or snapshot
+//! (docs/design.md#change-detection); a URL with a date filter and no `datesConfiguration`
+//! behaves very differently from one with it, and the file alone does not show it.
 
 use crate::cli::{OutputFormat, ValidateArgs};
 use crate::commands::exit;
@@ -110,6 +115,9 @@ fn print_text(out: &mut impl Write, loaded: &[LoadedFile]) -> std::io::Result<()
         for finding in &file.findings {
             writeln!(out, "{}", finding.display_for(&file.path))?;
         }
+        for (path, note) in &file.notes {
+            writeln!(out, "{}: {path}: info: {note}", file.path.display())?;
+        }
         let file_errors = file.findings.iter().filter(|f| f.is_error()).count();
         let file_warnings = file.findings.len() - file_errors;
         errors += file_errors;
@@ -141,10 +149,22 @@ fn print_text(out: &mut impl Write, loaded: &[LoadedFile]) -> std::io::Result<()
 }
 
 fn print_json(out: &mut impl Write, loaded: &[LoadedFile]) -> std::io::Result<()> {
-    let reports: Vec<_> = loaded
-        .iter()
-        .flat_map(|file| file.findings.iter().map(|f| f.to_report(&file.path)))
-        .collect();
+    let mut reports = Vec::new();
+    for file in loaded {
+        for finding in &file.findings {
+            reports.push(serde_json::to_value(finding.to_report(&file.path))?);
+        }
+        for (path, note) in &file.notes {
+            reports.push(serde_json::json!({
+                "file": file.path,
+                "path": path.to_string(),
+                "line": null,
+                "column": null,
+                "severity": "info",
+                "message": note,
+            }));
+        }
+    }
     serde_json::to_writer_pretty(&mut *out, &reports)?;
     writeln!(out)
 }

@@ -29,6 +29,9 @@ pub struct LoadedFile {
     pub name: Option<String>,
     pub instance: Option<Instance>,
     pub findings: Vec<Finding>,
+    /// For `validate`, which keeps no instances: each resource's poll mode, in words, by the
+    /// resource's JSON path (docs/design.md#change-detection).
+    pub notes: Vec<(JsonPath, String)>,
 }
 
 impl LoadedFile {
@@ -39,6 +42,7 @@ impl LoadedFile {
             name: None,
             instance: None,
             findings: vec![finding],
+            notes: Vec::new(),
         }
     }
 
@@ -82,6 +86,18 @@ pub fn check_all_with(
     load_each(paths, unresolved, secrets, false, Some(inspect))
 }
 
+/// Which mode each resource of `instance` is polled in, as notes by JSON path.
+fn mode_notes(instance: &Instance) -> Vec<(JsonPath, String)> {
+    let resources = JsonPath::root()
+        .key("configuration")
+        .key("event.poller.configuration");
+    instance
+        .resources
+        .iter()
+        .map(|resource| (resources.key(&resource.key), resource.mode_note()))
+        .collect()
+}
+
 fn load_each(
     paths: &[PathBuf],
     unresolved: UnresolvedSecrets,
@@ -119,6 +135,7 @@ fn load_each(
                 }
             }
             if !keep_instances {
+                entry.notes = entry.instance.as_ref().map_or_else(Vec::new, mode_notes);
                 entry.instance = None;
             }
             loaded.push(entry);
@@ -212,6 +229,7 @@ pub fn load_bytes(
         name: decoded.name,
         instance: decoded.instance,
         findings,
+        notes: Vec::new(),
     }
 }
 

@@ -213,6 +213,26 @@ impl PollMode<'_> {
 pub const WINDOW_LOOKBACK_DEFAULT: Duration = Duration::from_secs(60);
 
 impl Resource {
+    /// Which mode the resource is polled in and what that means, for `validate`.
+    pub fn mode_note(&self) -> String {
+        match self.mode() {
+            PollMode::Watermark(dates) => format!(
+                "watermark mode: changes after the newest `{}` seen (datesConfiguration)",
+                dates.updated.path
+            ),
+            PollMode::Window => format!(
+                "window mode (a date filter in the URL, no datesConfiguration): the filter asks \
+                 from the previous poll's time on the provider's clock minus lookbackSeconds \
+                 ({}); every record returned is an UPDATED event, once; nothing is ever DELETED",
+                self.lookback.as_secs()
+            ),
+            PollMode::Snapshot => "snapshot mode (no datesConfiguration, no date filter in the \
+                 URL): every poll reads the whole resource and compares it with the previous \
+                 one (CREATED, UPDATED, DELETED)"
+                .to_owned(),
+        }
+    }
+
     pub fn mode(&self) -> PollMode<'_> {
         match &self.dates {
             Some(dates) => PollMode::Watermark(dates),

@@ -254,8 +254,14 @@ impl Run {
     }
 
     /// stdout's lines, without the trailing summary line.
+    /// Stdout's lines, without `validate`'s `info` notes (each resource's poll mode, checked
+    /// by the tests that are about them).
     pub fn lines(&self) -> Vec<String> {
-        self.stdout().lines().map(str::to_owned).collect()
+        self.stdout()
+            .lines()
+            .filter(|line| !line.contains(": info: "))
+            .map(str::to_owned)
+            .collect()
     }
 
     /// The last line of stdout: `N files: A valid, B invalid; E errors, W warnings`.
@@ -270,7 +276,25 @@ impl Run {
         let items = value
             .as_array()
             .unwrap_or_else(|| panic!("stdout is not a JSON array\n{}", self.show()));
-        items.iter().map(Finding::from_json).collect()
+        items
+            .iter()
+            .map(Finding::from_json)
+            .filter(|finding| finding.severity != "info")
+            .collect()
+    }
+
+    /// The `info` rows of `validate --format json`: which mode each resource is polled in.
+    pub fn notes(&self) -> Vec<Finding> {
+        let value: serde_json::Value = serde_json::from_slice(&self.output.stdout)
+            .unwrap_or_else(|error| panic!("stdout is not JSON: {error}\n{}", self.show()));
+        let items = value
+            .as_array()
+            .unwrap_or_else(|| panic!("stdout is not a JSON array\n{}", self.show()));
+        items
+            .iter()
+            .map(Finding::from_json)
+            .filter(|finding| finding.severity == "info")
+            .collect()
     }
 }
 
