@@ -135,7 +135,10 @@ fn load_each(
                 }
             }
             if !keep_instances {
-                entry.notes = entry.instance.as_ref().map_or_else(Vec::new, mode_notes);
+                // Notes for a file that runs; an invalid one has its errors to read first.
+                if !entry.has_errors() {
+                    entry.notes = entry.instance.as_ref().map_or_else(Vec::new, mode_notes);
+                }
                 entry.instance = None;
             }
             loaded.push(entry);
