@@ -159,19 +159,17 @@ fn another_programs_sqlite_file_is_refused_and_left_untouched() {
     assert_eq!(mode, "delete", "still in its own journal mode");
 }
 
-/// Waits until a `tick` on the daemon's own path is refused: the daemon holds the lock.
-fn wait_for_the_lock(dir: &Dir, daemon: &Daemon) {
+/// Waits until the daemon runs ("ocpoll is running" is logged after the state is open and
+/// locked, the file itself included).
+fn wait_until_running(daemon: &Daemon) {
     let start = Instant::now();
-    loop {
-        if ocpoll(dir, &["tick"]).status.code() == Some(75) {
-            return;
-        }
+    while !daemon.log_text().contains("ocpoll is running") {
         assert!(
             start.elapsed() < PATIENCE,
-            "the daemon never held the lock; its log:\n{}",
+            "the daemon never started; its log:\n{}",
             daemon.log_text()
         );
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 
@@ -179,7 +177,7 @@ fn wait_for_the_lock(dir: &Dir, daemon: &Daemon) {
 fn a_second_ocpoll_through_a_symbolic_or_hard_link_exits_75_naming_the_holder() {
     let dir = layout();
     let daemon = Daemon::start(&dir, "daemon.log", &[], &[]);
-    wait_for_the_lock(&dir, &daemon);
+    wait_until_running(&daemon);
     dir.create_dir("alias");
     std::os::unix::fs::symlink("../state.db", dir.join("alias/sym.db")).unwrap();
     std::fs::hard_link(dir.join("state.db"), dir.join("alias/hard.db")).unwrap();

@@ -34,9 +34,13 @@
 //! What does not survive, on purpose: an unfinished poll's staging rows, and the poller lock (the
 //! kernel drops it with the process, see `lock`).
 //!
-//! A state file that is not SQLite, is corrupted or truncated, or comes from a newer ocpoll is
-//! refused with an error naming it ([`StateError::is_unusable_file`]); it is never replaced by an
-//! empty one, because that would silently reset every watermark. For the same reason an empty
+//! A state file that is not SQLite, is another program's SQLite database (no ocpoll
+//! `application_id`, see `schema`), is corrupted or truncated (`PRAGMA quick_check` at open, up
+//! to [`QUICK_CHECK_MAX_BYTES`]), has an unwritable `-wal`/`-shm` beside it, or comes from a newer
+//! ocpoll is refused with an error naming it ([`StateError::is_unusable_file`]), before anything
+//! is written into it; it is never replaced by an empty one, because that would silently reset
+//! every watermark. Damage a later statement meets marks the file corrupt for the whole process
+//! ([`Store::corruption`]), which the daemon's `/healthz` reports. For the same reason an empty
 //! (0-byte) state file is an error: ocpoll creates the file whole (a temporary file with the
 //! schema, linked into place), so an empty one was truncated by something else.
 

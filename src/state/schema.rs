@@ -7,6 +7,10 @@
 //!
 //! A file with a version above [`MIGRATIONS`]`.len()` was written by a newer ocpoll; it is refused,
 //! not downgraded, because an older binary cannot know what the newer tables mean.
+//!
+//! Since version 3 the header also carries [`APPLICATION_ID`] (`PRAGMA application_id`), so that
+//! [`is_ocpoll_file`] can tell another program's SQLite file from ours before anything is
+//! written into it.
 
 use rusqlite::{Connection, TransactionBehavior};
 
