@@ -778,7 +778,7 @@ fn initialise(temporary: &Path, synchronous: Synchronous) -> Result<(), StateErr
 }
 
 /// State files up to this size get SQLite's `PRAGMA quick_check` each time they are opened
-/// (it reads every page: about 0.1 s per 100 MiB when the file is in the page cache). Larger
+/// (it reads every page, so its cost grows with the file; not measured yet). Larger
 /// ones skip it, with a log line: damage in them is found by the first statement that reads it,
 /// which marks the store corrupt ([`Store::corruption`]).
 pub const QUICK_CHECK_MAX_BYTES: u64 = 256 * 1024 * 1024;
