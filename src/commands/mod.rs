@@ -87,17 +87,25 @@ impl CommandError {
 /// state of its own): exit 75 when
 /// another ocpoll holds it and `wait` is off.
 pub fn take_lock(config: &crate::config::Config, wait: bool) -> Result<StateLock, CommandError> {
-    StateLock::acquire(&config.state, wait).map_err(|error| match error {
+    StateLock::acquire(&config.state, wait).map_err(lock_failure)
+}
+
+fn lock_failure(error: LockError) -> CommandError {
+    match error {
         LockError::Held { .. } => {
             CommandError::new(exit::LOCKED, format!("{error}; use --wait to wait for it"))
         }
         other => CommandError::new(exit::CONFIG, other.to_string()),
-    })
+    }
 }
 
 /// The state file, with the staging of polls a crash interrupted discarded (they simply run
-/// again). An unusable file exits 78 and is never replaced.
-pub fn open_state(config: &crate::config::Config) -> Result<Store, CommandError> {
+/// again). An unusable file exits 78 and is never replaced. `lock` (from [`take_lock`]) then
+/// also locks the file itself, which this call may just have created (docs/design.md#lock).
+pub fn open_state(
+    config: &crate::config::Config,
+    lock: &mut StateLock,
+) -> Result<Store, CommandError> {
     let mut store = Store::open(&config.state, config.synchronous).map_err(|error| {
         let code = if error.is_unusable_file() {
             exit::CONFIG
@@ -106,6 +114,7 @@ pub fn open_state(config: &crate::config::Config) -> Result<Store, CommandError>
         };
         CommandError::new(code, error.to_string())
     })?;
+    lock.hold_state_file().map_err(lock_failure)?;
     store
         .discard_unfinished_polls()
         .map_err(|error| CommandError::new(exit::FAILURE, error.to_string()))?;

@@ -36,12 +36,15 @@ pub fn run(args: &RunArgs, config: &Config, verbose: u8, quiet: u8) -> ExitCode 
         return ExitCode::from(exit::CONFIG);
     };
     daemon::log_load(&report);
-    let (_lock, store, runtime) = match commands::take_lock(config, args.wait)
-        .and_then(|lock| Ok((lock, commands::open_state(config)?, commands::runtime()?)))
-    {
-        Ok(ready) => ready,
-        Err(stop) => return stop.log(),
-    };
+    let (_lock, store, runtime) =
+        match commands::take_lock(config, args.wait).and_then(|mut lock| {
+            let store = commands::open_state(config, &mut lock)?;
+            // Bound in this order, dropped in the reverse: the lock last (see state::lock).
+            Ok((lock, store, commands::runtime()?))
+        }) {
+            Ok(ready) => ready,
+            Err(stop) => return stop.log(),
+        };
     runtime.block_on(async {
         let signals = match Signals::install() {
             Ok(signals) => signals,

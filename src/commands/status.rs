@@ -47,7 +47,11 @@ pub fn run(args: &StatusArgs, config: &Config) -> ExitCode {
         Ok(lines) => lines,
         Err(error) => {
             eprintln!("ocpoll: {error}");
-            return ExitCode::from(exit::FAILURE);
+            return ExitCode::from(if error.is_unusable_file() {
+                exit::CONFIG
+            } else {
+                exit::FAILURE
+            });
         }
     };
     if args.json {

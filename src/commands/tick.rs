@@ -48,8 +48,9 @@ fn tick(args: &TickArgs, config: &Config) -> Result<u8, CommandError> {
     // The collect reuses the loaded files' buffer (744 bytes a file) for 8-byte pointers.
     instances.shrink_to_fit();
     why.unknown = unknown_names(&args.instances, &instances);
-    let _lock = take_lock(config, args.wait)?;
-    let store = Arc::new(Mutex::new(open_state(config)?));
+    // Declared first, so dropped after the store (see state::lock).
+    let mut lock = take_lock(config, args.wait)?;
+    let store = Arc::new(Mutex::new(open_state(config, &mut lock)?));
     let runtime = runtime()?;
     let recipients = TickRecipients {
         wanted: &args.instances,

@@ -1,8 +1,8 @@
 //! The daemon's HTTP endpoints for monitoring, on `--metrics-addr` (`[daemon] metrics_addr`):
 //!
 //! - `GET /metrics`: [`Metrics`] in the Prometheus text format, the state gauges read afresh;
-//! - `GET /healthz`: 200 `ok` when the process answers and the state file takes a write,
-//!   else 503 with the reason;
+//! - `GET /healthz`: 200 `ok` when the process answers and the state file takes a write and no
+//!   statement of the process has found it corrupt, else 503 with the reason;
 //! - `GET /readyz`: 200 `ready` from the moment the daemon runs (instances loaded, state open,
 //!   scheduler started: when systemd is told READY=1), 503 before.
 //!
@@ -192,6 +192,13 @@ fn check_state_writable(endpoints: &Endpoints) -> Result<(), String> {
             return Err("the metrics connection failed earlier".to_owned());
         }
     };
+    // Damage any connection of this process met (a statement's SQLITE_CORRUPT) fails every
+    // check from then on, even when the sync point's own page is still sound.
+    if let Some(detail) = store.corruption() {
+        return Err(format!(
+            "the state file is corrupted ({detail}); stop ocpoll and recover it (docs/operations.md, \"The state file is damaged\")"
+        ));
+    }
     store
         .sync()
         .map_err(|error| format!("the state file does not take a write: {error}"))

@@ -1,18 +1,34 @@
 //! The poller lock: at most one process polls and delivers from a state file at a time.
 //!
 //! Only `run`, `tick` and `demo` take it; `status`, `outbox` and `state` do not (SQLite's own
-//! locking keeps their short transactions safe). It is an exclusive advisory lock (`flock`) on
-//! `<state path>.lock`, a file beside the state that holds the holder's pid for the error message.
+//! locking keeps their short transactions safe). It is two exclusive advisory locks (`flock`):
 //!
-//! Why a separate file rather than SQLite's locks: SQLite locks a database only for the length of
-//! a transaction, while the poller must own the state for its whole run. Why `flock`: the kernel
-//! drops it when the process dies, however it dies (`kill -9` included), so a crash never leaves a
-//! stale lock behind and there is no pid-file guessing. flock locks belong to an open file
-//! description, so a second `open` of the same file conflicts even inside one process.
+//! - on `<state path>.lock`, a file beside the state that holds the holder's pid for the error
+//!   message. The state path is resolved first (symbolic links followed, also a link to a file
+//!   not created yet), so `alias/sym.db` and the file it names share one lock file;
+//! - on the state file itself, once it exists ([`StateLock::hold_state_file`], which the
+//!   commands call again right after creating the file): a hard link is the same inode under
+//!   another name, and only a lock on the inode covers every name. The holder's pid is then read
+//!   from `/proc/locks` (Linux), which lists each `flock` with its pid and inode.
+//!
+//! Why `flock` on the database file does not disturb SQLite: SQLite locks with POSIX `fcntl`
+//! byte-range locks, and on Linux `flock` and `fcntl` locks are independent (neither sees the
+//! other) on local file systems. Two cautions, both kept: closing *any* descriptor of a file
+//! drops every POSIX lock the process holds on it, so the lock's descriptor stays open for as
+//! long as the [`StateLock`] lives, which must outlive the process's connections (the commands
+//! take the lock first and drop it last); and on NFS Linux emulates `flock` with a whole-file
+//! `fcntl` lock, which would conflict with SQLite's, but a state in WAL mode cannot live on NFS
+//! anyway (WAL needs shared memory between the processes).
+//!
+//! Why not SQLite's locks: SQLite locks a database only for the length of a transaction, while
+//! the poller must own the state for its whole run. Why `flock`: the kernel drops it when the
+//! process dies, however it dies (`kill -9` included), so a crash never leaves a stale lock
+//! behind and there is no pid-file guessing. flock locks belong to an open file description, so
+//! a second `open` of the same file conflicts even inside one process.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{DirBuilder, File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -23,6 +39,11 @@ pub struct StateLock {
     // Never read: owning the open file is what holds the lock.
     _file: File,
     path: PathBuf,
+    /// The state path with symbolic links resolved.
+    state: PathBuf,
+    /// The state file itself, locked, once it exists.
+    state_file: Option<File>,
+    wait: bool,
 }
 
 #[derive(Debug, Error)]
@@ -46,16 +67,22 @@ fn held_message(path: &Path, pid: Option<u32>) -> String {
 }
 
 impl StateLock {
-    /// Takes the lock beside `state_path`. When another process holds it: with `wait`, blocks
+    /// Takes the lock of `state_path`. When another process holds it: with `wait`, blocks
     /// until it is released; without, returns [`LockError::Held`] at once.
     pub fn acquire(state_path: &Path, wait: bool) -> Result<StateLock, LockError> {
-        let path = lock_path(state_path);
+        let state = resolve(state_path);
+        let path = lock_path(&state);
         let io_error = |source| LockError::Io {
             path: path.clone(),
             source,
         };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(io_error)?;
+            // 0700 whatever the umask, like the state's own folder: it holds tokens and bodies.
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(io_error)?;
         }
         // Not truncated on open: the file may hold the current holder's pid.
         let mut file = OpenOptions::new()
@@ -79,10 +106,55 @@ impl StateLock {
             }
         }
         write_pid(&mut file).map_err(io_error)?;
-        Ok(StateLock { _file: file, path })
+        let mut lock = StateLock {
+            _file: file,
+            path,
+            state,
+            state_file: None,
+            wait,
+        };
+        lock.hold_state_file()?;
+        Ok(lock)
     }
 
-    /// The lock file's path (`<state path>.lock`).
+    /// Locks the state file itself (its inode, which every hard link shares) if it exists and
+    /// is not locked yet. [`StateLock::acquire`] calls it; call it again once the state file
+    /// has been created. Waits like `acquire` did, or returns [`LockError::Held`] with the
+    /// holder's pid from `/proc/locks`.
+    pub fn hold_state_file(&mut self) -> Result<(), LockError> {
+        if self.state_file.is_some() {
+            return Ok(());
+        }
+        let io_error = |source| LockError::Io {
+            path: self.state.clone(),
+            source,
+        };
+        // Read-only: the lock needs a descriptor, not the right to write.
+        let file = match File::open(&self.state) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => return Err(io_error(source)),
+        };
+        if self.wait {
+            file.lock().map_err(io_error)?;
+        } else {
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => {
+                    let pid = file.metadata().ok().and_then(|m| flock_holder(&m));
+                    return Err(LockError::Held {
+                        path: self.state.clone(),
+                        pid,
+                    });
+                }
+                Err(TryLockError::Error(source)) => return Err(io_error(source)),
+            }
+        }
+        self.state_file = Some(file);
+        Ok(())
+    }
+
+    /// The lock file's path (`<state path>.lock`, symbolic links resolved).
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -95,6 +167,55 @@ pub fn lock_path(state_path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The path with every symbolic link resolved, also when the last one names a file that does
+/// not exist yet (its folder is resolved, the name kept). Falls back to the path as given when
+/// it cannot be resolved (a loop, an unreadable folder).
+fn resolve(path: &Path) -> PathBuf {
+    let mut current = path.to_owned();
+    // Like the kernel's limit on nested links.
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&current) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let Ok(target) = std::fs::read_link(&current) else {
+                    return path.to_owned();
+                };
+                current = match current.parent() {
+                    Some(parent) => parent.join(target),
+                    None => target,
+                };
+            }
+            _ => {
+                let parent = current
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                return match (std::fs::canonicalize(parent), current.file_name()) {
+                    (Ok(parent), Some(name)) => parent.join(name),
+                    _ => current,
+                };
+            }
+        }
+    }
+    path.to_owned()
+}
+
+/// The pid of the process holding an exclusive `flock` on the file of `metadata`, from
+/// `/proc/locks` (lines like `3: FLOCK  ADVISORY  WRITE 4242 fd:01:1311 0 EOF`, device in hex).
+fn flock_holder(metadata: &std::fs::Metadata) -> Option<u32> {
+    let text = std::fs::read_to_string("/proc/locks").ok()?;
+    let dev = metadata.dev();
+    let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+    let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+    let wanted = format!("{major:02x}:{minor:02x}:{}", metadata.ino());
+    text.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // Waiters are listed as `3: -> FLOCK ...`; the holder's line has no arrow.
+        match fields.as_slice() {
+            [_, "FLOCK", _, "WRITE", pid, file, ..] if *file == wanted => pid.parse().ok(),
+            _ => None,
+        }
+    })
+}
 fn write_pid(file: &mut File) -> std::io::Result<()> {
     file.set_len(0)?;
     file.seek(SeekFrom::Start(0))?;
@@ -131,7 +252,83 @@ mod tests {
         }
         drop(held);
         let again = StateLock::acquire(&state, false).unwrap();
-        assert_eq!(again.path(), dir.path().join("state.db.lock"));
+        let folder = std::fs::canonicalize(dir.path()).unwrap();
+        assert_eq!(again.path(), folder.join("state.db.lock"));
+    }
+
+    #[test]
+    fn a_symbolic_link_resolves_to_the_files_own_lock_even_before_the_file_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = std::fs::canonicalize(dir.path()).unwrap();
+        std::fs::create_dir(folder.join("real")).unwrap();
+        std::fs::create_dir(folder.join("alias")).unwrap();
+        std::os::unix::fs::symlink("../real/state.db", folder.join("alias/sym.db")).unwrap();
+        std::os::unix::fs::symlink("real", folder.join("linked")).unwrap();
+        let held = StateLock::acquire(&folder.join("alias/sym.db"), false).unwrap();
+        assert_eq!(held.path(), folder.join("real/state.db.lock"));
+        for other in ["real/state.db", "linked/state.db", "alias/sym.db"] {
+            match StateLock::acquire(&folder.join(other), false) {
+                Err(LockError::Held { pid, .. }) => assert_eq!(pid, Some(std::process::id())),
+                result => panic!("{other}: expected Held, got {result:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_symbolic_or_hard_link_in_another_process_is_refused_with_the_holders_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.db");
+        std::fs::write(&state, b"stands in for the database").unwrap();
+        std::fs::create_dir(dir.path().join("alias")).unwrap();
+        let symlink = dir.path().join("alias/sym.db");
+        std::os::unix::fs::symlink(&state, &symlink).unwrap();
+        let hard = dir.path().join("alias/hard.db");
+        std::fs::hard_link(&state, &hard).unwrap();
+        let mut child = spawn_holder(&state);
+        for other in [&symlink, &hard] {
+            match StateLock::acquire(other, false) {
+                Err(LockError::Held { pid, .. }) => {
+                    assert_eq!(pid, Some(child.id()), "{}", other.display());
+                }
+                result => panic!("{}: expected Held, got {result:?}", other.display()),
+            }
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        drop(StateLock::acquire(&hard, false).unwrap());
+    }
+
+    #[test]
+    fn the_state_file_is_locked_once_it_is_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state.db");
+        let mut first = StateLock::acquire(&state, false).unwrap();
+        std::fs::write(&state, b"created after the lock").unwrap();
+        first.hold_state_file().unwrap();
+        let hard = dir.path().join("hard.db");
+        std::fs::hard_link(&state, &hard).unwrap();
+        match StateLock::acquire(&hard, false) {
+            Err(LockError::Held { pid, path }) => {
+                assert_eq!(
+                    path,
+                    std::fs::canonicalize(dir.path()).unwrap().join("hard.db")
+                );
+                assert_eq!(pid, Some(std::process::id()));
+            }
+            result => panic!("expected Held, got {result:?}"),
+        }
+    }
+
+    #[test]
+    fn a_created_lock_folder_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let _lock = StateLock::acquire(&dir.path().join("new/state.db"), false).unwrap();
+        let mode = std::fs::metadata(dir.path().join("new"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
     }
 
     #[test]

@@ -34,9 +34,13 @@
 //! What does not survive, on purpose: an unfinished poll's staging rows, and the poller lock (the
 //! kernel drops it with the process, see `lock`).
 //!
-//! A state file that is not SQLite, is corrupted or truncated, or comes from a newer ocpoll is
-//! refused with an error naming it ([`StateError::is_unusable_file`]); it is never replaced by an
-//! empty one, because that would silently reset every watermark. For the same reason an empty
+//! A state file that is not SQLite, is another program's SQLite database (no ocpoll
+//! `application_id`, see `schema`), is corrupted or truncated (`PRAGMA quick_check` at open, up
+//! to [`QUICK_CHECK_MAX_BYTES`]), has an unwritable `-wal`/`-shm` beside it, or comes from a newer
+//! ocpoll is refused with an error naming it ([`StateError::is_unusable_file`]), before anything
+//! is written into it; it is never replaced by an empty one, because that would silently reset
+//! every watermark. Damage a later statement meets marks the file corrupt for the whole process
+//! ([`Store::corruption`]), which the daemon's `/healthz` reports. For the same reason an empty
 //! (0-byte) state file is an error: ocpoll creates the file whole (a temporary file with the
 //! schema, linked into place), so an empty one was truncated by something else.
 
@@ -90,10 +94,25 @@ pub enum StateError {
     )]
     NotSqlite { path: PathBuf },
     #[error(
-        "{}: the state file is corrupted or truncated ({detail}); restore it from a backup, or move it away to start over (every watermark would reset)",
+        "{}: the state file is corrupted or truncated ({detail}); ocpoll did not change it. To recover, stop every ocpoll using it, then restore it from a backup, or move it away to start over (every watermark would reset); see \"The state file is damaged\" in docs/operations.md",
         path.display()
     )]
     Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "{}: not an ocpoll state file (an SQLite database of another program: it has tables but not ocpoll's application_id); it was not changed; choose another --state",
+        path.display()
+    )]
+    Foreign { path: PathBuf },
+    #[error(
+        "{}: SQLite's {kind} file cannot be written ({source}); a daemon would die on it (SIGBUS). Give it back to the user ocpoll runs as, or remove it while no ocpoll runs",
+        path.display()
+    )]
+    SideFileUnwritable {
+        path: PathBuf,
+        kind: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(
         "{}: written by a newer ocpoll (state schema version {found}, this one knows up to {supported}); upgrade ocpoll",
         path.display()
@@ -125,27 +144,49 @@ pub enum StateError {
 
 impl StateError {
     /// True for the errors that make the file unusable as it is (the CLI exits 78 on them):
-    /// not SQLite, corrupted or truncated, or from a newer schema.
+    /// not SQLite, another program's database, corrupted or truncated, from a newer schema, or
+    /// with an unwritable `-wal`/`-shm` file beside it.
     pub fn is_unusable_file(&self) -> bool {
         matches!(
             self,
             StateError::NotSqlite { .. }
+                | StateError::Foreign { .. }
                 | StateError::Corrupt { .. }
                 | StateError::NewerSchema { .. }
+                | StateError::SideFileUnwritable { .. }
         )
     }
 }
 
-/// Turns an SQLite error into the StateError that says what it means for the file.
+/// State files found corrupted by a statement in this process, by path, with SQLite's message:
+/// what `/healthz` reads ([`Store::corruption`]), whichever connection met the damage.
+static CORRUPTED: std::sync::Mutex<BTreeMap<PathBuf, String>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+fn mark_corrupt(path: &Path, detail: &str) {
+    if path == Path::new(":memory:") {
+        return;
+    }
+    CORRUPTED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .entry(path.to_owned())
+        .or_insert_with(|| detail.to_owned());
+}
+
+/// Turns an SQLite error into the StateError that says what it means for the file. An
+/// SQLITE_CORRUPT (or NOTADB) error from any statement marks the file as corrupt for the rest
+/// of the process ([`Store::corruption`]).
 fn classify(path: &Path, error: rusqlite::Error) -> StateError {
     let path = path.to_owned();
     match error.sqlite_error_code() {
         // The magic bytes were checked before SQLite saw the file, so NOTADB here means a
         // damaged header rather than some other kind of file.
-        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StateError::Corrupt {
-            path,
-            detail: error.to_string(),
-        },
+        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+            let detail = error.to_string();
+            mark_corrupt(&path, &detail);
+            StateError::Corrupt { path, detail }
+        }
         _ => match error {
             rusqlite::Error::FromSqlConversionFailure(..)
             | rusqlite::Error::InvalidColumnType(..)
@@ -328,12 +369,44 @@ impl Store {
                 path: path.to_owned(),
             });
         }
+        Store::open_checked(path, synchronous, QUICK_CHECK_MAX_BYTES)
+    }
+
+    /// [`Store::open_existing`] with the size above which the quick check is skipped.
+    pub(crate) fn open_checked(
+        path: &Path,
+        synchronous: Synchronous,
+        quick_check_max_bytes: u64,
+    ) -> Result<Store, StateError> {
         check_header(path)?;
+        check_side_files(path)?;
+        warn_if_readable_by_others(path);
         // Without SQLITE_OPEN_CREATE: if the file vanished since the check, fail rather than
         // create one with default permissions.
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags).map_err(|e| classify(path, e))?;
+        // Everything up to `prepare` only reads: a file refused here is left byte for byte as
+        // it was (not even its journal mode changes).
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|e| classify(path, e))?;
+        if !schema::is_ocpoll_file(&conn).map_err(|e| classify(path, e))? {
+            return Err(StateError::Foreign {
+                path: path.to_owned(),
+            });
+        }
+        quick_check(&conn, path, quick_check_max_bytes)?;
         Store::prepare(conn, path.to_owned(), synchronous)
+    }
+
+    /// The damage a statement of this process met in this state file (SQLite's message), if
+    /// any: from then on the file is known to be corrupt, whatever the next statements say.
+    /// `/healthz` fails on it.
+    pub fn corruption(&self) -> Option<String> {
+        CORRUPTED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&self.path)
+            .cloned()
     }
 
     /// A private in-memory state, for tests.
@@ -702,6 +775,125 @@ fn initialise(temporary: &Path, synchronous: Synchronous) -> Result<(), StateErr
     let store = Store::prepare(conn, temporary.to_owned(), synchronous)?;
     // Closing the last connection checkpoints the WAL into the file and removes the -wal file.
     store.conn.close().map_err(|(_, e)| classify(temporary, e))
+}
+
+/// State files up to this size get SQLite's `PRAGMA quick_check` each time they are opened
+/// (it reads every page, so its cost grows with the file; not measured yet). Larger
+/// ones skip it, with a log line: damage in them is found by the first statement that reads it,
+/// which marks the store corrupt ([`Store::corruption`]).
+pub const QUICK_CHECK_MAX_BYTES: u64 = 256 * 1024 * 1024;
+
+/// SQLite's `PRAGMA quick_check` (the b-tree pages, cells and free list; not the indexes'
+/// contents): refuses a damaged file before anything is written into it. Only reads.
+fn quick_check(conn: &Connection, path: &Path, max_bytes: u64) -> Result<(), StateError> {
+    let length = std::fs::metadata(path)
+        .map_err(|source| StateError::Io {
+            path: path.to_owned(),
+            source,
+        })?
+        .len();
+    if length > max_bytes {
+        warn_once(
+            path,
+            "quick_check",
+            &format!(
+                "{}: the state file is {} MiB, above {} MiB: its integrity is not checked when it is opened",
+                path.display(),
+                length / (1024 * 1024),
+                max_bytes / (1024 * 1024)
+            ),
+        );
+        return Ok(());
+    }
+    // Ten complaints are plenty to name the damage.
+    let lines = conn
+        .prepare("PRAGMA quick_check(10)")
+        .and_then(|mut stmt| {
+            stmt.query_map([], |row| row.get::<_, String>(0))
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
+        })
+        .map_err(|e| classify(path, e))?;
+    if lines.iter().all(|line| line == "ok") {
+        return Ok(());
+    }
+    let detail = format!("quick_check: {}", lines.join("; "));
+    mark_corrupt(path, &detail);
+    Err(StateError::Corrupt {
+        path: path.to_owned(),
+        detail,
+    })
+}
+
+/// SQLite maps the `-shm` file into memory: if it cannot be written, or is cut short under a
+/// running process, that process dies with SIGBUS and logs nothing. So an existing `-shm` or
+/// `-wal` that this user cannot open for writing is refused at open (opening for writing
+/// changes nothing in it).
+fn check_side_files(path: &Path) -> Result<(), StateError> {
+    for (suffix, kind) in [
+        ("-wal", "write-ahead log (-wal)"),
+        ("-shm", "shared-memory (-shm)"),
+    ] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        let side = PathBuf::from(side);
+        match OpenOptions::new().write(true).open(&side) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(StateError::SideFileUnwritable {
+                    path: side,
+                    kind,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The state holds OAuth tokens and event bodies: a file others can read gets a warning (once
+/// per process and file). It is never changed: tightening is the owner's call.
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(metadata) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o044 != 0 {
+        warn_once(
+            path,
+            "mode",
+            &format!(
+                "{}: the state file is readable by {} (mode {mode:04o}); it holds OAuth tokens and event bodies: chmod 600 it",
+                path.display(),
+                if mode & 0o004 != 0 {
+                    "everyone"
+                } else {
+                    "its group"
+                }
+            ),
+        );
+    }
+}
+
+/// A warning about the state file, once per process, file and topic: to the log when the
+/// command logs (`run`, `tick`), else on stderr.
+fn warn_once(path: &Path, topic: &'static str, message: &str) {
+    static WARNED: std::sync::Mutex<BTreeMap<(PathBuf, &'static str), ()>> =
+        std::sync::Mutex::new(BTreeMap::new());
+    let first = WARNED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .insert((path.to_owned(), topic), ())
+        .is_none();
+    if !first {
+        return;
+    }
+    if tracing::dispatcher::has_been_set() {
+        tracing::warn!("{message}");
+    } else {
+        eprintln!("ocpoll: warning: {message}");
+    }
 }
 
 /// Tells "not SQLite at all" and "cut short" apart before SQLite opens the file, whose own

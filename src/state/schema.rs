@@ -7,6 +7,10 @@
 //!
 //! A file with a version above [`MIGRATIONS`]`.len()` was written by a newer ocpoll; it is refused,
 //! not downgraded, because an older binary cannot know what the newer tables mean.
+//!
+//! Since version 3 the header also carries [`APPLICATION_ID`] (`PRAGMA application_id`), so that
+//! [`is_ocpoll_file`] can tell another program's SQLite file from ours before anything is
+//! written into it.
 
 use rusqlite::{Connection, TransactionBehavior};
 
@@ -133,7 +137,20 @@ const MIGRATIONS: &[&str] = &[
     -- A window-mode staged row's content hash (NULL in the other modes).
     ALTER TABLE staged_event ADD COLUMN hash TEXT;
     "#,
+    // 3: ocpoll's mark in the file header, so another program's database is never taken over
+    // (`is_ocpoll_file`). 1868787820 is APPLICATION_ID, "ocpl".
+    r#"
+    PRAGMA application_id = 1868787820;
+    "#,
 ];
+
+/// SQLite's `PRAGMA application_id` of an ocpoll state file: "ocpl" (0x6F63706C), set by
+/// migration 3.
+pub const APPLICATION_ID: i32 = 0x6F63_706C;
+
+/// The schema version whose migration set [`APPLICATION_ID`]: files of the versions before it
+/// are ocpoll's without the mark.
+const APPLICATION_ID_SINCE: u32 = 3;
 
 /// The schema version this build writes and understands.
 pub const CURRENT_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -177,6 +194,36 @@ pub fn migrate(conn: &mut Connection) -> Result<(), MigrateError> {
     Ok(())
 }
 
+/// Whether the database open on `conn` is ocpoll's to use; only reads. Yes when it carries
+/// [`APPLICATION_ID`], or has no tables yet (a new file), or has no application_id but the
+/// `user_version` and tables of an ocpoll file older than the mark (the migration adds it). Any
+/// other database (another application_id, or tables without ocpoll's history) is another
+/// program's, and is refused untouched.
+pub fn is_ocpoll_file(conn: &Connection) -> rusqlite::Result<bool> {
+    let application_id: i32 = conn.pragma_query_value(None, "application_id", |row| row.get(0))?;
+    if application_id == APPLICATION_ID {
+        return Ok(true);
+    }
+    if application_id != 0 {
+        return Ok(false);
+    }
+    let tables: Vec<String> = conn
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+        )?
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if tables.is_empty() {
+        return Ok(true);
+    }
+    let version = user_version(conn)?;
+    let has = |name: &str| tables.iter().any(|table| table == name);
+    Ok((1..APPLICATION_ID_SINCE).contains(&version)
+        && has("resource_state")
+        && has("outbox")
+        && has("sync_point"))
+}
+
 fn user_version(conn: &Connection) -> rusqlite::Result<u32> {
     conn.pragma_query_value(None, "user_version", |row| row.get(0))
 }
@@ -199,6 +246,61 @@ mod tests {
             )
             .unwrap();
         assert_eq!(tables, 1);
+    }
+
+    #[test]
+    fn the_migration_sets_the_application_id() {
+        assert_eq!(
+            MIGRATIONS[APPLICATION_ID_SINCE as usize - 1].trim(),
+            format!("PRAGMA application_id = {APPLICATION_ID};")
+        );
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert!(
+            is_ocpoll_file(&conn).unwrap(),
+            "an empty database is ours to set up"
+        );
+        migrate(&mut conn).unwrap();
+        let id: i32 = conn
+            .pragma_query_value(None, "application_id", |row| row.get(0))
+            .unwrap();
+        assert_eq!(id, APPLICATION_ID);
+        assert!(is_ocpoll_file(&conn).unwrap());
+    }
+
+    #[test]
+    fn a_file_of_an_older_ocpoll_is_ours_and_gets_the_mark() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let tx = conn.transaction().unwrap();
+        for migration in &MIGRATIONS[..2] {
+            tx.execute_batch(migration).unwrap();
+        }
+        tx.pragma_update(None, "user_version", 2).unwrap();
+        tx.commit().unwrap();
+        assert!(is_ocpoll_file(&conn).unwrap());
+        migrate(&mut conn).unwrap();
+        let id: i32 = conn
+            .pragma_query_value(None, "application_id", |row| row.get(0))
+            .unwrap();
+        assert_eq!(id, APPLICATION_ID);
+    }
+
+    #[test]
+    fn another_programs_database_is_foreign() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
+            .unwrap();
+        assert!(
+            !is_ocpoll_file(&conn).unwrap(),
+            "tables, no mark, no history"
+        );
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        assert!(
+            !is_ocpoll_file(&conn).unwrap(),
+            "a version but not ocpoll's tables"
+        );
+        let other = Connection::open_in_memory().unwrap();
+        other.pragma_update(None, "application_id", 42).unwrap();
+        assert!(!is_ocpoll_file(&other).unwrap(), "another application_id");
     }
 
     #[test]

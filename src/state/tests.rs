@@ -1151,3 +1151,183 @@ fn a_rolled_back_direct_commit_changes_nothing_and_a_finished_one_drops_old_stag
         Err(StateError::PollGone(_))
     ));
 }
+
+// -------------------------------------------------------------------------------------------
+// Issue 13: a damaged, foreign or exposed state file.
+// -------------------------------------------------------------------------------------------
+
+/// Overwrites the middle of a full leaf page of `table`'s b-tree (the leftmost child of its
+/// interior root: cells, after the page header), keeping the file's length.
+pub(crate) fn damage_a_leaf_page(path: &Path, table: &str) {
+    let conn = Connection::open(path).unwrap();
+    let root: usize = conn
+        .query_row(
+            "SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [table],
+            |row| row.get(0),
+        )
+        .unwrap();
+    drop(conn);
+    let mut bytes = std::fs::read(path).unwrap();
+    let page_size = usize::from(u16::from_be_bytes([bytes[16], bytes[17]]));
+    let start = |page: usize| (page - 1) * page_size;
+    let root_at = start(root);
+    assert_eq!(
+        bytes[root_at], 0x05,
+        "{table}'s root is an interior table page"
+    );
+    let first_cell = usize::from(u16::from_be_bytes([
+        bytes[root_at + 12],
+        bytes[root_at + 13],
+    ]));
+    let child_at = root_at + first_cell;
+    let child = u32::from_be_bytes(bytes[child_at..child_at + 4].try_into().unwrap()) as usize;
+    let leaf_at = start(child);
+    assert_eq!(bytes[leaf_at], 0x0D, "page {child} is a table leaf");
+    for byte in &mut bytes[leaf_at + page_size / 4..leaf_at + page_size * 3 / 4] {
+        *byte = 0xFF;
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_damaged_table_page_is_refused_at_open_and_the_file_is_left_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    populated_state_file(&path);
+    damage_a_leaf_page(&path, "outbox");
+    let before = std::fs::read(&path).unwrap();
+    for open in [Store::open, Store::open_existing] {
+        let error = open(&path, Synchronous::Full).unwrap_err();
+        assert!(matches!(error, StateError::Corrupt { .. }), "{error:?}");
+        assert!(error.is_unusable_file());
+        let message = error.to_string();
+        assert!(message.contains("quick_check"), "{message}");
+        assert!(message.contains("did not change it"), "{message}");
+        assert!(message.contains("restore it from a backup"), "{message}");
+        assert!(message.contains("docs/operations.md"), "{message}");
+    }
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the file is unchanged"
+    );
+}
+
+#[test]
+fn damage_a_statement_meets_marks_the_store_corrupt_for_every_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    populated_state_file(&path);
+    damage_a_leaf_page(&path, "outbox");
+    // A file above the quick check's size limit is opened unchecked.
+    let store = Store::open_checked(&path, Synchronous::Full, 0).unwrap();
+    let health = Store::open_checked(&path, Synchronous::Full, 0).unwrap();
+    assert_eq!(store.corruption(), None);
+    let error = store
+        .outbox_list(&OutboxFilter {
+            instance: None,
+            selection: OutboxSelection::All,
+            limit: None,
+        })
+        .unwrap_err();
+    assert!(matches!(error, StateError::Corrupt { .. }), "{error:?}");
+    assert!(store.corruption().is_some());
+    let seen = health.corruption().expect("the other connection knows");
+    assert!(seen.contains("malformed"), "{seen}");
+    // A sound file elsewhere is not affected.
+    let other = Store::open(&dir.path().join("other.db"), Synchronous::Full).unwrap();
+    assert_eq!(other.corruption(), None);
+}
+
+/// Another program's SQLite file, in the rollback journal mode SQLite starts with.
+fn foreign_file(path: &Path) {
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch(
+        "CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT NOT NULL);
+         INSERT INTO notes (text) VALUES ('mine'), ('not ocpoll''s');",
+    )
+    .unwrap();
+}
+
+#[test]
+fn another_programs_sqlite_file_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.db");
+    foreign_file(&path);
+    let before = std::fs::read(&path).unwrap();
+    for open in [Store::open, Store::open_existing] {
+        let error = open(&path, Synchronous::Full).unwrap_err();
+        assert!(matches!(error, StateError::Foreign { .. }), "{error:?}");
+        assert!(error.is_unusable_file());
+        assert!(
+            error.to_string().contains("not an ocpoll state file"),
+            "{error}"
+        );
+    }
+    assert_eq!(std::fs::read(&path).unwrap(), before, "not a byte changed");
+    let conn = Connection::open(&path).unwrap();
+    let mode: String = conn
+        .pragma_query_value(None, "journal_mode", |row| row.get(0))
+        .unwrap();
+    assert_eq!(mode, "delete", "the journal mode is as it was");
+    let tables: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(tables, 1, "no table added");
+}
+
+#[test]
+fn a_state_file_of_an_older_ocpoll_without_the_mark_is_opened_and_marked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    drop(Store::open(&path, Synchronous::Full).unwrap());
+    // What ocpoll before schema version 3 left: no application_id.
+    let conn = Connection::open(&path).unwrap();
+    conn.pragma_update(None, "application_id", 0).unwrap();
+    conn.pragma_update(None, "user_version", 2).unwrap();
+    drop(conn);
+    drop(Store::open(&path, Synchronous::Full).unwrap());
+    let conn = Connection::open(&path).unwrap();
+    let id: i32 = conn
+        .pragma_query_value(None, "application_id", |row| row.get(0))
+        .unwrap();
+    assert_eq!(id, schema::APPLICATION_ID);
+}
+
+#[test]
+fn an_unwritable_shm_file_is_refused_before_sqlite_maps_it() {
+    if running_as_root() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    drop(Store::open(&path, Synchronous::Full).unwrap());
+    let shm = dir.path().join("state.db-shm");
+    std::fs::write(&shm, b"").unwrap();
+    std::fs::set_permissions(&shm, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let error = Store::open(&path, Synchronous::Full).unwrap_err();
+    assert!(
+        matches!(error, StateError::SideFileUnwritable { .. }),
+        "{error:?}"
+    );
+    assert!(error.is_unusable_file());
+    assert!(error.to_string().contains("-shm"), "{error}");
+}
+
+#[test]
+fn a_state_file_readable_by_others_is_used_and_never_loosened_or_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    drop(Store::open(&path, Synchronous::Full).unwrap());
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600);
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    drop(Store::open(&path, Synchronous::Full).unwrap());
+    assert_eq!(mode(&path), 0o644, "left to its owner (with a warning)");
+}
+
+fn running_as_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
