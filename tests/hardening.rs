@@ -239,6 +239,56 @@ async fn a_callback_at_the_metadata_address_is_dead_lettered_without_a_connectio
     setup.assert_nothing_left_loopback();
 }
 
+/// Issue 13, item 10: the IPv4-compatible (`::a.b.c.d`) and NAT64 (`64:ff9b::/96`) forms of the
+/// metadata address are that address, refused before any connection (the proxy tripwire would
+/// catch a request to them otherwise).
+#[tokio::test(flavor = "multi_thread")]
+async fn ipv6_forms_of_the_metadata_address_fail_the_poll_without_a_connection() {
+    let setup = Setup::new("").await;
+    let receiver = MockReceiver::start(&[]).await;
+    for (name, base) in [
+        ("compatible", "http://[::169.254.169.254]/latest/meta-data"),
+        ("nat64", "http://[64:ff9b::a9fe:a9fe]/latest/meta-data"),
+        (
+            "nat64-dotted",
+            "http://[64:ff9b::169.254.169.254]/latest/meta-data",
+        ),
+    ] {
+        setup.instance(name, Some(base), &receiver.url());
+    }
+    let run = setup.tick().await;
+    run.assert_code(1);
+    for host in ["::a9fe:a9fe", "64:ff9b::a9fe:a9fe"] {
+        run.assert_stdout_contains(&format!(
+            "{host} (resolved to 169.254.169.254) is blocked by http.deny 169.254.0.0/16"
+        ));
+    }
+    for name in ["compatible", "nat64", "nat64-dotted"] {
+        let line = setup.status_line(name).await;
+        assert_eq!(line["last_result"], "failed", "{line}");
+    }
+    setup.assert_nothing_left_loopback();
+    assert_eq!(receiver.request_count(), 0);
+}
+
+/// The same for a callback in a private range denied by config.toml: dead-lettered at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_callback_at_a_nat64_form_of_a_denied_address_is_dead_lettered_without_a_connection() {
+    let setup = Setup::new("[http]\ndeny = [\"10.0.0.0/8\"]").await;
+    setup.instance("crm", None, "http://[64:ff9b::10.1.2.3]/hook");
+    setup.baseline_then_changes(&["c1"]).await;
+    let run = setup.tick().await;
+    run.assert_code(1);
+    run.assert_stdout_contains("1 dead-lettered");
+    let errors = setup.dead_letter_errors().await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("(resolved to 10.1.2.3) is blocked by http.deny 10.0.0.0/8"),
+        "{errors:?}"
+    );
+    setup.assert_nothing_left_loopback();
+}
+
 /// `allow = ["127.0.0.1/32"]`: localhost-only callbacks. 127.0.0.2 is loopback too, but not in
 /// the list, so nothing ever leaves the machine in this test.
 #[tokio::test(flavor = "multi_thread")]
