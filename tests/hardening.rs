@@ -1124,3 +1124,186 @@ fn validate_rejects_allowed_origins_that_are_not_origins() {
     let run = dir.run(["validate", "--strict", "good.json"]);
     run.assert_code(0);
 }
+
+// -------------------------------------------------------------------------------------------
+// [secrets]: what instance files' references may read (issue 13, item 11)
+// -------------------------------------------------------------------------------------------
+
+const OUTSIDE_CONTENT: &str = "outside-the-roots-5ecret";
+const INSIDE_CONTENT: &str = "inside-the-root-5ecret";
+
+/// The references of the scope tests, by instance name: the first two are inside the scope.
+fn scope_references(root: &std::path::Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("env-allowed", "${env:CRM_SIGNING_KEY}".to_owned()),
+        ("file-allowed", format!("${{file:{}/key}}", root.display())),
+        ("env-home", "${env:HOME}".to_owned()),
+        ("file-etc", "${file:/etc/hostname}".to_owned()),
+        (
+            "file-dotdot",
+            format!("${{file:{}/../outside}}", root.display()),
+        ),
+    ]
+}
+
+/// `secrets/key` inside the root, `outside` beside it, and a config.toml scoped to `CRM_` and
+/// `secrets/`. Returns the root.
+fn scoped_folder(dir: &Dir, other_config: &str) -> std::path::PathBuf {
+    dir.create("secrets/key", &format!("{INSIDE_CONTENT}\n"));
+    dir.create("outside", OUTSIDE_CONTENT);
+    let root = dir.join("secrets");
+    dir.create(
+        "config.toml",
+        &format!(
+            "{other_config}\n[secrets]\nenv_prefixes = [\"CRM_\"]\nfile_roots = [\"{}\"]\n",
+            root.display()
+        ),
+    );
+    root
+}
+
+fn with_signature_key(path: &std::path::Path, reference: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut body: Value = serde_json::from_str(&text).unwrap();
+    body["configuration"]["event.notification.signature.key"] = json!(reference);
+    // Pretty-printed: every key on its own line, so the finding's line names the key.
+    std::fs::write(path, serde_json::to_string_pretty(&body).unwrap()).unwrap();
+}
+
+#[test]
+fn validate_with_a_secrets_scope_refuses_references_outside_it() {
+    let dir = Dir::with_layout("");
+    let root = scoped_folder(&dir, "");
+    for (name, reference) in scope_references(&root) {
+        let body = json!({"element": {"key": "crm"}, "name": name, "configuration": {
+            "event.notification.enabled": true,
+            "event.notification.callback.url": "http://127.0.0.1:8080/hook",
+            "event.notification.signature.key": reference,
+            "event.poller.refresh_interval": 15,
+            "event.poller.configuration": {"contacts": {
+                "url": "http://127.0.0.1:8081/contacts",
+                "idField": "id"
+            }}
+        }});
+        dir.create(
+            format!("instances.d/{name}.json"),
+            &serde_json::to_string_pretty(&body).unwrap(),
+        );
+    }
+    let run = dir
+        .command()
+        .env("CRM_SIGNING_KEY", "env-signing-5ecret")
+        .args(["--config", "config.toml", "validate", "--format", "json"])
+        .arg("instances.d")
+        .run();
+    run.assert_code(1);
+    let findings = run.findings();
+    let key = "configuration.event.notification.signature.key";
+    let refused = |file: &str| {
+        findings
+            .iter()
+            .find(|f| f.file.ends_with(&format!("{file}.json")))
+            .unwrap_or_else(|| panic!("no finding for {file}\n{}", run.show()))
+    };
+    for (file, phrase) in [
+        (
+            "env-home",
+            "${env:HOME}: environment variable HOME is outside [secrets] env_prefixes (\"CRM_\")",
+        ),
+        (
+            "file-etc",
+            "${file:/etc/hostname}: /etc/hostname is outside [secrets] file_roots",
+        ),
+        ("file-dotdot", "/../outside is outside [secrets] file_roots"),
+    ] {
+        let finding = refused(file);
+        assert!(finding.is_error(), "{finding:?}");
+        assert_eq!(finding.path, key, "{finding:?}");
+        assert!(finding.message.contains(phrase), "{finding:?}");
+        // The line of the key in the pretty-printed file.
+        let text = std::fs::read_to_string(dir.join(format!("instances.d/{file}.json"))).unwrap();
+        let (line, column) = util::position_of(&text, "\"event.notification.signature.key\"");
+        assert_eq!(
+            (finding.line, finding.column),
+            (Some(line as u64), Some(column as u64)),
+            "{finding:?}"
+        );
+    }
+    for allowed in ["env-allowed", "file-allowed"] {
+        assert!(
+            !findings.iter().any(|f| f.file.contains(allowed)),
+            "{allowed} should be clean: {findings:?}"
+        );
+    }
+    let shown = format!("{}{}", run.stdout(), run.stderr());
+    for secret in [OUTSIDE_CONTENT, INSIDE_CONTENT, "env-signing-5ecret"] {
+        assert!(!shown.contains(secret), "{secret} was printed: {shown}");
+    }
+
+    // Without [secrets], everything is allowed, as before.
+    dir.create("open.toml", "");
+    let open = dir
+        .command()
+        .env("CRM_SIGNING_KEY", "env-signing-5ecret")
+        .args(["--config", "open.toml", "validate", "instances.d"])
+        .run();
+    open.assert_code(0);
+    assert!(!open.stdout().contains("outside"), "{}", open.show());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tick_with_a_secrets_scope_runs_only_instances_whose_references_are_inside_it() {
+    let setup = Setup::new("").await;
+    let root = scoped_folder(
+        &setup.dir,
+        "[poll]\nretries = 0\n[delivery]\nbackoff_initial_seconds = 0\nbackoff_max_seconds = 0",
+    );
+    let receiver = MockReceiver::start(&[]).await;
+    for (name, reference) in scope_references(&root) {
+        setup.instance(name, None, &receiver.url());
+        with_signature_key(
+            &setup.dir.join(format!("instances.d/{name}.json")),
+            &reference,
+        );
+    }
+    let run = setup
+        .dir
+        .command()
+        .env("CRM_SIGNING_KEY", "env-signing-5ecret")
+        .args(util::LAYOUT_ARGS)
+        .args(["tick", "--all", "--deliver-timeout", "10s"])
+        .run_async()
+        .await;
+    // Instances that cannot run make the tick exit 1; the others polled.
+    run.assert_code(1);
+    let key = "configuration.event.notification.signature.key";
+    for phrase in [
+        format!(
+            "{key}: ${{env:HOME}}: environment variable HOME is outside [secrets] env_prefixes"
+        ),
+        format!("{key}: ${{file:/etc/hostname}}: /etc/hostname is outside [secrets] file_roots"),
+        "/../outside is outside [secrets] file_roots".to_owned(),
+    ] {
+        run.assert_stderr_contains(&phrase);
+    }
+    for allowed in ["env-allowed", "file-allowed"] {
+        let line = setup.status_line(allowed).await;
+        assert_eq!(line["last_result"], "ok", "{line}\n{}", run.show());
+    }
+    let shown = format!("{}{}", run.stdout(), run.stderr());
+    for secret in [OUTSIDE_CONTENT, INSIDE_CONTENT, "env-signing-5ecret"] {
+        assert!(!shown.contains(secret), "{secret} was printed: {shown}");
+    }
+    // The refused instances were never polled: only the two allowed ones asked the provider.
+    let status = setup.ocpoll(&["status", "--json"]).await;
+    status.assert_code(0);
+    let lines: Vec<Value> = serde_json::from_str(&status.stdout()).expect("status JSON");
+    for refused in ["env-home", "file-etc", "file-dotdot"] {
+        assert!(
+            !lines
+                .iter()
+                .any(|line| line["instance"] == refused && line["last_result"] == "ok"),
+            "{refused} was polled: {lines:?}"
+        );
+    }
+}
