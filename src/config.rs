@@ -12,6 +12,7 @@
 use crate::cli::{GlobalArgs, LogFormat};
 use crate::http::egress::{Egress, HostRule};
 use crate::http::{RecordLimits, RetryPolicy};
+use crate::instance::SecretScope;
 use crate::outbox::deliver::DeliveryPolicy;
 use crate::outbox::retry::RetryLogic;
 use serde::Deserialize;
@@ -33,6 +34,7 @@ pub struct Config {
     pub synchronous: Synchronous,
     pub daemon: DaemonConfig,
     pub http: HttpConfig,
+    pub secrets: SecretsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -171,6 +173,43 @@ impl HttpConfig {
     }
 }
 
+/// `[secrets]`: what instance files' `${env:..}` and `${file:..}` references may read. Not set:
+/// everything the process can read (docs/operations.md#threat-model).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// Only variables whose names start with one of these (`[]`: none).
+    #[serde(
+        deserialize_with = "string_list",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub env_prefixes: Option<Vec<String>>,
+    /// Only files inside one of these absolute folders, after symlinks and `..` (`[]`: none).
+    #[serde(
+        deserialize_with = "folder_list",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub file_roots: Option<Vec<PathBuf>>,
+}
+
+impl SecretsConfig {
+    /// The scope these settings describe, for the instance loader.
+    pub fn scope(&self) -> SecretScope {
+        SecretScope {
+            env_prefixes: self.env_prefixes.clone(),
+            file_roots: self.file_roots.clone(),
+        }
+    }
+}
+
+impl Config {
+    /// Where instance files' secret references come from: the process's environment and files,
+    /// within `[secrets]`.
+    pub fn secret_source(&self) -> crate::instance::ScopedSecrets {
+        crate::instance::ScopedSecrets::new(self.secrets.scope())
+    }
+}
+
 impl From<&PollConfig> for RetryPolicy {
     /// `[poll] retries` and the backoff from the configuration; the rest keeps its defaults.
     fn from(poll: &PollConfig) -> Self {
@@ -193,30 +232,64 @@ impl From<&DeliveryConfig> for RetryLogic {
     }
 }
 
+/// A list of strings, or one string of comma-separated items (what an `OCPOLL_*` variable
+/// holds: `OCPOLL_HTTP_ALLOW="127.0.0.1, *.example.com"`).
+fn list_or_commas<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Items {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Items::deserialize(deserializer)? {
+        Items::List(texts) => texts,
+        Items::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
 /// A list of host rules, or one string of comma-separated rules (what `OCPOLL_HTTP_ALLOW`
 /// holds).
 fn host_rules<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Vec<HostRule>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Rules {
-        List(Vec<String>),
-        Text(String),
-    }
-    let texts = match Rules::deserialize(deserializer)? {
-        Rules::List(texts) => texts,
-        Rules::Text(text) => text
-            .split(',')
-            .map(str::trim)
-            .filter(|rule| !rule.is_empty())
-            .map(str::to_owned)
-            .collect(),
-    };
-    texts
+    list_or_commas(deserializer)?
         .iter()
         .map(|text| text.parse().map_err(serde::de::Error::custom))
         .collect()
+}
+
+/// `[secrets] env_prefixes`: a list, or comma-separated.
+fn string_list<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<String>>, D::Error> {
+    list_or_commas(deserializer).map(Some)
+}
+
+/// `[secrets] file_roots`: absolute folders, a list or comma-separated.
+fn folder_list<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<PathBuf>>, D::Error> {
+    list_or_commas(deserializer)?
+        .into_iter()
+        .map(|text| {
+            let path = PathBuf::from(&text);
+            if path.is_absolute() {
+                Ok(path)
+            } else {
+                Err(serde::de::Error::custom(format!(
+                    "{text:?} is not an absolute path: file_roots are absolute folders"
+                )))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
 }
 
 /// The file as written. `state` is either the state file's path or a `[state]` table with
@@ -231,6 +304,7 @@ struct FileConfig {
     delivery: DeliveryConfig,
     daemon: DaemonConfig,
     http: HttpConfig,
+    secrets: SecretsConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -295,6 +369,7 @@ const SECTION_KEYS: &[(&str, &[&str])] = &[
         "http",
         &["allow", "deny", "max_page_bytes", "max_record_bytes"],
     ),
+    ("secrets", &["env_prefixes", "file_roots"]),
 ];
 
 /// Where ocpoll looks for its files on this platform.
@@ -398,6 +473,7 @@ impl Config {
             synchronous,
             daemon: file.daemon,
             http: file.http,
+            secrets: file.secrets,
         }
     }
 }
@@ -593,6 +669,13 @@ mod tests {
             ("delivery", keys(DeliveryConfig::default())),
             ("daemon", keys(daemon)),
             ("http", keys(HttpConfig::default())),
+            (
+                "secrets",
+                keys(SecretsConfig {
+                    env_prefixes: Some(Vec::new()),
+                    file_roots: Some(Vec::new()),
+                }),
+            ),
         ];
         for (section, fields) in sections {
             let listed = SECTION_KEYS
@@ -639,6 +722,61 @@ mod tests {
             .to_string();
         assert!(error.contains("OCPOLL_HTTP_ALLOW"), "{error}");
         assert!(error.contains("is not a host rule"), "{error}");
+    }
+
+    /// Issue 13, item 11: `[secrets]` from the file or comma-separated variables; not set, it
+    /// allows everything.
+    #[test]
+    fn secrets_scope_comes_from_the_file_or_comma_separated_variables() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = Config::load(&flags(&[]), |_| None, &dirs(tmp.path())).unwrap();
+        assert_eq!(config.secrets.scope(), SecretScope::UNRESTRICTED);
+
+        let file = tmp.path().join("c.toml");
+        std::fs::write(
+            &file,
+            "[secrets]\nenv_prefixes = [\"CRM_\"]\nfile_roots = [\"/run/credentials/ocpoll\"]\n",
+        )
+        .unwrap();
+        let file_arg = file.to_str().unwrap();
+        let config =
+            Config::load(&flags(&["--config", file_arg]), |_| None, &dirs(tmp.path())).unwrap();
+        assert_eq!(
+            config.secrets.scope(),
+            SecretScope {
+                env_prefixes: Some(vec!["CRM_".into()]),
+                file_roots: Some(vec![PathBuf::from("/run/credentials/ocpoll")]),
+            }
+        );
+
+        let env = |name: &str| match name {
+            "OCPOLL_SECRETS_ENV_PREFIXES" => Some("CRM_, HUB_".to_owned()),
+            "OCPOLL_SECRETS_FILE_ROOTS" => Some("/etc/ocpoll/secrets,/run/credentials".to_owned()),
+            _ => None,
+        };
+        let config = Config::load(&flags(&["--config", file_arg]), env, &dirs(tmp.path())).unwrap();
+        assert_eq!(
+            config.secrets.env_prefixes,
+            Some(vec!["CRM_".into(), "HUB_".into()])
+        );
+        assert_eq!(
+            config.secrets.file_roots,
+            Some(vec![
+                PathBuf::from("/etc/ocpoll/secrets"),
+                PathBuf::from("/run/credentials")
+            ])
+        );
+        // An empty variable allows none.
+        let env = |name: &str| (name == "OCPOLL_SECRETS_ENV_PREFIXES").then(String::new);
+        let config = Config::load(&flags(&[]), env, &dirs(tmp.path())).unwrap();
+        assert_eq!(config.secrets.env_prefixes, Some(Vec::new()));
+
+        let env = |name: &str| (name == "OCPOLL_SECRETS_FILE_ROOTS").then(|| "secrets".to_owned());
+        let error = Config::load(&flags(&[]), env, &dirs(tmp.path()))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("OCPOLL_SECRETS_FILE_ROOTS"), "{error}");
+        assert!(error.contains("not an absolute path"), "{error}");
     }
 
     #[test]

@@ -239,6 +239,56 @@ async fn a_callback_at_the_metadata_address_is_dead_lettered_without_a_connectio
     setup.assert_nothing_left_loopback();
 }
 
+/// Issue 13, item 10: the IPv4-compatible (`::a.b.c.d`) and NAT64 (`64:ff9b::/96`) forms of the
+/// metadata address are that address, refused before any connection (the proxy tripwire would
+/// catch a request to them otherwise).
+#[tokio::test(flavor = "multi_thread")]
+async fn ipv6_forms_of_the_metadata_address_fail_the_poll_without_a_connection() {
+    let setup = Setup::new("").await;
+    let receiver = MockReceiver::start(&[]).await;
+    for (name, base) in [
+        ("compatible", "http://[::169.254.169.254]/latest/meta-data"),
+        ("nat64", "http://[64:ff9b::a9fe:a9fe]/latest/meta-data"),
+        (
+            "nat64-dotted",
+            "http://[64:ff9b::169.254.169.254]/latest/meta-data",
+        ),
+    ] {
+        setup.instance(name, Some(base), &receiver.url());
+    }
+    let run = setup.tick().await;
+    run.assert_code(1);
+    for host in ["::a9fe:a9fe", "64:ff9b::a9fe:a9fe"] {
+        run.assert_stdout_contains(&format!(
+            "{host} (resolved to 169.254.169.254) is blocked by http.deny 169.254.0.0/16"
+        ));
+    }
+    for name in ["compatible", "nat64", "nat64-dotted"] {
+        let line = setup.status_line(name).await;
+        assert_eq!(line["last_result"], "failed", "{line}");
+    }
+    setup.assert_nothing_left_loopback();
+    assert_eq!(receiver.request_count(), 0);
+}
+
+/// The same for a callback in a private range denied by config.toml: dead-lettered at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_callback_at_a_nat64_form_of_a_denied_address_is_dead_lettered_without_a_connection() {
+    let setup = Setup::new("[http]\ndeny = [\"10.0.0.0/8\"]").await;
+    setup.instance("crm", None, "http://[64:ff9b::10.1.2.3]/hook");
+    setup.baseline_then_changes(&["c1"]).await;
+    let run = setup.tick().await;
+    run.assert_code(1);
+    run.assert_stdout_contains("1 dead-lettered");
+    let errors = setup.dead_letter_errors().await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("(resolved to 10.1.2.3) is blocked by http.deny 10.0.0.0/8"),
+        "{errors:?}"
+    );
+    setup.assert_nothing_left_loopback();
+}
+
 /// `allow = ["127.0.0.1/32"]`: localhost-only callbacks. 127.0.0.2 is loopback too, but not in
 /// the list, so nothing ever leaves the machine in this test.
 #[tokio::test(flavor = "multi_thread")]
@@ -1078,4 +1128,187 @@ fn validate_rejects_allowed_origins_that_are_not_origins() {
     dir.create("good.json", &good.to_string());
     let run = dir.run(["validate", "--strict", "good.json"]);
     run.assert_code(0);
+}
+
+// -------------------------------------------------------------------------------------------
+// [secrets]: what instance files' references may read (issue 13, item 11)
+// -------------------------------------------------------------------------------------------
+
+const OUTSIDE_CONTENT: &str = "outside-the-roots-5ecret";
+const INSIDE_CONTENT: &str = "inside-the-root-5ecret";
+
+/// The references of the scope tests, by instance name: the first two are inside the scope.
+fn scope_references(root: &std::path::Path) -> Vec<(&'static str, String)> {
+    vec![
+        ("env-allowed", "${env:CRM_SIGNING_KEY}".to_owned()),
+        ("file-allowed", format!("${{file:{}/key}}", root.display())),
+        ("env-home", "${env:HOME}".to_owned()),
+        ("file-etc", "${file:/etc/hostname}".to_owned()),
+        (
+            "file-dotdot",
+            format!("${{file:{}/../outside}}", root.display()),
+        ),
+    ]
+}
+
+/// `secrets/key` inside the root, `outside` beside it, and a config.toml scoped to `CRM_` and
+/// `secrets/`. Returns the root.
+fn scoped_folder(dir: &Dir, other_config: &str) -> std::path::PathBuf {
+    dir.create("secrets/key", &format!("{INSIDE_CONTENT}\n"));
+    dir.create("outside", OUTSIDE_CONTENT);
+    let root = dir.join("secrets");
+    dir.create(
+        "config.toml",
+        &format!(
+            "{other_config}\n[secrets]\nenv_prefixes = [\"CRM_\"]\nfile_roots = [\"{}\"]\n",
+            root.display()
+        ),
+    );
+    root
+}
+
+fn with_signature_key(path: &std::path::Path, reference: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut body: Value = serde_json::from_str(&text).unwrap();
+    body["configuration"]["event.notification.signature.key"] = json!(reference);
+    // Pretty-printed: every key on its own line, so the finding's line names the key.
+    std::fs::write(path, serde_json::to_string_pretty(&body).unwrap()).unwrap();
+}
+
+#[test]
+fn validate_with_a_secrets_scope_refuses_references_outside_it() {
+    let dir = Dir::with_layout("");
+    let root = scoped_folder(&dir, "");
+    for (name, reference) in scope_references(&root) {
+        let body = json!({"element": {"key": "crm"}, "name": name, "configuration": {
+            "event.notification.enabled": true,
+            "event.notification.callback.url": "http://127.0.0.1:8080/hook",
+            "event.notification.signature.key": reference,
+            "event.poller.refresh_interval": 15,
+            "event.poller.configuration": {"contacts": {
+                "url": "http://127.0.0.1:8081/contacts",
+                "idField": "id"
+            }}
+        }});
+        dir.create(
+            format!("instances.d/{name}.json"),
+            &serde_json::to_string_pretty(&body).unwrap(),
+        );
+    }
+    let run = dir
+        .command()
+        .env("CRM_SIGNING_KEY", "env-signing-5ecret")
+        .args(["--config", "config.toml", "validate", "--format", "json"])
+        .arg("instances.d")
+        .run();
+    run.assert_code(1);
+    let findings = run.findings();
+    let key = "configuration.event.notification.signature.key";
+    let refused = |file: &str| {
+        findings
+            .iter()
+            .find(|f| f.file.ends_with(&format!("{file}.json")))
+            .unwrap_or_else(|| panic!("no finding for {file}\n{}", run.show()))
+    };
+    for (file, phrase) in [
+        (
+            "env-home",
+            "${env:HOME}: environment variable HOME is outside [secrets] env_prefixes (\"CRM_\")",
+        ),
+        (
+            "file-etc",
+            "${file:/etc/hostname}: /etc/hostname is outside [secrets] file_roots",
+        ),
+        ("file-dotdot", "/../outside is outside [secrets] file_roots"),
+    ] {
+        let finding = refused(file);
+        assert!(finding.is_error(), "{finding:?}");
+        assert_eq!(finding.path, key, "{finding:?}");
+        assert!(finding.message.contains(phrase), "{finding:?}");
+        // The line of the key in the pretty-printed file.
+        let text = std::fs::read_to_string(dir.join(format!("instances.d/{file}.json"))).unwrap();
+        let (line, column) = util::position_of(&text, "\"event.notification.signature.key\"");
+        assert_eq!(
+            (finding.line, finding.column),
+            (Some(line as u64), Some(column as u64)),
+            "{finding:?}"
+        );
+    }
+    for allowed in ["env-allowed", "file-allowed"] {
+        assert!(
+            !findings.iter().any(|f| f.file.contains(allowed)),
+            "{allowed} should be clean: {findings:?}"
+        );
+    }
+    let shown = format!("{}{}", run.stdout(), run.stderr());
+    for secret in [OUTSIDE_CONTENT, INSIDE_CONTENT, "env-signing-5ecret"] {
+        assert!(!shown.contains(secret), "{secret} was printed: {shown}");
+    }
+
+    // Without [secrets], everything is allowed, as before.
+    dir.create("open.toml", "");
+    let open = dir
+        .command()
+        .env("CRM_SIGNING_KEY", "env-signing-5ecret")
+        .args(["--config", "open.toml", "validate", "instances.d"])
+        .run();
+    open.assert_code(0);
+    assert!(!open.stdout().contains("outside"), "{}", open.show());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tick_with_a_secrets_scope_runs_only_instances_whose_references_are_inside_it() {
+    let setup = Setup::new("").await;
+    let root = scoped_folder(
+        &setup.dir,
+        "[poll]\nretries = 0\n[delivery]\nbackoff_initial_seconds = 0\nbackoff_max_seconds = 0",
+    );
+    let receiver = MockReceiver::start(&[]).await;
+    for (name, reference) in scope_references(&root) {
+        setup.instance(name, None, &receiver.url());
+        with_signature_key(
+            &setup.dir.join(format!("instances.d/{name}.json")),
+            &reference,
+        );
+    }
+    let run = setup
+        .dir
+        .command()
+        .env("CRM_SIGNING_KEY", "env-signing-5ecret")
+        .args(util::LAYOUT_ARGS)
+        .args(["tick", "--all", "--deliver-timeout", "10s"])
+        .run_async()
+        .await;
+    // Instances that cannot run make the tick exit 1; the others polled.
+    run.assert_code(1);
+    let key = "configuration.event.notification.signature.key";
+    for phrase in [
+        format!(
+            "{key}: ${{env:HOME}}: environment variable HOME is outside [secrets] env_prefixes"
+        ),
+        format!("{key}: ${{file:/etc/hostname}}: /etc/hostname is outside [secrets] file_roots"),
+        "/../outside is outside [secrets] file_roots".to_owned(),
+    ] {
+        run.assert_stderr_contains(&phrase);
+    }
+    for allowed in ["env-allowed", "file-allowed"] {
+        let line = setup.status_line(allowed).await;
+        assert_eq!(line["last_result"], "ok", "{line}\n{}", run.show());
+    }
+    let shown = format!("{}{}", run.stdout(), run.stderr());
+    for secret in [OUTSIDE_CONTENT, INSIDE_CONTENT, "env-signing-5ecret"] {
+        assert!(!shown.contains(secret), "{secret} was printed: {shown}");
+    }
+    // The refused instances were never polled: only the two allowed ones asked the provider.
+    let status = setup.ocpoll(&["status", "--json"]).await;
+    status.assert_code(0);
+    let lines: Vec<Value> = serde_json::from_str(&status.stdout()).expect("status JSON");
+    for refused in ["env-home", "file-etc", "file-dotdot"] {
+        assert!(
+            !lines
+                .iter()
+                .any(|line| line["instance"] == refused && line["last_result"] == "ok"),
+            "{refused} was polled: {lines:?}"
+        );
+    }
 }

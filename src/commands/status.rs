@@ -5,7 +5,7 @@
 use crate::cli::StatusArgs;
 use crate::commands::{exit, write_table};
 use crate::config::Config;
-use crate::instance::{self, Instance, SystemSecrets, UnresolvedSecrets};
+use crate::instance::{self, Instance, UnresolvedSecrets};
 use crate::state::{OutboxDepth, ResourceKey, ResourceState, StateError, Store};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
@@ -142,7 +142,7 @@ impl Configured {
         let loaded = instance::load_all(
             std::slice::from_ref(&config.instances),
             UnresolvedSecrets::Warn,
-            &SystemSecrets,
+            &config.secret_source(),
         );
         for file in loaded.into_iter().filter(|file| file.is_file) {
             // An invalid file has no decoded name; its stem is the best guess.

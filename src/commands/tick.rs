@@ -6,7 +6,7 @@ use crate::cli::TickArgs;
 use crate::commands::{CommandError, exit, open_state, runtime, take_lock};
 use crate::config::Config;
 use crate::daemon::logging;
-use crate::instance::{self, Instance, LoadedFile, SystemSecrets, UnresolvedSecrets};
+use crate::instance::{self, Instance, LoadedFile, UnresolvedSecrets};
 use crate::outbox::deliver::{DeliverError, Delivery, DeliverySummary, Recipient};
 use crate::poll::{PollReport, PollTarget};
 use crate::runner::delivery::{self, PollsEnded, Recipients};
@@ -221,7 +221,7 @@ fn load_instances(config: &Config) -> Result<Vec<LoadedFile>, CommandError> {
     Ok(instance::load_all(
         &paths,
         UnresolvedSecrets::Fail,
-        &SystemSecrets,
+        &config.secret_source(),
     ))
 }
 

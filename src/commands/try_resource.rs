@@ -9,7 +9,7 @@ use crate::commands::{CommandError, exit, runtime};
 use crate::config::Config;
 use crate::http::{HttpClient, Redirects};
 use crate::instance::mask::Masker;
-use crate::instance::{self, Instance, LoadedFile, SystemSecrets, UnresolvedSecrets};
+use crate::instance::{self, Instance, LoadedFile, UnresolvedSecrets};
 use crate::trial::{self, TrialOptions, TrialReport, inspect::parse_since};
 use chrono::{SubsecRound, Utc};
 use std::io::Write;
@@ -34,7 +34,7 @@ fn try_resource(args: &TryArgs, config: &Config) -> Result<u8, CommandError> {
     };
     check_readable(&args.file)?;
     // Secrets must resolve: the requests are real.
-    let loaded = instance::load_file(&args.file, UnresolvedSecrets::Fail, &SystemSecrets);
+    let loaded = instance::load_file(&args.file, UnresolvedSecrets::Fail, &config.secret_source());
     for finding in &loaded.findings {
         eprintln!("{}", finding.display_for(&loaded.path));
     }

@@ -16,7 +16,7 @@ use crate::commands::exit;
 use crate::config::Config;
 use crate::http::Egress;
 use crate::instance::{
-    self, Auth, Finding, Instance, JsonPath, LoadedFile, Severity, SystemSecrets, UnresolvedSecrets,
+    self, Auth, Finding, Instance, JsonPath, LoadedFile, Severity, UnresolvedSecrets,
 };
 use std::io::Write;
 use url::Url;
@@ -42,7 +42,7 @@ pub fn run(args: &ValidateArgs, config: &Config) -> ExitCode {
     let mut loaded = instance::load::check_all_with(
         &paths,
         UnresolvedSecrets::Warn,
-        &SystemSecrets,
+        &config.secret_source(),
         &refused_hosts,
     );
     if args.strict {

@@ -8,7 +8,8 @@ pub mod receiver;
 pub mod sample_api;
 
 use crate::config::{
-    Config, DaemonConfig, DeliveryConfig, HttpConfig, LogConfig, PollConfig, Synchronous,
+    Config, DaemonConfig, DeliveryConfig, HttpConfig, LogConfig, PollConfig, SecretsConfig,
+    Synchronous,
 };
 use crate::daemon::catalog::Catalog;
 use crate::daemon::systemd::Notifier;
@@ -170,6 +171,7 @@ fn demo_config(folder: &Path) -> Config {
             ..DaemonConfig::default()
         },
         http: HttpConfig::default(),
+        secrets: SecretsConfig::default(),
     }
 }
 

@@ -173,11 +173,26 @@ fn is_host_name(name: &str) -> bool {
         })
 }
 
-/// IPv4-mapped IPv6 addresses (`::ffff:169.254.169.254`) are the IPv4 address they carry.
+/// An IPv6 address that carries an IPv4 address is judged as that IPv4 address:
+/// - IPv4-mapped, `::ffff:a.b.c.d` (`::ffff:169.254.169.254`);
+/// - IPv4-compatible, `::a.b.c.d` (deprecated, RFC 4291; `::169.254.169.254`), except `::` and
+///   `::1`, the unspecified and loopback IPv6 addresses, which stay themselves;
+/// - NAT64 with the well-known prefix, `64:ff9b::/96` (RFC 6052; `64:ff9b::a9fe:a9fe`): on a
+///   network with a NAT64 gateway, a connection to it reaches the IPv4 address.
 fn canonical(address: IpAddr) -> IpAddr {
-    match address {
-        IpAddr::V6(v6) => v6.to_canonical(),
-        v4 => v4,
+    let IpAddr::V6(v6) = address else {
+        return address;
+    };
+    let segments = v6.segments();
+    let [a, b, c, d] = v6.octets()[12..] else {
+        unreachable!("an IPv6 address has 16 octets")
+    };
+    let embedded = IpAddr::V4(std::net::Ipv4Addr::new(a, b, c, d));
+    match segments[..6] {
+        [0, 0, 0, 0, 0, 0xffff] => embedded,
+        [0, 0, 0, 0, 0, 0] if u32::from_be_bytes([a, b, c, d]) > 1 => embedded,
+        [0x64, 0xff9b, 0, 0, 0, 0] => embedded,
+        _ => address,
     }
 }
 
@@ -294,7 +309,12 @@ impl Egress {
     /// Judges one address `host` resolved to (or `host` itself, an IP literal).
     pub fn check_resolved(&self, host: &str, address: IpAddr) -> Result<(), Blocked> {
         let name = normalize_name(host);
+        // The IPv4 address an IPv6 form carries is what is judged; a rule written for the IPv6
+        // form itself (`64:ff9b::/96`) still matches it.
+        let written = address;
         let address = canonical(address);
+        let matches_either =
+            |rule: &HostRule| rule.matches_address(address) || rule.matches_address(written);
         let blocked = |reason| {
             Err(Blocked {
                 host: host.to_owned(),
@@ -305,19 +325,22 @@ impl Egress {
         if let Some(rule) = self
             .deny
             .iter()
-            .find(|rule| rule.matches_name(&name) || rule.matches_address(address))
+            .find(|rule| rule.matches_name(&name) || matches_either(rule))
         {
             return blocked(BlockReason::Denied(rule.clone()));
         }
         let name_allowed = self.allow.iter().any(|rule| rule.matches_name(&name));
-        let address_allowed = self.allow.iter().any(|rule| rule.matches_address(address));
+        // Only a rule for the address itself unlocks a default deny: allowing `64:ff9b::/96`
+        // does not allow the metadata address through NAT64.
+        let address_unlocked = self.allow.iter().any(|rule| rule.matches_address(address));
         for rule in &self.default_deny {
-            let unlocked = (rule.matches_name(&name) && !name_allowed)
-                || (rule.matches_address(address) && !address_allowed);
-            if unlocked {
+            let denied = (rule.matches_name(&name) && !name_allowed)
+                || (matches_either(rule) && !address_unlocked);
+            if denied {
                 return blocked(BlockReason::DeniedByDefault(rule.clone()));
             }
         }
+        let address_allowed = self.allow.iter().any(matches_either);
         if !self.allow.is_empty() && !name_allowed && !address_allowed {
             return blocked(BlockReason::NotAllowed);
         }
@@ -542,6 +565,95 @@ mod tests {
         // With name rules only, a name outside them is refused before any lookup.
         let names_only = Egress::new(rules(&["api.example.com"]), Vec::new());
         assert!(names_only.check_name("other.example.com").is_err());
+    }
+
+    /// Issue 13, item 10: every IPv6 form that carries a denied IPv4 address is that address.
+    #[test]
+    fn ipv6_forms_of_an_ipv4_address_are_judged_as_it() {
+        let metadata_forms = [
+            "http://[::ffff:169.254.169.254]/",
+            "http://[::169.254.169.254]/",
+            "http://[::a9fe:a9fe]/",
+            "http://[64:ff9b::169.254.169.254]/",
+            "http://[64:ff9b::a9fe:a9fe]/",
+        ];
+        let egress = Egress::default();
+        for denied in metadata_forms {
+            let blocked = egress.check_url(&url(denied)).unwrap_err();
+            assert_eq!(
+                blocked.reason,
+                BlockReason::DeniedByDefault("169.254.0.0/16".parse().unwrap()),
+                "{denied}"
+            );
+            assert_eq!(blocked.address, Some("169.254.169.254".parse().unwrap()));
+        }
+        // Resolved addresses too: a name that resolves to a NAT64 form of the metadata address.
+        for form in ["::169.254.169.254", "64:ff9b::a9fe:a9fe"] {
+            let address: IpAddr = form.parse().unwrap();
+            assert!(
+                egress
+                    .check_resolved("innocent.example.com", address)
+                    .is_err(),
+                "{form}"
+            );
+        }
+        // A private range in deny catches its IPv6 forms; allow matches them too.
+        let egress = Egress::new(Vec::new(), rules(&["10.0.0.0/8"]));
+        for denied in [
+            "http://[::ffff:10.1.2.3]/",
+            "http://[::10.1.2.3]/",
+            "http://[64:ff9b::10.1.2.3]/",
+            "http://[64:ff9b::a01:203]/",
+        ] {
+            let blocked = egress.check_url(&url(denied)).unwrap_err();
+            assert_eq!(
+                blocked.reason,
+                BlockReason::Denied("10.0.0.0/8".parse().unwrap()),
+                "{denied}"
+            );
+        }
+        let egress = Egress::new(rules(&["10.0.0.0/8"]), Vec::new());
+        assert_eq!(
+            egress.check_url(&url("http://[64:ff9b::10.1.2.3]/")),
+            Ok(())
+        );
+        assert_eq!(egress.check_url(&url("http://[::10.1.2.3]/")), Ok(()));
+        assert!(
+            egress
+                .check_url(&url("http://[64:ff9b::b01:203]/"))
+                .is_err()
+        );
+        // `::1` and `::` are IPv6 loopback and unspecified, not 0.0.0.1 and 0.0.0.0; other IPv6
+        // addresses are left alone.
+        assert_eq!(
+            canonical("::1".parse().unwrap()),
+            "::1".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            canonical("::".parse().unwrap()),
+            "::".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            canonical("64:ff9b:1::a9fe:a9fe".parse().unwrap()),
+            "64:ff9b:1::a9fe:a9fe".parse::<IpAddr>().unwrap()
+        );
+        let egress = Egress::new(rules(&["::1"]), Vec::new());
+        assert_eq!(egress.check_url(&url("http://[::1]:9/")), Ok(()));
+        // A rule written for the IPv6 form still matches it, and allowing the whole NAT64
+        // prefix does not unlock the metadata address through it.
+        let egress = Egress::new(Vec::new(), rules(&["64:ff9b::/96"]));
+        assert!(
+            egress
+                .check_url(&url("http://[64:ff9b::a01:203]/"))
+                .is_err()
+        );
+        let egress = Egress::new(rules(&["64:ff9b::/96"]), Vec::new());
+        assert_eq!(egress.check_url(&url("http://[64:ff9b::a01:203]/")), Ok(()));
+        assert!(
+            egress
+                .check_url(&url("http://[64:ff9b::a9fe:a9fe]/"))
+                .is_err()
+        );
     }
 
     #[test]

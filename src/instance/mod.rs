@@ -2,8 +2,9 @@
 //!
 //! `model` is what an instance means, `decode` turns JSON into it (pure, collects findings),
 //! `load` reads files and folders (the I/O edge), `finding` is how problems are reported,
-//! `secret` keeps credentials out of every printout, `mask` keeps them out of text that
-//! providers and receivers echo back.
+//! `secret` keeps credentials out of every printout, `scope` limits what secret references may
+//! read (config.toml's `[secrets]`), `mask` keeps credentials out of text that providers and
+//! receivers echo back.
 
 pub mod decode;
 mod duplicate_keys;
@@ -11,10 +12,12 @@ pub mod finding;
 pub mod load;
 pub mod mask;
 pub mod model;
+pub mod scope;
 pub mod secret;
 
-pub use decode::{SecretSource, SystemSecrets, UnresolvedSecrets};
+pub use decode::{ScopedSecrets, SecretSource, SystemSecrets, UnresolvedSecrets};
 pub use finding::{Finding, JsonPath, Position, Severity};
 pub use load::{LoadedFile, load_all, load_file};
 pub use model::*;
+pub use scope::SecretScope;
 pub use secret::Secret;

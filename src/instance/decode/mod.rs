@@ -15,6 +15,7 @@ use crate::instance::model::{
     Auth, DateField, DatesConfig, FieldPath, HttpOptions, Instance, NotificationOptions, OtherKeys,
     Pagination, Resource, VendorType,
 };
+use crate::instance::scope::{FileRefusal, SecretScope};
 use crate::instance::secret::Secret;
 use crate::json;
 use crate::url_macros::UrlTemplate;
@@ -31,6 +32,12 @@ mod resource;
 pub trait SecretSource {
     fn env(&self, name: &str) -> Option<String>;
     fn file(&self, path: &Path) -> std::io::Result<String>;
+
+    /// What references may read (config.toml's `[secrets]`); a reference outside it is an
+    /// error of its instance, whatever [`UnresolvedSecrets`] says.
+    fn scope(&self) -> &SecretScope {
+        &SecretScope::UNRESTRICTED
+    }
 }
 
 /// What a secret reference that cannot be resolved means.
@@ -731,29 +738,40 @@ impl Decoder<'_> {
         let Some(reference) = SecretRef::parse(raw) else {
             return Text::Value(raw.to_owned());
         };
+        let secrets = self.ctx.secrets;
+        // (reason, whether the scope refused it: an error even for `validate`)
         let resolved = match &reference {
-            SecretRef::Env("") => Err("${env:} names no variable".to_owned()),
-            SecretRef::File("") => Err("${file:} names no file".to_owned()),
-            SecretRef::Env(name) => self
-                .ctx
-                .secrets
-                .env(name)
-                .ok_or_else(|| format!("environment variable {name} is not set")),
+            SecretRef::Env("") => Err(("${env:} names no variable".to_owned(), false)),
+            SecretRef::File("") => Err(("${file:} names no file".to_owned(), false)),
+            SecretRef::Env(name) => match secrets.scope().check_env(name) {
+                Err(refused) => Err((refused, true)),
+                Ok(()) => secrets
+                    .env(name)
+                    .ok_or_else(|| (format!("environment variable {name} is not set"), false)),
+            },
             SecretRef::File(file) => {
                 let full = self.ctx.base_dir.join(file);
-                self.ctx
-                    .secrets
-                    .file(&full)
-                    .map(trim_one_newline)
-                    .map_err(|error| {
-                        format!("cannot read {}: {}", full.display(), io_reason(&error))
-                    })
+                let cannot_read = |error: &std::io::Error| {
+                    (
+                        format!("cannot read {}: {}", full.display(), io_reason(error)),
+                        false,
+                    )
+                };
+                match secrets.scope().check_file(&full) {
+                    Err(FileRefusal::Outside(refused)) => Err((refused, true)),
+                    Err(FileRefusal::Unresolved(error)) => Err(cannot_read(&error)),
+                    Ok(readable) => secrets
+                        .file(&readable)
+                        .map(trim_one_newline)
+                        .map_err(|error| cannot_read(&error)),
+                }
             }
         };
         match resolved {
             Ok(value) => Text::Value(value),
-            Err(reason) => {
+            Err((reason, refused)) => {
                 let severity = match self.ctx.unresolved {
+                    _ if refused => Severity::Error,
                     UnresolvedSecrets::Warn => Severity::Warning,
                     UnresolvedSecrets::Fail => Severity::Error,
                 };
@@ -1011,6 +1029,32 @@ impl SecretSource for SystemSecrets {
 
     fn file(&self, path: &Path) -> std::io::Result<String> {
         std::fs::read_to_string(path)
+    }
+}
+
+/// Like [`SystemSecrets`], within a [`SecretScope`] (config.toml's `[secrets]`).
+#[derive(Clone, Debug, Default)]
+pub struct ScopedSecrets {
+    pub scope: SecretScope,
+}
+
+impl ScopedSecrets {
+    pub fn new(scope: SecretScope) -> ScopedSecrets {
+        ScopedSecrets { scope }
+    }
+}
+
+impl SecretSource for ScopedSecrets {
+    fn env(&self, name: &str) -> Option<String> {
+        SystemSecrets.env(name)
+    }
+
+    fn file(&self, path: &Path) -> std::io::Result<String> {
+        SystemSecrets.file(path)
+    }
+
+    fn scope(&self) -> &SecretScope {
+        &self.scope
     }
 }
 

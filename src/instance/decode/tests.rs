@@ -9,6 +9,7 @@ use std::collections::HashMap;
 struct FakeSecrets {
     env: HashMap<String, String>,
     files: HashMap<PathBuf, String>,
+    scope: SecretScope,
 }
 
 impl SecretSource for FakeSecrets {
@@ -21,6 +22,10 @@ impl SecretSource for FakeSecrets {
             .get(path)
             .cloned()
             .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+    }
+
+    fn scope(&self) -> &SecretScope {
+        &self.scope
     }
 }
 
@@ -867,6 +872,63 @@ fn secret_references_resolve_and_missing_ones_depend_on_the_mode() {
         "configuration.event.notification.signature.key",
         "cannot read /etc/ocpoll/instances.d/gone.txt",
     );
+}
+
+/// Issue 13, item 11: `[secrets]` limits what references read; a reference outside the scope
+/// is an error of its key even for `validate` (Warn), and the message shows no value.
+#[test]
+fn secret_references_outside_the_scope_are_errors_naming_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("secrets");
+    std::fs::create_dir(&root).unwrap();
+    std::fs::write(root.join("key"), "file-secret-value\n").unwrap();
+    std::fs::write(tmp.path().join("outside"), "outside-secret-value").unwrap();
+    let mut secrets = FakeSecrets::default();
+    secrets.env.insert("CRM_PASSWORD".into(), "from-env".into());
+    secrets
+        .env
+        .insert("HOME".into(), "home-secret-value".into());
+    let canonical_key = std::fs::canonicalize(root.join("key")).unwrap();
+    secrets
+        .files
+        .insert(canonical_key, "file-secret-value\n".into());
+    secrets.scope = SecretScope {
+        env_prefixes: Some(vec!["CRM_".into()]),
+        file_roots: Some(vec![root.clone()]),
+    };
+    let allowed = with_config(json!({
+        "username": "u",
+        "password": "${env:CRM_PASSWORD}",
+        "event.notification.signature.key": format!("${{file:{}}}", root.join("key").display()),
+    }));
+    let decoded = decode_with(&allowed, &secrets, UnresolvedSecrets::Fail);
+    let instance = decoded.instance.expect("allowed references resolve");
+    assert_eq!(instance.signature_keys[0].expose(), "file-secret-value");
+
+    for mode in [UnresolvedSecrets::Warn, UnresolvedSecrets::Fail] {
+        let refused = with_config(json!({
+            "username": "u",
+            "password": "${env:HOME}",
+            "event.notification.signature.key":
+                format!("${{file:{}/../outside}}", root.display()),
+        }));
+        let decoded = decode_with(&refused, &secrets, mode);
+        assert!(decoded.instance.is_none(), "{:?}", decoded.findings);
+        assert_finding(
+            &decoded,
+            Severity::Error,
+            "configuration.password",
+            "${env:HOME}: environment variable HOME is outside [secrets] env_prefixes (\"CRM_\")",
+        );
+        assert_finding(
+            &decoded,
+            Severity::Error,
+            "configuration.event.notification.signature.key",
+            "is outside [secrets] file_roots",
+        );
+        let shown = format!("{:?}", decoded.findings);
+        assert!(!shown.contains("secret-value"), "{shown}");
+    }
 }
 
 #[test]
