@@ -1311,4 +1311,31 @@ async fn tick_with_a_secrets_scope_runs_only_instances_whose_references_are_insi
             "{refused} was polled: {lines:?}"
         );
     }
+
+    // The daemon loads its instances with the same scope.
+    let log_path = setup.dir.join("daemon.log");
+    let mut daemon = util::daemon::layout_command(&setup.dir, &["run", "--foreground"])
+        .env("CRM_SIGNING_KEY", "env-signing-5ecret")
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .expect("the daemon starts");
+    let started = std::time::Instant::now();
+    let log = loop {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if log.contains("ocpoll is running") || started.elapsed() > util::daemon::PATIENCE {
+            break log;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(
+        log.contains("environment variable HOME is outside [secrets] env_prefixes"),
+        "{log}"
+    );
+    assert!(
+        log.contains("/etc/hostname is outside [secrets] file_roots"),
+        "{log}"
+    );
+    assert!(log.contains("2 polled instances"), "{log}");
 }

@@ -27,7 +27,11 @@ pub fn run(args: &RunArgs, config: &Config, verbose: u8, quiet: u8) -> ExitCode 
         // No self-daemonizing: systemd, a container or `&` in a shell does that job better.
         tracing::debug!("running in the foreground (ocpoll never forks into the background)");
     }
-    let Some((catalog, report)) = Catalog::load(&config.instances, &Catalog::default()) else {
+    let Some((catalog, report)) = Catalog::load(
+        &config.instances,
+        &Catalog::default(),
+        &config.secret_source(),
+    ) else {
         tracing::error!(
             "the instances folder {} does not exist (set --instances, OCPOLL_INSTANCES or \
              `instances` in config.toml)",

@@ -3,7 +3,7 @@
 //! pending notifications wait as orphaned); a file that is now invalid is reported and its
 //! previous valid version keeps running, so a typo during an edit never stops an instance.
 
-use crate::instance::{self, Instance, LoadedFile, SystemSecrets, UnresolvedSecrets};
+use crate::instance::{self, Instance, LoadedFile, SecretSource, UnresolvedSecrets};
 use crate::outbox::deliver::Recipient;
 use crate::runner::delivery::Recipients;
 use std::collections::{BTreeMap, HashMap};
@@ -33,15 +33,17 @@ pub struct LoadReport {
 impl Catalog {
     /// Loads `folder`; `previous` supplies the version to keep for files that are now invalid.
     /// `None` when the folder cannot be read at all (the caller keeps what it has).
-    pub fn load(folder: &Path, previous: &Catalog) -> Option<(Catalog, LoadReport)> {
+    /// Secret references resolve through `secrets` (`Config::secret_source`: `[secrets]`
+    /// limits what instance files may read).
+    pub fn load(
+        folder: &Path,
+        previous: &Catalog,
+        secrets: &dyn SecretSource,
+    ) -> Option<(Catalog, LoadReport)> {
         if !folder.is_dir() {
             return None;
         }
-        let loaded = instance::load_all(
-            &[folder.to_path_buf()],
-            UnresolvedSecrets::Fail,
-            &SystemSecrets,
-        );
+        let loaded = instance::load_all(&[folder.to_path_buf()], UnresolvedSecrets::Fail, secrets);
         Some(Catalog::from_loaded(loaded, previous))
     }
 
@@ -162,14 +164,20 @@ mod tests {
             "b.json",
             &instance_json("b", "http://127.0.0.1:1/b"),
         );
-        let (first, report) = Catalog::load(dir.path(), &Catalog::default()).unwrap();
+        let (first, report) = Catalog::load(
+            dir.path(),
+            &Catalog::default(),
+            &crate::instance::SystemSecrets,
+        )
+        .unwrap();
         assert_eq!(report, LoadReport::default());
         assert_eq!(first.len(), 2);
 
         write(dir.path(), "a.json", "{ broken");
         std::fs::remove_file(dir.path().join("b.json")).unwrap();
         write(dir.path(), "c.json", "{ also broken");
-        let (second, report) = Catalog::load(dir.path(), &first).unwrap();
+        let (second, report) =
+            Catalog::load(dir.path(), &first, &crate::instance::SystemSecrets).unwrap();
         assert_eq!(report.kept, vec![dir.path().join("a.json")]);
         assert_eq!(report.skipped, vec![dir.path().join("c.json")]);
         assert!(!report.errors.is_empty());
@@ -189,7 +197,8 @@ mod tests {
             "a.json",
             &instance_json("a", "http://127.0.0.1:1/two"),
         );
-        let (third, _) = Catalog::load(dir.path(), &second).unwrap();
+        let (third, _) =
+            Catalog::load(dir.path(), &second, &crate::instance::SystemSecrets).unwrap();
         assert_eq!(
             callback_of(&third, "a").as_deref(),
             Some("http://127.0.0.1:1/two")
@@ -199,6 +208,13 @@ mod tests {
     #[test]
     fn a_missing_folder_is_not_an_empty_catalog() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(Catalog::load(&dir.path().join("gone"), &Catalog::default()).is_none());
+        assert!(
+            Catalog::load(
+                &dir.path().join("gone"),
+                &Catalog::default(),
+                &crate::instance::SystemSecrets
+            )
+            .is_none()
+        );
     }
 }

@@ -143,7 +143,8 @@ pub async fn serve(
 
 fn reload(config: &Config, catalog: &watch::Sender<Arc<Catalog>>, notifier: &Notifier) {
     let current = Arc::clone(&catalog.borrow());
-    let Some((next, report)) = Catalog::load(&config.instances, &current) else {
+    let Some((next, report)) = Catalog::load(&config.instances, &current, &config.secret_source())
+    else {
         tracing::error!(
             folder = %config.instances.display(),
             "reload: the instances folder cannot be read; keeping the instances as they are"

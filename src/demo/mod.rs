@@ -77,8 +77,12 @@ async fn run_in(folder: &Path, duration: Option<Duration>) -> Result<Totals, Dem
     std::fs::write(&instance_file, instance_body(api, hook)).map_err(folder_error)?;
 
     let config = demo_config(folder);
-    let (catalog, report) = Catalog::load(&config.instances, &Catalog::default())
-        .ok_or_else(|| DemoError::Instance("the folder is gone".to_owned()))?;
+    let (catalog, report) = Catalog::load(
+        &config.instances,
+        &Catalog::default(),
+        &config.secret_source(),
+    )
+    .ok_or_else(|| DemoError::Instance("the folder is gone".to_owned()))?;
     if let Some(error) = report.errors.first() {
         return Err(DemoError::Instance(error.clone()));
     }
