@@ -28,7 +28,7 @@ pub use target::{PollTarget, targets};
 use crate::detect::{self, EventType};
 use crate::http::{AuthSession, HttpClient, RecordLimits, RetryPolicy, TokenStore};
 use crate::instance::{DatesConfig, PollMode};
-use crate::state::{PollId, StagedEvent, StateError, Store};
+use crate::state::{PollId, ResourceKey, StagedEvent, StateError, Store};
 use chrono::{DateTime, Utc};
 use judge::{SnapshotJudge, WatermarkJudge, WindowJudge};
 use stage::{Stager, Staging};
@@ -195,6 +195,22 @@ async fn read_pages<J: judge::Judge>(
     reader.read(target, first_url, stager).await
 }
 
+/// The watermark the poll starts from and, when there is one, the pairs `read` keeps for it
+/// (a first poll is a baseline: it has none to compare with).
+fn previous_and_pairs<T>(
+    ctx: &PollContext,
+    target: &PollTarget,
+    read: impl FnOnce(&Store, &ResourceKey) -> Result<HashSet<T>, StateError>,
+) -> Result<(Option<DateTime<Utc>>, HashSet<T>), PollError> {
+    let store = Store::locked(&ctx.store);
+    let previous = store.resource_state(&target.key)?.and_then(|s| s.watermark);
+    let pairs = match previous {
+        Some(_) => read(&store, &target.key)?,
+        None => HashSet::new(),
+    };
+    Ok((previous, pairs))
+}
+
 /// Watermark mode (docs/design.md#change-detection).
 async fn poll_changes(
     ctx: &PollContext,
@@ -205,15 +221,7 @@ async fn poll_changes(
     progress: Progress<'_>,
 ) -> Result<FinishedPoll, PollError> {
     let resource = target.resource();
-    let (previous, seen) = {
-        let store = Store::locked(&ctx.store);
-        let previous = store.resource_state(&target.key)?.and_then(|s| s.watermark);
-        let seen = match previous {
-            Some(_) => store.seen_pairs(&target.key)?,
-            None => HashSet::new(),
-        };
-        (previous, seen)
-    };
+    let (previous, seen) = previous_and_pairs(ctx, target, Store::seen_pairs)?;
     report.baseline = previous.is_none();
     // Shown as is when the poll fails: a failed poll leaves the watermark where it was.
     report.watermark = previous;
@@ -267,15 +275,7 @@ async fn poll_window(
     progress: Progress<'_>,
 ) -> Result<FinishedPoll, PollError> {
     let resource = target.resource();
-    let (previous, seen) = {
-        let store = Store::locked(&ctx.store);
-        let previous = store.resource_state(&target.key)?.and_then(|s| s.watermark);
-        let seen = match previous {
-            Some(_) => store.window_pairs(&target.key)?,
-            None => HashSet::new(),
-        };
-        (previous, seen)
-    };
+    let (previous, seen) = previous_and_pairs(ctx, target, Store::window_pairs)?;
     report.baseline = previous.is_none();
     report.watermark = previous;
     let since = detect::query_since(previous, resource.lookback, now);

@@ -531,42 +531,38 @@ impl Store {
     /// The (record id, updated nanos) pairs kept near the watermark of `key`: what was already
     /// turned into events at or just before it. Bounded by the lookback window.
     pub fn seen_pairs(&self, key: &ResourceKey) -> Result<HashSet<(String, i64)>, StateError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT s.record_id, s.updated FROM seen_pair s
-                 JOIN resource_state r ON r.id = s.resource_id
-                 WHERE r.instance = ?1 AND r.resource = ?2 AND r.path_params = ?3",
-            )
-            .map_err(|e| self.fail(e))?;
-        let pairs = stmt
-            .query_map(
-                params![key.instance, key.resource, key.path_params],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .and_then(|rows| rows.collect::<rusqlite::Result<HashSet<_>>>())
-            .map_err(|e| self.fail(e))?;
-        Ok(pairs)
+        self.pairs_of(
+            key,
+            "SELECT s.record_id, s.updated FROM seen_pair s
+             JOIN resource_state r ON r.id = s.resource_id
+             WHERE r.instance = ?1 AND r.resource = ?2 AND r.path_params = ?3",
+        )
     }
 
     /// Window mode: the (id, content hash) pairs the window remembers.
     pub fn window_pairs(&self, key: &ResourceKey) -> Result<HashSet<(String, String)>, StateError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT w.record_id, w.hash FROM window_pair w
-                 JOIN resource_state r ON r.id = w.resource_id
-                 WHERE r.instance = ?1 AND r.resource = ?2 AND r.path_params = ?3",
-            )
-            .map_err(|e| self.fail(e))?;
-        let pairs = stmt
-            .query_map(
-                params![key.instance, key.resource, key.path_params],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .and_then(|rows| rows.collect::<rusqlite::Result<HashSet<_>>>())
-            .map_err(|e| self.fail(e))?;
-        Ok(pairs)
+        self.pairs_of(
+            key,
+            "SELECT w.record_id, w.hash FROM window_pair w
+             JOIN resource_state r ON r.id = w.resource_id
+             WHERE r.instance = ?1 AND r.resource = ?2 AND r.path_params = ?3",
+        )
+    }
+
+    /// The two-column rows `sql` selects for `key` (its parameters: instance, resource,
+    /// pathParams), as a set.
+    fn pairs_of<T: rusqlite::types::FromSql + Eq + std::hash::Hash>(
+        &self,
+        key: &ResourceKey,
+        sql: &str,
+    ) -> Result<HashSet<(String, T)>, StateError> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| self.fail(e))?;
+        stmt.query_map(
+            params![key.instance, key.resource, key.path_params],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .and_then(|rows| rows.collect::<rusqlite::Result<HashSet<_>>>())
+        .map_err(|e| self.fail(e))
     }
 
     /// Snapshot mode: the content hash stored for `record_id` by the previous committed poll.

@@ -271,30 +271,28 @@ impl Run {
 
     /// stdout parsed as `validate --format json` output.
     pub fn findings(&self) -> Vec<Finding> {
-        let value: serde_json::Value = serde_json::from_slice(&self.output.stdout)
-            .unwrap_or_else(|error| panic!("stdout is not JSON: {error}\n{}", self.show()));
-        let items = value
-            .as_array()
-            .unwrap_or_else(|| panic!("stdout is not a JSON array\n{}", self.show()));
-        items
-            .iter()
-            .map(Finding::from_json)
+        self.json_rows()
+            .into_iter()
             .filter(|finding| finding.severity != "info")
             .collect()
     }
 
     /// The `info` rows of `validate --format json`: which mode each resource is polled in.
     pub fn notes(&self) -> Vec<Finding> {
+        self.json_rows()
+            .into_iter()
+            .filter(|finding| finding.severity == "info")
+            .collect()
+    }
+
+    /// Every row of `validate --format json`.
+    fn json_rows(&self) -> Vec<Finding> {
         let value: serde_json::Value = serde_json::from_slice(&self.output.stdout)
             .unwrap_or_else(|error| panic!("stdout is not JSON: {error}\n{}", self.show()));
         let items = value
             .as_array()
             .unwrap_or_else(|| panic!("stdout is not a JSON array\n{}", self.show()));
-        items
-            .iter()
-            .map(Finding::from_json)
-            .filter(|finding| finding.severity == "info")
-            .collect()
+        items.iter().map(Finding::from_json).collect()
     }
 }
 
