@@ -10,7 +10,6 @@ use chrono::{TimeDelta, Utc};
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 use support::mock_provider::MockProvider;
 use support::mock_receiver::{MockReceiver, Reply};
 use util::Dir;
@@ -70,10 +69,8 @@ async fn kill_9_during_ticks_loses_no_change_and_duplicates_none() {
     let mut changes: BTreeSet<(String, String)> = BTreeSet::new();
     let mut second = 0i64;
     let mut killed = 0;
-    // The kill comes at a random point within a bound that follows how long a tick takes
-    // here: shorter after a tick that finished first, longer after one that was killed, so
-    // most ticks die mid-run on a fast machine as on a loaded one.
-    let mut bound_ms = 200.0f64;
+    // Each tick is killed at a random point of its run (`KillTimer`).
+    let mut kills = util::daemon::KillTimer::new(200.0);
     for round in 0..ROUNDS {
         for _ in 0..rand::random_range(0..4) {
             second += 1;
@@ -85,16 +82,9 @@ async fn kill_9_during_ticks_loses_no_change_and_duplicates_none() {
             changes.insert((id, updated.format("%Y-%m-%dT%H:%M:%SZ").to_string()));
         }
         let mut child = ocpoll(&dir, &["tick", "--all"]).spawn().unwrap();
-        let wait = Duration::from_millis(rand::random_range(0..=bound_ms as u64));
-        tokio::time::sleep(wait).await;
-        if child.try_wait().unwrap().is_none() {
+        if kills.kill(&mut child).await {
             killed += 1;
-            bound_ms = (bound_ms * 1.1).min(2000.0);
-        } else {
-            bound_ms = (bound_ms * 0.8).max(5.0);
         }
-        let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
     }
 
     // Let it finish: a healthy receiver, ticks until the outbox is empty.

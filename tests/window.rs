@@ -229,8 +229,8 @@ async fn kill_9_during_window_polls_loses_and_duplicates_no_change() {
     let mut changes = BTreeSet::new();
     let mut version = 0;
     let mut killed = 0;
-    // The kill comes at a random point within a bound that follows how long a tick takes.
-    let mut bound_ms = 150.0f64;
+    // Each tick is killed at a random point of its run (`KillTimer`).
+    let mut kills = util::daemon::KillTimer::new(150.0);
     const ROUNDS: usize = 60;
     for round in 0..ROUNDS {
         for _ in 0..rand::random_range(0..4u64) {
@@ -242,16 +242,9 @@ async fn kill_9_during_window_polls_loses_and_duplicates_no_change() {
             changes.insert(change(&provider, &id, version, Utc::now()));
         }
         let mut child = ocpoll(&dir, &["tick", "--all"]).spawn().unwrap();
-        let wait = Duration::from_millis(rand::random_range(0..=bound_ms as u64));
-        tokio::time::sleep(wait).await;
-        if child.try_wait().unwrap().is_none() {
+        if kills.kill(&mut child).await {
             killed += 1;
-            bound_ms = (bound_ms * 1.1).min(2000.0);
-        } else {
-            bound_ms = (bound_ms * 0.8).max(5.0);
         }
-        let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
         // Rounds are spread over more time than the lookback, so windows move on.
         if round % 10 == 9 {
             tokio::time::sleep(Duration::from_millis(1500)).await;

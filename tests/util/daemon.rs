@@ -120,3 +120,32 @@ pub async fn wait_until(what: &str, daemon: &Daemon, mut done: impl FnMut() -> b
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Kills a process at a random point of its run, for the `kill -9` loops: the delay is drawn
+/// below a bound that follows how long the process takes on this machine (shorter after a run
+/// that ended first, longer after one that was killed), so most runs die mid-way in debug and
+/// release builds, on an idle machine as on a loaded one.
+pub struct KillTimer {
+    bound_ms: f64,
+}
+
+impl KillTimer {
+    pub fn new(start_ms: f64) -> KillTimer {
+        KillTimer { bound_ms: start_ms }
+    }
+
+    /// Waits a random delay, then SIGKILLs `child`; true when it was still running.
+    pub async fn kill(&mut self, child: &mut std::process::Child) -> bool {
+        let wait = Duration::from_millis(rand::random_range(0..=self.bound_ms as u64));
+        tokio::time::sleep(wait).await;
+        let running = child.try_wait().unwrap().is_none();
+        self.bound_ms = if running {
+            (self.bound_ms * 1.1).min(2000.0)
+        } else {
+            (self.bound_ms * 0.8).max(5.0)
+        };
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        running
+    }
+}
