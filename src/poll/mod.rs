@@ -60,8 +60,9 @@ pub struct PollReport {
     pub events: u64,
     /// Committed events of each type (for metrics).
     pub events_by_type: BTreeMap<EventType, u64>,
-    /// How many provider responses of each HTTP status the poll got, retries included.
-    pub provider_statuses: BTreeMap<u16, u64>,
+    /// How many provider responses of each HTTP status the poll got, retries included: a
+    /// short list (usually one status), kept in every report of a 10,000-instance tick.
+    pub provider_statuses: Vec<(u16, u64)>,
     pub notifications: u64,
     /// The first poll of a resource emits nothing: it only sets the watermark.
     pub baseline: bool,
@@ -378,6 +379,14 @@ fn problem_summary(report: &PollReport) -> String {
 }
 
 impl PollReport {
+    /// Counts one provider response of `status`.
+    pub fn count_status(&mut self, status: u16) {
+        match self.provider_statuses.iter_mut().find(|(seen, _)| *seen == status) {
+            Some((_, count)) => *count += 1,
+            None => self.provider_statuses.push((status, 1)),
+        }
+    }
+
     /// What the poll's problem records were, in words for a count.
     pub fn problems_noun(&self) -> &'static str {
         match self.future_dated {

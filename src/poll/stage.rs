@@ -71,7 +71,7 @@ impl<'a, J: Judge> Stager<'a, J> {
 
 impl<J: Judge> PageSink for Stager<'_, J> {
     fn status(&mut self, status: u16) {
-        *self.report.provider_statuses.entry(status).or_default() += 1;
+        self.report.count_status(status);
     }
 
     fn page(&mut self, page: PageRead<'_>) -> Result<(), PollError> {
