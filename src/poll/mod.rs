@@ -381,7 +381,11 @@ fn problem_summary(report: &PollReport) -> String {
 impl PollReport {
     /// Counts one provider response of `status`.
     pub fn count_status(&mut self, status: u16) {
-        match self.provider_statuses.iter_mut().find(|(seen, _)| *seen == status) {
+        match self
+            .provider_statuses
+            .iter_mut()
+            .find(|(seen, _)| *seen == status)
+        {
             Some((_, count)) => *count += 1,
             None => self.provider_statuses.push((status, 1)),
         }
