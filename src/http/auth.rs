@@ -128,8 +128,19 @@ fn describe_oauth_error(error: Option<&str>, description: Option<&str>) -> Strin
 /// One instance's authentication, shared by all of its polls.
 pub struct AuthSession {
     scheme: Scheme,
-    /// The secrets a provider could echo back in an error body (docs/design.md#guarantees).
-    masker: Masker,
+    /// Whose secrets a provider could echo back in an error body (docs/design.md#guarantees).
+    secrets: SecretsOf,
+    /// Built from `secrets` the first time an answer needs masking: most polls never do, and a
+    /// tick runs ten thousand of them.
+    masker: std::sync::OnceLock<Masker>,
+}
+
+/// What the masker of a session hides.
+enum SecretsOf {
+    /// Those of the authentication alone ([`AuthSession::new`]).
+    Auth(Auth),
+    /// Every secret of the instance ([`AuthSession::for_instance`]).
+    Instance(Arc<Instance>),
 }
 
 enum Scheme {
@@ -165,83 +176,105 @@ impl AuthSession {
         auth: &Auth,
         token_store: Arc<dyn TokenStore>,
     ) -> Result<AuthSession, AuthError> {
-        let scheme = match auth {
-            Auth::None => Scheme::Static(HeaderMap::new()),
-            Auth::Basic { username, password } => {
-                let pair = format!("{username}:{}", password.expose());
-                let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
-                authorization(format!("Basic {encoded}"), "username or password")?
-            }
-            Auth::ApiKey { header, key } => {
-                let name = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
-                    AuthError::InvalidHeaderName {
-                        name: header.clone(),
-                    }
-                })?;
-                let mut headers = HeaderMap::new();
-                headers.insert(name, secret_header(key.expose(), "API key")?);
-                Scheme::Static(headers)
-            }
-            Auth::Bearer { token } => {
-                authorization(format!("Bearer {}", token.expose()), "access token")?
-            }
-            Auth::Hub {
-                user,
-                organization,
-                element,
-            } => authorization(
-                format!(
-                    "User {}, Organization {}, Element {}",
-                    user.expose(),
-                    organization.expose(),
-                    element.expose()
-                ),
-                "Open Connectors secrets",
-            )?,
-            Auth::OAuthRefresh {
-                token_url,
-                client_id,
-                client_secret,
-                refresh_token,
-            } => Scheme::OAuth(Box::new(OAuthSession {
-                instance: instance_name.to_owned(),
-                token_url: token_url.clone(),
-                client_id: client_id.clone(),
-                client_secret: client_secret.clone(),
-                file_refresh_token: refresh_token.clone(),
-                credentials_hash: credentials_hash(auth),
-                store: token_store,
-                current: RwLock::new(None),
-                refreshing: tokio::sync::Mutex::new(()),
-            })),
-        };
+        let scheme = scheme(instance_name, auth, token_store)?;
         Ok(AuthSession {
             scheme,
-            masker: Masker::for_requests(auth, &[]),
+            secrets: SecretsOf::Auth(auth.clone()),
+            masker: std::sync::OnceLock::new(),
         })
     }
 
     /// The session of `instance`, masking every secret of the instance (not only those of
     /// its authentication) in the provider text it hands out: what polls and `try` use.
     pub fn for_instance(
-        instance: &Instance,
+        instance: &Arc<Instance>,
         token_store: Arc<dyn TokenStore>,
     ) -> Result<AuthSession, AuthError> {
-        let mut session = AuthSession::new(&instance.name, &instance.auth, token_store)?;
-        session.masker = Masker::for_instance(instance);
-        Ok(session)
+        Ok(AuthSession {
+            scheme: scheme(&instance.name, &instance.auth, token_store)?,
+            secrets: SecretsOf::Instance(Arc::clone(instance)),
+            masker: std::sync::OnceLock::new(),
+        })
     }
 
+    fn masker(&self) -> &Masker {
+        self.masker.get_or_init(|| match &self.secrets {
+            SecretsOf::Auth(auth) => Masker::for_requests(auth, &[]),
+            SecretsOf::Instance(instance) => Masker::for_instance(instance),
+        })
+    }
+}
+
+/// The headers (or the OAuth session) that authenticate `auth`'s requests.
+fn scheme(
+    instance_name: &str,
+    auth: &Auth,
+    token_store: Arc<dyn TokenStore>,
+) -> Result<Scheme, AuthError> {
+    let scheme = match auth {
+        Auth::None => Scheme::Static(HeaderMap::new()),
+        Auth::Basic { username, password } => {
+            let pair = format!("{username}:{}", password.expose());
+            let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+            authorization(format!("Basic {encoded}"), "username or password")?
+        }
+        Auth::ApiKey { header, key } => {
+            let name = HeaderName::from_bytes(header.as_bytes()).map_err(|_| {
+                AuthError::InvalidHeaderName {
+                    name: header.clone(),
+                }
+            })?;
+            let mut headers = HeaderMap::new();
+            headers.insert(name, secret_header(key.expose(), "API key")?);
+            Scheme::Static(headers)
+        }
+        Auth::Bearer { token } => {
+            authorization(format!("Bearer {}", token.expose()), "access token")?
+        }
+        Auth::Hub {
+            user,
+            organization,
+            element,
+        } => authorization(
+            format!(
+                "User {}, Organization {}, Element {}",
+                user.expose(),
+                organization.expose(),
+                element.expose()
+            ),
+            "Open Connectors secrets",
+        )?,
+        Auth::OAuthRefresh {
+            token_url,
+            client_id,
+            client_secret,
+            refresh_token,
+        } => Scheme::OAuth(Box::new(OAuthSession {
+            instance: instance_name.to_owned(),
+            token_url: token_url.clone(),
+            client_id: client_id.clone(),
+            client_secret: client_secret.clone(),
+            file_refresh_token: refresh_token.clone(),
+            credentials_hash: credentials_hash(auth),
+            store: token_store,
+            current: RwLock::new(None),
+            refreshing: tokio::sync::Mutex::new(()),
+        })),
+    };
+    Ok(scheme)
+}
+
+impl AuthSession {
     /// `text` (a provider's error body) with every secret of the session replaced by `***`:
     /// the configured credentials and, with OAuth, the access and refresh tokens in use. Every
     /// excerpt of a provider answer goes through here before it enters an error.
     pub fn mask(&self, text: &str) -> String {
         match &self.scheme {
             Scheme::OAuth(oauth) => match oauth.current_token() {
-                Some(token) => self.masker.with(token_secrets(&token.stored)).text(text),
-                None => self.masker.text(text),
+                Some(token) => self.masker().with(token_secrets(&token.stored)).text(text),
+                None => self.masker().text(text),
             },
-            Scheme::Static(_) => self.masker.text(text),
+            Scheme::Static(_) => self.masker().text(text),
         }
     }
 
@@ -313,7 +346,7 @@ impl AuthSession {
                 return Ok(());
             }
         }
-        oauth.refresh(client, timeout, &self.masker).await
+        oauth.refresh(client, timeout, self.masker()).await
     }
 
     /// After a 401 sent with token `rejected_generation`: refreshes, unless another request
@@ -334,7 +367,7 @@ impl AuthSession {
         {
             return Ok(());
         }
-        oauth.refresh(client, timeout, &self.masker).await
+        oauth.refresh(client, timeout, self.masker()).await
     }
 }
 
