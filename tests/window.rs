@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::mock_provider::{MockProvider, Paging};
+use support::mock_provider::{Failure, MockProvider, Paging};
 use support::mock_receiver::MockReceiver;
 use util::Dir;
 
@@ -40,7 +40,9 @@ fn layout(provider: &MockProvider, receiver: &MockReceiver, lookback: Option<u64
     );
     let mut resource = json!({
         "url": format!("/hubs/crm/contacts?where=updated_at>='${{gmtDate:{FORMAT}}}'"),
-        "idField": "id"
+        "idField": "id",
+        // Pages of 2 (ocpoll asks for 200 a page otherwise): polls stage page by page.
+        "pagination": {"type": "auto", "pageSize": 2}
     });
     if let Some(seconds) = lookback {
         resource["lookbackSeconds"] = json!(seconds);
@@ -179,6 +181,45 @@ async fn every_change_of_a_date_filtered_url_arrives_once_as_updated_and_nothing
         "window mode: {} changes made, {events} delivered, 0 duplicates, 0 DELETED",
         changes.len()
     );
+}
+
+/// A page that fails (config: no retries) fails the window poll: nothing is sent, the window
+/// does not move, and the next poll, asking from the same place, sends the changes once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_page_keeps_the_window_and_the_next_poll_sends_its_changes_once() {
+    let provider = MockProvider::builder()
+        .paging(Paging::PageToken { page_size: 2 })
+        .start()
+        .await;
+    let receiver = MockReceiver::start(&[KEY]).await;
+    let dir = layout(&provider, &receiver, Some(2));
+    assert_eq!(tick(&dir).status.code(), Some(0), "baseline");
+    let asked = |number: usize| provider.requests()[number].param("where");
+    let baseline_window = asked(0);
+
+    let mut changes = BTreeSet::new();
+    for version in 1..=5 {
+        changes.insert(change(
+            &provider,
+            &format!("f{version}"),
+            version,
+            Utc::now(),
+        ));
+    }
+    // The second page of the next poll fails.
+    provider.fail_on(provider.request_count() + 2, Failure::Status(500));
+    let failed = tick(&dir);
+    assert_eq!(failed.status.code(), Some(1), "{failed:?}");
+    assert!(String::from_utf8_lossy(&failed.stdout).contains("failed: HTTP 500"));
+    assert_eq!(receiver.request_count(), 0, "a failed poll sends nothing");
+
+    let first_retry = provider.request_count() as usize;
+    let run = tick(&dir);
+    assert_eq!(run.status.code(), Some(0), "{run:?}");
+    // The poll after the failure asks from where the failed one did.
+    assert_eq!(asked(first_retry), asked(1));
+    assert_ne!(asked(1), baseline_window);
+    assert_exactly_once(&receiver, &changes);
 }
 
 #[tokio::test(flavor = "multi_thread")]
