@@ -92,19 +92,7 @@ async fn kill_9_during_ticks_loses_no_change_and_duplicates_none() {
     for number in receiver.request_count() + 1..=5000 {
         receiver.reply_on(number, Reply::Status(200));
     }
-    let mut finished = false;
-    for _ in 0..5 {
-        let output = ocpoll(&dir, &["tick", "--all"])
-            .stdout(Stdio::piped())
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(0), "{output:?}");
-        if String::from_utf8_lossy(&output.stdout).contains(" 0 pending, 0 dead-lettered.") {
-            finished = true;
-            break;
-        }
-    }
-    assert!(finished, "the outbox drained");
+    util::daemon::tick_until_drained(&dir);
     assert!(
         killed > ROUNDS / 3,
         "most ticks were killed mid-run ({killed})"

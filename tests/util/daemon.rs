@@ -149,3 +149,20 @@ impl KillTimer {
         running
     }
 }
+
+/// Runs `ocpoll tick --all` in `dir`'s layout until a tick leaves nothing pending and nothing
+/// dead-lettered (at most five ticks), each exiting 0: what the kill -9 loops do at the end.
+pub fn tick_until_drained(dir: &Dir) {
+    for _ in 0..5 {
+        let output = layout_command(dir, &["tick", "--all"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .expect("ocpoll tick runs");
+        assert_eq!(output.status.code(), Some(0), "{output:?}");
+        if String::from_utf8_lossy(&output.stdout).contains(" 0 pending, 0 dead-lettered.") {
+            return;
+        }
+    }
+    panic!("the outbox did not drain in five ticks");
+}
