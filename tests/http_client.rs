@@ -7,7 +7,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use ocpoll::http::auth::credentials_hash;
 use ocpoll::http::{
     AuthSession, FetchError, HttpClient, MemoryTokenStore, Page, PaginationError, Paginator,
-    Redirects, RetryCause, RetryPolicy, TokenStore, extract_records, locate_records, parse_body,
+    Redirects, RetryCause, RetryPolicy, TokenStore, parse_body, read_records,
 };
 use ocpoll::instance::{Auth, FieldPath, HttpOptions, Pagination, Secret};
 use serde_json::{Value, json};
@@ -74,16 +74,25 @@ async fn poll(
             .get(&url, &session, &http_options(), &fast_retry())
             .await
             .map_err(|e| e.to_string())?;
-        let body = parse_body(&page).map_err(|e| e.to_string())?;
-        let count = locate_records(&body, records_path)
-            .map_err(|e| e.to_string())?
-            .len();
+        let found = read_records(&page, records_path).map_err(|e| e.to_string())?;
         next = paginator
-            .next_url(&page, &body, count)
+            .next_url(&page, &found.rest, found.records.len())
             .map_err(|e| e.to_string())?;
-        all.extend(extract_records(body, records_path).map_err(|e| e.to_string())?);
+        for record in found.records {
+            all.push(serde_json::from_str(record.get()).map_err(|e| e.to_string())?);
+        }
     }
     Ok(all)
+}
+
+/// The records of one page, decoded.
+fn decoded_records(page: &Page) -> Vec<Value> {
+    let found = read_records(page, None).unwrap();
+    found
+        .records
+        .iter()
+        .map(|record| serde_json::from_str(record.get()).unwrap())
+        .collect()
 }
 
 /// 25 records a minute apart from 10:00, ids c00..c24.
@@ -428,7 +437,7 @@ async fn status_503_then_success() {
         .await;
     add_records(&mock, 3);
     let page = get(&mock.resource_url(), &Auth::None).await.unwrap();
-    let records = extract_records(parse_body(&page).unwrap(), None).unwrap();
+    let records = decoded_records(&page);
     assert_eq!(ids(&records), expected_ids(0..3));
     let causes: Vec<RetryCause> = page.retries.iter().map(|n| n.cause.clone()).collect();
     assert_eq!(
@@ -508,7 +517,7 @@ async fn a_dropped_connection_is_retried() {
         .await;
     add_records(&mock, 2);
     let page = get(&mock.resource_url(), &Auth::None).await.unwrap();
-    let records = extract_records(parse_body(&page).unwrap(), None).unwrap();
+    let records = decoded_records(&page);
     assert_eq!(ids(&records), expected_ids(0..2));
     assert_eq!(page.retries[0].cause, RetryCause::Body);
 }

@@ -1127,6 +1127,62 @@ fn unreadable_records_are_reported_and_the_rest_committed() {
     );
 }
 
+/// A number serde_json cannot hold (`1e400`) is valid JSON: the page is read, that one record
+/// is a problem of its own, and the others count (the page used to fail as "not JSON").
+#[test]
+fn a_record_serde_json_cannot_hold_is_a_problem_of_that_record_only() {
+    let env = Env::new();
+    let url = canned_provider(
+        &env,
+        r#"[{"id": "c1", "updated_at": "2026-01-01T00:00:00Z"},
+            {"id": "c2", "updated_at": "2026-01-01T00:00:05Z", "amount": 1e400}]"#,
+    );
+    env.write_instance(&instance(&env, "huge", &url, SECONDS));
+    env.tick().assert_code(0);
+    let line = env.line("huge", "contacts");
+    assert_eq!(line["last_result"], "problems", "{line}");
+    let last_error = line["last_error"].as_str().unwrap_or_default();
+    assert!(
+        last_error.contains("record could not be decoded: number out of range"),
+        "{line}"
+    );
+    assert_eq!(
+        env.watermark("huge", "contacts"),
+        Some("2026-01-01T00:00:00Z".parse().unwrap()),
+        "the readable record moves the watermark"
+    );
+}
+
+/// One page larger than what a one-page poll keeps in memory is judged and staged in parts
+/// (issue 13: its records are decoded one at a time, never all at once): every record is one
+/// event, once, in the provider's order.
+#[test]
+fn a_single_page_larger_than_what_is_held_is_staged_in_parts() {
+    let env = Env::new();
+    let mock = env.start(MockProvider::builder().paging(Paging::None));
+    let base = base_time();
+    mock.upsert("c0000", base, json!({}));
+    simple_instance(&env, &mock, "big");
+    env.tick_ok();
+    const CHANGES: i64 = 9_000;
+    // Six a second, all within the half hour since `base`.
+    let updated = |n: i64| plus(base, 1 + n / 6);
+    for n in 1..=CHANGES {
+        mock.upsert(&format!("c{n:04}"), updated(n), json!({"n": n}));
+    }
+    let run = env.tick_ok();
+    run.assert_stdout_contains("9000 events in 9 notifications");
+    let ids: Vec<String> = env
+        .outbox()
+        .iter()
+        .flat_map(|notification| notification.kinds())
+        .map(|(_, id)| id)
+        .collect();
+    let expected: Vec<String> = (1..=CHANGES).map(|n| format!("c{n:04}")).collect();
+    assert_eq!(ids, expected);
+    assert_eq!(env.watermark("big", "contacts"), Some(updated(CHANGES)));
+}
+
 #[test]
 fn a_record_with_a_bad_date_is_named_in_the_last_error() {
     let env = Env::new();

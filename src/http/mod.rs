@@ -17,11 +17,9 @@
 //! let mut url = Some(pages.first_url());
 //! while let Some(next) = url {
 //!     let page = client.get(&next, &session, &instance.http, &retry).await?;
-//!     let body = parse_body(&page)?;
-//!     let count = locate_records(&body, resource.records_path.as_ref())?.len();
-//!     url = pages.next_url(&page, &body, count)?;
-//!     let records = extract_records(body, resource.records_path.as_ref())?;
-//!     // ... change detection ...
+//!     let found = read_records(&page, resource.records_path.as_ref())?;
+//!     url = pages.next_url(&page, &found.rest, found.records.len())?;
+//!     // ... change detection, decoding one record at a time ...
 //! }
 //! ```
 
@@ -37,5 +35,6 @@ pub use client::{FetchError, HttpClient, Page, Redirects, RetryCause, RetryNote,
 pub use egress::{Blocked, Egress, HostRule};
 pub use paginate::{PaginationError, Paginator};
 pub use records::{
-    RecordLimits, RecordsError, extract_records, locate_records, parse_body, raw_json,
+    PageRecords, RecordLimits, RecordsError, RecordsLocation, locate_records, parse_body, raw_json,
+    read_records,
 };

@@ -297,6 +297,11 @@ impl FieldPath {
         self.0.is_empty()
     }
 
+    /// The path's member names, outermost first.
+    pub fn steps(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
+    }
+
     /// The value at this path in `record`, if every step exists.
     pub fn get<'v>(&self, record: &'v serde_json::Value) -> Option<&'v serde_json::Value> {
         self.0
