@@ -726,7 +726,7 @@ struct Progress<'a> {
     total: u64,
 }
 
-/// `ocpoll --instances instances.d --state state.db tick --all` in `dir`, with a clean
+/// `ocpoll tick --all --instances instances.d --state state.db` in `dir`, with a clean
 /// environment (plus any `OCPOLL_*` variable of the bench's, to compare settings); waits with
 /// `wait4` to get this child's own resource usage, while a thread samples its resident set.
 fn run_tick(binary: &Path, dir: &Path, label: &str, progress: &Progress<'_>) -> TickRun {
@@ -753,12 +753,12 @@ fn run_tick(binary: &Path, dir: &Path, label: &str, progress: &Progress<'_>) -> 
     let started = Instant::now();
     let child = command
         .args([
+            "tick",
+            "--all",
             "--instances",
             "instances.d",
             "--state",
             "state.db",
-            "tick",
-            "--all",
         ])
         .envs(std::env::vars().filter(|(name, _)| name.starts_with("OCPOLL_")))
         .stdin(Stdio::null())

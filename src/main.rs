@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         };
     }
     let config = match Config::load(
-        &cli.global,
+        &cli.config_flags(),
         |name| std::env::var(name).ok(),
         &PlatformDirs::detect(),
     ) {

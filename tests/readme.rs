@@ -88,7 +88,7 @@ const RUN: &[(&str, Check)] = &[
             setup: Setup::OwnFolder,
             env: &[],
             code: 0,
-            shows: "environment variable MY_CRM_API_KEY is not set",
+            shows: "unresolved secret: set MY_CRM_API_KEY",
         },
     ),
     (

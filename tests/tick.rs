@@ -72,20 +72,9 @@ impl Env {
         self.dir.create(format!("instances.d/{name}.json"), &text)
     }
 
-    /// `ocpoll --instances instances.d --state state.db --config config.toml ARGS...`
+    /// `ocpoll ARGS...` with the layout's config, instances and state (`util::LAYOUT_ENV`).
     fn ocpoll(&self, args: &[&str]) -> Run {
-        self.dir.command().args(self.global_args()).args(args).run()
-    }
-
-    fn global_args(&self) -> [&'static str; 6] {
-        [
-            "--instances",
-            "instances.d",
-            "--state",
-            "state.db",
-            "--config",
-            "config.toml",
-        ]
+        self.dir.command().layout().args(args).run()
     }
 
     /// `tick --all`: every resource now, whatever its due time.
@@ -1337,7 +1326,7 @@ fn a_held_lock_exits_75_naming_the_pid_and_wait_waits() {
     let mut waiting = env
         .dir
         .std_command()
-        .args(env.global_args())
+        .envs(util::LAYOUT_ENV)
         .args(["tick", "--all", "--wait"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -1747,6 +1736,76 @@ fn status_without_a_state_lists_configured_resources_and_creates_nothing() {
     );
 }
 
+/// Issue 14: a state whose instances are gone says why the table has nothing configured: the
+/// folder holds no instance files, and how many resources of the state are orphaned.
+#[test]
+fn status_with_state_but_no_instances_says_why() {
+    let env = Env::new();
+    let mock = env.start(MockProvider::builder());
+    mock.upsert("c1", base_time(), json!({}));
+    simple_instance(&env, &mock, "gone");
+    env.tick().assert_code(0);
+    std::fs::remove_file(env.instance_path("gone")).unwrap();
+
+    let run = env.ocpoll(&["status"]);
+    run.assert_code(0)
+        .assert_stdout_contains("gone (orphaned)")
+        .assert_stdout_contains("No instance files (*.json) in instances.d.")
+        .assert_stdout_contains(
+            "The state file state.db has 1 resource of 1 instance no longer present (orphaned)",
+        );
+
+    // A folder that does not exist says so.
+    std::fs::remove_dir(env.dir.join("instances.d")).unwrap();
+    env.ocpoll(&["status"])
+        .assert_code(0)
+        .assert_stdout_contains("The instances folder instances.d does not exist");
+
+    // With an instance polled again, there is nothing to explain.
+    env.dir.create_dir("instances.d");
+    simple_instance(&env, &mock, "back");
+    let run = env.ocpoll(&["status"]);
+    assert!(
+        !run.stdout().contains("No instance files"),
+        "{}",
+        run.show()
+    );
+    assert!(!run.stdout().contains("does not exist"), "{}", run.show());
+}
+
+/// Issue 14: a provider whose name does not resolve fails the poll once (no retries), in a few
+/// words, and `status` keeps those words as the last error.
+#[test]
+fn a_dns_failure_is_short_in_the_log_and_in_status() {
+    let env = Env::new();
+    env.dir.create(
+        "config.toml",
+        "[poll]\nretries = 3\nbackoff_initial_seconds = 0\nbackoff_max_seconds = 0\n",
+    );
+    let instance = instance(
+        &env,
+        "nowhere",
+        "https://api.acme.invalid/contacts?since=${date:yyyy-MM-dd'T'HH:mm:ss'Z'}",
+        SECONDS,
+    );
+    env.write_instance(&instance);
+    let run = env.tick();
+    run.assert_code(1)
+        .assert_stderr_contains("DNS lookup failed for api.acme.invalid");
+    assert!(
+        !run.stderr().contains("error sending request"),
+        "{}",
+        run.show()
+    );
+    assert!(!run.stderr().contains("attempts"), "{}", run.show());
+    let line = env.line("nowhere", "contacts");
+    let last_error = line["last_error"].as_str().unwrap_or_default();
+    assert!(
+        last_error.contains("DNS lookup failed for api.acme.invalid"),
+        "{line}"
+    );
+}
+
 /// A `${env:NAME}` secret that is not set is an error for that instance in tick (naming the
 /// key, never a value); set, it authenticates and is printed nowhere.
 #[test]
@@ -1774,7 +1833,7 @@ fn env_secret_references_resolve_in_tick() {
     let set = env
         .dir
         .command()
-        .args(env.global_args())
+        .layout()
         .args(["tick", "--all"])
         .env("TICK_TEST_PASSWORD", PASSWORD)
         .run();
@@ -1828,7 +1887,7 @@ fn poll_backoff_keys_are_read_from_the_environment() {
         let run = env
             .dir
             .command()
-            .args(env.global_args())
+            .layout()
             .args(["tick", "--all"])
             .env(name, "many")
             .run();

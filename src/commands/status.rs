@@ -43,7 +43,8 @@ pub fn run(args: &StatusArgs, config: &Config) -> ExitCode {
             });
         }
     };
-    let lines = match collect(config, store.as_ref()) {
+    let configured = Configured::read(config);
+    let lines = match collect(&configured, store.as_ref()) {
         Ok(lines) => lines,
         Err(error) => {
             eprintln!("ocpoll: {error}");
@@ -65,13 +66,15 @@ pub fn run(args: &StatusArgs, config: &Config) -> ExitCode {
                 config.state.display()
             );
         }
+        if let Some(note) = why_so_few(&configured, &lines, config) {
+            println!("{note}");
+        }
     }
     ExitCode::from(exit::SUCCESS)
 }
 
 /// Configured resources (from the instance files) joined with what the state remembers.
-fn collect(config: &Config, store: Option<&Store>) -> Result<Vec<StatusLine>, StateError> {
-    let configured = Configured::read(config);
+fn collect(configured: &Configured, store: Option<&Store>) -> Result<Vec<StatusLine>, StateError> {
     let mut rows: BTreeMap<ResourceKey, ResourceState> = BTreeMap::new();
     let mut depth: HashMap<String, OutboxDepth> = HashMap::new();
     if let Some(store) = store {
@@ -128,6 +131,8 @@ fn collect(config: &Config, store: Option<&Store>) -> Result<Vec<StatusLine>, St
 struct Configured {
     instances: BTreeSet<String>,
     polled: Vec<ResourceKey>,
+    /// The instances folder exists (a folder that does not is not an error for `status`).
+    folder_exists: bool,
 }
 
 impl Configured {
@@ -135,8 +140,9 @@ impl Configured {
         let mut configured = Configured {
             instances: BTreeSet::new(),
             polled: Vec::new(),
+            folder_exists: config.instances.is_dir(),
         };
-        if !config.instances.is_dir() {
+        if !configured.folder_exists {
             return configured;
         }
         let loaded = instance::load_all(
@@ -160,6 +166,57 @@ impl Configured {
                 .extend(crate::poll::targets(&instance).into_iter().map(|t| t.key));
         }
         configured
+    }
+}
+
+/// Why the table shows no configured resource, when it shows none (issue 14): the instances
+/// folder is missing or has no instance files, or none of them polls; and how many of the
+/// state's resources belong to instances whose files are gone.
+fn why_so_few(configured: &Configured, lines: &[StatusLine], config: &Config) -> Option<String> {
+    if !configured.polled.is_empty() {
+        return None;
+    }
+    let folder = config.instances.display();
+    let mut note = if !configured.folder_exists {
+        format!(
+            "The instances folder {folder} does not exist (set --instances, OCPOLL_INSTANCES or \
+             `instances` in config.toml)."
+        )
+    } else if configured.instances.is_empty() {
+        format!("No instance files (*.json) in {folder}.")
+    } else {
+        format!(
+            "{} in {folder}, none polled (event.notification.enabled false, no resources, or \
+             invalid: see `ocpoll validate`).",
+            plural(configured.instances.len(), "instance file")
+        )
+    };
+    let orphaned: BTreeSet<&str> = lines
+        .iter()
+        .filter(|line| line.orphaned)
+        .map(|line| line.instance.as_str())
+        .collect();
+    let resources = lines
+        .iter()
+        .filter(|line| line.orphaned && line.resource != "-")
+        .count();
+    if !orphaned.is_empty() {
+        note.push_str(&format!(
+            " The state file {} has {} of {} no longer present (orphaned); `ocpoll state forget \
+             INSTANCE` removes one's state.",
+            config.state.display(),
+            plural(resources, "resource"),
+            plural(orphaned.len(), "instance"),
+        ));
+    }
+    Some(note)
+}
+
+fn plural(count: usize, noun: &str) -> String {
+    if count == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{count} {noun}s")
     }
 }
 

@@ -101,15 +101,17 @@ pub enum AuthError {
     },
     #[error("OAuth token endpoint answered without an `access_token`")]
     NoAccessToken,
-    #[error("OAuth token request failed: {reason}")]
-    TokenTransport { reason: String },
+    #[error("OAuth token request failed: {failure}")]
+    TokenTransport {
+        failure: crate::http::transport::TransportFailure,
+    },
 }
 
 impl AuthError {
     /// Worth trying again within the poll: the token endpoint was unreachable or had a 5xx.
     pub fn is_transient(&self) -> bool {
         match self {
-            AuthError::TokenTransport { .. } => true,
+            AuthError::TokenTransport { failure } => failure.kind.is_retried(),
             AuthError::TokenRejected { status, .. } => *status >= 500 || *status == 429,
             _ => false,
         }
@@ -434,7 +436,7 @@ impl OAuthSession {
             .send()
             .await
             .map_err(|error| AuthError::TokenTransport {
-                reason: error.without_url().to_string(),
+                failure: crate::http::transport::TransportFailure::of(&error, None),
             })?;
         let status = response.status();
         // The client follows no redirect by itself (see `http::client`): a 3xx stops here.

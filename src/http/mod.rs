@@ -1,8 +1,9 @@
 //! Talking to providers: one GET of one page, with authentication, retries and limits
 //! (`client`), the five authentication families of docs/instances.md (`auth`), walking from one
 //! page to the next (`paginate`), finding the records inside a page (`records`), where
-//! requests may go at all (`egress`: `[http] allow` and `deny`), and reading `Retry-After`
-//! (`retry_after`, for callbacks too).
+//! requests may go at all (`egress`: `[http] allow` and `deny`), reading `Retry-After`
+//! (`retry_after`, for callbacks too), and saying in a few words why a request failed below
+//! HTTP (`transport`, for callbacks too).
 //!
 //! Settings come in as plain values ([`RetryPolicy`], [`RecordLimits`], [`Egress`]) that the
 //! configuration builds; nothing here reads the configuration itself.
@@ -29,6 +30,7 @@ pub mod egress;
 pub mod paginate;
 pub mod records;
 pub mod retry_after;
+pub mod transport;
 
 pub use auth::{AuthError, AuthSession, MemoryTokenStore, StoredToken, TokenStore};
 pub use client::{FetchError, HttpClient, Page, Redirects, RetryCause, RetryNote, RetryPolicy};

@@ -43,10 +43,40 @@ pub trait SecretSource {
 /// What a secret reference that cannot be resolved means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UnresolvedSecrets {
-    /// `validate`: files are often checked on another machine than the one that runs them.
+    /// `validate` and `status`: they only read the file, which is often checked on another
+    /// machine than the one that runs it.
     Warn,
-    /// `tick` and `run`: the instance cannot work without them.
+    /// `try`, `tick` and `run`: the instance cannot work without them.
     Fail,
+}
+
+impl UnresolvedSecrets {
+    /// The one severity rule for a reference that does not resolve (issue 14): a warning where
+    /// the file is only read, an error of the instance where it is used. A reference the
+    /// `[secrets]` scope refuses is an error everywhere (see `resolve`).
+    pub fn severity(self) -> Severity {
+        match self {
+            UnresolvedSecrets::Warn => Severity::Warning,
+            UnresolvedSecrets::Fail => Severity::Error,
+        }
+    }
+}
+
+/// The one wording of a secret reference that did not resolve, whichever command reports it
+/// (issue 14): `unresolved secret: set ACME_API_KEY`, `unresolved secret: file
+/// /run/credentials/key not readable (no such file)`. `file` is the reference's file as
+/// resolved against the instance's folder, with why it could not be read.
+fn unresolved_secret(reference: &SecretRef<'_>, file: Option<(&Path, &str)>) -> String {
+    match (reference, file) {
+        (SecretRef::Env(""), _) => "unresolved secret: ${env:} names no variable".to_owned(),
+        (SecretRef::File(""), _) => "unresolved secret: ${file:} names no file".to_owned(),
+        (SecretRef::Env(name), _) => format!("unresolved secret: set {name}"),
+        (SecretRef::File(_), Some((path, reason))) => format!(
+            "unresolved secret: file {} not readable ({reason})",
+            path.display()
+        ),
+        (SecretRef::File(path), None) => format!("unresolved secret: file {path} not readable"),
+    }
 }
 
 /// Everything decoding needs besides the JSON itself.
@@ -739,26 +769,29 @@ impl Decoder<'_> {
             return Text::Value(raw.to_owned());
         };
         let secrets = self.ctx.secrets;
-        // (reason, whether the scope refused it: an error even for `validate`)
+        // The scope's refusal is a decision of whoever runs ocpoll: an error even for
+        // `validate`, in its own words. Anything else is unresolved, in the one wording.
         let resolved = match &reference {
-            SecretRef::Env("") => Err(("${env:} names no variable".to_owned(), false)),
-            SecretRef::File("") => Err(("${file:} names no file".to_owned(), false)),
+            SecretRef::Env("") | SecretRef::File("") => {
+                Err((unresolved_secret(&reference, None), false))
+            }
             SecretRef::Env(name) => match secrets.scope().check_env(name) {
-                Err(refused) => Err((refused, true)),
+                Err(refused) => Err((format!("{raw}: {refused}"), true)),
                 Ok(()) => secrets
                     .env(name)
-                    .ok_or_else(|| (format!("environment variable {name} is not set"), false)),
+                    .ok_or_else(|| (unresolved_secret(&reference, None), false)),
             },
             SecretRef::File(file) => {
                 let full = self.ctx.base_dir.join(file);
                 let cannot_read = |error: &std::io::Error| {
+                    let reason = io_reason(error);
                     (
-                        format!("cannot read {}: {}", full.display(), io_reason(error)),
+                        unresolved_secret(&reference, Some((&full, reason.as_str()))),
                         false,
                     )
                 };
                 match secrets.scope().check_file(&full) {
-                    Err(FileRefusal::Outside(refused)) => Err((refused, true)),
+                    Err(FileRefusal::Outside(refused)) => Err((format!("{raw}: {refused}"), true)),
                     Err(FileRefusal::Unresolved(error)) => Err(cannot_read(&error)),
                     Ok(readable) => secrets
                         .file(&readable)
@@ -769,14 +802,11 @@ impl Decoder<'_> {
         };
         match resolved {
             Ok(value) => Text::Value(value),
-            Err((reason, refused)) => {
-                let severity = match self.ctx.unresolved {
-                    _ if refused => Severity::Error,
-                    UnresolvedSecrets::Warn => Severity::Warning,
-                    UnresolvedSecrets::Fail => Severity::Error,
-                };
-                let mut finding = Finding::error(path(), format!("{raw}: {reason}"));
-                finding.severity = severity;
+            Err((message, refused)) => {
+                let mut finding = Finding::error(path(), message);
+                if !refused {
+                    finding.severity = self.ctx.unresolved.severity();
+                }
                 self.findings.push(finding);
                 Text::Unresolved
             }
@@ -959,6 +989,28 @@ const OPEN_CONNECTORS_KEYS: &[&str] = &[
     "oauth.scope",
     "oauth.authorization.url",
 ];
+
+/// The keys the decoder reads, for [`super::reference`] (the man page's source) to be checked
+/// against.
+#[cfg(test)]
+pub(crate) struct KnownKeys {
+    pub configuration: Vec<&'static str>,
+    pub resource: &'static [&'static str],
+    pub dates: &'static [&'static str],
+}
+
+#[cfg(test)]
+pub(crate) fn known_keys() -> KnownKeys {
+    KnownKeys {
+        configuration: OWN_CONFIGURATION_KEYS
+            .iter()
+            .chain(SECRET_KEYS)
+            .copied()
+            .collect(),
+        resource: RESOURCE_KEYS,
+        dates: DATES_KEYS,
+    }
+}
 
 fn misspelled(key: &str, meant: &str) -> String {
     format!("{key:?} is not a key ocpoll knows and is ignored; did you mean `{meant}`?")
