@@ -28,8 +28,9 @@ use url::Url;
 mod auth;
 mod resource;
 
-/// Where `${env:NAME}` and `${file:PATH}` references get their values.
-pub trait SecretSource {
+/// Where `${env:NAME}` and `${file:PATH}` references get their values. `Sync`: instance files
+/// are loaded on several threads.
+pub trait SecretSource: Sync {
     fn env(&self, name: &str) -> Option<String>;
     fn file(&self, path: &Path) -> std::io::Result<String>;
 
