@@ -135,6 +135,18 @@ pub enum Command {
     /// file has errors), 2 for a usage error, 78 when the file cannot be read.
     Try(TryArgs),
 
+    /// Authorize an OAuth 2 instance in a browser and keep its tokens in the state
+    ///
+    /// Prints the provider's authorization URL (PKCE S256 and a random state) and opens it in
+    /// a browser ($BROWSER, else xdg-open) when one is available, then waits on 127.0.0.1 for
+    /// the redirect: on the port of oauth.callback.url when it is a loopback URL, else on a
+    /// free port it prints (register that redirect URI with the provider). The code is
+    /// exchanged at oauth.token.url and the tokens are stored in the state, never printed
+    /// and never written to the instance file. Works while the daemon runs: it uses the new
+    /// tokens from its next poll. With --no-browser, paste the URL the browser was
+    /// redirected to (for servers without a browser).
+    Auth(AuthArgs),
+
     /// Inspect or change the saved state
     #[command(subcommand)]
     State(StateCommand),
@@ -241,6 +253,21 @@ pub struct TryArgs {
     /// Print one JSON document instead of text
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct AuthArgs {
+    /// The instance: its name (in the instances folder) or its file
+    #[arg(value_name = "INSTANCE")]
+    pub instance: String,
+
+    /// Do not open a browser nor listen: print the URL and read the redirected URL from stdin
+    #[arg(long)]
+    pub no_browser: bool,
+
+    /// How long to wait for the redirect
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Subcommand)]

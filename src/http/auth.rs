@@ -555,10 +555,14 @@ impl OAuthSession {
                 return Ok(());
             }
         }
-        let refresh_token = self
-            .current_token()
-            .and_then(|token| token.stored.refresh_token)
-            .or_else(|| stored.and_then(|stored| stored.refresh_token))
+        // The stored refresh token first: it is at least as new as the one in memory, and
+        // `ocpoll auth` may have replaced both (a provider may revoke the old grant then).
+        let refresh_token = stored
+            .and_then(|stored| stored.refresh_token)
+            .or_else(|| {
+                self.current_token()
+                    .and_then(|token| token.stored.refresh_token)
+            })
             .or_else(|| self.settings.refresh_token.clone());
         match refresh_token {
             Some(refresh_token) => self.refresh(client, timeout, masker, &refresh_token).await,

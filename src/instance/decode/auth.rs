@@ -189,7 +189,7 @@ impl Decoder<'_> {
 
     /// An optional absolute http(s) URL: `Some(None)` when absent, `None` when invalid.
     fn optional_url(&mut self, config: &ConfigView, key: &str) -> Option<Option<Url>> {
-        if !config.map.contains_key(key) {
+        if matches!(config.map.get(key), None | Some(Value::Null)) {
             return Some(None);
         }
         self.absolute_url(config, key).map(Some)
