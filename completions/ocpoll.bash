@@ -16,6 +16,9 @@ _ocpoll() {
             ",$1")
                 cmd="ocpoll"
                 ;;
+            ocpoll,auth)
+                cmd="ocpoll__subcmd__auth"
+                ;;
             ocpoll,demo)
                 cmd="ocpoll__subcmd__demo"
                 ;;
@@ -68,12 +71,46 @@ _ocpoll() {
 
     case "${cmd}" in
         ocpoll)
-            opts="-v -q -h -V --instances --state --config --verbose --quiet --log-format --help --version validate tick run status try state outbox demo generate-assets"
+            opts="-v -q -h -V --instances --state --config --verbose --quiet --log-format --help --version validate tick run status try auth state outbox demo generate-assets"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --instances)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ocpoll__subcmd__auth)
+            opts="-v -q -h -V --no-browser --timeout --instances --state --config --verbose --quiet --log-format --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --instances)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
