@@ -9,7 +9,7 @@ use ocpoll::http::{
     AuthSession, FetchError, HttpClient, MemoryTokenStore, Page, PaginationError, Paginator,
     Redirects, RetryCause, RetryPolicy, TokenStore, extract_records, locate_records, parse_body,
 };
-use ocpoll::instance::{Auth, FieldPath, HttpOptions, Pagination, Secret};
+use ocpoll::instance::{Auth, ClientAuth, FieldPath, HttpOptions, OAuth2, Pagination, Secret};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -223,12 +223,23 @@ fn oauth_mock_auth(rotate: bool) -> MockAuth {
 }
 
 fn oauth_auth(mock: &MockProvider, refresh_token: &str) -> Auth {
-    Auth::OAuthRefresh {
-        token_url: mock.token_url(),
-        client_id: Secret::new("client"),
-        client_secret: Secret::new("shh"),
-        refresh_token: Secret::new(refresh_token),
-    }
+    oauth_refresh(mock.token_url(), "client", "shh", refresh_token)
+}
+
+/// The OAuth 2 refresh flow with these credentials, client credentials in the form.
+fn oauth_refresh(token_url: Url, id: &str, secret: &str, refresh_token: &str) -> Auth {
+    Auth::OAuth2(Box::new(OAuth2 {
+        token_url,
+        client_id: Secret::new(id),
+        client_secret: Secret::new(secret),
+        refresh_token: Some(Secret::new(refresh_token)),
+        client_auth: ClientAuth::Body,
+        token_params: Vec::new(),
+        authorization_url: None,
+        callback_url: None,
+        scope: None,
+        code: None,
+    }))
 }
 
 #[tokio::test]
@@ -982,12 +993,12 @@ async fn a_token_endpoint_redirect_is_an_error_and_the_other_host_gets_nothing()
     })
     .await;
     let token_url = Url::parse(&format!("{}/oauth/token", provider.origin())).unwrap();
-    let auth = Auth::OAuthRefresh {
-        token_url: token_url.clone(),
-        client_id: Secret::new("oauth-client-id-3391"),
-        client_secret: Secret::new("oauth-client-s3cr3t-2280"),
-        refresh_token: Secret::new("refresh-tok-s3cr3t-6612"),
-    };
+    let auth = oauth_refresh(
+        token_url.clone(),
+        "oauth-client-id-3391",
+        "oauth-client-s3cr3t-2280",
+        "refresh-tok-s3cr3t-6612",
+    );
     let url = Url::parse(&format!("{}/contacts", provider.origin())).unwrap();
     let error = client()
         .get(&url, &session(&auth), &http_options(), &fast_retry())
