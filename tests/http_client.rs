@@ -339,9 +339,12 @@ async fn a_stored_token_is_reused_across_sessions_and_dropped_when_credentials_c
         .unwrap_err();
     assert_eq!(mock.token_request_count(), 2);
     let message = error.to_string();
+    // `invalid_grant` is a revoked grant: the instance's polls stop until `ocpoll auth`.
     assert_eq!(
         message,
-        "authentication: OAuth token endpoint answered HTTP 400: invalid_grant (refresh token not recognised)"
+        "authentication: the provider no longer accepts the OAuth grant of instance \"crm\" \
+         (OAuth token endpoint answered HTTP 400: invalid_grant (refresh token not recognised)); \
+         its polls are stopped until `ocpoll auth crm` stores new tokens"
     );
 }
 

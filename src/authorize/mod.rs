@@ -1,6 +1,6 @@
 //! `ocpoll auth`, the OAuth 2 authorization-code flow for an operator (RFC 6749 section 4.1
 //! with PKCE, RFC 7636, and loopback redirects, RFC 8252), as `rclone authorize` and
-//! `gcloud auth login` run it: see docs/instances.md#ocpoll-auth.
+//! `gcloud auth login` run it (docs/instances.md#ocpoll-auth).
 //!
 //! This module holds the pure steps: the PKCE pair and `state` ([`Pkce`], [`random_state`]),
 //! where the redirect goes ([`RedirectPlan`]), the authorization URL ([`authorization_url`]),
