@@ -16,6 +16,9 @@ _ocpoll() {
             ",$1")
                 cmd="ocpoll"
                 ;;
+            ocpoll,auth)
+                cmd="ocpoll__subcmd__auth"
+                ;;
             ocpoll,demo)
                 cmd="ocpoll__subcmd__demo"
                 ;;
@@ -65,12 +68,46 @@ _ocpoll() {
 
     case "${cmd}" in
         ocpoll)
-            opts="-v -q -h -V --verbose --quiet --log-format --help --version validate tick run status try state outbox demo"
+            opts="-v -q -h -V --verbose --quiet --log-format --help --version validate tick run status try auth state outbox demo"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ocpoll__subcmd__auth)
+            opts="-v -q -h -V --no-browser --timeout --config --instances --state --verbose --quiet --log-format --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --instances)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0

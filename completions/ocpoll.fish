@@ -35,6 +35,7 @@ complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "tick" -d 'Poll due re
 complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "run" -d 'Run the daemon that polls and delivers (what systemd runs)'
 complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "status" -d 'Show last poll, watermark, next due time, outbox depth'
 complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "try" -d 'Poll one resource once as a dry run and show what a poll would do'
+complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "auth" -d 'Authorize an OAuth 2 instance in a browser and keep its tokens in the state'
 complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "state" -d 'Inspect or change the saved state'
 complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "outbox" -d 'Inspect and act on pending and dead-lettered notifications'
 complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "demo" -d 'Poll a local sample API and print each verified event'
@@ -95,6 +96,17 @@ complete -c ocpoll -n "__fish_ocpoll_using_subcommand try" -s v -l verbose -d 'M
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand try" -s q -l quiet -d 'Less log output (-q warnings and errors only, -qq errors only)'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand try" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand try" -s V -l version -d 'Print version'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand auth" -l timeout -d 'How long to wait for the redirect' -r
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand auth" -l config -d 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]' -r -F
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand auth" -l instances -d 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]' -r -F
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand auth" -l state -d 'State file (SQLite) [default: state.db in the platform state folder]' -r -F
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand auth" -l log-format -d 'Log format: text for people, json for journald and log shippers' -r -f -a "text\t''
+json\t''"
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand auth" -l no-browser -d 'Do not open a browser nor listen: print the URL and read the redirected URL from stdin'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand auth" -s v -l verbose -d 'More log output (-v debug, -vv trace)'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand auth" -s q -l quiet -d 'Less log output (-q warnings and errors only, -qq errors only)'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand auth" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand auth" -s V -l version -d 'Print version'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and not __fish_seen_subcommand_from reset forget" -l log-format -d 'Log format: text for people, json for journald and log shippers' -r -f -a "text\t''
 json\t''"
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and not __fish_seen_subcommand_from reset forget" -s v -l verbose -d 'More log output (-v debug, -vv trace)'

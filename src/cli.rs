@@ -127,6 +127,7 @@ impl Command {
             Command::Run(args) => (Some(&args.config), Some(&args.instances), Some(&args.state)),
             Command::Status(args) => (Some(&args.config), Some(&args.instances), Some(&args.state)),
             Command::Try(args) => (Some(&args.config), None, None),
+            Command::Auth(args) => (Some(&args.config), Some(&args.instances), Some(&args.state)),
             Command::State(StateCommand::Reset(StateResetArgs { location, .. }))
             | Command::State(StateCommand::Forget(StateForgetArgs { location, .. }))
             | Command::Outbox(OutboxCommand::List(OutboxListArgs { location, .. }))
@@ -200,6 +201,18 @@ pub enum Command {
     /// every request succeeded and every record was read, 1 when not (or when the instance
     /// file has errors), 2 for a usage error, 78 when the file cannot be read.
     Try(TryArgs),
+
+    /// Authorize an OAuth 2 instance in a browser and keep its tokens in the state
+    ///
+    /// Prints the provider's authorization URL (PKCE S256 and a random state) and opens it in
+    /// a browser ($BROWSER, else xdg-open) when one is available, then waits on 127.0.0.1 for
+    /// the redirect: on the port of oauth.callback.url when it is a loopback URL, else on a
+    /// free port it prints (register that redirect URI with the provider). The code is
+    /// exchanged at oauth.token.url and the tokens are stored in the state, never printed
+    /// and never written to the instance file. Works while the daemon runs: it uses the new
+    /// tokens from its next poll. With --no-browser, paste the URL the browser was
+    /// redirected to (for servers without a browser).
+    Auth(AuthArgs),
 
     /// Inspect or change the saved state
     #[command(subcommand)]
@@ -344,6 +357,30 @@ pub struct TryArgs {
 
     #[command(flatten)]
     pub config: ConfigArg,
+}
+
+#[derive(Debug, Args)]
+pub struct AuthArgs {
+    /// The instance: its name (in the instances folder) or its file
+    #[arg(value_name = "INSTANCE")]
+    pub instance: String,
+
+    /// Do not open a browser nor listen: print the URL and read the redirected URL from stdin
+    #[arg(long)]
+    pub no_browser: bool,
+
+    /// How long to wait for the redirect
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    #[command(flatten)]
+    pub config: ConfigArg,
+
+    #[command(flatten)]
+    pub instances: InstancesArg,
+
+    #[command(flatten)]
+    pub state: StateArg,
 }
 
 #[derive(Debug, Subcommand)]

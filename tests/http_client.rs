@@ -9,7 +9,7 @@ use ocpoll::http::{
     AuthSession, FetchError, HttpClient, MemoryTokenStore, Page, PaginationError, Paginator,
     Redirects, RetryCause, RetryPolicy, TokenStore, parse_body, read_records,
 };
-use ocpoll::instance::{Auth, FieldPath, HttpOptions, Pagination, Secret};
+use ocpoll::instance::{Auth, ClientAuth, FieldPath, HttpOptions, OAuth2, Pagination, Secret};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -232,12 +232,23 @@ fn oauth_mock_auth(rotate: bool) -> MockAuth {
 }
 
 fn oauth_auth(mock: &MockProvider, refresh_token: &str) -> Auth {
-    Auth::OAuthRefresh {
-        token_url: mock.token_url(),
-        client_id: Secret::new("client"),
-        client_secret: Secret::new("shh"),
-        refresh_token: Secret::new(refresh_token),
-    }
+    oauth_refresh(mock.token_url(), "client", "shh", refresh_token)
+}
+
+/// The OAuth 2 refresh flow with these credentials, client credentials in the form.
+fn oauth_refresh(token_url: Url, id: &str, secret: &str, refresh_token: &str) -> Auth {
+    Auth::OAuth2(Box::new(OAuth2 {
+        token_url,
+        client_id: Secret::new(id),
+        client_secret: Secret::new(secret),
+        refresh_token: Some(Secret::new(refresh_token)),
+        client_auth: ClientAuth::Body,
+        token_params: Vec::new(),
+        authorization_url: None,
+        callback_url: None,
+        scope: None,
+        code: None,
+    }))
 }
 
 #[tokio::test]
@@ -337,9 +348,12 @@ async fn a_stored_token_is_reused_across_sessions_and_dropped_when_credentials_c
         .unwrap_err();
     assert_eq!(mock.token_request_count(), 2);
     let message = error.to_string();
+    // `invalid_grant` is a revoked grant: the instance's polls stop until `ocpoll auth`.
     assert_eq!(
         message,
-        "authentication: OAuth token endpoint answered HTTP 400: invalid_grant (refresh token not recognised)"
+        "authentication: the provider no longer accepts the OAuth grant of instance \"crm\" \
+         (OAuth token endpoint answered HTTP 400: invalid_grant (refresh token not recognised)); \
+         its polls are stopped until `ocpoll auth crm` stores new tokens"
     );
 }
 
@@ -1005,12 +1019,12 @@ async fn a_token_endpoint_redirect_is_an_error_and_the_other_host_gets_nothing()
     })
     .await;
     let token_url = Url::parse(&format!("{}/oauth/token", provider.origin())).unwrap();
-    let auth = Auth::OAuthRefresh {
-        token_url: token_url.clone(),
-        client_id: Secret::new("oauth-client-id-3391"),
-        client_secret: Secret::new("oauth-client-s3cr3t-2280"),
-        refresh_token: Secret::new("refresh-tok-s3cr3t-6612"),
-    };
+    let auth = oauth_refresh(
+        token_url.clone(),
+        "oauth-client-id-3391",
+        "oauth-client-s3cr3t-2280",
+        "refresh-tok-s3cr3t-6612",
+    );
     let url = Url::parse(&format!("{}/contacts", provider.origin())).unwrap();
     let error = client()
         .get(&url, &session(&auth), &http_options(), &fast_retry())

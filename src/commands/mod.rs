@@ -1,6 +1,7 @@
 //! One module per subcommand, each thin: it loads what it needs, calls the library, prints,
 //! and returns the exit code.
 
+pub mod auth;
 pub mod demo;
 pub mod outbox;
 pub mod run;

@@ -6,7 +6,7 @@ use crate::cli::StatusArgs;
 use crate::commands::{exit, write_table};
 use crate::config::Config;
 use crate::instance::{self, Instance, UnresolvedSecrets};
-use crate::state::{OutboxDepth, ResourceKey, ResourceState, StateError, Store};
+use crate::state::{OutboxDepth, ResourceKey, ResourceState, StateError, Store, TokenOverview};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -28,6 +28,36 @@ pub struct StatusLine {
     pub outbox_pending: u64,
     pub outbox_dead: u64,
     pub last_error: Option<String>,
+    /// The instance's OAuth standing (docs/operations.md#oauth-tokens), on each of its lines;
+    /// absent for instances without stored OAuth state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<OAuthStatus>,
+}
+
+/// Whether an instance has a token, when it expires, the last token request's result, and
+/// a revocation. Never a token.
+#[derive(Clone, Debug, Serialize)]
+pub struct OAuthStatus {
+    pub has_token: bool,
+    pub has_refresh_token: bool,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub last_token_at: Option<DateTime<Utc>>,
+    pub last_token_result: Option<String>,
+    /// The provider answered `invalid_grant`: polls are stopped until `ocpoll auth`.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<TokenOverview> for OAuthStatus {
+    fn from(row: TokenOverview) -> OAuthStatus {
+        OAuthStatus {
+            has_token: row.has_token,
+            has_refresh_token: row.has_refresh_token,
+            expires_at: row.expires_at,
+            last_token_at: row.grant.last_token_at,
+            last_token_result: row.grant.last_token_result,
+            revoked_at: row.grant.revoked_at,
+        }
+    }
 }
 
 pub fn run(args: &StatusArgs, config: &Config) -> ExitCode {
@@ -77,11 +107,17 @@ pub fn run(args: &StatusArgs, config: &Config) -> ExitCode {
 fn collect(configured: &Configured, store: Option<&Store>) -> Result<Vec<StatusLine>, StateError> {
     let mut rows: BTreeMap<ResourceKey, ResourceState> = BTreeMap::new();
     let mut depth: HashMap<String, OutboxDepth> = HashMap::new();
+    let mut oauth: HashMap<String, OAuthStatus> = HashMap::new();
     if let Some(store) = store {
         for row in store.statuses()? {
             rows.insert(row.key, row.state);
         }
         depth = store.outbox_depth()?;
+        oauth = store
+            .oauth_overview()?
+            .into_iter()
+            .map(|row| (row.instance.clone(), row.into()))
+            .collect();
     }
     for key in &configured.polled {
         rows.entry(key.clone()).or_default();
@@ -92,7 +128,6 @@ fn collect(configured: &Configured, store: Option<&Store>) -> Result<Vec<StatusL
             let outbox = depth.get(&key.instance).cloned().unwrap_or_default();
             StatusLine {
                 orphaned: !configured.instances.contains(&key.instance),
-                instance: key.instance,
                 resource: key.resource,
                 path_params: key.path_params,
                 last_poll_at: state.last_poll_at,
@@ -102,6 +137,8 @@ fn collect(configured: &Configured, store: Option<&Store>) -> Result<Vec<StatusL
                 outbox_pending: outbox.pending,
                 outbox_dead: outbox.dead,
                 last_error: state.last_error,
+                oauth: oauth.get(&key.instance).cloned(),
+                instance: key.instance,
             }
         })
         .collect();
@@ -110,6 +147,7 @@ fn collect(configured: &Configured, store: Option<&Store>) -> Result<Vec<StatusL
         if !lines.iter().any(|line| line.instance == instance) {
             lines.push(StatusLine {
                 orphaned: !configured.instances.contains(&instance),
+                oauth: oauth.get(&instance).cloned(),
                 instance,
                 resource: "-".to_owned(),
                 path_params: String::new(),
@@ -262,5 +300,41 @@ fn print_table(lines: &[StatusLine]) {
         "OUTBOX",
         "LAST ERROR",
     ];
+    let _ = write_table(&mut std::io::stdout().lock(), &header, &rows);
+    print_oauth(lines);
+}
+
+/// A second table, one row per instance with OAuth state: token, expiry, last request.
+fn print_oauth(lines: &[StatusLine]) {
+    let mut seen = BTreeSet::new();
+    let rows: Vec<[String; 4]> = lines
+        .iter()
+        .filter_map(|line| Some((line.instance.as_str(), line.oauth.as_ref()?)))
+        .filter(|(instance, _)| seen.insert(*instance))
+        .map(|(instance, oauth)| {
+            let token = match (oauth.revoked_at, oauth.has_token) {
+                (Some(_), _) => format!("REVOKED: run `ocpoll auth {instance}`"),
+                (None, true) if oauth.has_refresh_token => "yes (refreshable)".to_owned(),
+                (None, true) => "yes".to_owned(),
+                (None, false) => format!("none: run `ocpoll auth {instance}`"),
+            };
+            let time = |t: Option<DateTime<Utc>>| {
+                t.map_or_else(
+                    || "-".to_owned(),
+                    |t| t.to_rfc3339_opts(SecondsFormat::Secs, true),
+                )
+            };
+            let last = match (&oauth.last_token_result, oauth.last_token_at) {
+                (Some(result), at) => format!("{} {result}", time(at)),
+                (None, _) => "-".to_owned(),
+            };
+            [instance.to_owned(), token, time(oauth.expires_at), last]
+        })
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    println!();
+    let header = ["INSTANCE", "OAUTH TOKEN", "EXPIRES", "LAST TOKEN REQUEST"];
     let _ = write_table(&mut std::io::stdout().lock(), &header, &rows);
 }

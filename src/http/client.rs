@@ -343,6 +343,16 @@ impl HttpClient {
         }
     }
 
+    /// The client for a request to an OAuth token endpoint outside a poll (`ocpoll auth`):
+    /// the outbound policy is checked on `token_url` first; like every client here it
+    /// follows no redirect.
+    pub fn token_client(&self, token_url: &Url, http: &HttpOptions) -> Result<Client, FetchError> {
+        self.egress
+            .check_url(token_url)
+            .map_err(FetchError::Blocked)?;
+        self.client_for(http.ca_file.as_deref())
+    }
+
     fn client_for(&self, ca_file: Option<&Path>) -> Result<Client, FetchError> {
         let Some(path) = ca_file else {
             return Ok(self.default.clone());

@@ -1,5 +1,6 @@
 //! Talking to providers: one GET of one page, with authentication, retries and limits
-//! (`client`), the five authentication families of docs/instances.md (`auth`), walking from one
+//! (`client`), the five authentication families of docs/instances.md (`auth`, with the OAuth
+//! token endpoint on the wire in `token`), walking from one
 //! page to the next (`paginate`), finding the records inside a page (`records`), where
 //! requests may go at all (`egress`: `[http] allow` and `deny`), reading `Retry-After`
 //! (`retry_after`, for callbacks too), and saying in a few words why a request failed below
@@ -30,9 +31,12 @@ pub mod egress;
 pub mod paginate;
 pub mod records;
 pub mod retry_after;
+pub mod token;
 pub mod transport;
 
-pub use auth::{AuthError, AuthSession, MemoryTokenStore, StoredToken, TokenStore};
+pub use auth::{
+    AuthError, AuthSession, GrantEvent, GrantRecord, MemoryTokenStore, StoredToken, TokenStore,
+};
 pub use client::{FetchError, HttpClient, Page, Redirects, RetryCause, RetryNote, RetryPolicy};
 pub use egress::{Blocked, Egress, HostRule};
 pub use paginate::{PaginationError, Paginator};

@@ -12,8 +12,8 @@
 use crate::dates::{DateFormat, Zone};
 use crate::instance::finding::{Finding, JsonPath, Severity};
 use crate::instance::model::{
-    Auth, DateField, DatesConfig, FieldPath, HttpOptions, Instance, NotificationOptions, OtherKeys,
-    Pagination, Resource, VendorType,
+    Auth, ClientAuth, DateField, DatesConfig, FieldPath, HttpOptions, Instance,
+    NotificationOptions, OAuth2, OtherKeys, Pagination, Resource, VendorType,
 };
 use crate::instance::scope::{FileRefusal, SecretScope};
 use crate::instance::secret::Secret;
@@ -107,6 +107,7 @@ pub fn decode(root: &Value, ctx: &DecodeContext) -> Decoded {
         findings: Vec::new(),
         base_url_configured: false,
         name: None,
+        provider_code: None,
     };
     let instance = decoder.instance(root);
     let has_errors = decoder.findings.iter().any(Finding::is_error);
@@ -133,6 +134,7 @@ const SECRET_KEYS: &[&str] = &[
     "oauth.api.key",
     "oauth.api.secret",
     "oauth.user.refresh_token",
+    "oauth.token.params",
     "elements.user.secret",
     "elements.organization.secret",
     "elements.instance.token",
@@ -183,6 +185,8 @@ struct Decoder<'a> {
     base_url_configured: bool,
     /// The instance's name as soon as it is known (see [`Decoded::name`]).
     name: Option<String>,
+    /// `providerData.code`, read before the configuration that uses it (OAuth 2).
+    provider_code: Option<Secret>,
 }
 
 impl Decoder<'_> {
@@ -315,8 +319,10 @@ impl Decoder<'_> {
         }
     }
 
-    /// `providerData` is Open Connectors' OAuth code exchange; ocpoll does not use it, but a
-    /// placeholder left in it shows the body was pasted unfinished.
+    /// `providerData` is Open Connectors' OAuth code exchange: its `code` is exchanged once
+    /// on the first poll when the configuration has an OAuth token endpoint
+    /// (docs/instances.md#oauth-2); the rest is kept and ignored. A placeholder left in it
+    /// shows the body was pasted unfinished.
     fn provider_data(&mut self, root: &Map<String, Value>) {
         let path = JsonPath::root().key("providerData");
         let Some(Value::Object(data)) = root.get("providerData") else {
@@ -326,10 +332,20 @@ impl Decoder<'_> {
             if value.as_str().is_some_and(is_placeholder) {
                 self.warning(
                     path.key(key),
-                    "looks like a placeholder (value hidden); ocpoll does not use providerData, \
-                     it authenticates with the configuration's keys",
+                    "looks like a placeholder (value hidden); put the provider's authorization \
+                     code here, or leave it out and run `ocpoll auth INSTANCE`",
                 );
             }
+        }
+        let view = ConfigView {
+            map: data,
+            path: path.clone(),
+        };
+        if let Text::Value(code) = self.text(&view, "code")
+            && !is_placeholder(&code)
+            && !code.trim().is_empty()
+        {
+            self.provider_code = Some(Secret::new(code));
         }
     }
 
@@ -974,6 +990,10 @@ const OWN_CONFIGURATION_KEYS: &[&str] = &[
     "username",
     "api.key.header",
     "oauth.token.url",
+    "oauth.client.auth",
+    "oauth.callback.url",
+    "oauth.scope",
+    "oauth.authorization.url",
     "http.headers",
     "http.timeout.seconds",
     "http.ca.file",
@@ -984,11 +1004,8 @@ const OWN_CONFIGURATION_KEYS: &[&str] = &[
 /// ignores: known, so that none of them is taken for a misspelling of one of ocpoll's.
 const OPEN_CONNECTORS_KEYS: &[&str] = &[
     "filter.response.nulls",
-    "oauth.callback.url",
     "oauth.user.refresh_time",
     "oauth.user.token",
-    "oauth.scope",
-    "oauth.authorization.url",
 ];
 
 /// The keys the decoder reads, for [`super::reference`] (the man page's source) to be checked
