@@ -11,7 +11,8 @@ mod util;
 
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use support::mock_oauth::{MockOAuth, OAuthConfig, TokenAnswer};
@@ -118,15 +119,20 @@ impl Env {
             .map_or(Value::Null, |line| line["oauth"].clone())
     }
 
-    /// `ocpoll auth ARGS...` running, its stdout read line by line.
+    /// `ocpoll auth ARGS...` running, its stdout read line by line. No browser: the test is
+    /// the browser.
     fn spawn_auth(&self, args: &[&str]) -> AuthRun {
+        self.spawn_auth_with_browser(args, Path::new("/nonexistent/browser"))
+    }
+
+    /// `ocpoll auth ARGS...` with `$BROWSER` set to `browser`.
+    fn spawn_auth_with_browser(&self, args: &[&str], browser: &Path) -> AuthRun {
         let mut command = self.dir.std_command();
         command
             .envs(LAYOUT_ENV)
             .arg("auth")
             .args(args)
-            // No browser on this machine: the test is the browser.
-            .env("BROWSER", "/nonexistent/browser")
+            .env("BROWSER", browser)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -299,6 +305,52 @@ fn auth_runs_the_flow_with_pkce_and_stores_the_tokens_in_the_state() {
     assert_eq!(env.oauth.token_requests().len(), 1, "no refresh needed");
     let status = env.ocpoll(&["status"]);
     env.assert_no_secret_in(&status.stdout());
+}
+
+/// A real browser: Debian's headless Chromium, started by `ocpoll auth` itself through
+/// `$BROWSER`, loads the authorization URL and follows the authorization server's redirect to
+/// the loopback listener. Skipped, saying so, where Chromium is not installed (`.ci/run`
+/// installs it).
+#[test]
+fn a_real_headless_chromium_completes_the_flow() {
+    let Some(chromium) = ["chromium", "chromium-browser"].into_iter().find(|name| {
+        Command::new(name)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }) else {
+        eprintln!("skipped: Chromium is not installed (Debian: apt-get install chromium)");
+        return;
+    };
+    let env = Env::new(OAuthConfig::default());
+    env.instance("google", json!({}));
+    let profile = env.dir.join("chromium-profile");
+    let browser = env.dir.join("browser.sh");
+    std::fs::write(
+        &browser,
+        format!(
+            "#!/bin/sh\nexec {chromium} --headless=new --no-sandbox --disable-gpu \
+             --user-data-dir='{}' --dump-dom \"$1\" >/dev/null 2>&1\n",
+            profile.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &browser,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = env.spawn_auth_with_browser(&["google"], &browser).finish();
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("Instance google now has an OAuth token"),
+        "{stdout}"
+    );
+    assert!(!stderr.contains("no browser opened"), "{stderr}");
+    assert_eq!(env.oauth.authorize_requests().len(), 1);
+    assert_eq!(env.token_status("google")["has_token"], true);
+    env.assert_no_secret_in(&stdout);
+    env.assert_no_secret_in(&stderr);
 }
 
 #[test]
