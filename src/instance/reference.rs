@@ -164,7 +164,7 @@ pub const GROUPS: &[KeyGroup] = &[
             key(
                 "oauth.token.url",
                 None,
-                "OAuth 2 token endpoint; with oauth.api.key, oauth.api.secret and oauth.user.refresh_token, ocpoll refreshes the access token and keeps it in the state.",
+                "OAuth 2 token endpoint; with oauth.api.key and oauth.api.secret, ocpoll gets and refreshes the access token and keeps it in the state.",
             ),
             key("oauth.api.key", None, "OAuth 2 client id (a secret)."),
             key(
@@ -175,7 +175,32 @@ pub const GROUPS: &[KeyGroup] = &[
             key(
                 "oauth.user.refresh_token",
                 None,
-                "OAuth 2 refresh token (a secret).",
+                "OAuth 2 refresh token (a secret). Without it, the authorization-code flow: tokens come from ocpoll auth or providerData.code and live in the state.",
+            ),
+            key(
+                "oauth.authorization.url",
+                None,
+                "The provider's authorization endpoint, for ocpoll auth; its own query is kept (Google: access_type=offline&prompt=consent).",
+            ),
+            key(
+                "oauth.callback.url",
+                None,
+                "The redirect URI registered with the provider; ocpoll auth listens on its port when it is a loopback URL, and providerData.code is exchanged with it.",
+            ),
+            key(
+                "oauth.scope",
+                None,
+                "Space-separated scopes for the authorization request.",
+            ),
+            key(
+                "oauth.client.auth",
+                Some("body"),
+                "How the client id and secret reach the token endpoint: body (form fields) or basic (HTTP Basic).",
+            ),
+            key(
+                "oauth.token.params",
+                None,
+                "An object of extra form fields for every token request (audience, resource).",
             ),
             key(
                 "elements.user.secret",
