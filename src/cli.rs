@@ -151,6 +151,10 @@ pub enum Command {
     /// every notification was verified.
     Demo(DemoArgs),
 
+    /// Webhooks instances: the URL to give the provider
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
+
     /// Write the man pages and shell completions (for maintainers)
     #[command(hide = true)]
     GenerateAssets(GenerateAssetsArgs),
@@ -205,6 +209,11 @@ pub struct RunArgs {
     /// address, e.g. 127.0.0.1:9464 (also `[daemon] metrics_addr`)
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+
+    /// Receive webhooks at POST /webhooks/INSTANCE/TOKEN on this address, e.g. 127.0.0.1:8480
+    /// (also `[listen] addr`); put a TLS reverse proxy in front of it
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -277,6 +286,35 @@ pub struct StateForgetArgs {
     /// Do not ask for confirmation
     #[arg(short, long)]
     pub yes: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Print the URL a provider posts a webhooks instance's events to
+    ///
+    /// The URL ends in a secret token of the instance (256 random bits), made on first use and
+    /// kept in the state; treat the URL as a password. Works while the daemon runs.
+    Url(WebhooksUrlArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WebhooksUrlArgs {
+    /// The webhooks instance (its `name`, or its file's stem)
+    #[arg(value_name = "INSTANCE")]
+    pub instance: String,
+
+    /// What comes before /webhooks/... : the public address of the reverse proxy, e.g.
+    /// https://hooks.example.com (default: `[listen] public_url`, else http://`[listen] addr`)
+    #[arg(long, value_name = "URL")]
+    pub base: Option<String>,
+
+    /// Replace the token; the old URL keeps working for --grace
+    #[arg(long)]
+    pub rotate: bool,
+
+    /// How long the old token keeps working after --rotate
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration, requires = "rotate")]
+    pub grace: Duration,
 }
 
 #[derive(Debug, Subcommand)]

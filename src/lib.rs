@@ -9,6 +9,8 @@
 //! `dates` and `url_macros` are the pure pieces the instance model and the poller share, `json`
 //! names JSON types alike in every message; `cli`, `config` and `commands` are the edges,
 //! `trial` is `ocpoll try`, `demo` is `ocpoll demo`, `metrics` observes the daemon.
+//! `webhooks` is the other way in: providers push to `run --listen`, and their bodies become
+//! notifications in the same outbox.
 //!
 //! Public are the modules the binary, the integration tests and the benches use; the rest is
 //! crate-private, so the compiler finds what nothing uses.
@@ -31,3 +33,4 @@ pub(crate) mod runner;
 pub mod state;
 pub(crate) mod trial;
 pub(crate) mod url_macros;
+pub(crate) mod webhooks;

@@ -49,6 +49,7 @@ mod outbox;
 mod schema;
 mod staging;
 mod tokens;
+mod webhooks;
 
 #[cfg(test)]
 mod crash_tests;
@@ -76,6 +77,7 @@ pub use outbox::{
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 pub use staging::{CommitTxn, PollId, PollOutcome, StagedEvent, StagedKind};
 pub use tokens::StateTokens;
+pub use webhooks::{ReceiptOutcome, ReceiptWrite, StoredTokens, WebhookStatusRow};
 
 /// How long a statement waits for another process's write transaction before giving up. Long
 /// enough for the daemon's largest commit; `status` and `state reset` run beside the daemon.
@@ -692,7 +694,14 @@ impl Store {
     pub fn forget_instance(&mut self, instance: &str) -> Result<(), StateError> {
         let tx = self.write_txn()?;
         // Seen pairs, snapshots, polls and staging go by ON DELETE CASCADE.
-        for table in ["resource_state", "outbox", "oauth_token"] {
+        for table in [
+            "resource_state",
+            "outbox",
+            "oauth_token",
+            "webhook_token",
+            "webhook_receipt",
+            "webhook_status",
+        ] {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE instance = ?1"),
                 [instance],
