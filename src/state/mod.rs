@@ -312,6 +312,52 @@ pub struct Store {
     conn: Connection,
     path: PathBuf,
     synchronous: Synchronous,
+    /// Counts this store in [`OPEN_IN_PROCESS`] while it lives.
+    registered: Registration,
+}
+
+/// A file's (device, inode) counted in [`OPEN_IN_PROCESS`], uncounted when dropped.
+#[derive(Default)]
+struct Registration(Option<(u64, u64)>);
+
+/// State files this process has SQLite connections to, by (device, inode), with how many.
+///
+/// Closing *any* descriptor of a file drops every POSIX lock the process holds on it, SQLite's
+/// included. The checks before a connection opens (`check_header`, `check_side_files`) open and
+/// close the file and its `-wal` and `-shm` with plain descriptors; done while another
+/// connection of the process is open (the daemon's metrics and webhooks connections), they
+/// dropped that connection's locks, and the next `ocpoll status` or `webhooks url` to close
+/// its connection took itself for the last one and deleted the `-wal` and `-shm` the daemon
+/// was still writing to (its later commits went to an unlinked file). The file was checked
+/// when its first connection opened, so later ones skip those checks.
+static OPEN_IN_PROCESS: std::sync::Mutex<BTreeMap<(u64, u64), usize>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    // stat(2): no descriptor is opened.
+    std::fs::metadata(path)
+        .ok()
+        .map(|metadata| (metadata.dev(), metadata.ino()))
+}
+
+fn open_in_process() -> std::sync::MutexGuard<'static, BTreeMap<(u64, u64), usize>> {
+    OPEN_IN_PROCESS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let Some(id) = self.0 else { return };
+        let mut open = open_in_process();
+        if let Some(count) = open.get_mut(&id) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&id);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -380,8 +426,12 @@ impl Store {
         synchronous: Synchronous,
         quick_check_max_bytes: u64,
     ) -> Result<Store, StateError> {
-        check_header(path)?;
-        check_side_files(path)?;
+        let id = file_id(path);
+        let first_here = id.is_none_or(|id| !open_in_process().contains_key(&id));
+        if first_here {
+            check_header(path)?;
+            check_side_files(path)?;
+        }
         warn_if_readable_by_others(path);
         // Without SQLITE_OPEN_CREATE: if the file vanished since the check, fail rather than
         // create one with default permissions.
@@ -396,8 +446,15 @@ impl Store {
                 path: path.to_owned(),
             });
         }
-        quick_check(&conn, path, quick_check_max_bytes)?;
-        Store::prepare(conn, path.to_owned(), synchronous)
+        if first_here {
+            quick_check(&conn, path, quick_check_max_bytes)?;
+        }
+        let mut store = Store::prepare(conn, path.to_owned(), synchronous)?;
+        if let Some(id) = id {
+            *open_in_process().entry(id).or_default() += 1;
+            store.registered = Registration(Some(id));
+        }
+        Ok(store)
     }
 
     /// The damage a statement of this process met in this state file (SQLite's message), if
@@ -442,6 +499,7 @@ impl Store {
             conn,
             path,
             synchronous,
+            registered: Registration::default(),
         })
     }
 

@@ -56,10 +56,10 @@ pub struct ListenSettings {
     pub max_connections: usize,
 }
 
-/// How often, at most, a token not found in the cache makes it re-read the state: a token
-/// made or rotated by `ocpoll webhooks url` is seen within this, and a flood of wrong tokens
-/// costs one read per interval.
-const TOKEN_RELOAD: Duration = Duration::from_secs(1);
+/// How old the token cache may get before a request re-reads it from the state: a token made
+/// or rotated by `ocpoll webhooks url` works, and a revoked one stops, within this; any
+/// traffic, a flood of wrong tokens included, costs at most one small read per interval.
+const TOKEN_RELOAD: Duration = Duration::from_millis(250);
 
 #[derive(Debug, Error)]
 pub enum ListenError {
@@ -114,24 +114,25 @@ struct TokenCache {
 }
 
 impl TokenCache {
+    /// Whether `given` is `instance`'s token now. The cache is re-read when it is older than
+    /// [`TOKEN_RELOAD`], so a rotation's new token works and a token out of its grace stops
+    /// working within that time, whatever the traffic.
     fn accepts(&self, instance: &str, given: &str) -> bool {
-        let now = Utc::now();
-        let check = |tokens: &HashMap<String, Tokens>| match tokens.get(instance) {
-            Some(tokens) => tokens.accepts(given, now),
-            None => compare_nothing(given),
-        };
-        let fresh_enough = {
-            let cached = self.tokens.read().unwrap_or_else(|p| p.into_inner());
-            if check(&cached.1) {
-                return true;
-            }
-            cached.0.elapsed() < TOKEN_RELOAD
-        };
-        if fresh_enough {
-            return false;
+        let stale = self
+            .tokens
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .elapsed()
+            >= TOKEN_RELOAD;
+        if stale {
+            self.reload();
         }
-        self.reload();
-        check(&self.tokens.read().unwrap_or_else(|p| p.into_inner()).1)
+        let cached = self.tokens.read().unwrap_or_else(|p| p.into_inner());
+        match cached.1.get(instance) {
+            Some(tokens) => tokens.accepts(given, Utc::now()),
+            None => compare_nothing(given),
+        }
     }
 
     fn reload(&self) {
