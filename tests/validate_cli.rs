@@ -900,7 +900,7 @@ fn the_example_instances_are_valid_with_an_empty_environment() {
         run.assert_code(0);
         let summary = run.summary();
         assert!(
-            summary.starts_with("5 files: 5 valid, 0 invalid; 0 errors, "),
+            summary.starts_with("6 files: 6 valid, 0 invalid; 0 errors, "),
             "{}",
             run.show()
         );

@@ -111,7 +111,7 @@ pub fn receive(
 }
 
 /// The groups' events as notifications: one objectType each, batched by the instance's limits
-/// exactly as a poll's are (docs/events.md#batching).
+/// exactly as a poll's are (docs/events.md#body).
 fn notifications(
     instance: &Instance,
     groups: &[EventGroup],
