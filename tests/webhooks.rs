@@ -635,3 +635,46 @@ fn an_unavailable_state_is_503_and_the_retry_is_delivered_once() {
         hooks.daemon.stop();
     });
 }
+
+/// `ocpoll webhooks url` without a daemon: the same URL each time, `[listen] public_url` as
+/// the default base, and clear refusals for what is not a webhooks instance.
+#[test]
+fn webhooks_url_prints_a_stable_url_and_refuses_what_it_cannot_serve() {
+    let dir = Dir::with_layout("[listen]\npublic_url = \"https://hooks.example.com/\"\n");
+    dir.create(
+        "instances.d/hooks.json",
+        r#"{"name": "hooks", "configuration": {"event.notification.enabled": true,
+            "event.vendor.type": "webhooks", "event.notification.callback.url": "https://x.example/in"}}"#,
+    );
+    dir.create(
+        "instances.d/polled.json",
+        r#"{"name": "polled", "configuration": {"base.url": "https://api.example", "event.notification.enabled": false}}"#,
+    );
+    let run = |args: &[&str]| {
+        layout_command(&dir, args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap()
+    };
+    let first = run(&["webhooks", "url", "hooks"]);
+    assert_eq!(first.status.code(), Some(0), "{first:?}");
+    let url = String::from_utf8(first.stdout).unwrap();
+    assert!(url.starts_with("https://hooks.example.com/webhooks/hooks/"), "{url}");
+    assert_eq!(token_of(url.trim()).len(), 43);
+    let again = run(&["webhooks", "url", "hooks"]);
+    assert_eq!(String::from_utf8(again.stdout).unwrap(), url, "the same token");
+
+    for (args, code, message) in [
+        (&["webhooks", "url", "polled"][..], 1, "is not a webhooks instance"),
+        (&["webhooks", "url", "nobody"][..], 1, "no instance named \"nobody\""),
+        (&["webhooks", "url", "hooks", "--base", "ftp://x"][..], 2, "not an absolute http(s) URL"),
+        (&["webhooks", "url", "hooks", "--grace", "1h"][..], 2, "--rotate"),
+    ] {
+        let output = run(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{args:?}");
+    }
+}
