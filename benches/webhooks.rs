@@ -17,7 +17,8 @@
 //! VmHWM sampled from /proc), the daemon's CPU per accepted webhook, and the bench's own CPU (the
 //! senders and the receiver share the machine's two cores with the daemon). Goal
 //! (issue 15): 10,000/s with p99 under 20 ms. Knobs: `BENCH_WEBHOOKS_SECONDS` (default 10),
-//! `BENCH_WEBHOOKS_ONLY=full,normal`. Figures go to stdout and `target/bench/webhooks.json`.
+//! `BENCH_WEBHOOKS_ONLY=full,normal`, `BENCH_WEBHOOKS_DELIVER=0` (the callback is a closed port:
+//! delivery fails and backs off, so the figures are the accepting alone). Figures go to stdout and `target/bench/webhooks.json`.
 
 #[path = "../tests/support/mock_receiver.rs"]
 mod mock_receiver;
@@ -149,6 +150,13 @@ fn scenario(binary: &Path, synchronous: &str, window: Duration) -> Measured {
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let receiver = MockReceiver::start(&[SIGNATURE_KEY]).await;
+        let deliver = std::env::var("BENCH_WEBHOOKS_DELIVER").map_or(true, |v| v != "0");
+        // Port 1 on loopback: connection refused at once (no DNS, nothing listens).
+        let callback = if deliver {
+            receiver.url()
+        } else {
+            "http://127.0.0.1:1/closed".to_owned()
+        };
         std::fs::create_dir_all(dir.path().join("instances.d")).unwrap();
         std::fs::write(
             dir.path().join("config.toml"),
@@ -262,7 +270,7 @@ fn scenario(binary: &Path, synchronous: &str, window: Duration) -> Measured {
                 .into_iter()
                 .map(|request| request.event_id())
                 .collect();
-            if delivered.len() as u64 >= accepted || stopped.elapsed() > drain_limit {
+            if !deliver || delivered.len() as u64 >= accepted || stopped.elapsed() > drain_limit {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
