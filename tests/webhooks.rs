@@ -660,16 +660,39 @@ fn webhooks_url_prints_a_stable_url_and_refuses_what_it_cannot_serve() {
     let first = run(&["webhooks", "url", "hooks"]);
     assert_eq!(first.status.code(), Some(0), "{first:?}");
     let url = String::from_utf8(first.stdout).unwrap();
-    assert!(url.starts_with("https://hooks.example.com/webhooks/hooks/"), "{url}");
+    assert!(
+        url.starts_with("https://hooks.example.com/webhooks/hooks/"),
+        "{url}"
+    );
     assert_eq!(token_of(url.trim()).len(), 43);
     let again = run(&["webhooks", "url", "hooks"]);
-    assert_eq!(String::from_utf8(again.stdout).unwrap(), url, "the same token");
+    assert_eq!(
+        String::from_utf8(again.stdout).unwrap(),
+        url,
+        "the same token"
+    );
 
     for (args, code, message) in [
-        (&["webhooks", "url", "polled"][..], 1, "is not a webhooks instance"),
-        (&["webhooks", "url", "nobody"][..], 1, "no instance named \"nobody\""),
-        (&["webhooks", "url", "hooks", "--base", "ftp://x"][..], 2, "not an absolute http(s) URL"),
-        (&["webhooks", "url", "hooks", "--grace", "1h"][..], 2, "--rotate"),
+        (
+            &["webhooks", "url", "polled"][..],
+            1,
+            "is not a webhooks instance",
+        ),
+        (
+            &["webhooks", "url", "nobody"][..],
+            1,
+            "no instance named \"nobody\"",
+        ),
+        (
+            &["webhooks", "url", "hooks", "--base", "ftp://x"][..],
+            2,
+            "not an absolute http(s) URL",
+        ),
+        (
+            &["webhooks", "url", "hooks", "--grace", "1h"][..],
+            2,
+            "--rotate",
+        ),
     ] {
         let output = run(args);
         let stderr = String::from_utf8_lossy(&output.stderr);

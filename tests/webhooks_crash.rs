@@ -24,12 +24,17 @@ use util::hooks::{listen_base, token_of, webhook_url};
 const KEY: &str = "crash-test-key";
 const SECRET: &str = "crash-provider-secret";
 
+/// A port every daemon of the loop listens on, in turn. Below Linux's ephemeral range
+/// (32768 and up), so that while the daemon is down no other process's outgoing connection or
+/// `bind(:0)` server takes it and answers the provider in its place.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    for _ in 0..100 {
+        let port = rand::random_range(20_000..32_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range");
 }
 
 #[test]
