@@ -168,7 +168,7 @@ fn scenario(binary: &Path, synchronous: &str, window: Duration) -> Measured {
             "configuration": {
                 "event.notification.enabled": true,
                 "event.vendor.type": "webhooks",
-                "event.notification.callback.url": receiver.url(),
+                "event.notification.callback.url": callback,
                 "event.notification.signature.key": SIGNATURE_KEY,
                 "webhook.signature.header": "X-Hub-Signature-256",
                 "webhook.signature.key": PROVIDER_SECRET,

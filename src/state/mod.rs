@@ -314,6 +314,9 @@ pub struct Store {
     synchronous: Synchronous,
     /// Counts this store in [`OPEN_IN_PROCESS`] while it lives.
     registered: Registration,
+    /// A [`Store::relaxed`] write happened since the last [`Store::sync`]: only then does
+    /// [`Store::sync_relaxed`] have anything to make durable.
+    unsynced: std::cell::Cell<bool>,
 }
 
 /// A file's (device, inode) counted in [`OPEN_IN_PROCESS`], uncounted when dropped.
@@ -500,6 +503,8 @@ impl Store {
             path,
             synchronous,
             registered: Registration::default(),
+            // A crash may have left relaxed commits of the previous run unsynced.
+            unsynced: std::cell::Cell::new(true),
         })
     }
 
@@ -509,6 +514,7 @@ impl Store {
     /// covers every commit before it. A process crash loses none of them either way (the
     /// operating system has the writes); only a power loss before the sync could.
     pub(crate) fn relaxed<T>(&mut self, write: impl FnOnce(&mut Store) -> T) -> T {
+        self.unsynced.set(true);
         self.set_relaxed(true);
         let result = write(self);
         self.set_relaxed(false);
@@ -528,13 +534,33 @@ impl Store {
     /// lost with its poll in a power cut (the poll would run again and send the change under
     /// a new eventId).
     pub fn sync(&self) -> Result<(), StateError> {
-        self.conn
+        self.unsynced.set(false);
+        let written = self
+            .conn
             .execute(
                 "INSERT OR REPLACE INTO sync_point (id, at) VALUES (1, ?1)",
                 [encode_time(&Utc::now())],
             )
             .map(drop)
-            .map_err(|e| self.fail(e))
+            .map_err(|e| self.fail(e));
+        if written.is_err() {
+            self.unsynced.set(true);
+        }
+        written
+    }
+
+    /// [`Store::sync`] when a relaxed write happened on this connection since the last one,
+    /// else nothing: what delivery runs before each pass. A daemon receiving webhooks wakes
+    /// delivery after every receipts' commit, and those commits are durable already; a sync
+    /// for each pass was one more disk sync, taken under the state's mutex, for nothing. Sound
+    /// because the relaxed writes it covers are made through this same store: `tick` and the
+    /// daemon hand one store to their polls and to delivery.
+    pub fn sync_relaxed(&self) -> Result<(), StateError> {
+        if self.unsynced.get() {
+            self.sync()
+        } else {
+            Ok(())
+        }
     }
 
     /// The file this store reads and writes (`:memory:` for an in-memory one).
