@@ -5,7 +5,7 @@
 //! by eventId, which at-least-once delivery allows), whatever moment the kills hit: before the
 //! commit, between the commit and the answer, during delivery.
 //!
-//! `OCPOLL_CRASH_WEBHOOKS=N` sends more (default 300).
+//! `OCPOLL_CRASH_WEBHOOKS=N` sends more (default 600).
 
 mod support;
 mod util;
@@ -42,7 +42,7 @@ fn every_numbered_webhook_is_delivered_once_across_kill_9() {
     let count: u64 = std::env::var("OCPOLL_CRASH_WEBHOOKS")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(300);
+        .unwrap_or(600);
     util::runtime().block_on(async move {
         let dir = Dir::with_layout(
             "[delivery]\nbackoff_initial_seconds = 0\nbackoff_max_seconds = 0\n\
@@ -94,7 +94,7 @@ fn every_numbered_webhook_is_delivered_once_across_kill_9() {
                 Daemon::start(&dir, &format!("daemon-{rounds}.log"), &["--listen", &listen], &[]);
             listen_base(&daemon);
             // A daemon runs until it is killed: a random moment of its receiving.
-            let wait = Duration::from_millis(rand::random_range(10..300));
+            let wait = Duration::from_millis(rand::random_range(10..150));
             tokio::time::sleep(wait).await;
             let child = daemon.child_mut();
             assert!(child.try_wait().unwrap().is_none(), "the daemon died on its own");
@@ -138,5 +138,9 @@ fn every_numbered_webhook_is_delivered_once_across_kill_9() {
             attempts.load(Ordering::Relaxed)
         );
         assert!(rounds > 1, "no daemon was killed while the provider sent");
+        assert!(
+            attempts.load(Ordering::Relaxed) > count,
+            "no webhook had to be retried: the kills never hit a send"
+        );
     });
 }
