@@ -932,3 +932,63 @@ mod metrics_addr_tests {
         assert!(error.contains("socket address"), "{error}");
     }
 }
+
+#[cfg(test)]
+mod listen_tests {
+    use super::*;
+
+    fn load(file: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("c.toml");
+        std::fs::write(&path, file).unwrap();
+        let flags = GlobalArgs {
+            instances: None,
+            state: None,
+            config: Some(path),
+            verbose: 0,
+            quiet: 0,
+            log_format: None,
+        };
+        let dirs = PlatformDirs {
+            config_dir: tmp.path().join("config"),
+            state_dir: tmp.path().join("state"),
+        };
+        Config::load(
+            &flags,
+            |name| {
+                env.iter()
+                    .find(|(key, _)| *key == name)
+                    .map(|(_, value)| (*value).to_owned())
+            },
+            &dirs,
+        )
+    }
+
+    #[test]
+    fn listen_comes_from_the_file_or_the_environment_with_its_defaults() {
+        let config = load("", &[]).unwrap();
+        assert_eq!(config.listen, ListenConfig::default());
+        assert!(
+            config.listen.settings().is_none(),
+            "nothing received by default"
+        );
+
+        let config = load(
+            "[listen]\naddr = \"127.0.0.1:8480\"\nmax_body_bytes = 4096\n",
+            &[("OCPOLL_LISTEN_BODY_TIMEOUT_SECONDS", "3")],
+        )
+        .unwrap();
+        let settings = config.listen.settings().unwrap();
+        assert_eq!(settings.addr.port(), 8480);
+        assert_eq!(settings.max_body_bytes, 4096);
+        assert_eq!(settings.body_timeout, Duration::from_secs(3));
+        assert_eq!(settings.header_timeout, Duration::from_secs(10));
+
+        let config = load("", &[("OCPOLL_LISTEN_ADDR", "127.0.0.1:9000")]).unwrap();
+        assert_eq!(config.listen.addr.map(|a| a.port()), Some(9000));
+        let error = load("", &[("OCPOLL_LISTEN_ADDR", "8480")]).unwrap_err();
+        assert!(error.to_string().contains("OCPOLL_LISTEN_ADDR"), "{error}");
+        let error = load("[listen]\nadress = \"127.0.0.1:1\"\n", &[]).unwrap_err();
+        assert!(error.to_string().contains("adress"), "{error}");
+    }
+}

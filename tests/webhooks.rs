@@ -701,3 +701,47 @@ fn webhooks_url_prints_a_stable_url_and_refuses_what_it_cannot_serve() {
         assert!(output.stdout.is_empty(), "{args:?}");
     }
 }
+
+/// A webhooks instance added while the daemon runs is received once the folder is reloaded,
+/// and a name that needs escaping in a URL works through `webhooks url`'s escaping.
+#[test]
+fn an_instance_added_at_runtime_is_received_after_the_reload() {
+    util::runtime().block_on(async {
+        let hooks = Hooks::start("", &[("first", json!({}))], &[]).await;
+        let body = json!({"name": "second one", "configuration": {
+            "event.notification.enabled": true,
+            "event.vendor.type": "webhooks",
+            "event.notification.callback.url": hooks.receiver.url(),
+            "event.notification.signature.key": KEY,
+        }});
+        hooks
+            .dir
+            .create("instances.d/second.json", &body.to_string());
+        hooks.daemon.signal(libc::SIGHUP);
+        let url = webhook_url(&hooks.dir, "second one", &[]);
+        assert!(url.contains("/webhooks/second%20one/"), "{url}");
+        let url = format!("{}/webhooks/second%20one/{}", hooks.base, token_of(&url));
+        let client = reqwest::Client::new();
+        // The reload and the token cache each take a moment: retried like a provider would.
+        let mut answers = Vec::new();
+        while answers.last() != Some(&200) {
+            assert!(answers.len() < 100, "never received: {answers:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let response = client
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .body(r#"{"hello":"again"}"#)
+                .send()
+                .await
+                .unwrap();
+            answers.push(response.status().as_u16());
+        }
+        assert!(
+            answers.iter().all(|s| *s == 404 || *s == 200),
+            "{answers:?}"
+        );
+        let notifications = hooks.wait_for_notifications(1).await;
+        assert_eq!(notifications[0]["message"]["instanceId"], "second one");
+        hooks.daemon.stop();
+    });
+}
