@@ -43,6 +43,9 @@ _ocpoll() {
             ocpoll,validate)
                 cmd="ocpoll__subcmd__validate"
                 ;;
+            ocpoll,webhooks)
+                cmd="ocpoll__subcmd__webhooks"
+                ;;
             ocpoll__subcmd__outbox,drop)
                 cmd="ocpoll__subcmd__outbox__subcmd__drop"
                 ;;
@@ -61,6 +64,9 @@ _ocpoll() {
             ocpoll__subcmd__state,reset)
                 cmd="ocpoll__subcmd__state__subcmd__reset"
                 ;;
+            ocpoll__subcmd__webhooks,url)
+                cmd="ocpoll__subcmd__webhooks__subcmd__url"
+                ;;
             *)
                 ;;
         esac
@@ -68,7 +74,7 @@ _ocpoll() {
 
     case "${cmd}" in
         ocpoll)
-            opts="-v -q -h -V --verbose --quiet --log-format --help --version validate tick run status try auth state outbox demo"
+            opts="-v -q -h -V --verbose --quiet --log-format --help --version validate tick run status try auth state outbox demo webhooks"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -276,13 +282,17 @@ _ocpoll() {
             return 0
             ;;
         ocpoll__subcmd__run)
-            opts="-v -q -h -V --foreground --wait --metrics-addr --config --instances --state --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --foreground --wait --metrics-addr --listen --config --instances --state --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --metrics-addr)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --listen)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -501,6 +511,62 @@ _ocpoll() {
                     return 0
                     ;;
                 --instances)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ocpoll__subcmd__webhooks)
+            opts="-v -q -h -V --verbose --quiet --log-format --help --version url"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ocpoll__subcmd__webhooks__subcmd__url)
+            opts="-v -q -h -V --base --rotate --grace --config --instances --state --verbose --quiet --log-format --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --base)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --grace)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --instances)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -36,6 +36,7 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
             cand state 'Inspect or change the saved state'
             cand outbox 'Inspect and act on pending and dead-lettered notifications'
             cand demo 'Poll a local sample API and print each verified event'
+            cand webhooks 'Webhooks instances: the URL to give the provider'
         }
         &'ocpoll;validate'= {
             cand --format 'Output format'
@@ -72,6 +73,7 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
         }
         &'ocpoll;run'= {
             cand --metrics-addr 'Serve Prometheus metrics (/metrics) and health checks (/healthz, /readyz) on this address, e.g. 127.0.0.1:9464 (also `[daemon] metrics_addr`)'
+            cand --listen 'Receive webhooks at POST /webhooks/INSTANCE/TOKEN on this address, e.g. 127.0.0.1:8480 (also `[listen] addr`); put a TLS reverse proxy in front of it'
             cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
             cand --instances 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]'
             cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
@@ -257,6 +259,35 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
             cand --duration 'Stop after this long (e.g. 30s) [default: until Ctrl-C]'
             cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
             cand --log-format 'Log format: text for people, json for journald and log shippers'
+            cand -v 'More log output (-v debug, -vv trace)'
+            cand --verbose 'More log output (-v debug, -vv trace)'
+            cand -q 'Less log output (-q warnings and errors only, -qq errors only)'
+            cand --quiet 'Less log output (-q warnings and errors only, -qq errors only)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'ocpoll;webhooks'= {
+            cand --log-format 'Log format: text for people, json for journald and log shippers'
+            cand -v 'More log output (-v debug, -vv trace)'
+            cand --verbose 'More log output (-v debug, -vv trace)'
+            cand -q 'Less log output (-q warnings and errors only, -qq errors only)'
+            cand --quiet 'Less log output (-q warnings and errors only, -qq errors only)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+            cand url 'Print the URL a provider posts a webhooks instance''s events to'
+        }
+        &'ocpoll;webhooks;url'= {
+            cand --base 'What comes before /webhooks/... : the public address of the reverse proxy, e.g. https://hooks.example.com (default: `[listen] public_url`, else http://`[listen] addr`)'
+            cand --grace 'How long the old token keeps working after --rotate'
+            cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
+            cand --instances 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]'
+            cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
+            cand --log-format 'Log format: text for people, json for journald and log shippers'
+            cand --rotate 'Replace the token; the old URL keeps working for --grace'
             cand -v 'More log output (-v debug, -vv trace)'
             cand --verbose 'More log output (-v debug, -vv trace)'
             cand -q 'Less log output (-q warnings and errors only, -qq errors only)'

@@ -39,6 +39,7 @@ complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "auth" -d 'Authorize a
 complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "state" -d 'Inspect or change the saved state'
 complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "outbox" -d 'Inspect and act on pending and dead-lettered notifications'
 complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "demo" -d 'Poll a local sample API and print each verified event'
+complete -c ocpoll -n "__fish_ocpoll_needs_command" -f -a "webhooks" -d 'Webhooks instances: the URL to give the provider'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand validate" -l format -d 'Output format' -r -f -a "text\t'One line per problem: path:line:col: json.path: message'
 json\t'A JSON array of findings (file, path, line, column, severity, message)'"
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand validate" -l config -d 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]' -r -F
@@ -64,6 +65,7 @@ complete -c ocpoll -n "__fish_ocpoll_using_subcommand tick" -s q -l quiet -d 'Le
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand tick" -s h -l help -d 'Print help'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand tick" -s V -l version -d 'Print version'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -l metrics-addr -d 'Serve Prometheus metrics (/metrics) and health checks (/healthz, /readyz) on this address, e.g. 127.0.0.1:9464 (also `[daemon] metrics_addr`)' -r
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -l listen -d 'Receive webhooks at POST /webhooks/INSTANCE/TOKEN on this address, e.g. 127.0.0.1:8480 (also `[listen] addr`); put a TLS reverse proxy in front of it' -r
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -l config -d 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]' -r -F
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -l instances -d 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]' -r -F
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -l state -d 'State file (SQLite) [default: state.db in the platform state folder]' -r -F
@@ -191,3 +193,22 @@ complete -c ocpoll -n "__fish_ocpoll_using_subcommand demo" -s v -l verbose -d '
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand demo" -s q -l quiet -d 'Less log output (-q warnings and errors only, -qq errors only)'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand demo" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand demo" -s V -l version -d 'Print version'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand webhooks; and not __fish_seen_subcommand_from url" -l log-format -d 'Log format: text for people, json for journald and log shippers' -r -f -a "text\t''
+json\t''"
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand webhooks; and not __fish_seen_subcommand_from url" -s v -l verbose -d 'More log output (-v debug, -vv trace)'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand webhooks; and not __fish_seen_subcommand_from url" -s q -l quiet -d 'Less log output (-q warnings and errors only, -qq errors only)'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand webhooks; and not __fish_seen_subcommand_from url" -s h -l help -d 'Print help'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand webhooks; and not __fish_seen_subcommand_from url" -s V -l version -d 'Print version'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand webhooks; and not __fish_seen_subcommand_from url" -f -a "url" -d 'Print the URL a provider posts a webhooks instance\'s events to'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand webhooks; and __fish_seen_subcommand_from url" -l base -d 'What comes before /webhooks/... : the public address of the reverse proxy, e.g. https://hooks.example.com (default: `[listen] public_url`, else http://`[listen] addr`)' -r
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand webhooks; and __fish_seen_subcommand_from url" -l grace -d 'How long the old token keeps working after --rotate' -r
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand webhooks; and __fish_seen_subcommand_from url" -l config -d 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]' -r -F
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand webhooks; and __fish_seen_subcommand_from url" -l instances -d 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]' -r -F
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand webhooks; and __fish_seen_subcommand_from url" -l state -d 'State file (SQLite) [default: state.db in the platform state folder]' -r -F
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand webhooks; and __fish_seen_subcommand_from url" -l log-format -d 'Log format: text for people, json for journald and log shippers' -r -f -a "text\t''
+json\t''"
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand webhooks; and __fish_seen_subcommand_from url" -l rotate -d 'Replace the token; the old URL keeps working for --grace'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand webhooks; and __fish_seen_subcommand_from url" -s v -l verbose -d 'More log output (-v debug, -vv trace)'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand webhooks; and __fish_seen_subcommand_from url" -s q -l quiet -d 'Less log output (-q warnings and errors only, -qq errors only)'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand webhooks; and __fish_seen_subcommand_from url" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand webhooks; and __fish_seen_subcommand_from url" -s V -l version -d 'Print version'

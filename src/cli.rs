@@ -128,6 +128,9 @@ impl Command {
             Command::Status(args) => (Some(&args.config), Some(&args.instances), Some(&args.state)),
             Command::Try(args) => (Some(&args.config), None, None),
             Command::Auth(args) => (Some(&args.config), Some(&args.instances), Some(&args.state)),
+            Command::Webhooks(WebhooksCommand::Url(args)) => {
+                (Some(&args.config), Some(&args.instances), Some(&args.state))
+            }
             Command::State(StateCommand::Reset(StateResetArgs { location, .. }))
             | Command::State(StateCommand::Forget(StateForgetArgs { location, .. }))
             | Command::Outbox(OutboxCommand::List(OutboxListArgs { location, .. }))
@@ -230,6 +233,10 @@ pub enum Command {
     /// every notification was verified.
     Demo(DemoArgs),
 
+    /// Webhooks instances: the URL to give the provider
+    #[command(subcommand)]
+    Webhooks(WebhooksCommand),
+
     /// Write the man pages and shell completions (for maintainers)
     #[command(hide = true)]
     GenerateAssets(GenerateAssetsArgs),
@@ -300,6 +307,11 @@ pub struct RunArgs {
     /// address, e.g. 127.0.0.1:9464 (also `[daemon] metrics_addr`)
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+
+    /// Receive webhooks at POST /webhooks/INSTANCE/TOKEN on this address, e.g. 127.0.0.1:8480
+    /// (also `[listen] addr`); put a TLS reverse proxy in front of it
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
 
     #[command(flatten)]
     pub config: ConfigArg,
@@ -423,6 +435,44 @@ pub struct StateForgetArgs {
 
     #[command(flatten)]
     pub location: StateLocation,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Print the URL a provider posts a webhooks instance's events to
+    ///
+    /// The URL ends in a secret token of the instance (256 random bits), made on first use and
+    /// kept in the state; treat the URL as a password. Works while the daemon runs.
+    Url(WebhooksUrlArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WebhooksUrlArgs {
+    /// The webhooks instance (its `name`, or its file's stem)
+    #[arg(value_name = "INSTANCE")]
+    pub instance: String,
+
+    /// What comes before /webhooks/... : the public address of the reverse proxy, e.g.
+    /// https://hooks.example.com (default: `[listen] public_url`, else http://`[listen] addr`)
+    #[arg(long, value_name = "URL")]
+    pub base: Option<String>,
+
+    /// Replace the token; the old URL keeps working for --grace
+    #[arg(long)]
+    pub rotate: bool,
+
+    /// How long the old token keeps working after --rotate
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration, requires = "rotate")]
+    pub grace: Duration,
+
+    #[command(flatten)]
+    pub config: ConfigArg,
+
+    #[command(flatten)]
+    pub instances: InstancesArg,
+
+    #[command(flatten)]
+    pub state: StateArg,
 }
 
 #[derive(Debug, Subcommand)]

@@ -35,6 +35,7 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub http: HttpConfig,
     pub secrets: SecretsConfig,
+    pub listen: ListenConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -136,6 +137,55 @@ impl Default for DaemonConfig {
             grace_seconds: 10,
             metrics_addr: None,
         }
+    }
+}
+
+/// `[listen]`: receiving webhooks (`ocpoll run --listen`, docs/operations.md#webhooks).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListenConfig {
+    /// Where `ocpoll run` receives webhooks (none: not received).
+    pub addr: Option<std::net::SocketAddr>,
+    /// The largest body accepted (413 above).
+    pub max_body_bytes: usize,
+    /// How long a client may take to send its request headers (slowloris).
+    pub header_timeout_seconds: u64,
+    /// How long a client may take to send its body (408 after).
+    pub body_timeout_seconds: u64,
+    /// How long a request waits for its commit before it is answered 503.
+    pub commit_timeout_seconds: u64,
+    /// Connections served at once; more wait to be accepted.
+    pub max_connections: usize,
+    /// What `ocpoll webhooks url` prints before `/webhooks/...` without `--base`, e.g. the
+    /// reverse proxy's `https://hooks.example.com`.
+    pub public_url: Option<String>,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        ListenConfig {
+            addr: None,
+            max_body_bytes: 1024 * 1024,
+            header_timeout_seconds: 10,
+            body_timeout_seconds: 30,
+            commit_timeout_seconds: 10,
+            max_connections: 1024,
+            public_url: None,
+        }
+    }
+}
+
+impl ListenConfig {
+    /// The listener's settings, when an address is set.
+    pub fn settings(&self) -> Option<crate::webhooks::listener::ListenSettings> {
+        Some(crate::webhooks::listener::ListenSettings {
+            addr: self.addr?,
+            max_body_bytes: self.max_body_bytes,
+            header_timeout: Duration::from_secs(self.header_timeout_seconds.max(1)),
+            body_timeout: Duration::from_secs(self.body_timeout_seconds.max(1)),
+            commit_timeout: Duration::from_secs(self.commit_timeout_seconds.max(1)),
+            max_connections: self.max_connections.max(1),
+        })
     }
 }
 
@@ -305,6 +355,7 @@ struct FileConfig {
     daemon: DaemonConfig,
     http: HttpConfig,
     secrets: SecretsConfig,
+    listen: ListenConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -383,6 +434,18 @@ const SECTION_KEYS: &[(&str, &[&str])] = &[
         &["allow", "deny", "max_page_bytes", "max_record_bytes"],
     ),
     ("secrets", &["env_prefixes", "file_roots"]),
+    (
+        "listen",
+        &[
+            "addr",
+            "max_body_bytes",
+            "header_timeout_seconds",
+            "body_timeout_seconds",
+            "commit_timeout_seconds",
+            "max_connections",
+            "public_url",
+        ],
+    ),
 ];
 
 /// Where ocpoll looks for its files on this platform.
@@ -487,6 +550,7 @@ impl Config {
             daemon: file.daemon,
             http: file.http,
             secrets: file.secrets,
+            listen: file.listen,
         }
     }
 }
@@ -684,6 +748,14 @@ mod tests {
             ("daemon", keys(daemon)),
             ("http", keys(HttpConfig::default())),
             (
+                "listen",
+                keys(ListenConfig {
+                    addr: Some(([127, 0, 0, 1], 8480).into()),
+                    public_url: Some("https://hooks.example.com".to_owned()),
+                    ..ListenConfig::default()
+                }),
+            ),
+            (
                 "secrets",
                 keys(SecretsConfig {
                     env_prefixes: Some(Vec::new()),
@@ -874,5 +946,61 @@ mod metrics_addr_tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("socket address"), "{error}");
+    }
+}
+
+#[cfg(test)]
+mod listen_tests {
+    use super::*;
+
+    fn load(file: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("c.toml");
+        std::fs::write(&path, file).unwrap();
+        let flags = crate::cli::ConfigFlags {
+            config: Some(path),
+            ..Default::default()
+        };
+        let dirs = PlatformDirs {
+            config_dir: tmp.path().join("config"),
+            state_dir: tmp.path().join("state"),
+        };
+        Config::load(
+            &flags,
+            |name| {
+                env.iter()
+                    .find(|(key, _)| *key == name)
+                    .map(|(_, value)| (*value).to_owned())
+            },
+            &dirs,
+        )
+    }
+
+    #[test]
+    fn listen_comes_from_the_file_or_the_environment_with_its_defaults() {
+        let config = load("", &[]).unwrap();
+        assert_eq!(config.listen, ListenConfig::default());
+        assert!(
+            config.listen.settings().is_none(),
+            "nothing received by default"
+        );
+
+        let config = load(
+            "[listen]\naddr = \"127.0.0.1:8480\"\nmax_body_bytes = 4096\n",
+            &[("OCPOLL_LISTEN_BODY_TIMEOUT_SECONDS", "3")],
+        )
+        .unwrap();
+        let settings = config.listen.settings().unwrap();
+        assert_eq!(settings.addr.port(), 8480);
+        assert_eq!(settings.max_body_bytes, 4096);
+        assert_eq!(settings.body_timeout, Duration::from_secs(3));
+        assert_eq!(settings.header_timeout, Duration::from_secs(10));
+
+        let config = load("", &[("OCPOLL_LISTEN_ADDR", "127.0.0.1:9000")]).unwrap();
+        assert_eq!(config.listen.addr.map(|a| a.port()), Some(9000));
+        let error = load("", &[("OCPOLL_LISTEN_ADDR", "8480")]).unwrap_err();
+        assert!(error.to_string().contains("OCPOLL_LISTEN_ADDR"), "{error}");
+        let error = load("[listen]\nadress = \"127.0.0.1:1\"\n", &[]).unwrap_err();
+        assert!(error.to_string().contains("adress"), "{error}");
     }
 }

@@ -8,7 +8,9 @@
 //! the `daemon`'s scheduler continuously (with reload, graceful shutdown and systemd notify).
 //! `dates` and `url_macros` are the pure pieces the instance model and the poller share, `json`
 //! names JSON types alike in every message; `cli`, `config` and `commands` are the edges,
-//! `trial` is `ocpoll try`, `authorize` is `ocpoll auth`, `demo` is `ocpoll demo`, `metrics` observes the daemon.
+//! `trial` is `ocpoll try`, `authorize` is `ocpoll auth`, `demo` is `ocpoll demo`, `metrics`
+//! observes the daemon. `webhooks` is the other way in: providers push to `run --listen`, and
+//! their bodies become notifications in the same outbox.
 //!
 //! Public are the modules the binary, the integration tests and the benches use; the rest is
 //! crate-private, so the compiler finds what nothing uses.
@@ -32,3 +34,4 @@ pub(crate) mod runner;
 pub mod state;
 pub(crate) mod trial;
 pub(crate) mod url_macros;
+pub(crate) mod webhooks;

@@ -1,7 +1,7 @@
 //! The `ocpoll` binary: parse the command line, load the configuration, dispatch, exit.
 
 use clap::Parser;
-use ocpoll::cli::{Cli, Command, OutboxCommand, StateCommand};
+use ocpoll::cli::{Cli, Command, OutboxCommand, StateCommand, WebhooksCommand};
 use ocpoll::commands::{self, exit};
 use ocpoll::config::{Config, PlatformDirs};
 use std::process::ExitCode;
@@ -50,6 +50,7 @@ fn main() -> ExitCode {
         Command::Outbox(OutboxCommand::Show(args)) => commands::outbox::show(args, &config),
         Command::Outbox(OutboxCommand::Retry(args)) => commands::outbox::retry(args, &config),
         Command::Outbox(OutboxCommand::Drop(args)) => commands::outbox::drop(args, &config),
+        Command::Webhooks(WebhooksCommand::Url(args)) => commands::webhooks::url(args, &config),
         Command::Demo(args) => {
             commands::demo::run(args, &config, cli.global.verbose, cli.global.quiet)
         }

@@ -26,6 +26,12 @@
 //! - `ocpoll_notifications_dead_lettered_total{instance_name}`: notifications given up on.
 //! - `ocpoll_http_responses_total{side, instance_name, code}`: HTTP statuses received; `side`
 //!   is `provider` (every page request, retries included) or `receiver` (every attempt).
+//! - `ocpoll_webhook_receipts_total{instance_name, result}`: requests to `run --listen`;
+//!   `result` is `accepted`, `duplicate` (a retry, answered 2xx, not enqueued again),
+//!   `bad_signature`, `unknown` (no such instance or a wrong token; always with an empty
+//!   `instance_name`, since the name in a URL is anyone's choice), `too_large`, `rate_limited`,
+//!   `bad_request`, `unsupported` (method or content type), `timeout` (body too slow) or
+//!   `unavailable` (the state did not take it: 503).
 //!
 //! Histograms, without labels (per resource they would multiply the series by the buckets):
 //! - `ocpoll_poll_duration_seconds`: how long each poll took, first request to commit.
@@ -102,6 +108,12 @@ struct EventLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReceiptLabels {
+    instance_name: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HttpLabels {
     side: &'static str,
     instance_name: String,
@@ -142,6 +154,7 @@ pub struct Metrics {
     dead_lettered: Family<InstanceLabels, Counter>,
     delivery_latency: Histogram,
     http_responses: Family<HttpLabels, Counter>,
+    webhook_receipts: Family<ReceiptLabels, Counter>,
     outbox_pending: Family<InstanceLabels, Gauge>,
     outbox_dead: Family<InstanceLabels, Gauge>,
     outbox_oldest_age: Family<InstanceLabels, SecondsGauge>,
@@ -170,6 +183,7 @@ impl Metrics {
             dead_lettered: Family::default(),
             delivery_latency: Histogram::new(DELIVERY_LATENCY_BUCKETS),
             http_responses: Family::default(),
+            webhook_receipts: Family::default(),
             outbox_pending: Family::default(),
             outbox_dead: Family::default(),
             outbox_oldest_age: Family::default(),
@@ -177,6 +191,16 @@ impl Metrics {
             oauth_revoked: Family::default(),
         };
         metrics.registered()
+    }
+
+    /// One request to the webhooks listener (see the module documentation for `result`).
+    pub fn webhook_receipt(&self, instance: &str, result: &'static str) {
+        self.webhook_receipts
+            .get_or_create(&ReceiptLabels {
+                instance_name: instance.to_owned(),
+                result,
+            })
+            .inc();
     }
 
     /// Registers clones of every metric (they share their values) under its exported name.
@@ -234,6 +258,11 @@ impl Metrics {
             "http_responses",
             "HTTP statuses received from providers and receivers",
             self.http_responses.clone(),
+        );
+        r.register(
+            "webhook_receipts",
+            "Webhook requests received, by result",
+            self.webhook_receipts.clone(),
         );
         r.register(
             "outbox_pending_notifications",

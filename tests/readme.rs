@@ -79,7 +79,7 @@ const RUN: &[(&str, Check)] = &[
             setup: Setup::Checkout,
             env: &[],
             code: 0,
-            shows: "5 files: 5 valid, 0 invalid; 0 errors,",
+            shows: "6 files: 6 valid, 0 invalid; 0 errors,",
         },
     ),
     (

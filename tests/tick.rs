@@ -1513,6 +1513,7 @@ fn status_shows_every_resource_and_never_a_secret() {
         keys,
         [
             "instance",
+            "kind",
             "last_error",
             "last_poll_at",
             "last_result",
@@ -1525,6 +1526,8 @@ fn status_shows_every_resource_and_never_a_secret() {
             "watermark"
         ]
     );
+    // Webhooks instances have lines of their own kind (tests/webhooks.rs).
+    assert_eq!(alpha_line["kind"], "poll");
     assert_eq!(alpha_line["orphaned"], false);
     assert_eq!(alpha_line["last_result"], "ok");
     assert!(time_field(&alpha_line["last_poll_at"]).is_some());

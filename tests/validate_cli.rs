@@ -905,7 +905,7 @@ fn the_example_instances_are_valid_with_an_empty_environment() {
         run.assert_code(0);
         let summary = run.summary();
         assert!(
-            summary.starts_with("5 files: 5 valid, 0 invalid; 0 errors, "),
+            summary.starts_with("6 files: 6 valid, 0 invalid; 0 errors, "),
             "{}",
             run.show()
         );
@@ -1358,4 +1358,94 @@ fn a_poller_configuration_given_as_a_json_string_is_decoded_with_a_note() {
         "str.json",
         "found a string that is not JSON: EOF while parsing",
     );
+}
+
+/// A webhooks instance with a problem in each of its parts: every one reported with its JSON
+/// path and the line and column of its key, and the signature key never printed.
+#[test]
+fn webhooks_instances_are_checked_with_positions() {
+    let text = r#"{
+  "element": { "key": "github" },
+  "name": "gh",
+  "configuration": {
+    "event.notification.enabled": true,
+    "event.vendor.type": "webhooks",
+    "event.notification.callback.url": "https://hooks.example.com/ocpoll",
+    "webhook.signature.header": "X-Hub-Signature-256",
+    "webhook.signature.key": "not-printed-s3cr3t",
+    "webhook.signature.encoding": "base32",
+    "webhook.rate.per_minute": "lots",
+    "webhook.configuration": {
+      "idField": "id",
+      "objectType": "issues",
+      "objectTypeField": "kind",
+      "eventTypeField": "action",
+      "eventTypeMap": { "opened": "BORN" }
+    }
+  }
+}
+"#;
+    let dir = Dir::new();
+    dir.create("gh.json", text);
+    let run = dir.run(["validate", "--format", "json", "gh.json"]);
+    run.assert_code(1);
+    assert!(!run.stdout().contains("s3cr3t"), "{}", run.show());
+    let errors: Vec<_> = run
+        .findings()
+        .into_iter()
+        .filter(|f| f.is_error())
+        .collect();
+    let expected = [
+        (
+            "configuration.webhook.signature.encoding",
+            "\"webhook.signature.encoding\"",
+            "base64",
+        ),
+        (
+            "configuration.webhook.rate.per_minute",
+            "\"webhook.rate.per_minute\"",
+            "per minute",
+        ),
+        (
+            "configuration.webhook.configuration.objectTypeField",
+            "\"objectTypeField\"",
+            "not both",
+        ),
+        (
+            "configuration.webhook.configuration.eventTypeMap.opened",
+            "\"opened\"",
+            "CREATED",
+        ),
+    ];
+    assert_eq!(errors.len(), expected.len(), "{}", run.show());
+    for (path, key, message) in expected {
+        let finding = errors
+            .iter()
+            .find(|f| f.path == path)
+            .unwrap_or_else(|| panic!("no error at {path}\n{}", run.show()));
+        let (line, column) = position_of(text, key);
+        assert_eq!(
+            (finding.line, finding.column),
+            (Some(line as u64), Some(column as u64)),
+            "{path}"
+        );
+        assert!(finding.message.contains(message), "{finding:?}");
+    }
+}
+
+#[test]
+fn the_seed_webhooks_body_with_a_configuration_is_valid() {
+    let dir = Dir::new();
+    dir.create(
+        "hooks.json",
+        r#"{"element": {"key": "connectorKey"}, "name": "hooks", "configuration": {
+            "event.notification.enabled": true,
+            "event.vendor.type": "webhooks",
+            "event.notification.callback.url": "http://mycoolapp.com",
+            "event.notification.signature.key": "a-real-key-1234"}}"#,
+    );
+    let run = dir.run(["validate", "hooks.json"]);
+    run.assert_code(0);
+    run.assert_stdout_contains("hooks.json: OK");
+    run.assert_stdout_contains("receives POST /webhooks/hooks/TOKEN");
 }

@@ -10,6 +10,7 @@ pub mod status;
 pub mod tick;
 pub mod try_resource;
 pub mod validate;
+pub mod webhooks;
 
 use crate::state::{LockError, StateLock, Store};
 use std::io::Write;

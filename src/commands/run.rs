@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 pub fn run(args: &RunArgs, config: &Config, verbose: u8, quiet: u8) -> ExitCode {
     let mut config = config.clone();
     config.daemon.metrics_addr = args.metrics_addr.or(config.daemon.metrics_addr);
+    config.listen.addr = args.listen.or(config.listen.addr);
     let config = &config;
     logging::init(&config.log, verbose, quiet);
     if !args.foreground {

@@ -28,6 +28,17 @@ pub struct StatusLine {
     pub outbox_pending: u64,
     pub outbox_dead: u64,
     pub last_error: Option<String>,
+    /// `poll` for a polled resource, `webhooks` for a webhooks instance (resource `(webhooks)`).
+    pub kind: &'static str,
+    /// Webhooks: when the last webhook was received (accepted or a provider's retry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_receipt_at: Option<DateTime<Utc>>,
+    /// Webhooks: receipts enqueued and provider retries recognised, since the start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receipts: Option<Receipts>,
+    /// Webhooks: until when the token replaced by `webhooks url --rotate` still works.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_token_until: Option<DateTime<Utc>>,
     /// The instance's OAuth standing (docs/operations.md#oauth-tokens), on each of its lines;
     /// absent for instances without stored OAuth state.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -58,6 +69,14 @@ impl From<TokenOverview> for OAuthStatus {
             revoked_at: row.grant.revoked_at,
         }
     }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Receipts {
+    pub accepted: u64,
+    pub duplicates: u64,
+    /// Whether `ocpoll webhooks url` has made the instance's URL yet.
+    pub has_url: bool,
 }
 
 pub fn run(args: &StatusArgs, config: &Config) -> ExitCode {
@@ -138,10 +157,19 @@ fn collect(configured: &Configured, store: Option<&Store>) -> Result<Vec<StatusL
                 outbox_dead: outbox.dead,
                 last_error: state.last_error,
                 oauth: oauth.get(&key.instance).cloned(),
+                kind: "poll",
+                last_receipt_at: None,
+                receipts: None,
+                previous_token_until: None,
                 instance: key.instance,
             }
         })
         .collect();
+    let webhooks = match store {
+        Some(store) => store.webhook_statuses()?,
+        None => Vec::new(),
+    };
+    lines.extend(webhook_lines(configured, webhooks, &depth));
     // Instances with notifications but no resource rows (all forgotten but the outbox).
     for (instance, outbox) in depth {
         if !lines.iter().any(|line| line.instance == instance) {
@@ -158,19 +186,75 @@ fn collect(configured: &Configured, store: Option<&Store>) -> Result<Vec<StatusL
                 outbox_pending: outbox.pending,
                 outbox_dead: outbox.dead,
                 last_error: None,
+                kind: "poll",
+                last_receipt_at: None,
+                receipts: None,
+                previous_token_until: None,
             });
         }
     }
     Ok(lines)
 }
 
+/// One line per webhooks instance, configured or known to the state.
+fn webhook_lines(
+    configured: &Configured,
+    rows: Vec<crate::state::WebhookStatusRow>,
+    depth: &HashMap<String, OutboxDepth>,
+) -> Vec<StatusLine> {
+    let mut by_name: BTreeMap<String, Option<crate::state::WebhookStatusRow>> = configured
+        .webhooks
+        .iter()
+        .map(|name| (name.clone(), None))
+        .collect();
+    for row in rows {
+        by_name.insert(row.instance.clone(), Some(row));
+    }
+    let now = Utc::now();
+    by_name
+        .into_iter()
+        .map(|(instance, row)| {
+            let outbox = depth.get(&instance).cloned().unwrap_or_default();
+            StatusLine {
+                orphaned: !configured.instances.contains(&instance),
+                resource: WEBHOOKS_RESOURCE.to_owned(),
+                path_params: String::new(),
+                last_poll_at: None,
+                last_result: None,
+                watermark: None,
+                next_due_at: None,
+                outbox_pending: outbox.pending,
+                outbox_dead: outbox.dead,
+                last_error: None,
+                oauth: None,
+                kind: "webhooks",
+                last_receipt_at: row.as_ref().and_then(|row| row.last_receipt_at),
+                receipts: Some(Receipts {
+                    accepted: row.as_ref().map_or(0, |row| row.accepted),
+                    duplicates: row.as_ref().map_or(0, |row| row.duplicates),
+                    has_url: row.as_ref().is_some_and(|row| row.has_token),
+                }),
+                previous_token_until: row
+                    .and_then(|row| row.previous_token_until)
+                    .filter(|until| *until > now),
+                instance,
+            }
+        })
+        .collect()
+}
+
+/// The resource column of a webhooks instance's line.
+const WEBHOOKS_RESOURCE: &str = "(webhooks)";
+
 /// What the instance files say: every instance that has a file (polled or not, valid or not:
-/// only a missing file makes state orphaned), and every resource they poll.
+/// only a missing file makes state orphaned), every resource they poll, and the webhooks
+/// instances.
 struct Configured {
     instances: BTreeSet<String>,
     polled: Vec<ResourceKey>,
     /// The instances folder exists (a folder that does not is not an error for `status`).
     folder_exists: bool,
+    webhooks: BTreeSet<String>,
 }
 
 impl Configured {
@@ -179,6 +263,7 @@ impl Configured {
             instances: BTreeSet::new(),
             polled: Vec::new(),
             folder_exists: config.instances.is_dir(),
+            webhooks: BTreeSet::new(),
         };
         if !configured.folder_exists {
             return configured;
@@ -195,6 +280,9 @@ impl Configured {
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned());
             configured.instances.extend(file.name.clone().or(stem));
+            if let Some(instance) = file.instance.as_ref().filter(|i| i.receives_webhooks()) {
+                configured.webhooks.insert(instance.name.clone());
+            }
             let Some(instance) = file.instance.filter(Instance::is_polled) else {
                 continue;
             };
@@ -211,7 +299,7 @@ impl Configured {
 /// folder is missing or has no instance files, or none of them polls; and how many of the
 /// state's resources belong to instances whose files are gone.
 fn why_so_few(configured: &Configured, lines: &[StatusLine], config: &Config) -> Option<String> {
-    if !configured.polled.is_empty() {
+    if !configured.polled.is_empty() || !configured.webhooks.is_empty() {
         return None;
     }
     let folder = config.instances.display();
@@ -273,6 +361,9 @@ fn print_table(lines: &[StatusLine]) {
             let mut resource = line.resource.clone();
             if !line.path_params.is_empty() {
                 resource.push_str(&format!(" [{}]", line.path_params));
+            }
+            if let Some(receipts) = &line.receipts {
+                return webhook_row(line, instance, receipts, time);
             }
             [
                 instance,
@@ -337,4 +428,41 @@ fn print_oauth(lines: &[StatusLine]) {
     println!();
     let header = ["INSTANCE", "OAUTH TOKEN", "EXPIRES", "LAST TOKEN REQUEST"];
     let _ = write_table(&mut std::io::stdout().lock(), &header, &rows);
+}
+
+/// A webhooks instance in the table: its last receipt in the LAST POLL column, its counts as
+/// the result, and the previous token's grace as a note.
+fn webhook_row(
+    line: &StatusLine,
+    instance: String,
+    receipts: &Receipts,
+    time: impl Fn(Option<DateTime<Utc>>) -> String,
+) -> [String; 8] {
+    let result = match (receipts.has_url, receipts.accepted + receipts.duplicates) {
+        (false, 0) => "no URL yet (ocpoll webhooks url)".to_owned(),
+        (_, 0) => "nothing received".to_owned(),
+        _ => format!(
+            "received {} ({} retries)",
+            receipts.accepted, receipts.duplicates
+        ),
+    };
+    let note = line
+        .previous_token_until
+        .map(|until| {
+            format!(
+                "previous token works until {}",
+                until.to_rfc3339_opts(SecondsFormat::Secs, true)
+            )
+        })
+        .unwrap_or_default();
+    [
+        instance,
+        line.resource.clone(),
+        time(line.last_receipt_at),
+        result,
+        "-".to_owned(),
+        "-".to_owned(),
+        format!("{} pending, {} dead", line.outbox_pending, line.outbox_dead),
+        note,
+    ]
 }

@@ -89,6 +89,13 @@ impl Catalog {
         self.running.len()
     }
 
+    /// The running webhooks instance called `name`, if there is one.
+    pub fn webhook_instance(&self, name: &str) -> Option<Arc<Instance>> {
+        self.instances()
+            .find(|instance| instance.name == name && instance.receives_webhooks())
+            .cloned()
+    }
+
     /// Where `name`'s notifications go now (see [`Recipient`]).
     pub fn recipient(&self, name: &str) -> Recipient {
         if let Some(instance) = self.instances().find(|instance| instance.name == name) {

@@ -9,6 +9,8 @@
 //!    |                                                                      |
 //!    |                                                                      v
 //!    +--SIGTERM--> shutdown --------------------------------------> delivery worker
+//!                                                                      ^
+//!   provider --POST--> webhooks listener --receipts' writer commit--> Notify
 //! ```
 //!
 //! Shutdown order (see [`shutdown`]): the first SIGTERM/SIGINT tells systemd STOPPING=1 and
@@ -42,6 +44,8 @@ use thiserror::Error;
 use tokio::sync::{mpsc, watch};
 use worker::Worker;
 
+use crate::webhooks::listener::{ListenError, Listener, ListenerParts};
+
 /// What the daemon is told from outside (signals, or the demo's timer).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Control {
@@ -59,6 +63,8 @@ pub enum DaemonError {
     Delivery(#[from] DeliverError),
     #[error("{0}")]
     Metrics(#[from] EndpointError),
+    #[error("{0}")]
+    Listen(#[from] ListenError),
 }
 
 /// Runs the scheduler and the delivery worker on `store` until [`Control::Stop`] (or the
@@ -102,6 +108,21 @@ pub async fn serve(
         ),
         _ => None,
     };
+    let listener = match config.listen.settings() {
+        Some(settings) => {
+            let parts = ListenerParts {
+                settings,
+                store: Arc::clone(&store),
+                token_store: Store::open_existing(&config.state, config.synchronous)
+                    .map_err(ListenError::State)?,
+                catalog: catalog_receiver.clone(),
+                wake: Arc::clone(&wake),
+                metrics: metrics.clone(),
+            };
+            Some(Listener::start(parts, stopped.clone()).await?)
+        }
+        None => None,
+    };
     let scheduler = Scheduler::new(runner, &config.poll).with_metrics(metrics.clone());
     let scheduler = tokio::spawn(scheduler.run(
         catalog_receiver.clone(),
@@ -131,6 +152,10 @@ pub async fn serve(
     );
     notifier.stopping();
     trigger.trigger();
+    // Requests in flight get their commit and their answer; new ones are not accepted.
+    if let Some(listener) = listener {
+        listener.stopped(grace).await;
+    }
     // Both finish within the grace period (each abandons what is left after it).
     let _ = scheduler.await;
     let _ = worker.await;
@@ -173,5 +198,15 @@ pub fn log_load(report: &LoadReport) {
 
 fn status_line(catalog: &Catalog) -> String {
     let polled = catalog.instances().filter(|i| i.is_polled()).count();
-    format!("{polled} polled instances ({} loaded)", catalog.len())
+    let webhooks = catalog
+        .instances()
+        .filter(|i| i.receives_webhooks())
+        .count();
+    if webhooks == 0 {
+        return format!("{polled} polled instances ({} loaded)", catalog.len());
+    }
+    format!(
+        "{polled} polled and {webhooks} webhooks instances ({} loaded)",
+        catalog.len()
+    )
 }

@@ -1,7 +1,8 @@
 //! The daemon's delivery worker: beside the scheduler, it sends the outbox's due notifications
 //! continuously (one `runner::delivery::pass` at a time, as `tick` does beside its polls),
 //! then sleeps until whichever comes first:
-//! a poll committed notifications (`Notify`), the earliest retry of an instance it can send to
+//! a poll or the webhooks listener committed notifications (`Notify`, then a short wait so a
+//! burst of commits shares one pass), the earliest retry of an instance it can send to
 //! is due, or a periodic re-read of the state (so `ocpoll outbox retry`, run from another
 //! process, takes effect without a signal).
 //!
@@ -23,6 +24,11 @@ use tokio::time::Instant;
 const PASS_LIMIT: Duration = Duration::from_secs(60);
 /// The longest sleep: the state is re-read at least this often.
 const RECHECK: Duration = Duration::from_secs(30);
+/// After a commit's wake-up, how long the worker waits for more before its pass: a daemon
+/// receiving thousands of webhooks a second commits hundreds of times a second, and a pass
+/// per commit (each reading every instance's queue head) would spin against the receipts'
+/// writer for the state's mutex. Far below anything a receiver or a poll interval notices.
+const COALESCE: Duration = Duration::from_millis(20);
 
 pub struct Worker {
     pub delivery: Arc<Delivery>,
@@ -56,7 +62,12 @@ impl Worker {
                 }
             };
             tokio::select! {
-                _ = self.wake.notified() => {}
+                _ = self.wake.notified() => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(COALESCE) => {}
+                        _ = shutdown.wait() => return,
+                    }
+                }
                 _ = tokio::time::sleep_until(next) => {}
                 _ = shutdown.wait() => return,
             }

@@ -176,6 +176,7 @@ fn demo_config(folder: &Path) -> Config {
         },
         http: HttpConfig::default(),
         secrets: SecretsConfig::default(),
+        listen: crate::config::ListenConfig::default(),
     }
 }
 

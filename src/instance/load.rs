@@ -91,11 +91,22 @@ fn mode_notes(instance: &Instance) -> Vec<(JsonPath, String)> {
     let resources = JsonPath::root()
         .key("configuration")
         .key("event.poller.configuration");
-    instance
+    let mut notes: Vec<_> = instance
         .resources
         .iter()
         .map(|resource| (resources.key(&resource.key), resource.mode_note()))
-        .collect()
+        .collect();
+    if let Some(webhook) = instance
+        .webhook
+        .as_ref()
+        .filter(|_| instance.events_enabled)
+    {
+        let path = JsonPath::root()
+            .key("configuration")
+            .key("event.vendor.type");
+        notes.push((path, webhook.note(&instance.name)));
+    }
+    notes
 }
 
 fn load_each(

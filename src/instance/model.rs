@@ -34,6 +34,8 @@ pub struct Instance {
     pub http: HttpOptions,
     pub notification: NotificationOptions,
     pub resources: Vec<Resource>,
+    /// A webhooks instance's receiving side (`webhook.*` keys); `None` for polling instances.
+    pub webhook: Option<Webhook>,
     /// Configuration keys ocpoll does not use (providers have many); kept, never printed.
     pub other_configuration: OtherKeys,
 }
@@ -52,13 +54,113 @@ impl Instance {
     pub fn is_polled(&self) -> bool {
         self.events_enabled && self.vendor == VendorType::Polling && !self.resources.is_empty()
     }
+
+    /// True when `run --listen` should receive webhooks for this instance.
+    pub fn receives_webhooks(&self) -> bool {
+        self.events_enabled && self.vendor == VendorType::Webhooks && self.webhook.is_some()
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VendorType {
     Polling,
-    /// Provider webhooks relayed by ocpoll: not built yet (docs/design.md#not-built).
+    /// Provider webhooks received by `run --listen` and relayed (docs/instances.md#webhooks).
     Webhooks,
+}
+
+/// A webhooks instance's receiving side (docs/instances.md#webhooks): how a provider's POST is
+/// verified, recognised when retried, bounded, and turned into events.
+#[derive(Clone, Debug)]
+pub struct Webhook {
+    /// How the provider signs; `None` accepts any body that comes with the URL's token.
+    pub signature: Option<WebhookSignature>,
+    /// `webhook.delivery.header` (e.g. `X-GitHub-Delivery`): the provider's id of a delivery,
+    /// the same on its retries. Without it, retries are recognised by the body's hash.
+    pub delivery_header: Option<String>,
+    /// `webhook.rate.per_minute`: receipts accepted per minute before 429.
+    pub rate_per_minute: u32,
+    /// `webhook.invalid.body`: `reject` (400, the default) or `raw` (one raw event).
+    pub invalid_body: InvalidBody,
+    /// `webhook.configuration`; `None` makes the whole body one event.
+    pub standardize: Option<WebhookStandardize>,
+}
+
+impl Webhook {
+    /// What `validate` says about how the instance receives, for its note.
+    pub fn note(&self, name: &str) -> String {
+        let signature = match &self.signature {
+            Some(WebhookSignature::Hmac { header, .. }) => format!("HMAC-SHA256 in {header}"),
+            Some(WebhookSignature::Standard { .. }) => "Standard Webhooks signatures".to_owned(),
+            None => "no provider signature (the URL's token is the only check)".to_owned(),
+        };
+        let events = match &self.standardize {
+            Some(_) => "events by webhook.configuration",
+            None => "each body one event of objectType `webhook`",
+        };
+        format!(
+            "webhooks: receives POST /webhooks/{name}/TOKEN (`ocpoll webhooks url {name}`); \
+             {signature}; {events}"
+        )
+    }
+}
+
+/// The default of `webhook.rate.per_minute`: 100 a second, bursts of ten seconds' worth.
+pub const WEBHOOK_RATE_DEFAULT: u32 = 6_000;
+
+/// How a provider signs its webhooks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WebhookSignature {
+    /// HMAC-SHA256 over the raw body in `header`, `prefix` then hex or base64 (GitHub:
+    /// `X-Hub-Signature-256: sha256=<hex>`).
+    Hmac {
+        header: String,
+        key: Secret,
+        encoding: SignatureEncoding,
+        prefix: String,
+    },
+    /// Standard Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>`);
+    /// the key is a `whsec_` secret or plain bytes, as for ocpoll's own signatures.
+    Standard { key: Secret },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignatureEncoding {
+    Hex,
+    Base64,
+}
+
+/// What a body that is not JSON, or lacks the configured records, becomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvalidBody {
+    /// 400 with the reason; the provider sees it failed.
+    Reject,
+    /// One event of objectType `webhook` whose record holds the body as text.
+    Raw,
+}
+
+/// `webhook.configuration`: like a poller resource without a URL.
+#[derive(Clone, Debug)]
+pub struct WebhookStandardize {
+    /// `recordsPath`; `None`: the body if an array, else its single array member, else the body.
+    pub records_path: Option<FieldPath>,
+    /// `idField`; empty (the default) identifies records by their content hash.
+    pub id_field: FieldPath,
+    pub object_type: WebhookObjectType,
+    /// `eventTypeField`: looked up in each record, then in the body.
+    pub event_type_field: Option<FieldPath>,
+    /// `eventTypeMap`: the field's value (as text) to the event type; others are UPDATED.
+    pub event_type_map: BTreeMap<String, crate::detect::EventType>,
+    /// `datesConfiguration`: the event date; without it, the receipt time.
+    pub dates: Option<DatesConfig>,
+}
+
+/// Where a webhook event's `objectType` comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WebhookObjectType {
+    /// `objectType`, or `webhook` when neither key is given.
+    Fixed(String),
+    /// `objectTypeField`: a path in each record, else in the body.
+    Field(FieldPath),
 }
 
 /// How requests to the provider authenticate (docs/instances.md), chosen by which keys are set.

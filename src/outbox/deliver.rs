@@ -411,7 +411,7 @@ pub async fn deliver_due(
 ) -> Result<DeliverySummary, DeliverError> {
     // Group commit's other half: polls commit without waiting for the disk, and this one sync
     // makes them durable before any of their notifications can reach a receiver.
-    delivery.with_store(Store::sync)?;
+    delivery.with_store(Store::sync_relaxed)?;
     let due = delivery.with_store(|store| store.outbox_due_instances(Utc::now()))?;
     let mut summary = DeliverySummary::default();
     let mut tasks = Vec::new();

@@ -57,7 +57,7 @@ pub fn check_key(key: &Secret, position: usize) -> Result<(), SignError> {
 
 /// The standard's secret format: `whsec_` + base64 is decoded; any other string is used as
 /// its UTF-8 bytes (docs/events.md), like the Open Connectors signature.
-fn standard_webhooks_key(key: &Secret, position: usize) -> Result<Vec<u8>, SignError> {
+pub(crate) fn standard_webhooks_key(key: &Secret, position: usize) -> Result<Vec<u8>, SignError> {
     match key.expose().strip_prefix(WHSEC_PREFIX) {
         Some(encoded) => BASE64
             .decode(encoded)

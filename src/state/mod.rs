@@ -49,6 +49,7 @@ mod outbox;
 mod schema;
 mod staging;
 mod tokens;
+mod webhooks;
 
 #[cfg(test)]
 mod crash_tests;
@@ -76,6 +77,7 @@ pub use outbox::{
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 pub use staging::{CommitTxn, PollId, PollOutcome, StagedEvent, StagedKind};
 pub use tokens::{StateTokens, TokenOverview};
+pub use webhooks::{ReceiptOutcome, ReceiptWrite, StoredTokens, WebhookStatusRow};
 
 /// How long a statement waits for another process's write transaction before giving up. Long
 /// enough for the daemon's largest commit; `status` and `state reset` run beside the daemon.
@@ -310,6 +312,55 @@ pub struct Store {
     conn: Connection,
     path: PathBuf,
     synchronous: Synchronous,
+    /// Counts this store in [`OPEN_IN_PROCESS`] while it lives.
+    registered: Registration,
+    /// A [`Store::relaxed`] write happened since the last [`Store::sync`]: only then does
+    /// [`Store::sync_relaxed`] have anything to make durable.
+    unsynced: std::cell::Cell<bool>,
+}
+
+/// A file's (device, inode) counted in [`OPEN_IN_PROCESS`], uncounted when dropped.
+#[derive(Default)]
+struct Registration(Option<(u64, u64)>);
+
+/// State files this process has SQLite connections to, by (device, inode), with how many.
+///
+/// Closing *any* descriptor of a file drops every POSIX lock the process holds on it, SQLite's
+/// included. The checks before a connection opens (`check_header`, `check_side_files`) open and
+/// close the file and its `-wal` and `-shm` with plain descriptors; done while another
+/// connection of the process is open (the daemon's metrics and webhooks connections), they
+/// dropped that connection's locks, and the next `ocpoll status` or `webhooks url` to close
+/// its connection took itself for the last one and deleted the `-wal` and `-shm` the daemon
+/// was still writing to (its later commits went to an unlinked file). The file was checked
+/// when its first connection opened, so later ones skip those checks.
+static OPEN_IN_PROCESS: std::sync::Mutex<BTreeMap<(u64, u64), usize>> =
+    std::sync::Mutex::new(BTreeMap::new());
+
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    // stat(2): no descriptor is opened.
+    std::fs::metadata(path)
+        .ok()
+        .map(|metadata| (metadata.dev(), metadata.ino()))
+}
+
+fn open_in_process() -> std::sync::MutexGuard<'static, BTreeMap<(u64, u64), usize>> {
+    OPEN_IN_PROCESS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let Some(id) = self.0 else { return };
+        let mut open = open_in_process();
+        if let Some(count) = open.get_mut(&id) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&id);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -378,8 +429,12 @@ impl Store {
         synchronous: Synchronous,
         quick_check_max_bytes: u64,
     ) -> Result<Store, StateError> {
-        check_header(path)?;
-        check_side_files(path)?;
+        let id = file_id(path);
+        let first_here = id.is_none_or(|id| !open_in_process().contains_key(&id));
+        if first_here {
+            check_header(path)?;
+            check_side_files(path)?;
+        }
         warn_if_readable_by_others(path);
         // Without SQLITE_OPEN_CREATE: if the file vanished since the check, fail rather than
         // create one with default permissions.
@@ -394,8 +449,15 @@ impl Store {
                 path: path.to_owned(),
             });
         }
-        quick_check(&conn, path, quick_check_max_bytes)?;
-        Store::prepare(conn, path.to_owned(), synchronous)
+        if first_here {
+            quick_check(&conn, path, quick_check_max_bytes)?;
+        }
+        let mut store = Store::prepare(conn, path.to_owned(), synchronous)?;
+        if let Some(id) = id {
+            *open_in_process().entry(id).or_default() += 1;
+            store.registered = Registration(Some(id));
+        }
+        Ok(store)
     }
 
     /// The damage a statement of this process met in this state file (SQLite's message), if
@@ -440,6 +502,9 @@ impl Store {
             conn,
             path,
             synchronous,
+            registered: Registration::default(),
+            // A crash may have left relaxed commits of the previous run unsynced.
+            unsynced: std::cell::Cell::new(true),
         })
     }
 
@@ -449,6 +514,7 @@ impl Store {
     /// covers every commit before it. A process crash loses none of them either way (the
     /// operating system has the writes); only a power loss before the sync could.
     pub(crate) fn relaxed<T>(&mut self, write: impl FnOnce(&mut Store) -> T) -> T {
+        self.unsynced.set(true);
         self.set_relaxed(true);
         let result = write(self);
         self.set_relaxed(false);
@@ -468,13 +534,33 @@ impl Store {
     /// lost with its poll in a power cut (the poll would run again and send the change under
     /// a new eventId).
     pub fn sync(&self) -> Result<(), StateError> {
-        self.conn
+        self.unsynced.set(false);
+        let written = self
+            .conn
             .execute(
                 "INSERT OR REPLACE INTO sync_point (id, at) VALUES (1, ?1)",
                 [encode_time(&Utc::now())],
             )
             .map(drop)
-            .map_err(|e| self.fail(e))
+            .map_err(|e| self.fail(e));
+        if written.is_err() {
+            self.unsynced.set(true);
+        }
+        written
+    }
+
+    /// [`Store::sync`] when a relaxed write happened on this connection since the last one,
+    /// else nothing: what delivery runs before each pass. A daemon receiving webhooks wakes
+    /// delivery after every receipts' commit, and those commits are durable already; a sync
+    /// for each pass was one more disk sync, taken under the state's mutex, for nothing. Sound
+    /// because the relaxed writes it covers are made through this same store: `tick` and the
+    /// daemon hand one store to their polls and to delivery.
+    pub fn sync_relaxed(&self) -> Result<(), StateError> {
+        if self.unsynced.get() {
+            self.sync()
+        } else {
+            Ok(())
+        }
     }
 
     /// The file this store reads and writes (`:memory:` for an in-memory one).
@@ -692,7 +778,14 @@ impl Store {
     pub fn forget_instance(&mut self, instance: &str) -> Result<(), StateError> {
         let tx = self.write_txn()?;
         // Seen pairs, snapshots, polls and staging go by ON DELETE CASCADE.
-        for table in ["resource_state", "outbox", "oauth_token"] {
+        for table in [
+            "resource_state",
+            "outbox",
+            "oauth_token",
+            "webhook_token",
+            "webhook_receipt",
+            "webhook_status",
+        ] {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE instance = ?1"),
                 [instance],

@@ -155,6 +155,36 @@ const MIGRATIONS: &[&str] = &[
         revoked_at         TEXT
     );
     "#,
+    // 5: webhooks instances (docs/design.md#webhooks). IF NOT EXISTS: a file whose version was
+    // set back (tests do) runs it again over its own tables.
+    r#"
+    -- The URL token of each webhooks instance, and the one it replaced until its grace ends.
+    CREATE TABLE IF NOT EXISTS webhook_token (
+        instance        TEXT PRIMARY KEY,
+        token           TEXT NOT NULL,
+        created_at      TEXT NOT NULL,
+        previous_token  TEXT,
+        previous_until  TEXT
+    );
+
+    -- Receipts already enqueued, by the provider's delivery id or the body's hash, until
+    -- keep_until: a provider's retry of one of them is answered 2xx and not enqueued again.
+    CREATE TABLE IF NOT EXISTS webhook_receipt (
+        instance    TEXT NOT NULL,
+        key         TEXT NOT NULL,
+        keep_until  TEXT NOT NULL,
+        PRIMARY KEY (instance, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS webhook_receipt_by_age ON webhook_receipt(keep_until);
+
+    -- What `status` shows of a webhooks instance.
+    CREATE TABLE IF NOT EXISTS webhook_status (
+        instance         TEXT PRIMARY KEY,
+        last_receipt_at  TEXT NOT NULL,
+        accepted         INTEGER NOT NULL DEFAULT 0,
+        duplicates       INTEGER NOT NULL DEFAULT 0
+    );
+    "#,
 ];
 
 /// SQLite's `PRAGMA application_id` of an ocpoll state file: "ocpl" (0x6F63706C), set by

@@ -1388,3 +1388,33 @@ fn running_as_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// Delivery's sync before a pass writes only when a relaxed (poll) write happened since the
+/// last one; `sync` itself (the health check's write) always writes.
+#[test]
+fn sync_relaxed_syncs_only_after_relaxed_writes() {
+    let mut store = Store::open_in_memory().unwrap();
+    let sync_point = |store: &Store| -> Option<String> {
+        store
+            .conn
+            .query_row("SELECT at FROM sync_point", [], |row| row.get(0))
+            .ok()
+    };
+    // A store just opened may follow a crash's unsynced commits: the first pass syncs.
+    store.sync_relaxed().unwrap();
+    let first = sync_point(&store).expect("written");
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    store.sync_relaxed().unwrap();
+    assert_eq!(
+        sync_point(&store).as_deref(),
+        Some(first.as_str()),
+        "nothing to sync"
+    );
+    store.relaxed(|_| ());
+    store.sync_relaxed().unwrap();
+    let second = sync_point(&store).unwrap();
+    assert_ne!(second, first, "a relaxed write is synced");
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    store.sync().unwrap();
+    assert_ne!(sync_point(&store).unwrap(), second, "sync always writes");
+}

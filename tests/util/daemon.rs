@@ -48,6 +48,11 @@ impl Daemon {
         }
     }
 
+    /// The child process, for the kill loops' [`KillTimer`].
+    pub fn child_mut(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
     /// The daemon's process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod hooks;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

@@ -27,6 +27,7 @@ use url::Url;
 
 mod auth;
 mod resource;
+mod webhook;
 
 /// Where `${env:NAME}` and `${file:PATH}` references get their values. `Sync`: instance files
 /// are loaded on several threads.
@@ -139,6 +140,7 @@ const SECRET_KEYS: &[&str] = &[
     "elements.organization.secret",
     "elements.instance.token",
     "event.notification.signature.key",
+    "webhook.signature.key",
 ];
 
 /// The longest polling interval accepted: a year.
@@ -250,7 +252,13 @@ impl Decoder<'_> {
             map: config,
             path: config_path,
         };
-        let known: Vec<&str> = [OWN_CONFIGURATION_KEYS, SECRET_KEYS, OPEN_CONNECTORS_KEYS].concat();
+        let known: Vec<&str> = [
+            OWN_CONFIGURATION_KEYS,
+            SECRET_KEYS,
+            OPEN_CONNECTORS_KEYS,
+            webhook::WEBHOOK_KEYS,
+        ]
+        .concat();
         self.misspelled_keys(config.map, &config.path, &known);
         self.configuration(name?, element_key, tags, &config)
     }
@@ -394,12 +402,6 @@ impl Decoder<'_> {
         }
         let vendor = self.vendor_type(config);
         let polling_enabled = events_enabled && vendor == VendorType::Polling;
-        if events_enabled && vendor == VendorType::Webhooks {
-            self.warning(
-                config.path("event.vendor.type"),
-                "webhook relay is not supported yet; this instance will not be polled",
-            );
-        }
         let callback_url = self.callback_url(config, events_enabled);
         let signature_keys = self.signature_keys(config);
         let refresh_interval = self.refresh_interval(config, polling_enabled);
@@ -408,7 +410,12 @@ impl Decoder<'_> {
         let auth = self.auth(config);
         let http = self.http_options(config);
         let notification = self.notification_options(config);
-        let resources = self.resources(config, base_url.as_ref(), polling_enabled);
+        let resources = match vendor {
+            VendorType::Polling => self.resources(config, base_url.as_ref(), polling_enabled),
+            // Reported as ignored by `webhook`; not decoded, so its problems do not count.
+            VendorType::Webhooks => Some(Vec::new()),
+        };
+        let webhook = self.webhook(config, vendor);
         let other_configuration = OtherKeys(
             config
                 .map
@@ -431,6 +438,7 @@ impl Decoder<'_> {
             http: http?,
             notification: notification?,
             resources: resources?,
+            webhook: webhook?,
             other_configuration,
         })
     }
@@ -1035,7 +1043,9 @@ fn misspelled(key: &str, meant: &str) -> String {
 }
 
 fn is_known_configuration_key(key: &str) -> bool {
-    OWN_CONFIGURATION_KEYS.contains(&key) || SECRET_KEYS.contains(&key)
+    OWN_CONFIGURATION_KEYS.contains(&key)
+        || SECRET_KEYS.contains(&key)
+        || webhook::WEBHOOK_KEYS.contains(&key)
 }
 
 /// The key of `known` that `key` is probably a misspelling of: equal but for case, or within a

@@ -351,7 +351,10 @@ impl Decoder<'_> {
     }
 
     /// `Some(None)` for snapshot mode, `None` after an error.
-    fn dates_configuration(&mut self, resource: &ConfigView) -> Option<Option<DatesConfig>> {
+    pub(super) fn dates_configuration(
+        &mut self,
+        resource: &ConfigView,
+    ) -> Option<Option<DatesConfig>> {
         let path = resource.path("datesConfiguration");
         let map = match resource.map.get("datesConfiguration") {
             None => return Some(None),

@@ -1,6 +1,7 @@
 //! Unit tests of every decoding rule (docs/instances.md), on JSON values, without files.
 
 use super::*;
+use crate::instance::model::{SignatureEncoding, WebhookObjectType, WebhookSignature};
 use serde_json::json;
 use std::collections::HashMap;
 
@@ -1013,21 +1014,195 @@ fn unknown_keys_are_kept() {
 }
 
 #[test]
-fn webhooks_instances_are_valid_but_not_polled() {
+fn webhooks_instances_are_valid_received_and_not_polled() {
     let decoded = decode_value(&with_config(json!({"event.vendor.type": "webhooks"})));
     assert_finding(
         &decoded,
         Severity::Warning,
-        "configuration.event.vendor.type",
-        "not supported yet",
+        "configuration.event.poller.configuration",
+        "a webhooks instance is not polled",
     );
-    assert!(!decoded.instance.unwrap().is_polled());
+    let instance = decoded.instance.unwrap();
+    assert!(!instance.is_polled());
+    assert!(instance.receives_webhooks());
+    let webhook = instance.webhook.unwrap();
+    assert!(webhook.signature.is_none() && webhook.standardize.is_none());
     let decoded = decode_value(&with_config(json!({"event.vendor.type": "carrier-pigeon"})));
     assert_finding(
         &decoded,
         Severity::Error,
         "configuration.event.vendor.type",
         "not an event type",
+    );
+}
+
+/// A webhooks instance: `valid()` turned into one, with `changes` applied to its configuration.
+fn webhooks_with(changes: Value) -> Value {
+    let mut base = json!({
+        "event.vendor.type": "webhooks",
+        "event.poller.configuration": null,
+        "event.poller.refresh_interval": null,
+    });
+    for (key, value) in changes.as_object().unwrap() {
+        base[key] = value.clone();
+    }
+    with_config(base)
+}
+
+#[test]
+fn webhook_signatures_decode_and_are_checked() {
+    let decoded = decode_value(&webhooks_with(json!({
+        "webhook.signature.header": "X-Hub-Signature-256",
+        "webhook.signature.key": "s3cr3t-value",
+        "webhook.signature.prefix": "sha256=",
+        "webhook.delivery.header": "X-GitHub-Delivery",
+        "webhook.rate.per_minute": "120",
+    })));
+    assert!(decoded.findings.is_empty(), "{:?}", decoded.findings);
+    let webhook = decoded.instance.unwrap().webhook.unwrap();
+    assert_eq!(
+        webhook.signature,
+        Some(WebhookSignature::Hmac {
+            header: "X-Hub-Signature-256".into(),
+            key: Secret::new("s3cr3t-value"),
+            encoding: SignatureEncoding::Hex,
+            prefix: "sha256=".into(),
+        })
+    );
+    assert_eq!(
+        webhook.delivery_header.as_deref(),
+        Some("X-GitHub-Delivery")
+    );
+    assert_eq!(webhook.rate_per_minute, 120);
+
+    let cases = [
+        (
+            json!({"webhook.signature.key": "k"}),
+            "configuration.webhook.signature.header",
+            "missing",
+        ),
+        (
+            json!({"webhook.signature.header": "X-Sig"}),
+            "configuration.webhook.signature.key",
+            "missing",
+        ),
+        (
+            json!({"webhook.signature.header": "X Sig", "webhook.signature.key": "k"}),
+            "configuration.webhook.signature.header",
+            "not a valid HTTP header name",
+        ),
+        (
+            json!({"webhook.signature.header": "X-Sig", "webhook.signature.key": "k",
+                   "webhook.signature.encoding": "base32"}),
+            "configuration.webhook.signature.encoding",
+            "not \"hex\" or \"base64\"",
+        ),
+        (
+            json!({"webhook.signature.type": "rsa"}),
+            "configuration.webhook.signature.type",
+            "not a signature type",
+        ),
+        (
+            json!({"webhook.signature.type": "standard-webhooks", "webhook.signature.key": "whsec_%%%"}),
+            "configuration.webhook.signature.key",
+            "not base64",
+        ),
+        (
+            json!({"webhook.rate.per_minute": 0}),
+            "configuration.webhook.rate.per_minute",
+            "at least 1",
+        ),
+        (
+            json!({"webhook.invalid.body": "drop"}),
+            "configuration.webhook.invalid.body",
+            "not \"reject\" or \"raw\"",
+        ),
+    ];
+    for (changes, path, message) in cases {
+        let decoded = decode_value(&webhooks_with(changes.clone()));
+        assert_finding(&decoded, Severity::Error, path, message);
+        assert!(decoded.instance.is_none(), "{changes}");
+    }
+    // The key is a secret: never quoted, whatever is wrong around it.
+    let decoded = decode_value(&webhooks_with(
+        json!({"webhook.signature.key": "s3cr3t-value"}),
+    ));
+    assert!(!format!("{:?}", decoded.findings).contains("s3cr3t"));
+}
+
+#[test]
+fn webhook_configuration_decodes_like_a_resource_without_a_url() {
+    let decoded = decode_value(&webhooks_with(json!({"webhook.configuration": {
+        "recordsPath": "data.items",
+        "idField": "id",
+        "objectTypeField": "type",
+        "eventTypeField": "action",
+        "eventTypeMap": {"opened": "CREATED", "closed": "deleted"},
+        "datesConfiguration": {"updatedDateField": "updated", "updatedDateFormat": "milliseconds"}
+    }})));
+    assert!(decoded.findings.is_empty(), "{:?}", decoded.findings);
+    let standardize = decoded
+        .instance
+        .unwrap()
+        .webhook
+        .unwrap()
+        .standardize
+        .unwrap();
+    assert_eq!(
+        standardize.records_path,
+        Some(FieldPath::parse("data.items"))
+    );
+    assert_eq!(
+        standardize.object_type,
+        WebhookObjectType::Field(FieldPath::parse("type"))
+    );
+    assert_eq!(standardize.event_type_map.len(), 2);
+    assert!(standardize.dates.is_some());
+
+    let cases = [
+        (
+            json!({"objectType": "a", "objectTypeField": "b"}),
+            "configuration.webhook.configuration.objectTypeField",
+            "not both",
+        ),
+        (
+            json!({"eventTypeField": "a", "eventTypeMap": {"x": "MOVED"}}),
+            "configuration.webhook.configuration.eventTypeMap.x",
+            "not CREATED, UPDATED or DELETED",
+        ),
+        (
+            json!({"datesConfiguration": {"updatedDateField": "u", "updatedDateFormat": "yyyy-QQ"}}),
+            "configuration.webhook.configuration.datesConfiguration.updatedDateFormat",
+            "",
+        ),
+        (
+            json!({"recordsPath": ""}),
+            "configuration.webhook.configuration.recordsPath",
+            "empty",
+        ),
+    ];
+    for (configuration, path, message) in cases {
+        let decoded = decode_value(&webhooks_with(
+            json!({"webhook.configuration": configuration}),
+        ));
+        assert_finding(&decoded, Severity::Error, path, message);
+    }
+    let decoded = decode_value(&webhooks_with(
+        json!({"webhook.configuration": {"idFeld": "id"}}),
+    ));
+    assert_finding(
+        &decoded,
+        Severity::Warning,
+        "configuration.webhook.configuration.idFeld",
+        "did you mean `idField`",
+    );
+    // webhook keys on a polling instance are reported as ignored.
+    let decoded = decode_value(&with_config(json!({"webhook.signature.header": "X-Sig"})));
+    assert_finding(
+        &decoded,
+        Severity::Warning,
+        "configuration.webhook.signature.header",
+        "not a webhooks instance",
     );
 }
 
