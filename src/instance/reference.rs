@@ -47,7 +47,7 @@ pub const GROUPS: &[KeyGroup] = &[
             key(
                 "providerData",
                 None,
-                "Open Connectors' OAuth code exchange; ignored.",
+                "Open Connectors' OAuth code: providerData.code is exchanged once, on the first poll, for tokens kept in the state (authorization-code flow; see ocpoll auth).",
             ),
             key("configuration", None, "Every key below."),
         ],
@@ -220,6 +220,53 @@ pub const GROUPS: &[KeyGroup] = &[
         ],
     },
     KeyGroup {
+        title: "WEBHOOKS",
+        intro: "Keys of configuration for an instance with event.vendor.type webhooks: the provider posts to ocpoll run --listen, at the URL ocpoll webhooks url prints.",
+        keys: &[
+            key(
+                "webhook.signature.type",
+                Some("hmac-sha256"),
+                "hmac-sha256, or standard-webhooks (webhook-id, webhook-timestamp, webhook-signature; 5 minutes of tolerance, replayed ids not enqueued).",
+            ),
+            key(
+                "webhook.signature.header",
+                None,
+                "The request header with the provider's HMAC-SHA256 of the raw body (X-Hub-Signature-256).",
+            ),
+            key(
+                "webhook.signature.key",
+                None,
+                "The key the provider signs with (a secret).",
+            ),
+            key("webhook.signature.encoding", Some("hex"), "hex or base64."),
+            key(
+                "webhook.signature.prefix",
+                Some("none"),
+                "What comes before the signature in the header (sha256=).",
+            ),
+            key(
+                "webhook.delivery.header",
+                None,
+                "The provider's delivery id header (X-GitHub-Delivery): a retry with the same id is answered 2xx and not enqueued twice; without it, the body's hash within an hour.",
+            ),
+            key(
+                "webhook.rate.per_minute",
+                Some("6000"),
+                "Receipts per minute before 429 with Retry-After.",
+            ),
+            key(
+                "webhook.invalid.body",
+                Some("reject"),
+                "A body that is not JSON or lacks the configured records: reject (400) or raw (enqueued as one event).",
+            ),
+            key(
+                "webhook.configuration",
+                None,
+                "How bodies become events: recordsPath, idField, objectType or objectTypeField, eventTypeField with eventTypeMap, datesConfiguration. Without it the whole body is one event of objectType webhook.",
+            ),
+        ],
+    },
+    KeyGroup {
         title: "RESOURCES",
         intro: "Keys of each resource of event.poller.configuration; the resource's name is the objectType of its events.",
         keys: &[
@@ -356,7 +403,7 @@ mod tests {
         let known = known_keys();
         let configuration: BTreeSet<&str> = known.configuration.iter().copied().collect();
         assert_eq!(
-            documented(&["EVENTS", "PROVIDER", "AUTHENTICATION"]),
+            documented(&["EVENTS", "PROVIDER", "AUTHENTICATION", "WEBHOOKS"]),
             configuration
         );
         let resource: BTreeSet<&str> = known.resource.iter().copied().collect();

@@ -1031,6 +1031,7 @@ pub(crate) fn known_keys() -> KnownKeys {
         configuration: OWN_CONFIGURATION_KEYS
             .iter()
             .chain(SECRET_KEYS)
+            .chain(webhook::WEBHOOK_KEYS)
             .copied()
             .collect(),
         resource: RESOURCE_KEYS,
