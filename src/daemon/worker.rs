@@ -44,6 +44,11 @@ impl Worker {
                         tracing::warn!("grace period over: abandoning deliveries in flight \
                                         (they stay in the outbox)");
                     }
+                    // The 2xx of the pass cut short, not yet written: written now, or they
+                    // would be sent again after the next start.
+                    if let Err(error) = self.delivery.flush_acks() {
+                        tracing::error!(%error, "cannot record delivered notifications");
+                    }
                     return;
                 }
             };

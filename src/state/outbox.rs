@@ -119,11 +119,12 @@ pub enum DropTarget {
     Instance(String),
 }
 
-/// One instance's head: the index on (instance, dead, seq) finds it directly (one delivery
-/// must not group every instance's queue to find its own).
+/// One instance's head after seq ?3: the index on (instance, dead, seq) finds it directly (one
+/// delivery must not group every instance's queue to find its own). Delivery passes the seq
+/// of its last acknowledged notification, whose deletion may still wait in its batch.
 const DUE_HEAD_OF_INSTANCE: &str = "
     SELECT seq, id, instance, body, created_at, attempts, coalesce(retried_at, created_at)
-    FROM (SELECT * FROM outbox WHERE instance = ?2 AND dead = 0 ORDER BY seq LIMIT 1)
+    FROM (SELECT * FROM outbox WHERE instance = ?2 AND dead = 0 AND seq > ?3 ORDER BY seq LIMIT 1)
     WHERE next_attempt_at <= ?1";
 
 fn read_due(row: &rusqlite::Row<'_>) -> rusqlite::Result<DueNotification> {
@@ -165,10 +166,23 @@ impl Store {
         instance: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<DueNotification>, StateError> {
+        self.outbox_due_head_after(instance, None, now)
+    }
+
+    /// The head of one instance's queue once the notifications up to seq `after` are gone, if
+    /// it is due at `now`: delivery passes its last acknowledged notification, whose row stays
+    /// until its batch of acknowledgements is written ([`Store::outbox_delivered_all`]).
+    pub fn outbox_due_head_after(
+        &self,
+        instance: &str,
+        after: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DueNotification>, StateError> {
+        let after = after.unwrap_or(i64::MIN);
         self.conn
             .prepare_cached(DUE_HEAD_OF_INSTANCE)
             .and_then(|mut stmt| {
-                stmt.query_row(params![encode_time(&now), instance], read_due)
+                stmt.query_row(params![encode_time(&now), instance, after], read_due)
                     .optional()
             })
             .map_err(|e| self.fail(e))
@@ -207,6 +221,40 @@ impl Store {
             .map_err(|e| self.fail(e));
         self.set_relaxed(false);
         deleted
+    }
+
+    /// Several acknowledged notifications go at once, in one transaction: delivery batches its
+    /// acknowledgements, one commit (and, relaxed, no disk sync) for many 2xx instead of one
+    /// each. Returns how many rows went (ids dropped meanwhile by `outbox drop` count none).
+    ///
+    /// Like [`Store::outbox_delivered`], not synced: a crash or power loss before the commit
+    /// leaves them pending, and they are sent again with their eventIds (at least once).
+    pub fn outbox_delivered_all(&mut self, ids: &[String]) -> Result<usize, StateError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.relaxed(|store| {
+            let tx = store.write_txn()?;
+            let mut deleted = 0;
+            {
+                let mut stmt = tx
+                    .prepare_cached("DELETE FROM outbox WHERE id = ?1")
+                    .map_err(|e| tx.fail(e))?;
+                for id in ids {
+                    deleted += stmt.execute([id]).map_err(|e| tx.fail(e))?;
+                }
+            }
+            tx.commit()?;
+            Ok(deleted)
+        })
+    }
+
+    /// Pending notifications in the outbox, all instances (what a delivery pass leaves).
+    pub fn outbox_pending(&self) -> Result<u64, StateError> {
+        self.conn
+            .prepare_cached("SELECT count(*) FROM outbox WHERE dead = 0")
+            .and_then(|mut stmt| stmt.query_row([], |row| row.get(0)))
+            .map_err(|e| self.fail(e))
     }
 
     /// One more failed attempt; the next one is not before `next_attempt_at`.
@@ -439,6 +487,34 @@ mod tests {
         assert!(!store.outbox_delivered("a1").unwrap(), "already gone");
         assert_eq!(due_ids(&store, 0), ["a2"]);
         assert_eq!(store.outbox_body("a1").unwrap(), None);
+    }
+
+    #[test]
+    fn delivered_in_a_batch_and_the_head_after_an_acknowledged_one() {
+        let mut store = Store::open_in_memory().unwrap();
+        for id in ["a1", "a2", "a3", "b1"] {
+            add(&store, id, &id[..1], 0);
+        }
+        let a1 = store.outbox_due_head("a", at(0)).unwrap().unwrap();
+        assert_eq!(a1.id, "a1");
+        // a1 acknowledged, its deletion still in the batch: a2 is the head after it.
+        let a2 = store
+            .outbox_due_head_after("a", Some(a1.seq), at(0))
+            .unwrap()
+            .unwrap();
+        assert_eq!(a2.id, "a2");
+        assert_eq!(store.outbox_pending().unwrap(), 4);
+        let batch = ["a1", "a2", "gone", "b1"].map(str::to_owned);
+        assert_eq!(store.outbox_delivered_all(&batch).unwrap(), 3);
+        assert_eq!(store.outbox_delivered_all(&[]).unwrap(), 0);
+        assert_eq!(rows(&store), [("a3".to_owned(), false, 0)]);
+        assert_eq!(store.outbox_pending().unwrap(), 1);
+        assert!(
+            store
+                .outbox_due_head_after("a", Some(a2.seq + 1), at(0))
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]
