@@ -518,6 +518,26 @@ mod tests {
     }
 
     #[test]
+    fn reading_heads_does_not_prepare_the_statement_again() {
+        let store = Store::open_in_memory().unwrap();
+        for (n, instance) in ["a", "b", "c"].iter().enumerate() {
+            add(&store, &format!("{instance}1"), instance, n as i64);
+        }
+        for (n, instance) in ["a", "b", "c", "a"].iter().enumerate() {
+            let after = (n > 2).then_some(0);
+            store
+                .outbox_due_head_after(instance, after, at(n as i64))
+                .unwrap();
+        }
+        let statement = store.conn.prepare_cached(DUE_HEAD_OF_INSTANCE).unwrap();
+        assert_eq!(
+            statement.get_status(rusqlite::StatementStatus::RePrepare),
+            0,
+            "each new binding re-planned the cached statement"
+        );
+    }
+
+    #[test]
     fn dead_letters_stay_and_do_not_block() {
         let store = Store::open_in_memory().unwrap();
         add(&store, "a1", "a", 0);
