@@ -35,6 +35,7 @@ impl Worker {
     /// short stays pending in the outbox, unchanged, and goes out after the next start.
     pub async fn run(self, mut shutdown: Shutdown, grace: Duration) {
         loop {
+            let started = Instant::now();
             let pass = self.pass();
             tokio::pin!(pass);
             let result = tokio::select! {
@@ -63,6 +64,11 @@ impl Worker {
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep_until(next) => {}
+                _ = shutdown.wait() => return,
+            }
+            // Commits of the next few milliseconds join this wake-up's pass (one sync for all).
+            tokio::select! {
+                _ = tokio::time::sleep_until(started + delivery::PASS_GAP) => {}
                 _ = shutdown.wait() => return,
             }
         }

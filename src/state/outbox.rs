@@ -1,11 +1,12 @@
 //! The outbox table: notifications waiting for their callback's 2xx, the read-side queries
 //! `status` and `ocpoll outbox list` need, and the delivery side's writes. Notifications enter
 //! only through a poll's commit ([`super::CommitTxn::insert_notification`]); they leave only by
-//! [`Store::outbox_delivered`] (a 2xx) or [`Store::outbox_drop`] (a user's decision).
+//! [`Store::outbox_delivered_all`] (after a 2xx) or [`Store::outbox_drop`] (a user's decision).
 //!
 //! What survives a crash: every row, with the attempts, backoff and dead-letter marks of the
-//! last committed write. A crash between a 2xx and [`Store::outbox_delivered`] leaves the row
-//! pending, so it is sent again with the same eventId (at least once; receivers deduplicate).
+//! last committed write. A crash between a 2xx and [`Store::outbox_delivered_all`] (delivery
+//! writes acknowledgements in batches) leaves the row pending, so it is sent again with the same
+//! eventId (at least once; receivers deduplicate).
 //!
 //! Order: within an instance, only the lowest-seq pending row (its *head*) may be sent, so a
 //! failing notification blocks its own instance and nothing else. Dead letters do not block.
@@ -206,29 +207,14 @@ impl Store {
         .map_err(|e| self.fail(e))
     }
 
-    /// The callback acknowledged it: the row goes. False when it was already gone (dropped
-    /// meanwhile by `outbox drop`).
+    /// Their callbacks acknowledged them: the rows go, all in one transaction (delivery batches
+    /// its acknowledgements: one commit for many 2xx instead of one each). Returns how many
+    /// rows went (ids dropped meanwhile by `outbox drop` count none). A second backend
+    /// implements it as one statement over the ids.
     ///
-    /// Not synced on its own: lost in a power cut, the notification is sent again with its
-    /// eventId, which at-least-once allows; the next [`Store::sync`] or synced commit covers it.
-    pub fn outbox_delivered(&self, id: &str) -> Result<bool, StateError> {
-        self.set_relaxed(true);
-        let deleted = self
-            .conn
-            .prepare_cached("DELETE FROM outbox WHERE id = ?1")
-            .and_then(|mut stmt| stmt.execute([id]))
-            .map(|deleted| deleted > 0)
-            .map_err(|e| self.fail(e));
-        self.set_relaxed(false);
-        deleted
-    }
-
-    /// Several acknowledged notifications go at once, in one transaction: delivery batches its
-    /// acknowledgements, one commit (and, relaxed, no disk sync) for many 2xx instead of one
-    /// each. Returns how many rows went (ids dropped meanwhile by `outbox drop` count none).
-    ///
-    /// Like [`Store::outbox_delivered`], not synced: a crash or power loss before the commit
-    /// leaves them pending, and they are sent again with their eventIds (at least once).
+    /// Not synced on its own: lost in a crash or power cut, the notifications are sent again
+    /// with their eventIds, which at-least-once allows; the next [`Store::sync`] or synced
+    /// commit covers it.
     pub fn outbox_delivered_all(&mut self, ids: &[String]) -> Result<usize, StateError> {
         if ids.is_empty() {
             return Ok(0);
@@ -480,11 +466,12 @@ mod tests {
 
     #[test]
     fn delivered_deletes_and_the_next_one_becomes_the_head() {
-        let store = Store::open_in_memory().unwrap();
+        let mut store = Store::open_in_memory().unwrap();
         add(&store, "a1", "a", 0);
         add(&store, "a2", "a", 0);
-        assert!(store.outbox_delivered("a1").unwrap());
-        assert!(!store.outbox_delivered("a1").unwrap(), "already gone");
+        let a1 = ["a1".to_owned()];
+        assert_eq!(store.outbox_delivered_all(&a1).unwrap(), 1);
+        assert_eq!(store.outbox_delivered_all(&a1).unwrap(), 0, "already gone");
         assert_eq!(due_ids(&store, 0), ["a2"]);
         assert_eq!(store.outbox_body("a1").unwrap(), None);
     }
