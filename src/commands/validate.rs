@@ -80,7 +80,7 @@ fn refused_hosts(instance: &Instance, egress: &Egress) -> Vec<Finding> {
             instance.base_url.clone(),
         ),
     ];
-    if let Auth::OAuthRefresh { token_url, .. } = &instance.auth {
+    if let Auth::OAuthRefresh { token_url, .. } = &*instance.auth {
         urls.push((
             configuration.key("oauth.token.url"),
             "polls would fail",

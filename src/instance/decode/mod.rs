@@ -362,7 +362,7 @@ impl Decoder<'_> {
         let http = self.http_options(config);
         let notification = self.notification_options(config);
         let resources = self.resources(config, base_url.as_ref(), polling_enabled);
-        let other_configuration = OtherKeys(
+        let other_configuration = OtherKeys::new(
             config
                 .map
                 .iter()
@@ -380,7 +380,7 @@ impl Decoder<'_> {
             signature_keys,
             refresh_interval,
             base_url,
-            auth: auth?,
+            auth: Box::new(auth?),
             http: http?,
             notification: notification?,
             resources: resources?,
