@@ -51,7 +51,7 @@ use process::{isolate, memory_kib, write_report};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -73,7 +73,7 @@ const MOCK_WORKERS: usize = 4;
 
 fn main() {
     // `cargo bench` passes `--bench`; any other argument is a filter this bench ignores.
-    let binary = PathBuf::from(env!("CARGO_BIN_EXE_ocpoll"));
+    let binary = process::bench_binary(env!("CARGO_BIN_EXE_ocpoll"));
     let only = std::env::var("BENCH_DELIVER_ONLY").unwrap_or_default();
     let wanted = |name: &str| only.is_empty() || only.split(',').any(|n| n.trim() == name);
 
@@ -134,7 +134,7 @@ fn main() {
         "floor_rss_mib": FLOOR_RSS_MIB,
         "goal_rss_mib": GOAL_RSS_MIB,
     });
-    write_report(&binary, "deliver", &report);
+    write_report(Path::new(env!("CARGO_BIN_EXE_ocpoll")), "deliver", &report);
 }
 
 /// A runtime for one scenario's mock servers; dropping it stops them and frees what they

@@ -44,7 +44,7 @@ use serde_json::json;
 use std::collections::HashMap;
 use std::fs::File;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -59,7 +59,7 @@ const DATE_FORMAT: &str = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'";
 
 fn main() {
     // `cargo bench` passes `--bench`; any other argument is a filter this bench ignores.
-    let binary = PathBuf::from(env!("CARGO_BIN_EXE_ocpoll"));
+    let binary = process::bench_binary(env!("CARGO_BIN_EXE_ocpoll"));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -81,7 +81,7 @@ fn main() {
         "budget_fleet_seconds": FLEET_BUDGET.as_secs_f64(),
         "budget_rss_mib": RSS_BUDGET_MIB,
     });
-    write_report(&binary, "tick", &report);
+    write_report(Path::new(env!("CARGO_BIN_EXE_ocpoll")), "tick", &report);
 }
 
 // -------------------------------------------------------------------------------------------

@@ -42,6 +42,20 @@ pub fn cpu_seconds(pid: libc::pid_t) -> Option<f64> {
     (ticks > 0).then(|| (utime + stime) as f64 / ticks as f64)
 }
 
+/// The ocpoll binary a bench measures: `BENCH_BINARY` when set (a copy of an earlier build,
+/// to compare two builds in one session, A B A B, on a machine whose load changes), else
+/// `built`, this build's release binary. Reports still go to this build's `target/bench/`.
+pub fn bench_binary(built: &str) -> PathBuf {
+    match std::env::var_os("BENCH_BINARY") {
+        Some(path) if !path.is_empty() => {
+            let path = PathBuf::from(path);
+            println!("BENCH_BINARY: measuring {}", path.display());
+            path
+        }
+        _ => PathBuf::from(built),
+    }
+}
+
 /// `target/` of this build: the binary lives in `target/<profile>/ocpoll`.
 pub fn target_dir(binary: &Path) -> PathBuf {
     binary

@@ -21,6 +21,7 @@ use crate::state::Store;
 use chrono::{SecondsFormat, Utc};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
@@ -87,7 +88,7 @@ fn authorize(args: &AuthArgs, config: &Config) -> Result<(), CommandError> {
 }
 
 /// The instance named `wanted` in the instances folder, or the instance file `wanted`.
-fn find_instance(wanted: &str, config: &Config) -> Result<Instance, CommandError> {
+fn find_instance(wanted: &str, config: &Config) -> Result<Arc<Instance>, CommandError> {
     let secrets = config.secret_source();
     let path = Path::new(wanted);
     let loaded = if path.is_file() {
@@ -121,7 +122,7 @@ fn find_instance(wanted: &str, config: &Config) -> Result<Instance, CommandError
 }
 
 fn oauth_of(instance: &Instance) -> Result<&OAuth2, CommandError> {
-    match &instance.auth {
+    match &*instance.auth {
         Auth::OAuth2(oauth) => Ok(oauth),
         other => Err(unusable(format!(
             "instance {:?} does not use OAuth 2 (its authentication: {}); `ocpoll auth` needs \

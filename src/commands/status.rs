@@ -5,13 +5,12 @@
 use crate::cli::StatusArgs;
 use crate::commands::{exit, write_table};
 use crate::config::Config;
-use crate::instance::{self, Instance, UnresolvedSecrets};
+use crate::instance::{self, UnresolvedSecrets};
 use crate::state::{OutboxDepth, ResourceKey, ResourceState, StateError, Store, TokenOverview};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 /// One line of the status: a resource as configured and/or as the state knows it.
 #[derive(Debug, Serialize)]
@@ -283,10 +282,9 @@ impl Configured {
             if let Some(instance) = file.instance.as_ref().filter(|i| i.receives_webhooks()) {
                 configured.webhooks.insert(instance.name.clone());
             }
-            let Some(instance) = file.instance.filter(Instance::is_polled) else {
+            let Some(instance) = file.instance.filter(|instance| instance.is_polled()) else {
                 continue;
             };
-            let instance = Arc::new(instance);
             configured
                 .polled
                 .extend(crate::poll::targets(&instance).into_iter().map(|t| t.key));

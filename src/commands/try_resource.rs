@@ -38,7 +38,7 @@ fn try_resource(args: &TryArgs, config: &Config) -> Result<u8, CommandError> {
     for finding in &loaded.findings {
         eprintln!("{}", finding.display_for(&loaded.path));
     }
-    let instance = match instance_of(loaded.instance.as_ref(), &loaded) {
+    let instance = match instance_of(loaded.instance.as_deref(), &loaded) {
         Some(instance) => Arc::new(instance.clone()),
         None => return Ok(exit::FAILURE),
     };

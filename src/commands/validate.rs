@@ -80,7 +80,7 @@ fn refused_hosts(instance: &Instance, egress: &Egress) -> Vec<Finding> {
             instance.base_url.clone(),
         ),
     ];
-    if let Auth::OAuth2(oauth) = &instance.auth {
+    if let Auth::OAuth2(oauth) = &*instance.auth {
         urls.push((
             configuration.key("oauth.token.url"),
             "polls would fail",

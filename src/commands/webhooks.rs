@@ -16,6 +16,7 @@ use crate::webhooks::token::new_token;
 use chrono::{SecondsFormat, TimeDelta, Utc};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Characters escaped in the instance name's path segment.
 const SEGMENT: &AsciiSet = &CONTROLS
@@ -76,7 +77,7 @@ fn print_url(args: &WebhooksUrlArgs, config: &Config) -> Result<(), CommandError
     Ok(())
 }
 
-fn find_instance(config: &Config, name: &str) -> Result<Instance, CommandError> {
+fn find_instance(config: &Config, name: &str) -> Result<Arc<Instance>, CommandError> {
     let loaded = instance::load_all(
         std::slice::from_ref(&config.instances),
         UnresolvedSecrets::Warn,

@@ -53,7 +53,7 @@ impl Catalog {
         for file in loaded {
             if !file.has_errors() {
                 if let Some(instance) = file.instance {
-                    catalog.running.insert(file.path, Arc::new(instance));
+                    catalog.running.insert(file.path, instance);
                 }
                 continue;
             }

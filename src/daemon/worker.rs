@@ -24,11 +24,6 @@ use tokio::time::Instant;
 const PASS_LIMIT: Duration = Duration::from_secs(60);
 /// The longest sleep: the state is re-read at least this often.
 const RECHECK: Duration = Duration::from_secs(30);
-/// After a commit's wake-up, how long the worker waits for more before its pass: a daemon
-/// receiving thousands of webhooks a second commits hundreds of times a second, and a pass
-/// per commit (each reading every instance's queue head) would spin against the receipts'
-/// writer for the state's mutex. Far below anything a receiver or a poll interval notices.
-const COALESCE: Duration = Duration::from_millis(20);
 
 pub struct Worker {
     pub delivery: Arc<Delivery>,
@@ -41,6 +36,7 @@ impl Worker {
     /// short stays pending in the outbox, unchanged, and goes out after the next start.
     pub async fn run(self, mut shutdown: Shutdown, grace: Duration) {
         loop {
+            let started = Instant::now();
             let pass = self.pass();
             tokio::pin!(pass);
             let result = tokio::select! {
@@ -49,6 +45,11 @@ impl Worker {
                     if tokio::time::timeout(grace, pass).await.is_err() {
                         tracing::warn!("grace period over: abandoning deliveries in flight \
                                         (they stay in the outbox)");
+                    }
+                    // The 2xx of the pass cut short, not yet written: written now, or they
+                    // would be sent again after the next start.
+                    if let Err(error) = self.delivery.flush_acks() {
+                        tracing::error!(%error, "cannot record delivered notifications");
                     }
                     return;
                 }
@@ -62,13 +63,15 @@ impl Worker {
                 }
             };
             tokio::select! {
-                _ = self.wake.notified() => {
-                    tokio::select! {
-                        _ = tokio::time::sleep(COALESCE) => {}
-                        _ = shutdown.wait() => return,
-                    }
-                }
+                _ = self.wake.notified() => {}
                 _ = tokio::time::sleep_until(next) => {}
+                _ = shutdown.wait() => return,
+            }
+            // Commits of the next few milliseconds join this wake-up's pass (one sync for all):
+            // a daemon receiving thousands of webhooks a second commits hundreds of times a
+            // second, and a pass per commit would spin against the receipts' writer.
+            tokio::select! {
+                _ = tokio::time::sleep_until(started + delivery::PASS_GAP) => {}
                 _ = shutdown.wait() => return,
             }
         }

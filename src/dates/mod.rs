@@ -24,6 +24,7 @@ mod doubt;
 mod epoch;
 mod format;
 mod parse;
+mod shared;
 mod zone;
 
 #[cfg(test)]
@@ -32,6 +33,7 @@ mod test_support;
 mod tests;
 
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
@@ -178,43 +180,57 @@ fn quoted_text(text: &str) -> String {
 // Compiled formats
 // ---------------------------------------------------------------------------------------------
 
-/// A compiled date format: a `SimpleDateFormat` pattern or an epoch number format.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DateFormat {
-    spec: String,
+/// A compiled date format: a `SimpleDateFormat` pattern or an epoch number format. Cheap to
+/// clone, and shared: formats compiled from the same text hold one compilation (see `shared`).
+#[derive(Clone, Debug)]
+pub struct DateFormat(Arc<Compiled>);
+
+/// What a format's text compiles to.
+#[derive(Debug, PartialEq)]
+struct Compiled {
+    spec: Box<str>,
     kind: FormatKind,
+}
+
+impl PartialEq for DateFormat {
+    fn eq(&self, other: &DateFormat) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0 == other.0
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
 enum FormatKind {
     EpochMilliseconds,
     EpochSeconds,
-    Pattern(Vec<Token>),
+    Pattern(Box<[Token]>),
 }
 
 impl DateFormat {
     /// "milliseconds" | "seconds" (epoch numbers) or a SimpleDateFormat pattern.
     pub fn new(spec: &str) -> Result<DateFormat, FormatError> {
-        let kind = if spec.eq_ignore_ascii_case("milliseconds") {
-            FormatKind::EpochMilliseconds
-        } else if spec.eq_ignore_ascii_case("seconds") {
-            FormatKind::EpochSeconds
-        } else {
-            FormatKind::Pattern(compile_pattern(spec)?)
-        };
-        Ok(DateFormat {
-            spec: spec.to_string(),
-            kind,
+        shared::compiled(spec, || {
+            let kind = if spec.eq_ignore_ascii_case("milliseconds") {
+                FormatKind::EpochMilliseconds
+            } else if spec.eq_ignore_ascii_case("seconds") {
+                FormatKind::EpochSeconds
+            } else {
+                FormatKind::Pattern(compile_pattern(spec)?.into_boxed_slice())
+            };
+            Ok(Compiled {
+                spec: spec.into(),
+                kind,
+            })
         })
+        .map(DateFormat)
     }
 
     /// The format as written in the configuration.
     pub fn spec(&self) -> &str {
-        &self.spec
+        &self.0.spec
     }
 
     pub fn format(&self, instant: DateTime<Utc>, zone: &Zone) -> String {
-        match &self.kind {
+        match &self.0.kind {
             FormatKind::EpochMilliseconds => instant.timestamp_millis().to_string(),
             FormatKind::EpochSeconds => instant.timestamp().to_string(),
             FormatKind::Pattern(tokens) => format_pattern(tokens, instant, zone),
@@ -224,10 +240,10 @@ impl DateFormat {
     /// Parses the whole of `text`. Without a zone field in the pattern the local time is read
     /// in `zone`; with one, the offset in the text wins.
     pub fn parse(&self, text: &str, zone: &Zone) -> Result<DateTime<Utc>, DateParseError> {
-        match &self.kind {
+        match &self.0.kind {
             FormatKind::EpochMilliseconds => parse_epoch_text(text, EpochUnit::Milliseconds),
             FormatKind::EpochSeconds => parse_epoch_text(text, EpochUnit::Seconds),
-            FormatKind::Pattern(tokens) => parse_pattern(tokens, text, &self.spec, zone),
+            FormatKind::Pattern(tokens) => parse_pattern(tokens, text, &self.0.spec, zone),
         }
     }
 
@@ -239,7 +255,7 @@ impl DateFormat {
         zone: &Zone,
     ) -> Result<DateTime<Utc>, DateParseError> {
         use serde_json::Value;
-        let unit = match self.kind {
+        let unit = match self.0.kind {
             FormatKind::EpochMilliseconds => Some(EpochUnit::Milliseconds),
             FormatKind::EpochSeconds => Some(EpochUnit::Seconds),
             FormatKind::Pattern(_) => None,
@@ -248,7 +264,7 @@ impl DateFormat {
             (Value::String(text), _) => self.parse(text, zone),
             (Value::Number(number), Some(unit)) => parse_epoch_number(number, unit),
             (other, _) => Err(DateParseError::UnexpectedJson {
-                pattern: self.spec.clone(),
+                pattern: self.0.spec.to_string(),
                 found: json::type_name(other),
             }),
         }
@@ -257,7 +273,7 @@ impl DateFormat {
     /// How many fraction digits this format carries: the number of `S` letters (at most 9,
     /// nanoseconds being the finest precision there is), 3 for milliseconds, else 0.
     pub fn fraction_digits(&self) -> u8 {
-        match &self.kind {
+        match &self.0.kind {
             FormatKind::EpochMilliseconds => 3,
             FormatKind::EpochSeconds => 0,
             FormatKind::Pattern(tokens) => {
@@ -279,8 +295,8 @@ impl DateFormat {
     /// What is doubtful in this pattern (`DD` beside `MM`, `MM` after `HH:`, ...), with the
     /// pattern probably meant; `None` for a pattern that says what it means.
     pub fn doubts(&self) -> Option<Doubts> {
-        match &self.kind {
-            FormatKind::Pattern(tokens) => doubt::doubts(tokens, &self.spec),
+        match &self.0.kind {
+            FormatKind::Pattern(tokens) => doubt::doubts(tokens, &self.0.spec),
             _ => None,
         }
     }
@@ -292,7 +308,7 @@ impl DateFormat {
     }
 
     fn pattern_fields(&self) -> impl Iterator<Item = &FieldSpec> {
-        let tokens: &[Token] = match &self.kind {
+        let tokens: &[Token] = match &self.0.kind {
             FormatKind::Pattern(tokens) => tokens,
             _ => &[],
         };
@@ -309,6 +325,6 @@ fn field_specs(tokens: &[Token]) -> impl Iterator<Item = &FieldSpec> {
 
 impl fmt::Display for DateFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.spec)
+        f.write_str(&self.0.spec)
     }
 }

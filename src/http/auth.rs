@@ -501,7 +501,7 @@ pub fn token_secrets(token: &StoredToken) -> Vec<String> {
 /// error is masked with before it is printed, logged or stored.
 pub fn instance_masker(instance: &Instance, tokens: &dyn TokenStore) -> Masker {
     let masker = Masker::for_instance(instance);
-    if !matches!(instance.auth, Auth::OAuth2(_)) {
+    if !matches!(*instance.auth, Auth::OAuth2(_)) {
         return masker;
     }
     match tokens.load(&instance.name, &credentials_hash(&instance.auth)) {

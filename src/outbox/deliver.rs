@@ -2,9 +2,13 @@
 //! docs/events.md "Headers"). [`Sender`] makes one signed POST; [`deliver_due`] is the worker that
 //! drains every due notification; what a failure means is [`super::retry::RetryLogic`]'s call.
 //!
-//! Where a notification dies: [`Store::outbox_delivered`] after a 2xx, nowhere else (a dead
+//! Where a notification dies: [`Store::outbox_delivered_all`] after a 2xx, nowhere else (a dead
 //! letter stays in the outbox). The row is deleted only after the receiver's 2xx, so a crash at
 //! any moment sends it again later with the same eventId and body (at least once).
+//! Acknowledgements are written in batches ([`Delivery`]'s `acks`): one transaction for up to
+//! [`ACK_BATCH`] of them, at the latest at the end of the pass. A crash loses at most the
+//! acknowledgements not yet written; those notifications go again with their eventIds, which
+//! at least once allows.
 //!
 //! Order and fairness: each instance's queue is drained by one task, one notification at a
 //! time in outbox order, so a failing notification holds back only its own instance. Instances
@@ -24,14 +28,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use chrono::Utc;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, LOCATION, RETRY_AFTER};
 use serde::Deserialize;
 use thiserror::Error;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::retry::{AttemptContext, AttemptOutcome, RetryAction, RetryLogic, full_jitter};
-use super::sign;
+use super::sign::Signer;
 use crate::http::client::excerpt;
 use crate::http::egress::{self, Egress, GuardedResolver, SystemResolver};
 use crate::http::retry_after;
@@ -109,8 +113,15 @@ impl Sender {
     }
 
     /// POSTs `body` (the stored bytes, unchanged) to the instance's callback, signed with its
-    /// keys as loaded now, and says what came of it. Never fails: every failure is an outcome.
-    pub async fn send(&self, instance: &Instance, id: &str, body: &[u8]) -> AttemptOutcome {
+    /// keys as loaded now (`signer`: [`Signer::new`] of the instance's keys, or why they cannot
+    /// sign), and says what came of it. Never fails: every failure is an outcome.
+    pub async fn send(
+        &self,
+        instance: &Instance,
+        signer: &Result<Signer, String>,
+        id: &str,
+        body: &[u8],
+    ) -> AttemptOutcome {
         let Some(url) = &instance.callback_url else {
             return AttemptOutcome::Connection {
                 reason: "the instance has no callback URL".to_owned(),
@@ -121,7 +132,7 @@ impl Sender {
                 reason: blocked.to_string(),
             };
         }
-        let headers = match signed_headers(instance, id, body, Utc::now().timestamp()) {
+        let headers = match signed_headers(signer, id, body, Utc::now().timestamp()) {
             Ok(headers) => headers,
             Err(reason) => return AttemptOutcome::Connection { reason },
         };
@@ -173,33 +184,41 @@ fn masked(outcome: AttemptOutcome, instance: &Instance) -> AttemptOutcome {
 }
 
 /// The docs/events.md headers of one attempt: `webhook-timestamp` (and so `webhook-signature`) is
-/// fresh per attempt; id and body are not.
+/// fresh per attempt; id and body are not. `signer` holds the instance's keys, keyed once for
+/// its queue, or why they cannot sign.
 pub fn signed_headers(
-    instance: &Instance,
+    signer: &Result<Signer, String>,
     id: &str,
     body: &[u8],
     timestamp: i64,
 ) -> Result<HeaderMap, String> {
-    let mut headers = HeaderMap::new();
+    let signer = signer.as_ref().map_err(Clone::clone)?;
+    // Sized once for all six headers: no growth on the way.
+    let mut headers = HeaderMap::with_capacity(6);
     let id_value =
         HeaderValue::from_str(id).map_err(|_| format!("eventId {id:?} is not a header value"))?;
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert("elements-webhook-id", id_value.clone());
-    headers.insert("webhook-id", id_value);
-    if let Some(first) = instance.signature_keys.first() {
-        let standard =
-            sign::standard_webhooks_signature(&instance.signature_keys, id, timestamp, body)
-                .map_err(|error| error.to_string())?;
-        let mut elements = header_value(&sign::elements_signature(first, body))?;
+    headers.insert(ELEMENTS_WEBHOOK_ID, id_value.clone());
+    headers.insert(WEBHOOK_ID, id_value);
+    if let Some(elements) = signer.elements(body) {
+        let mut elements = header_value(&elements)?;
         elements.set_sensitive(true);
-        let mut standard = header_value(&standard)?;
+        let mut standard = header_value(&signer.standard(id, timestamp, body))?;
         standard.set_sensitive(true);
-        headers.insert("elements-webhook-signature", elements);
-        headers.insert("webhook-timestamp", HeaderValue::from(timestamp));
-        headers.insert("webhook-signature", standard);
+        headers.insert(ELEMENTS_WEBHOOK_SIGNATURE, elements);
+        headers.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(timestamp));
+        headers.insert(WEBHOOK_SIGNATURE, standard);
     }
     Ok(headers)
 }
+
+// The header names, built once (a name from a `&str` is parsed and checked per call).
+const ELEMENTS_WEBHOOK_ID: HeaderName = HeaderName::from_static("elements-webhook-id");
+const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
+const ELEMENTS_WEBHOOK_SIGNATURE: HeaderName =
+    HeaderName::from_static("elements-webhook-signature");
+const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
+const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
 
 fn header_value(text: &str) -> Result<HeaderValue, String> {
     // Base64 and ASCII prefixes only, so this cannot fail; no value in the message regardless.
@@ -309,6 +328,20 @@ pub trait DeliveryObserver: Send + Sync {
     fn attempted(&self, instance: &str, receiver_status: Option<u16>, outcome: Delivered);
 }
 
+/// Acknowledgements are written (the rows deleted) in one transaction per this many...
+pub const ACK_BATCH: usize = 64;
+/// ...or sooner, when the oldest waiting has waited this long and another 2xx comes: the
+/// acknowledgements a crash could lose (sent again, same eventIds) stay few on a slow queue.
+const ACK_MAX_WAIT: Duration = Duration::from_millis(250);
+
+/// Acknowledged notifications whose rows are not deleted yet.
+#[derive(Default)]
+struct PendingAcks {
+    ids: Vec<String>,
+    /// When the oldest of `ids` was acknowledged.
+    since: Option<Instant>,
+}
+
 /// Everything a delivery run shares.
 pub struct Delivery {
     pub sender: Sender,
@@ -318,6 +351,19 @@ pub struct Delivery {
     per_host_limit: usize,
     per_host: Mutex<HashMap<String, Arc<Semaphore>>>,
     observer: Option<Arc<dyn DeliveryObserver>>,
+    /// 2xx received, deletion not yet written: only ever added to after the 2xx, written by
+    /// [`Delivery::flush_acks`] (at the latest at the end of each pass, and on drop).
+    acks: Mutex<PendingAcks>,
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        // A pass cut short (shutdown) leaves acknowledgements unwritten: write them, or their
+        // notifications go again (same eventIds) after the next start.
+        if let Err(error) = self.flush_acks() {
+            tracing::warn!(%error, "cannot record delivered notifications; they will be sent again");
+        }
+    }
 }
 
 impl Delivery {
@@ -335,6 +381,7 @@ impl Delivery {
             per_host_limit: policy.per_host.max(1) as usize,
             per_host: Mutex::new(HashMap::new()),
             observer: None,
+            acks: Mutex::new(PendingAcks::default()),
         })
     }
 
@@ -373,10 +420,43 @@ impl Delivery {
 
     fn with_store<T>(
         &self,
-        work: impl FnOnce(&Store) -> Result<T, StateError>,
+        work: impl FnOnce(&mut Store) -> Result<T, StateError>,
     ) -> Result<T, DeliverError> {
-        let store = self.store.lock().map_err(|_| DeliverError::Poisoned)?;
-        Ok(work(&store)?)
+        let mut store = self.store.lock().map_err(|_| DeliverError::Poisoned)?;
+        Ok(work(&mut store)?)
+    }
+
+    /// `id` got its 2xx: its deletion joins the batch, written once [`ACK_BATCH`] have gathered
+    /// or the oldest has waited [`ACK_MAX_WAIT`].
+    fn acknowledged(&self, id: String) -> Result<(), DeliverError> {
+        let batch = {
+            let mut acks = self.acks.lock().map_err(|_| DeliverError::Poisoned)?;
+            acks.ids.push(id);
+            let since = *acks.since.get_or_insert_with(Instant::now);
+            if acks.ids.len() < ACK_BATCH && since.elapsed() < ACK_MAX_WAIT {
+                return Ok(());
+            }
+            take_acks(&mut acks)
+        };
+        self.write_acks(&batch)
+    }
+
+    /// Writes every acknowledgement still waiting in one transaction. Delivery calls it at the
+    /// end of each pass (and before reading the next pass's queue heads); the daemon's worker
+    /// after a pass cut short.
+    pub fn flush_acks(&self) -> Result<(), DeliverError> {
+        let batch = {
+            let mut acks = self.acks.lock().map_err(|_| DeliverError::Poisoned)?;
+            take_acks(&mut acks)
+        };
+        self.write_acks(&batch)
+    }
+
+    fn write_acks(&self, batch: &[String]) -> Result<(), DeliverError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.with_store(|store| store.outbox_delivered_all(batch).map(drop))
     }
 
     fn host_semaphore(&self, instance: &Instance) -> Result<Arc<Semaphore>, DeliverError> {
@@ -409,9 +489,11 @@ pub async fn deliver_due(
     recipient: impl Fn(&str) -> Option<Recipient>,
     deadline: Instant,
 ) -> Result<DeliverySummary, DeliverError> {
+    // Acknowledgements of a pass cut short first: this pass's heads must not include them.
+    delivery.flush_acks()?;
     // Group commit's other half: polls commit without waiting for the disk, and this one sync
     // makes them durable before any of their notifications can reach a receiver.
-    delivery.with_store(Store::sync_relaxed)?;
+    delivery.with_store(|store| store.sync_relaxed())?;
     let due = delivery.with_store(|store| store.outbox_due_instances(Utc::now()))?;
     let mut summary = DeliverySummary::default();
     let mut tasks = Vec::new();
@@ -435,13 +517,8 @@ pub async fn deliver_due(
         summary.dead_lettered += tally.dead_lettered;
     }
     summary.held.sort();
-    summary.pending = delivery.with_store(|store| {
-        Ok(store
-            .outbox_depth()?
-            .values()
-            .map(|depth| depth.pending)
-            .sum())
-    })?;
+    delivery.flush_acks()?;
+    summary.pending = delivery.with_store(|store| store.outbox_pending())?;
     Ok(summary)
 }
 
@@ -454,13 +531,19 @@ async fn drain_instance(
 ) -> Result<InstanceTally, DeliverError> {
     let mut tally = InstanceTally::default();
     let host = delivery.host_semaphore(instance)?;
+    // Keyed once for the whole queue; a key that cannot sign fails each attempt as before.
+    let signer = Signer::new(&instance.signature_keys).map_err(|error| error.to_string());
+    // The last notification acknowledged: its row may wait for its batch, the next head is
+    // after it.
+    let mut acknowledged = None;
     while Instant::now() < deadline {
         // Permits first, body second: a task waiting for its turn holds no body in memory.
         // Semaphores are never closed, so acquiring cannot fail.
         let _global = delivery.global.acquire().await.ok();
         let _host = host.acquire().await.ok();
-        let head =
-            delivery.with_store(|store| store.outbox_due_head(&instance.name, Utc::now()))?;
+        let head = delivery.with_store(|store| {
+            store.outbox_due_head_after(&instance.name, acknowledged, Utc::now())
+        })?;
         // Nothing due: a retry in backoff waits for a later run, not for this one (a tick
         // against a receiver that is down must not spend its whole delivery time waiting).
         let Some(head) = head else { break };
@@ -476,7 +559,9 @@ async fn drain_instance(
             continue;
         }
         let outcome = {
-            let send = delivery.sender.send(instance, &head.id, &head.body);
+            let send = delivery
+                .sender
+                .send(instance, &signer, &head.id, &head.body);
             match tokio::time::timeout_at(deadline, send).await {
                 Ok(outcome) => outcome,
                 // Out of time mid-send: it stays pending as it was, and goes again next run.
@@ -487,7 +572,8 @@ async fn drain_instance(
         delivery.observe(&instance.name, &head, Some(&outcome), &action);
         match action {
             RetryAction::Ack => {
-                delivery.with_store(|store| store.outbox_delivered(&head.id))?;
+                acknowledged = Some(head.seq);
+                delivery.acknowledged(head.id)?;
                 tally.delivered += 1;
             }
             RetryAction::Retry { at, error } => {
@@ -505,6 +591,11 @@ async fn drain_instance(
         }
     }
     Ok(tally)
+}
+
+fn take_acks(acks: &mut PendingAcks) -> Vec<String> {
+    acks.since = None;
+    std::mem::take(&mut acks.ids)
 }
 
 fn decide(

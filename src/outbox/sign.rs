@@ -24,11 +24,61 @@ pub enum SignError {
     BadWhsecKey { position: usize },
 }
 
+/// An instance's keys made ready to sign: each HMAC is keyed once (a `whsec_` key decoded
+/// once), then cloned per message, so a queue of notifications pays the key schedule and the
+/// base64 decoding once, not per message. Holds key material: no `Debug`.
+#[derive(Clone)]
+pub struct Signer {
+    /// Keyed with the first key's UTF-8 bytes (`Elements-Webhook-Signature`); `None` without
+    /// keys.
+    elements: Option<Hmac<Sha256>>,
+    /// One per key, in list order (`webhook-signature`).
+    standard: Vec<Hmac<Sha256>>,
+}
+
+impl Signer {
+    /// Keys `keys` for both signatures; fails on a `whsec_` key that is not base64.
+    pub fn new(keys: &[Secret]) -> Result<Signer, SignError> {
+        let standard = keys
+            .iter()
+            .enumerate()
+            .map(|(index, key)| Ok(keyed(&standard_webhooks_key(key, index + 1)?)))
+            .collect::<Result<Vec<_>, SignError>>()?;
+        Ok(Signer {
+            elements: keys.first().map(|key| keyed(key.expose().as_bytes())),
+            standard,
+        })
+    }
+
+    /// `Elements-Webhook-Signature` of `body` with the first key; `None` without keys.
+    pub fn elements(&self, body: &[u8]) -> Option<String> {
+        let mac = self.elements.as_ref()?;
+        Some(format!("sha256={}", finish_base64(mac, &[body])))
+    }
+
+    /// `webhook-signature` of `id`, `timestamp` and `body`: one `v1,...` per key, in list
+    /// order, separated by single spaces.
+    pub fn standard(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
+        let timestamp = timestamp.to_string();
+        let signed = [id.as_bytes(), b".", timestamp.as_bytes(), b".", body];
+        let mut signatures = String::new();
+        for mac in &self.standard {
+            if !signatures.is_empty() {
+                signatures.push(' ');
+            }
+            signatures.push_str("v1,");
+            signatures.push_str(&finish_base64(mac, &signed));
+        }
+        signatures
+    }
+}
+
 /// `Elements-Webhook-Signature`: `sha256=` and the base64 HMAC-SHA256 of the body, keyed with
 /// the UTF-8 bytes of the configured string, exactly as Open Connectors did (a `whsec_` key is
 /// not decoded here: Open Connectors receivers know nothing of that format).
 pub fn elements_signature(key: &Secret, body: &[u8]) -> String {
-    format!("sha256={}", hmac_base64(key.expose().as_bytes(), &[body]))
+    let mac = keyed(key.expose().as_bytes());
+    format!("sha256={}", finish_base64(&mac, &[body]))
 }
 
 /// `webhook-signature`: one `v1,<base64 HMAC-SHA256 of "id.timestamp.body">` per key, in list
@@ -39,14 +89,7 @@ pub fn standard_webhooks_signature(
     timestamp: i64,
     body: &[u8],
 ) -> Result<String, SignError> {
-    let timestamp = timestamp.to_string();
-    let mut signatures = Vec::with_capacity(keys.len());
-    for (index, key) in keys.iter().enumerate() {
-        let key_bytes = standard_webhooks_key(key, index + 1)?;
-        let signed = [id.as_bytes(), b".", timestamp.as_bytes(), b".", body];
-        signatures.push(format!("v1,{}", hmac_base64(&key_bytes, &signed)));
-    }
-    Ok(signatures.join(" "))
+    Ok(Signer::new(keys)?.standard(id, timestamp, body))
 }
 
 /// Checks that a key can sign Standard Webhooks messages, for validation before any poll.
@@ -66,10 +109,14 @@ pub(crate) fn standard_webhooks_key(key: &Secret, position: usize) -> Result<Vec
     }
 }
 
-fn hmac_base64(key: &[u8], parts: &[&[u8]]) -> String {
+fn keyed(key: &[u8]) -> Hmac<Sha256> {
     // HMAC takes keys of any length (long ones are hashed), so this constructor cannot fail.
-    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
-        .expect("HMAC-SHA256 accepts keys of any length");
+    <Hmac<Sha256> as KeyInit>::new_from_slice(key).expect("HMAC-SHA256 accepts keys of any length")
+}
+
+/// The base64 HMAC of `parts` under a clone of the keyed state `mac` (left as it was).
+fn finish_base64(mac: &Hmac<Sha256>, parts: &[&[u8]]) -> String {
+    let mut mac = mac.clone();
     for part in parts {
         mac.update(part);
     }
@@ -149,6 +196,28 @@ mod tests {
         assert!(message.contains("#2"), "{message}");
         assert_eq!(check_key(&keys[0], 1), Ok(()));
         assert!(check_key(&keys[1], 2).is_err());
+    }
+
+    #[test]
+    fn a_reused_signer_matches_the_test_vectors_message_after_message() {
+        let signer = Signer::new(&[Secret::new(WHSEC_KEY), Secret::new(PLAIN_KEY)]).unwrap();
+        for _ in 0..3 {
+            assert_eq!(
+                signer.standard(VECTOR_ID, VECTOR_TIMESTAMP, VECTOR_BODY.as_bytes()),
+                "v1,ocD0DNCYxVpf4+4hvawnMcPBjeVYKwXRT0WTIEQ93qY= v1,p16VeBP2+nJ5+atMf1RSFUHwbyaOIJ8ARzPGsMIlGQk="
+            );
+        }
+        let plain = Signer::new(&[Secret::new(PLAIN_KEY)]).unwrap();
+        for _ in 0..2 {
+            assert_eq!(
+                plain.elements(VECTOR_BODY.as_bytes()).as_deref(),
+                Some("sha256=3MXata7aNIbTkbrz4VStIZXe+Vugh9HSHE1ohBDGQ/M=")
+            );
+        }
+        let none = Signer::new(&[]).unwrap();
+        assert_eq!(none.standard("a", 1, b"{}"), "");
+        assert_eq!(none.elements(b"{}"), None);
+        assert!(Signer::new(&[Secret::new("whsec_not*base64!")]).is_err());
     }
 
     #[test]

@@ -3,6 +3,11 @@
 //! runner's `committed` signal starts the next pass as soon as a poll has written
 //! notifications. `tick` runs passes until its polls have ended ([`beside_polls`]); the
 //! daemon's worker (`daemon/worker.rs`) runs them until shutdown, also waking for retries.
+//!
+//! Passes start at most every [`PASS_GAP`]: each one begins with a synced commit (group
+//! commit's other half) and reads the due queue heads, so a pass per poll commit cost a disk
+//! sync per poll (1,346 syncs in the 10,000-instance tick). Waiting for the gap gathers the
+//! commits of a few milliseconds into one pass.
 
 use crate::outbox::deliver::{DeliverError, Delivery, DeliverySummary, Recipient, deliver_due};
 use std::sync::Arc;
@@ -10,6 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+
+/// The least time from one pass's start to the next one's: a notification waits at most this
+/// much longer for its pass, and a burst of commits shares one sync.
+pub const PASS_GAP: Duration = Duration::from_millis(20);
 
 /// Where each instance's notifications go now (`None`: not this run's business, e.g. left
 /// out by `tick --instance`).
@@ -59,10 +68,12 @@ pub async fn beside_polls(
     let mut total = DeliverySummary::default();
     loop {
         let last = ended.get();
+        let started = Instant::now();
         total.absorb(pass(delivery, recipients, pass_limit).await?);
         if last {
             return Ok(total);
         }
         committed.notified().await;
+        tokio::time::sleep_until(started + PASS_GAP).await;
     }
 }

@@ -1,11 +1,12 @@
 //! The outbox table: notifications waiting for their callback's 2xx, the read-side queries
 //! `status` and `ocpoll outbox list` need, and the delivery side's writes. Notifications enter
 //! only through a poll's commit ([`super::CommitTxn::insert_notification`]); they leave only by
-//! [`Store::outbox_delivered`] (a 2xx) or [`Store::outbox_drop`] (a user's decision).
+//! [`Store::outbox_delivered_all`] (after a 2xx) or [`Store::outbox_drop`] (a user's decision).
 //!
 //! What survives a crash: every row, with the attempts, backoff and dead-letter marks of the
-//! last committed write. A crash between a 2xx and [`Store::outbox_delivered`] leaves the row
-//! pending, so it is sent again with the same eventId (at least once; receivers deduplicate).
+//! last committed write. A crash between a 2xx and [`Store::outbox_delivered_all`] (delivery
+//! writes acknowledgements in batches) leaves the row pending, so it is sent again with the same
+//! eventId (at least once; receivers deduplicate).
 //!
 //! Order: within an instance, only the lowest-seq pending row (its *head*) may be sent, so a
 //! failing notification blocks its own instance and nothing else. Dead letters do not block.
@@ -119,11 +120,12 @@ pub enum DropTarget {
     Instance(String),
 }
 
-/// One instance's head: the index on (instance, dead, seq) finds it directly (one delivery
-/// must not group every instance's queue to find its own).
+/// One instance's head after seq ?3: the index on (instance, dead, seq) finds it directly (one
+/// delivery must not group every instance's queue to find its own). Delivery passes the seq
+/// of its last acknowledged notification, whose deletion may still wait in its batch.
 const DUE_HEAD_OF_INSTANCE: &str = "
     SELECT seq, id, instance, body, created_at, attempts, coalesce(retried_at, created_at)
-    FROM (SELECT * FROM outbox WHERE instance = ?2 AND dead = 0 ORDER BY seq LIMIT 1)
+    FROM (SELECT * FROM outbox WHERE instance = ?2 AND dead = 0 AND seq > ?3 ORDER BY seq LIMIT 1)
     WHERE next_attempt_at <= ?1";
 
 fn read_due(row: &rusqlite::Row<'_>) -> rusqlite::Result<DueNotification> {
@@ -165,10 +167,23 @@ impl Store {
         instance: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<DueNotification>, StateError> {
+        self.outbox_due_head_after(instance, None, now)
+    }
+
+    /// The head of one instance's queue once the notifications up to seq `after` are gone, if
+    /// it is due at `now`: delivery passes its last acknowledged notification, whose row stays
+    /// until its batch of acknowledgements is written ([`Store::outbox_delivered_all`]).
+    pub fn outbox_due_head_after(
+        &self,
+        instance: &str,
+        after: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DueNotification>, StateError> {
+        let after = after.unwrap_or(i64::MIN);
         self.conn
             .prepare_cached(DUE_HEAD_OF_INSTANCE)
             .and_then(|mut stmt| {
-                stmt.query_row(params![encode_time(&now), instance], read_due)
+                stmt.query_row(params![encode_time(&now), instance, after], read_due)
                     .optional()
             })
             .map_err(|e| self.fail(e))
@@ -192,21 +207,40 @@ impl Store {
         .map_err(|e| self.fail(e))
     }
 
-    /// The callback acknowledged it: the row goes. False when it was already gone (dropped
-    /// meanwhile by `outbox drop`).
+    /// Their callbacks acknowledged them: the rows go, all in one transaction (delivery batches
+    /// its acknowledgements: one commit for many 2xx instead of one each). Returns how many
+    /// rows went (ids dropped meanwhile by `outbox drop` count none). A second backend
+    /// implements it as one statement over the ids.
     ///
-    /// Not synced on its own: lost in a power cut, the notification is sent again with its
-    /// eventId, which at-least-once allows; the next [`Store::sync`] or synced commit covers it.
-    pub fn outbox_delivered(&self, id: &str) -> Result<bool, StateError> {
-        self.set_relaxed(true);
-        let deleted = self
-            .conn
-            .prepare_cached("DELETE FROM outbox WHERE id = ?1")
-            .and_then(|mut stmt| stmt.execute([id]))
-            .map(|deleted| deleted > 0)
-            .map_err(|e| self.fail(e));
-        self.set_relaxed(false);
-        deleted
+    /// Not synced on its own: lost in a crash or power cut, the notifications are sent again
+    /// with their eventIds, which at-least-once allows; the next [`Store::sync`] or synced
+    /// commit covers it.
+    pub fn outbox_delivered_all(&mut self, ids: &[String]) -> Result<usize, StateError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.relaxed(|store| {
+            let tx = store.write_txn()?;
+            let mut deleted = 0;
+            {
+                let mut stmt = tx
+                    .prepare_cached("DELETE FROM outbox WHERE id = ?1")
+                    .map_err(|e| tx.fail(e))?;
+                for id in ids {
+                    deleted += stmt.execute([id]).map_err(|e| tx.fail(e))?;
+                }
+            }
+            tx.commit()?;
+            Ok(deleted)
+        })
+    }
+
+    /// Pending notifications in the outbox, all instances (what a delivery pass leaves).
+    pub fn outbox_pending(&self) -> Result<u64, StateError> {
+        self.conn
+            .prepare_cached("SELECT count(*) FROM outbox WHERE dead = 0")
+            .and_then(|mut stmt| stmt.query_row([], |row| row.get(0)))
+            .map_err(|e| self.fail(e))
     }
 
     /// One more failed attempt; the next one is not before `next_attempt_at`.
@@ -432,13 +466,62 @@ mod tests {
 
     #[test]
     fn delivered_deletes_and_the_next_one_becomes_the_head() {
-        let store = Store::open_in_memory().unwrap();
+        let mut store = Store::open_in_memory().unwrap();
         add(&store, "a1", "a", 0);
         add(&store, "a2", "a", 0);
-        assert!(store.outbox_delivered("a1").unwrap());
-        assert!(!store.outbox_delivered("a1").unwrap(), "already gone");
+        let a1 = ["a1".to_owned()];
+        assert_eq!(store.outbox_delivered_all(&a1).unwrap(), 1);
+        assert_eq!(store.outbox_delivered_all(&a1).unwrap(), 0, "already gone");
         assert_eq!(due_ids(&store, 0), ["a2"]);
         assert_eq!(store.outbox_body("a1").unwrap(), None);
+    }
+
+    #[test]
+    fn delivered_in_a_batch_and_the_head_after_an_acknowledged_one() {
+        let mut store = Store::open_in_memory().unwrap();
+        for id in ["a1", "a2", "a3", "b1"] {
+            add(&store, id, &id[..1], 0);
+        }
+        let a1 = store.outbox_due_head("a", at(0)).unwrap().unwrap();
+        assert_eq!(a1.id, "a1");
+        // a1 acknowledged, its deletion still in the batch: a2 is the head after it.
+        let a2 = store
+            .outbox_due_head_after("a", Some(a1.seq), at(0))
+            .unwrap()
+            .unwrap();
+        assert_eq!(a2.id, "a2");
+        assert_eq!(store.outbox_pending().unwrap(), 4);
+        let batch = ["a1", "a2", "gone", "b1"].map(str::to_owned);
+        assert_eq!(store.outbox_delivered_all(&batch).unwrap(), 3);
+        assert_eq!(store.outbox_delivered_all(&[]).unwrap(), 0);
+        assert_eq!(rows(&store), [("a3".to_owned(), false, 0)]);
+        assert_eq!(store.outbox_pending().unwrap(), 1);
+        assert!(
+            store
+                .outbox_due_head_after("a", Some(a2.seq + 1), at(0))
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn reading_heads_does_not_prepare_the_statement_again() {
+        let store = Store::open_in_memory().unwrap();
+        for (n, instance) in ["a", "b", "c"].iter().enumerate() {
+            add(&store, &format!("{instance}1"), instance, n as i64);
+        }
+        for (n, instance) in ["a", "b", "c", "a"].iter().enumerate() {
+            let after = (n > 2).then_some(0);
+            store
+                .outbox_due_head_after(instance, after, at(n as i64))
+                .unwrap();
+        }
+        let statement = store.conn.prepare_cached(DUE_HEAD_OF_INSTANCE).unwrap();
+        assert_eq!(
+            statement.get_status(rusqlite::StatementStatus::RePrepare),
+            0,
+            "each new binding re-planned the cached statement"
+        );
     }
 
     #[test]

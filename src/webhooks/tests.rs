@@ -25,7 +25,7 @@ fn instance(config: Value) -> Instance {
         &SystemSecrets,
     );
     assert!(!loaded.has_errors(), "{:?}", loaded.findings);
-    loaded.instance.unwrap()
+    Instance::clone(&loaded.instance.unwrap())
 }
 
 fn received() -> DateTime<Utc> {

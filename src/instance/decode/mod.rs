@@ -416,7 +416,7 @@ impl Decoder<'_> {
             VendorType::Webhooks => Some(Vec::new()),
         };
         let webhook = self.webhook(config, vendor);
-        let other_configuration = OtherKeys(
+        let other_configuration = OtherKeys::new(
             config
                 .map
                 .iter()
@@ -434,7 +434,7 @@ impl Decoder<'_> {
             signature_keys,
             refresh_interval,
             base_url,
-            auth: auth?,
+            auth: Box::new(auth?),
             http: http?,
             notification: notification?,
             resources: resources?,

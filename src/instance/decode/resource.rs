@@ -128,7 +128,7 @@ impl Decoder<'_> {
         let max_poll_time = self
             .loose_count(&view, "maxPollSeconds", "a number of seconds")
             .map(Duration::from_secs);
-        let other_keys = OtherKeys(
+        let other_keys = OtherKeys::new(
             map.iter()
                 .filter(|(k, _)| !RESOURCE_KEYS.contains(&k.as_str()))
                 .map(|(k, v)| (k.clone(), v.clone()))

@@ -138,7 +138,7 @@ fn the_valid_instance_decodes_without_findings() {
     assert_eq!(instance.tags, vec!["crm"]);
     assert!(instance.is_polled());
     assert_eq!(instance.refresh_interval, Some(Duration::from_secs(900)));
-    assert_eq!(instance.auth, Auth::None);
+    assert_eq!(*instance.auth, Auth::None);
     let contacts = &instance.resources[0];
     assert_eq!(contacts.key, "contacts");
     assert_eq!(contacts.id_field.to_string(), "id");
@@ -771,7 +771,7 @@ fn each_auth_family_is_recognised() {
         json!({"api.key": "k", "api.key.header": "X-SmartToken"}),
     ));
     assert_eq!(
-        decoded.instance.unwrap().auth,
+        *decoded.instance.unwrap().auth,
         Auth::ApiKey {
             header: "X-SmartToken".into(),
             key: Secret::new("k")
@@ -823,7 +823,7 @@ fn conflicting_or_incomplete_auth_is_reported() {
         "configuration.oauth.api.key",
         "sends no authentication",
     );
-    assert_eq!(decoded.instance.unwrap().auth, Auth::None);
+    assert_eq!(*decoded.instance.unwrap().auth, Auth::None);
 }
 
 #[test]
@@ -841,7 +841,7 @@ fn secret_references_resolve_and_missing_ones_depend_on_the_mode() {
     }));
     let decoded = decode_with(&value, &secrets, UnresolvedSecrets::Fail);
     let instance = decoded.instance.expect("resolved");
-    let Auth::Basic { password, .. } = &instance.auth else {
+    let Auth::Basic { password, .. } = &*instance.auth else {
         panic!("basic auth expected");
     };
     assert_eq!(password.expose(), "from-env");
@@ -1008,8 +1008,8 @@ fn unknown_keys_are_kept() {
     let decoded = decode_value(&with_config(json!({"filter.response.nulls": "true"})));
     let instance = decoded.instance.unwrap();
     assert_eq!(
-        instance.other_configuration.0["filter.response.nulls"],
-        json!("true")
+        instance.other_configuration.get("filter.response.nulls"),
+        Some(&json!("true"))
     );
 }
 
