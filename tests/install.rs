@@ -18,6 +18,7 @@
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -188,12 +189,13 @@ fn systemd_verify(root: &Path, unit: &Path) -> Option<Output> {
             eprintln!("SKIPPED: verifying needs /usr/lib/systemd/system and /bin/kill");
             return None;
         }
-        let target = root.join("usr/lib/systemd");
-        if !target.join("system").exists() {
+        let target = root.join("usr/lib/systemd/system");
+        if !target.join("sysinit.target").exists() {
             std::fs::create_dir_all(&target).unwrap();
+            // Merged with what is there: a package's own unit is not replaced.
             let copied = Command::new("cp")
-                .arg("-a")
-                .arg(units)
+                .args(["-a", "--no-clobber"])
+                .arg(units.join("."))
                 .arg(&target)
                 .status()
                 .unwrap();
@@ -287,13 +289,24 @@ impl NotifySocket {
 /// Starts the unit's `ExecStart` as systemd would (a bare environment, `/` below `root` as
 /// the working folder, `NOTIFY_SOCKET`, the `StateDirectory` created), waits for READY=1,
 /// stops it with SIGTERM and expects a graceful exit 0 with JSON log lines.
-fn start_exec(root: &Path, unit: &str) {
+fn start_exec(root: &Path, unit: &str, user: Option<(u32, u32)>) {
     for folder in unit_values(unit, "StateDirectory") {
         std::fs::create_dir_all(under(root, &format!("/var/lib/{folder}"))).unwrap();
     }
     let (program, args) = exec_start(root, unit);
     let notify = NotifySocket::bind();
-    let mut child = Command::new(&program)
+    let mut command = Command::new(&program);
+    if let Some((uid, gid)) = user {
+        // The socket is the test's; the service's user must be able to send to it.
+        std::fs::set_permissions(&notify.path, std::fs::Permissions::from_mode(0o777)).unwrap();
+        std::fs::set_permissions(
+            notify.path.parent().unwrap(),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+        command.uid(uid).gid(gid);
+    }
+    let mut child = command
         .args(&args)
         .env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
@@ -355,7 +368,7 @@ fn the_readme_install_gives_a_unit_that_verifies_and_reaches_ready() {
             "a unit without its program verified"
         );
     }
-    start_exec(root.path(), &unit);
+    start_exec(root.path(), &unit, None);
 }
 
 /// What the issue found: without the config file the unit names, the service exits 78 (which
@@ -454,7 +467,7 @@ fn the_cron_line_runs_a_tick_in_the_readme_layout() {
 /// Files the package must hold, in their system folders.
 const DEB_FILES: &[&str] = &[
     "./usr/bin/ocpoll",
-    "./lib/systemd/system/ocpoll.service",
+    "./usr/lib/systemd/system/ocpoll.service",
     "./usr/share/man/man1/ocpoll.1.gz",
     "./usr/share/man/man1/ocpoll-run.1.gz",
     "./usr/share/bash-completion/completions/ocpoll",
@@ -527,7 +540,7 @@ fn the_deb_holds_the_files_and_its_unit_starts_from_them() {
     let output = validate_with(root.path(), &program);
     assert_eq!(output.status.code(), Some(0), "{output:?}");
 
-    let unit_path = root.path().join("lib/systemd/system/ocpoll.service");
+    let unit_path = root.path().join("usr/lib/systemd/system/ocpoll.service");
     let unit = std::fs::read_to_string(&unit_path).unwrap();
     assert_eq!(
         unit,
@@ -537,7 +550,7 @@ fn the_deb_holds_the_files_and_its_unit_starts_from_them() {
     if let Some(output) = systemd_verify(root.path(), &unit_path) {
         assert_verified(&output);
     }
-    start_exec(root.path(), &unit);
+    start_exec(root.path(), &unit, None);
 }
 
 /// After `dpkg -i` (`.ci/run`, `OCPOLL_DEB_INSTALLED=1`): the user and folders the maintainer
@@ -558,15 +571,20 @@ fn the_installed_deb_validates_and_its_unit_starts() {
     assert!(user.status.success(), "the package made no user ocpoll");
     let passwd = String::from_utf8_lossy(&user.stdout);
     assert!(passwd.contains(":/var/lib/ocpoll:"), "{passwd}");
+    let fields: Vec<&str> = passwd.trim().split(':').collect();
+    let ids = (fields[2].parse().unwrap(), fields[3].parse().unwrap());
+    // As the unit's user, when this test may become it: it must read the configuration and
+    // write the state folder the package made.
+    let as_user = (unsafe { libc::geteuid() } == 0).then_some(ids);
     assert!(Path::new("/etc/ocpoll/instances.d").is_dir());
     let state = std::fs::metadata("/var/lib/ocpoll").expect("the state folder");
     assert_eq!(state.permissions().mode() & 0o777, 0o700);
 
     let output = validate_with(root, Path::new("/usr/bin/ocpoll"));
     assert_eq!(output.status.code(), Some(0), "{output:?}");
-    let unit_path = Path::new("/lib/systemd/system/ocpoll.service");
+    let unit_path = Path::new("/usr/lib/systemd/system/ocpoll.service");
     if let Some(output) = systemd_verify(root, unit_path) {
         assert_verified(&output);
     }
-    start_exec(root, &std::fs::read_to_string(unit_path).unwrap());
+    start_exec(root, &std::fs::read_to_string(unit_path).unwrap(), as_user);
 }
