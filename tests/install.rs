@@ -289,7 +289,7 @@ impl NotifySocket {
 /// Starts the unit's `ExecStart` as systemd would (a bare environment, `/` below `root` as
 /// the working folder, `NOTIFY_SOCKET`, the `StateDirectory` created), waits for READY=1,
 /// stops it with SIGTERM and expects a graceful exit 0 with JSON log lines.
-fn start_exec(root: &Path, unit: &str, user: Option<(u32, u32)>) {
+fn start_exec(root: &Path, unit: &str, user: Option<(u32, u32)>, env: &[(&str, &Path)]) -> String {
     for folder in unit_values(unit, "StateDirectory") {
         std::fs::create_dir_all(under(root, &format!("/var/lib/{folder}"))).unwrap();
     }
@@ -309,6 +309,7 @@ fn start_exec(root: &Path, unit: &str, user: Option<(u32, u32)>) {
     let mut child = command
         .args(&args)
         .env_clear()
+        .envs(env.iter().copied())
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .env("NOTIFY_SOCKET", &notify.path)
         .current_dir(root)
@@ -318,13 +319,13 @@ fn start_exec(root: &Path, unit: &str, user: Option<(u32, u32)>) {
         .spawn()
         .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
     let ready = notify.wait_for("READY=1", &mut child);
-    assert!(ready.contains("STATUS="), "{ready}");
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     notify.wait_for("STOPPING=1", &mut child);
     let output = child.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(0), "{log}");
     assert_json_lines(&log);
+    ready
 }
 
 /// `--log-format json`: every line of the log is a JSON object, errors included.
@@ -368,8 +369,76 @@ fn the_readme_install_gives_a_unit_that_verifies_and_reaches_ready() {
             "a unit without its program verified"
         );
     }
-    start_exec(root.path(), &unit, None);
+    let ready = start_exec(root.path(), &unit, None, &[]);
+    assert!(
+        ready.contains("STATUS=0 polled instances (0 loaded)"),
+        "{ready}"
+    );
 }
+
+/// An instance file in the installed folder reads its secrets as the unit's comment shows,
+/// from systemd's credentials folder (`LoadCredential=` sets `CREDENTIALS_DIRECTORY`): the
+/// daemon polls it. Without the variable the instance cannot run and nothing is polled.
+#[test]
+fn an_instance_reads_its_secrets_from_systemd_credentials() {
+    let root = debian_like_root();
+    follow_readme_install(root.path());
+    let unit = checkout_file("contrib/ocpoll.service");
+    assert!(
+        unit.contains("#LoadCredential=crm-api-key:"),
+        "the unit shows LoadCredential"
+    );
+    std::fs::write(
+        root.path().join("etc/ocpoll/instances.d/my-crm.json"),
+        CREDENTIAL_INSTANCE,
+    )
+    .unwrap();
+    let credentials = tempfile::tempdir().unwrap();
+    std::fs::write(credentials.path().join("crm-api-key"), "api-key-value\n").unwrap();
+    std::fs::write(
+        credentials.path().join("crm-signature-key"),
+        "signature-key-value",
+    )
+    .unwrap();
+
+    let ready = start_exec(
+        root.path(),
+        &unit,
+        None,
+        &[("CREDENTIALS_DIRECTORY", credentials.path())],
+    );
+    assert!(
+        ready.contains("STATUS=1 polled instances (1 loaded)"),
+        "{ready}"
+    );
+    let ready = start_exec(root.path(), &unit, None, &[]);
+    assert!(ready.contains("STATUS=0 polled instances"), "{ready}");
+}
+
+/// An instance whose secrets are systemd credentials; its provider and receiver are closed
+/// loopback ports (a poll fails, which this test does not look at).
+const CREDENTIAL_INSTANCE: &str = r#"{
+  "element": { "key": "my-crm" },
+  "name": "my-crm",
+  "configuration": {
+    "base.url": "http://127.0.0.1:1/v2",
+    "api.key": "${file:$CREDENTIALS_DIRECTORY/crm-api-key}",
+    "event.notification.enabled": true,
+    "event.notification.callback.url": "http://127.0.0.1:1/hook",
+    "event.notification.signature.key": "${file:$CREDENTIALS_DIRECTORY/crm-signature-key}",
+    "event.poller.refresh_interval": 5,
+    "event.poller.configuration": {
+      "contacts": {
+        "url": "/contacts?updated_since=${date:yyyy-MM-dd'T'HH:mm:ssXXX}",
+        "idField": "id",
+        "datesConfiguration": {
+          "updatedDateField": "updated_at",
+          "updatedDateFormat": "yyyy-MM-dd'T'HH:mm:ssXXX"
+        }
+      }
+    }
+  }
+}"#;
 
 /// What the issue found: without the config file the unit names, the service exits 78 (which
 /// the unit does not restart), and says why in JSON like the rest of its log.
@@ -550,7 +619,7 @@ fn the_deb_holds_the_files_and_its_unit_starts_from_them() {
     if let Some(output) = systemd_verify(root.path(), &unit_path) {
         assert_verified(&output);
     }
-    start_exec(root.path(), &unit, None);
+    start_exec(root.path(), &unit, None, &[]);
 }
 
 /// After `dpkg -i` (`.ci/run`, `OCPOLL_DEB_INSTALLED=1`): the user and folders the maintainer
@@ -586,5 +655,10 @@ fn the_installed_deb_validates_and_its_unit_starts() {
     if let Some(output) = systemd_verify(root, unit_path) {
         assert_verified(&output);
     }
-    start_exec(root, &std::fs::read_to_string(unit_path).unwrap(), as_user);
+    start_exec(
+        root,
+        &std::fs::read_to_string(unit_path).unwrap(),
+        as_user,
+        &[],
+    );
 }
