@@ -3,7 +3,7 @@
 //!
 //! Why `ring` and not rustls' default, aws-lc-rs: aws-lc-sys is a large C (and assembly) build,
 //! after the bundled SQLite the longest single step of a cold build on the 2-core machine
-//! (issue 14; docs/benchmarks.md). ocpoll uses nothing that only aws-lc offers: no FIPS mode,
+//! (issue 14; CONTRIBUTING.md, "Build"). ocpoll uses nothing that only aws-lc offers: no FIPS mode,
 //! and TLS 1.2/1.3 with X25519 and the NIST curves covers the providers and receivers it
 //! talks to. What it gives up is the hybrid post-quantum key exchange aws-lc would offer first.
 
