@@ -1,6 +1,6 @@
 //! `cargo bench --bench deliver`: end to end, from a loopback provider to acknowledged,
 //! signature-verified callbacks, through the release binary
-//! (`ocpoll --instances DIR --state FILE --config FILE tick --all`; issue 5, docs/benchmarks.md#budget).
+//! (`ocpoll tick --all --instances DIR --state FILE --config FILE`; issue 5, docs/benchmarks.md#budget).
 //!
 //! Each scenario runs a baseline tick (no events), makes the provider's records change, then
 //! measures the tick that carries the changes: poll, write the outbox, deliver, exit.
@@ -695,7 +695,7 @@ impl TickRun {
     }
 }
 
-/// `ocpoll --instances instances.d --state state.db --config config.toml tick --all` in
+/// `ocpoll tick --all --instances instances.d --state state.db --config config.toml` in
 /// `dir`, with a clean environment; waits with `wait4` for this child's own resource usage
 /// while a thread samples its resident set and the mocks' counters, and another reads its
 /// stdout as it comes.
@@ -714,14 +714,14 @@ fn run_tick(
     isolate(&mut command, dir);
     let mut child = command
         .args([
+            "tick",
+            "--all",
             "--instances",
             "instances.d",
             "--state",
             "state.db",
             "--config",
             "config.toml",
-            "tick",
-            "--all",
         ])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -365,9 +365,9 @@ impl Daemon {
         let mut command = Command::new(binary);
         isolate(&mut command, dir);
         let child = command
+            .args(["--log-format", "json", "run", "--foreground"])
             .args(["--config", "config.toml", "--instances", "instances.d"])
-            .args(["--state", "state.db", "--log-format", "json"])
-            .args(["run", "--foreground"])
+            .args(["--state", "state.db"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(log).expect("create the daemon log"))

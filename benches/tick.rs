@@ -13,6 +13,11 @@
 //!   ocpoll), so this shape uses a minimal page server with the same Open Connectors page-token
 //!   protocol and pre-rendered pages.
 //!
+//! - **page**: one resource whose one page holds 1,100,000 small records (about 62 MiB of JSON,
+//!   under the default 64 MiB `max_page_bytes`), every one a change: what one large page costs
+//!   in memory (issue 13, defect 6: records are read out of the page one at a time). No budget
+//!   of its own; the figure to watch is peak RSS against the page's size.
+//!
 //! Peak RSS is the child's own `ru_maxrss` from `wait4` (each run alone, rather than the
 //! maximum over every child that `RUSAGE_CHILDREN` reports). Both outboxes are read back to
 //! check the tick did the work it is timed for. Callbacks go to a loopback receiver answering
@@ -61,15 +66,18 @@ fn main() {
         .expect("tokio runtime");
     let receiver = runtime.block_on(Receiver::start());
 
-    // BENCH_TICK_ONLY=fleet or =bulk runs one shape (when profiling).
+    // BENCH_TICK_ONLY=fleet, =bulk or =page runs one shape (when profiling).
     let only = std::env::var("BENCH_TICK_ONLY").unwrap_or_default();
-    let fleet = (only != "bulk").then(|| fleet(&binary, &runtime, &receiver));
-    let bulk = (only != "fleet").then(|| bulk(&binary, &runtime, &receiver));
+    let runs = |shape: &str| only.is_empty() || only == shape;
+    let fleet = runs("fleet").then(|| fleet(&binary, &runtime, &receiver));
+    let bulk = runs("bulk").then(|| bulk(&binary, &runtime, &receiver));
+    let page = runs("page").then(|| big_page(&binary, &runtime, &receiver));
 
     let report = json!({
         "benchmark": "tick",
         "fleet": fleet,
         "bulk": bulk,
+        "page": page,
         "budget_fleet_seconds": FLEET_BUDGET.as_secs_f64(),
         "budget_rss_mib": RSS_BUDGET_MIB,
     });
@@ -372,6 +380,89 @@ fn bulk_instance(server: &str, callback: &str) -> String {
     .unwrap()
 }
 
+// -------------------------------------------------------------------------------------------
+// Page: one page of 1,100,000 small records
+// -------------------------------------------------------------------------------------------
+
+const PAGE_RECORDS: usize = 1_100_000;
+
+fn big_page(
+    binary: &Path,
+    runtime: &tokio::runtime::Runtime,
+    receiver: &Receiver,
+) -> serde_json::Value {
+    let dir = bench_dir("page");
+    let page = render_big_page(whole_millis(Utc::now()) - TimeDelta::seconds(30));
+    let page_bytes = page.len();
+    let server = runtime.block_on(BulkServer::start(vec![page]));
+    let instances = dir.path().join("instances.d");
+    std::fs::create_dir(&instances).unwrap();
+    std::fs::write(
+        instances.join("bulk.json"),
+        bulk_instance(&server.url(), &receiver.url()),
+    )
+    .unwrap();
+    let served = || server.requests();
+    let pages = Progress {
+        served: &served,
+        total: 1,
+    };
+    run_tick(binary, dir.path(), "baseline", &pages).assert_success();
+    server.show_records();
+    let received_before = receiver.received();
+    let measured = run_tick(binary, dir.path(), "measured", &pages);
+    measured.assert_success();
+    let outbox = outbox_totals(&dir.path().join("state.db"));
+    let arrivals = receiver.since(received_before.0);
+    let events = outbox.events + arrivals.events();
+    assert_eq!(
+        events, PAGE_RECORDS as u64,
+        "the measured tick should turn every record of the page into an event"
+    );
+    let page_mib = page_bytes as f64 / (1024.0 * 1024.0);
+    println!("tick page: one resource, one page of {PAGE_RECORDS} changed records");
+    println!("  provider    one page, {page_mib:.1} MiB of JSON");
+    println!(
+        "  measured    {:.3?} wall ({:.2}s user, {:.2}s system)",
+        measured.wall, measured.user, measured.system
+    );
+    println!(
+        "  peak RSS    {} = {:.1}x the page",
+        measured.rss_line(),
+        measured.rss_mib() / page_mib
+    );
+    json!({
+        "records": PAGE_RECORDS,
+        "page_bytes": page_bytes,
+        "seconds": measured.wall.as_secs_f64(),
+        "cpu_user_seconds": measured.user,
+        "cpu_system_seconds": measured.system,
+        "events": events,
+        "peak_rss_mib": measured.rss_mib(),
+        "peak_rss_per_page_byte": measured.rss_mib() / page_mib,
+        "rss": measured.rss_json(),
+    })
+}
+
+/// One JSON array of small records (an id and an update time within the last 30 s), written
+/// straight to bytes.
+fn render_big_page(first_updated: DateTime<Utc>) -> bytes::Bytes {
+    let mut page = Vec::with_capacity(PAGE_RECORDS * 60);
+    page.push(b'[');
+    for index in 0..PAGE_RECORDS {
+        if index > 0 {
+            page.push(b',');
+        }
+        let updated = first_updated + TimeDelta::milliseconds((index % 25_000) as i64);
+        let updated = updated.to_rfc3339_opts(SecondsFormat::Millis, true);
+        page.extend_from_slice(
+            format!(r#"{{"id":"r{index:07}","updated_at":"{updated}"}}"#).as_bytes(),
+        );
+    }
+    page.push(b']');
+    bytes::Bytes::from(page)
+}
+
 /// The 200,000 records, pre-rendered as JSON pages: a record is a CRM contact of about 250
 /// bytes, updated one millisecond after the previous one.
 struct BulkPages {
@@ -635,7 +726,7 @@ struct Progress<'a> {
     total: u64,
 }
 
-/// `ocpoll --instances instances.d --state state.db tick --all` in `dir`, with a clean
+/// `ocpoll tick --all --instances instances.d --state state.db` in `dir`, with a clean
 /// environment (plus any `OCPOLL_*` variable of the bench's, to compare settings); waits with
 /// `wait4` to get this child's own resource usage, while a thread samples its resident set.
 fn run_tick(binary: &Path, dir: &Path, label: &str, progress: &Progress<'_>) -> TickRun {
@@ -662,12 +753,12 @@ fn run_tick(binary: &Path, dir: &Path, label: &str, progress: &Progress<'_>) -> 
     let started = Instant::now();
     let child = command
         .args([
+            "tick",
+            "--all",
             "--instances",
             "instances.d",
             "--state",
             "state.db",
-            "tick",
-            "--all",
         ])
         .envs(std::env::vars().filter(|(name, _)| name.starts_with("OCPOLL_")))
         .stdin(Stdio::null())

@@ -21,16 +21,13 @@ Register-ArgumentCompleter -Native -CommandName 'ocpoll' -ScriptBlock {
 
     $completions = @(switch ($command) {
         'ocpoll' {
-            [CompletionResult]::new('--instances', '--instances', [CompletionResultType]::ParameterName, 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]')
-            [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'State file (SQLite) [default: state.db in the platform state folder]')
-            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format: text for people, json for journald and log shippers')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace)')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output (-q warnings and errors only, -qq errors only)')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less log output (-q warnings and errors only, -qq errors only)')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('validate', 'validate', [CompletionResultType]::ParameterValue, 'Check instance files and report every problem with file, JSON path, line and column')
@@ -38,17 +35,16 @@ Register-ArgumentCompleter -Native -CommandName 'ocpoll' -ScriptBlock {
             [CompletionResult]::new('run', 'run', [CompletionResultType]::ParameterValue, 'Run the daemon that polls and delivers (what systemd runs)')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show last poll, watermark, next due time, outbox depth')
             [CompletionResult]::new('try', 'try', [CompletionResultType]::ParameterValue, 'Poll one resource once as a dry run and show what a poll would do')
+            [CompletionResult]::new('auth', 'auth', [CompletionResultType]::ParameterValue, 'Authorize an OAuth 2 instance in a browser and keep its tokens in the state')
             [CompletionResult]::new('state', 'state', [CompletionResultType]::ParameterValue, 'Inspect or change the saved state')
             [CompletionResult]::new('outbox', 'outbox', [CompletionResultType]::ParameterValue, 'Inspect and act on pending and dead-lettered notifications')
             [CompletionResult]::new('demo', 'demo', [CompletionResultType]::ParameterValue, 'Poll a local sample API and print each verified event')
-            [CompletionResult]::new('generate-assets', 'generate-assets', [CompletionResultType]::ParameterValue, 'Write the man pages and shell completions (for maintainers)')
             break
         }
         'ocpoll;validate' {
             [CompletionResult]::new('--format', '--format', [CompletionResultType]::ParameterName, 'Output format')
-            [CompletionResult]::new('--instances', '--instances', [CompletionResultType]::ParameterName, 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]')
-            [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'State file (SQLite) [default: state.db in the platform state folder]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]')
+            [CompletionResult]::new('--instances', '--instances', [CompletionResultType]::ParameterName, 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format: text for people, json for journald and log shippers')
             [CompletionResult]::new('--strict', '--strict', [CompletionResultType]::ParameterName, 'Treat warnings as errors (exit 1), for CI pipelines that check files before deploy')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace)')
@@ -64,9 +60,9 @@ Register-ArgumentCompleter -Native -CommandName 'ocpoll' -ScriptBlock {
         'ocpoll;tick' {
             [CompletionResult]::new('--instance', '--instance', [CompletionResultType]::ParameterName, 'Poll only this instance (repeatable)')
             [CompletionResult]::new('--deliver-timeout', '--deliver-timeout', [CompletionResultType]::ParameterName, 'How long to wait for deliveries before leaving the rest in the outbox')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]')
             [CompletionResult]::new('--instances', '--instances', [CompletionResultType]::ParameterName, 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]')
             [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'State file (SQLite) [default: state.db in the platform state folder]')
-            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format: text for people, json for journald and log shippers')
             [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Poll every resource now, whether or not it is due')
             [CompletionResult]::new('--wait', '--wait', [CompletionResultType]::ParameterName, 'Wait for the state lock instead of exiting 75 when another ocpoll holds it')
@@ -82,9 +78,9 @@ Register-ArgumentCompleter -Native -CommandName 'ocpoll' -ScriptBlock {
         }
         'ocpoll;run' {
             [CompletionResult]::new('--metrics-addr', '--metrics-addr', [CompletionResultType]::ParameterName, 'Serve Prometheus metrics (/metrics) and health checks (/healthz, /readyz) on this address, e.g. 127.0.0.1:9464 (also `[daemon] metrics_addr`)')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]')
             [CompletionResult]::new('--instances', '--instances', [CompletionResultType]::ParameterName, 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]')
             [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'State file (SQLite) [default: state.db in the platform state folder]')
-            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format: text for people, json for journald and log shippers')
             [CompletionResult]::new('--foreground', '--foreground', [CompletionResultType]::ParameterName, 'Stay in the foreground and log to stderr (what systemd expects; ocpoll never forks, so this is also what happens without it)')
             [CompletionResult]::new('--wait', '--wait', [CompletionResultType]::ParameterName, 'Wait for the state lock instead of exiting 75 when another ocpoll holds it')
@@ -99,9 +95,9 @@ Register-ArgumentCompleter -Native -CommandName 'ocpoll' -ScriptBlock {
             break
         }
         'ocpoll;status' {
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]')
             [CompletionResult]::new('--instances', '--instances', [CompletionResultType]::ParameterName, 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]')
             [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'State file (SQLite) [default: state.db in the platform state folder]')
-            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format: text for people, json for journald and log shippers')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON instead of a table')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace)')
@@ -118,8 +114,6 @@ Register-ArgumentCompleter -Native -CommandName 'ocpoll' -ScriptBlock {
             [CompletionResult]::new('--since', '--since', [CompletionResultType]::ParameterName, 'The watermark to pretend: RFC 3339 (2026-11-01T00:00:00Z), a date (2026-11-01), or a duration before now (1h, 30m, 2days) [default: one hour ago, as a first poll]')
             [CompletionResult]::new('--pages', '--pages', [CompletionResultType]::ParameterName, 'Stop after this many pages (of each pathParams value)')
             [CompletionResult]::new('--records', '--records', [CompletionResultType]::ParameterName, 'Show this many records (of each pathParams value)')
-            [CompletionResult]::new('--instances', '--instances', [CompletionResultType]::ParameterName, 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]')
-            [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'State file (SQLite) [default: state.db in the platform state folder]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format: text for people, json for journald and log shippers')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document instead of text')
@@ -133,10 +127,24 @@ Register-ArgumentCompleter -Native -CommandName 'ocpoll' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
-        'ocpoll;state' {
+        'ocpoll;auth' {
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'How long to wait for the redirect')
+            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]')
             [CompletionResult]::new('--instances', '--instances', [CompletionResultType]::ParameterName, 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]')
             [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'State file (SQLite) [default: state.db in the platform state folder]')
-            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format: text for people, json for journald and log shippers')
+            [CompletionResult]::new('--no-browser', '--no-browser', [CompletionResultType]::ParameterName, 'Do not open a browser nor listen: print the URL and read the redirected URL from stdin')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace)')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace)')
+            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output (-q warnings and errors only, -qq errors only)')
+            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less log output (-q warnings and errors only, -qq errors only)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'ocpoll;state' {
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format: text for people, json for journald and log shippers')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace)')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace)')
@@ -152,9 +160,8 @@ Register-ArgumentCompleter -Native -CommandName 'ocpoll' -ScriptBlock {
         }
         'ocpoll;state;reset' {
             [CompletionResult]::new('--to', '--to', [CompletionResultType]::ParameterName, 'New watermark (RFC 3339, e.g. 2026-11-01T00:00:00Z) [default: forget it; the next poll is a new baseline]')
-            [CompletionResult]::new('--instances', '--instances', [CompletionResultType]::ParameterName, 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]')
-            [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'State file (SQLite) [default: state.db in the platform state folder]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]')
+            [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'State file (SQLite) [default: state.db in the platform state folder]')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format: text for people, json for journald and log shippers')
             [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Do not ask for confirmation')
             [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Do not ask for confirmation')
@@ -169,9 +176,8 @@ Register-ArgumentCompleter -Native -CommandName 'ocpoll' -ScriptBlock {
             break
         }
         'ocpoll;state;forget' {
-            [CompletionResult]::new('--instances', '--instances', [CompletionResultType]::ParameterName, 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]')
-            [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'State file (SQLite) [default: state.db in the platform state folder]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]')
+            [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'State file (SQLite) [default: state.db in the platform state folder]')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format: text for people, json for journald and log shippers')
             [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Do not ask for confirmation')
             [CompletionResult]::new('--yes', '--yes', [CompletionResultType]::ParameterName, 'Do not ask for confirmation')
@@ -186,9 +192,6 @@ Register-ArgumentCompleter -Native -CommandName 'ocpoll' -ScriptBlock {
             break
         }
         'ocpoll;outbox' {
-            [CompletionResult]::new('--instances', '--instances', [CompletionResultType]::ParameterName, 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]')
-            [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'State file (SQLite) [default: state.db in the platform state folder]')
-            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format: text for people, json for journald and log shippers')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace)')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace)')
@@ -206,9 +209,8 @@ Register-ArgumentCompleter -Native -CommandName 'ocpoll' -ScriptBlock {
         }
         'ocpoll;outbox;list' {
             [CompletionResult]::new('--instance', '--instance', [CompletionResultType]::ParameterName, 'Only this instance''s notifications')
-            [CompletionResult]::new('--instances', '--instances', [CompletionResultType]::ParameterName, 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]')
-            [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'State file (SQLite) [default: state.db in the platform state folder]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]')
+            [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'State file (SQLite) [default: state.db in the platform state folder]')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format: text for people, json for journald and log shippers')
             [CompletionResult]::new('--dead', '--dead', [CompletionResultType]::ParameterName, 'Only dead letters')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print JSON instead of a table')
@@ -223,9 +225,8 @@ Register-ArgumentCompleter -Native -CommandName 'ocpoll' -ScriptBlock {
             break
         }
         'ocpoll;outbox;show' {
-            [CompletionResult]::new('--instances', '--instances', [CompletionResultType]::ParameterName, 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]')
-            [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'State file (SQLite) [default: state.db in the platform state folder]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]')
+            [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'State file (SQLite) [default: state.db in the platform state folder]')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format: text for people, json for journald and log shippers')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace)')
             [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace)')
@@ -238,9 +239,8 @@ Register-ArgumentCompleter -Native -CommandName 'ocpoll' -ScriptBlock {
             break
         }
         'ocpoll;outbox;retry' {
-            [CompletionResult]::new('--instances', '--instances', [CompletionResultType]::ParameterName, 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]')
-            [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'State file (SQLite) [default: state.db in the platform state folder]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]')
+            [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'State file (SQLite) [default: state.db in the platform state folder]')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format: text for people, json for journald and log shippers')
             [CompletionResult]::new('--all-dead', '--all-dead', [CompletionResultType]::ParameterName, 'Every dead letter')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace)')
@@ -255,9 +255,8 @@ Register-ArgumentCompleter -Native -CommandName 'ocpoll' -ScriptBlock {
         }
         'ocpoll;outbox;drop' {
             [CompletionResult]::new('--instance', '--instance', [CompletionResultType]::ParameterName, 'Every notification of this instance (pending and dead)')
-            [CompletionResult]::new('--instances', '--instances', [CompletionResultType]::ParameterName, 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]')
-            [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'State file (SQLite) [default: state.db in the platform state folder]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]')
+            [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'State file (SQLite) [default: state.db in the platform state folder]')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format: text for people, json for journald and log shippers')
             [CompletionResult]::new('--all-dead', '--all-dead', [CompletionResultType]::ParameterName, 'Every dead letter')
             [CompletionResult]::new('-y', '-y', [CompletionResultType]::ParameterName, 'Do not ask for confirmation')
@@ -274,8 +273,6 @@ Register-ArgumentCompleter -Native -CommandName 'ocpoll' -ScriptBlock {
         }
         'ocpoll;demo' {
             [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'Stop after this long (e.g. 30s) [default: until Ctrl-C]')
-            [CompletionResult]::new('--instances', '--instances', [CompletionResultType]::ParameterName, 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]')
-            [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'State file (SQLite) [default: state.db in the platform state folder]')
             [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format: text for people, json for journald and log shippers')
             [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace)')
@@ -284,22 +281,6 @@ Register-ArgumentCompleter -Native -CommandName 'ocpoll' -ScriptBlock {
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less log output (-q warnings and errors only, -qq errors only)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
-            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
-            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
-            break
-        }
-        'ocpoll;generate-assets' {
-            [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'Project folder to write man/ and completions/ into')
-            [CompletionResult]::new('--instances', '--instances', [CompletionResultType]::ParameterName, 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]')
-            [CompletionResult]::new('--state', '--state', [CompletionResultType]::ParameterName, 'State file (SQLite) [default: state.db in the platform state folder]')
-            [CompletionResult]::new('--config', '--config', [CompletionResultType]::ParameterName, 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]')
-            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log format: text for people, json for journald and log shippers')
-            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace)')
-            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'More log output (-v debug, -vv trace)')
-            [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Less log output (-q warnings and errors only, -qq errors only)')
-            [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Less log output (-q warnings and errors only, -qq errors only)')
-            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
-            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break

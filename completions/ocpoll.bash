@@ -16,11 +16,11 @@ _ocpoll() {
             ",$1")
                 cmd="ocpoll"
                 ;;
+            ocpoll,auth)
+                cmd="ocpoll__subcmd__auth"
+                ;;
             ocpoll,demo)
                 cmd="ocpoll__subcmd__demo"
-                ;;
-            ocpoll,generate-assets)
-                cmd="ocpoll__subcmd__generate__subcmd__assets"
                 ;;
             ocpoll,outbox)
                 cmd="ocpoll__subcmd__outbox"
@@ -68,21 +68,43 @@ _ocpoll() {
 
     case "${cmd}" in
         ocpoll)
-            opts="-v -q -h -V --instances --state --config --verbose --quiet --log-format --help --version validate tick run status try state outbox demo generate-assets"
+            opts="-v -q -h -V --verbose --quiet --log-format --help --version validate tick run status try auth state outbox demo"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ocpoll__subcmd__auth)
+            opts="-v -q -h -V --no-browser --timeout --config --instances --state --verbose --quiet --log-format --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --instances)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --state)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -98,55 +120,13 @@ _ocpoll() {
             return 0
             ;;
         ocpoll__subcmd__demo)
-            opts="-v -q -h -V --duration --instances --state --config --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --duration --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --duration)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --instances)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --state)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --config)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --log-format)
-                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
-                    return 0
-                    ;;
-                *)
-                    COMPREPLY=()
-                    ;;
-            esac
-            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-            return 0
-            ;;
-        ocpoll__subcmd__generate__subcmd__assets)
-            opts="-v -q -h -V --out --instances --state --config --verbose --quiet --log-format --help --version"
-            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
-                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
-                return 0
-            fi
-            case "${prev}" in
-                --out)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --instances)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --state)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -166,24 +146,12 @@ _ocpoll() {
             return 0
             ;;
         ocpoll__subcmd__outbox)
-            opts="-v -q -h -V --instances --state --config --verbose --quiet --log-format --help --version list show retry drop"
+            opts="-v -q -h -V --verbose --quiet --log-format --help --version list show retry drop"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --instances)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --state)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --config)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
@@ -196,7 +164,7 @@ _ocpoll() {
             return 0
             ;;
         ocpoll__subcmd__outbox__subcmd__drop)
-            opts="-y -v -q -h -V --all-dead --instance --yes --instances --state --config --verbose --quiet --log-format --help --version"
+            opts="-y -v -q -h -V --all-dead --instance --yes --config --state --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -206,15 +174,11 @@ _ocpoll() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --instances)
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --state)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -230,7 +194,7 @@ _ocpoll() {
             return 0
             ;;
         ocpoll__subcmd__outbox__subcmd__list)
-            opts="-v -q -h -V --dead --instance --json --instances --state --config --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --dead --instance --json --config --state --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -240,15 +204,11 @@ _ocpoll() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --instances)
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --state)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -264,21 +224,17 @@ _ocpoll() {
             return 0
             ;;
         ocpoll__subcmd__outbox__subcmd__retry)
-            opts="-v -q -h -V --all-dead --instances --state --config --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --all-dead --config --state --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --instances)
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --state)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -294,21 +250,17 @@ _ocpoll() {
             return 0
             ;;
         ocpoll__subcmd__outbox__subcmd__show)
-            opts="-v -q -h -V --instances --state --config --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --config --state --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --instances)
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --state)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -324,7 +276,7 @@ _ocpoll() {
             return 0
             ;;
         ocpoll__subcmd__run)
-            opts="-v -q -h -V --foreground --wait --metrics-addr --instances --state --config --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --foreground --wait --metrics-addr --config --instances --state --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -334,15 +286,15 @@ _ocpoll() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --instances)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --state)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -358,24 +310,12 @@ _ocpoll() {
             return 0
             ;;
         ocpoll__subcmd__state)
-            opts="-v -q -h -V --instances --state --config --verbose --quiet --log-format --help --version reset forget"
+            opts="-v -q -h -V --verbose --quiet --log-format --help --version reset forget"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --instances)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --state)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --config)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --log-format)
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
@@ -388,21 +328,17 @@ _ocpoll() {
             return 0
             ;;
         ocpoll__subcmd__state__subcmd__forget)
-            opts="-y -v -q -h -V --yes --instances --state --config --verbose --quiet --log-format --help --version"
+            opts="-y -v -q -h -V --yes --config --state --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
-                --instances)
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --state)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -418,7 +354,7 @@ _ocpoll() {
             return 0
             ;;
         ocpoll__subcmd__state__subcmd__reset)
-            opts="-y -v -q -h -V --to --yes --instances --state --config --verbose --quiet --log-format --help --version"
+            opts="-y -v -q -h -V --to --yes --config --state --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -428,15 +364,11 @@ _ocpoll() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --instances)
+                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --state)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -452,21 +384,21 @@ _ocpoll() {
             return 0
             ;;
         ocpoll__subcmd__status)
-            opts="-v -q -h -V --json --instances --state --config --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --json --config --instances --state --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --instances)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --state)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -482,7 +414,7 @@ _ocpoll() {
             return 0
             ;;
         ocpoll__subcmd__tick)
-            opts="-v -q -h -V --instance --all --wait --deliver-timeout --instances --state --config --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --instance --all --wait --deliver-timeout --config --instances --state --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -496,15 +428,15 @@ _ocpoll() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --instances)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --state)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -520,7 +452,7 @@ _ocpoll() {
             return 0
             ;;
         ocpoll__subcmd__try)
-            opts="-v -q -h -V --since --pages --records --json --instances --state --config --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --since --pages --records --json --config --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -535,14 +467,6 @@ _ocpoll() {
                     return 0
                     ;;
                 --records)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --instances)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --state)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -562,7 +486,7 @@ _ocpoll() {
             return 0
             ;;
         ocpoll__subcmd__validate)
-            opts="-v -q -h -V --format --strict --instances --state --config --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --format --strict --config --instances --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -572,15 +496,11 @@ _ocpoll() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
-                --instances)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --state)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --instances)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

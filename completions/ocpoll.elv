@@ -18,16 +18,13 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
     }
     var completions = [
         &'ocpoll'= {
-            cand --instances 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]'
-            cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
-            cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
             cand --log-format 'Log format: text for people, json for journald and log shippers'
             cand -v 'More log output (-v debug, -vv trace)'
             cand --verbose 'More log output (-v debug, -vv trace)'
             cand -q 'Less log output (-q warnings and errors only, -qq errors only)'
             cand --quiet 'Less log output (-q warnings and errors only, -qq errors only)'
-            cand -h 'Print help (see more with ''--help'')'
-            cand --help 'Print help (see more with ''--help'')'
+            cand -h 'Print help'
+            cand --help 'Print help'
             cand -V 'Print version'
             cand --version 'Print version'
             cand validate 'Check instance files and report every problem with file, JSON path, line and column'
@@ -35,16 +32,15 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
             cand run 'Run the daemon that polls and delivers (what systemd runs)'
             cand status 'Show last poll, watermark, next due time, outbox depth'
             cand try 'Poll one resource once as a dry run and show what a poll would do'
+            cand auth 'Authorize an OAuth 2 instance in a browser and keep its tokens in the state'
             cand state 'Inspect or change the saved state'
             cand outbox 'Inspect and act on pending and dead-lettered notifications'
             cand demo 'Poll a local sample API and print each verified event'
-            cand generate-assets 'Write the man pages and shell completions (for maintainers)'
         }
         &'ocpoll;validate'= {
             cand --format 'Output format'
-            cand --instances 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]'
-            cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
             cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
+            cand --instances 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]'
             cand --log-format 'Log format: text for people, json for journald and log shippers'
             cand --strict 'Treat warnings as errors (exit 1), for CI pipelines that check files before deploy'
             cand -v 'More log output (-v debug, -vv trace)'
@@ -59,9 +55,9 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
         &'ocpoll;tick'= {
             cand --instance 'Poll only this instance (repeatable)'
             cand --deliver-timeout 'How long to wait for deliveries before leaving the rest in the outbox'
+            cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
             cand --instances 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]'
             cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
-            cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
             cand --log-format 'Log format: text for people, json for journald and log shippers'
             cand --all 'Poll every resource now, whether or not it is due'
             cand --wait 'Wait for the state lock instead of exiting 75 when another ocpoll holds it'
@@ -76,9 +72,9 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
         }
         &'ocpoll;run'= {
             cand --metrics-addr 'Serve Prometheus metrics (/metrics) and health checks (/healthz, /readyz) on this address, e.g. 127.0.0.1:9464 (also `[daemon] metrics_addr`)'
+            cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
             cand --instances 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]'
             cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
-            cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
             cand --log-format 'Log format: text for people, json for journald and log shippers'
             cand --foreground 'Stay in the foreground and log to stderr (what systemd expects; ocpoll never forks, so this is also what happens without it)'
             cand --wait 'Wait for the state lock instead of exiting 75 when another ocpoll holds it'
@@ -92,9 +88,9 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
             cand --version 'Print version'
         }
         &'ocpoll;status'= {
+            cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
             cand --instances 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]'
             cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
-            cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
             cand --log-format 'Log format: text for people, json for journald and log shippers'
             cand --json 'Print JSON instead of a table'
             cand -v 'More log output (-v debug, -vv trace)'
@@ -110,8 +106,6 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
             cand --since 'The watermark to pretend: RFC 3339 (2026-11-01T00:00:00Z), a date (2026-11-01), or a duration before now (1h, 30m, 2days) [default: one hour ago, as a first poll]'
             cand --pages 'Stop after this many pages (of each pathParams value)'
             cand --records 'Show this many records (of each pathParams value)'
-            cand --instances 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]'
-            cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
             cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
             cand --log-format 'Log format: text for people, json for journald and log shippers'
             cand --json 'Print one JSON document instead of text'
@@ -124,10 +118,23 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
-        &'ocpoll;state'= {
+        &'ocpoll;auth'= {
+            cand --timeout 'How long to wait for the redirect'
+            cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
             cand --instances 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]'
             cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
-            cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
+            cand --log-format 'Log format: text for people, json for journald and log shippers'
+            cand --no-browser 'Do not open a browser nor listen: print the URL and read the redirected URL from stdin'
+            cand -v 'More log output (-v debug, -vv trace)'
+            cand --verbose 'More log output (-v debug, -vv trace)'
+            cand -q 'Less log output (-q warnings and errors only, -qq errors only)'
+            cand --quiet 'Less log output (-q warnings and errors only, -qq errors only)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'ocpoll;state'= {
             cand --log-format 'Log format: text for people, json for journald and log shippers'
             cand -v 'More log output (-v debug, -vv trace)'
             cand --verbose 'More log output (-v debug, -vv trace)'
@@ -142,9 +149,8 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
         }
         &'ocpoll;state;reset'= {
             cand --to 'New watermark (RFC 3339, e.g. 2026-11-01T00:00:00Z) [default: forget it; the next poll is a new baseline]'
-            cand --instances 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]'
-            cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
             cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
+            cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
             cand --log-format 'Log format: text for people, json for journald and log shippers'
             cand -y 'Do not ask for confirmation'
             cand --yes 'Do not ask for confirmation'
@@ -158,9 +164,8 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
             cand --version 'Print version'
         }
         &'ocpoll;state;forget'= {
-            cand --instances 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]'
-            cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
             cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
+            cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
             cand --log-format 'Log format: text for people, json for journald and log shippers'
             cand -y 'Do not ask for confirmation'
             cand --yes 'Do not ask for confirmation'
@@ -174,9 +179,6 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
             cand --version 'Print version'
         }
         &'ocpoll;outbox'= {
-            cand --instances 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]'
-            cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
-            cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
             cand --log-format 'Log format: text for people, json for journald and log shippers'
             cand -v 'More log output (-v debug, -vv trace)'
             cand --verbose 'More log output (-v debug, -vv trace)'
@@ -193,9 +195,8 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
         }
         &'ocpoll;outbox;list'= {
             cand --instance 'Only this instance''s notifications'
-            cand --instances 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]'
-            cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
             cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
+            cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
             cand --log-format 'Log format: text for people, json for journald and log shippers'
             cand --dead 'Only dead letters'
             cand --json 'Print JSON instead of a table'
@@ -209,9 +210,8 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
             cand --version 'Print version'
         }
         &'ocpoll;outbox;show'= {
-            cand --instances 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]'
-            cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
             cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
+            cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
             cand --log-format 'Log format: text for people, json for journald and log shippers'
             cand -v 'More log output (-v debug, -vv trace)'
             cand --verbose 'More log output (-v debug, -vv trace)'
@@ -223,9 +223,8 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
             cand --version 'Print version'
         }
         &'ocpoll;outbox;retry'= {
-            cand --instances 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]'
-            cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
             cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
+            cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
             cand --log-format 'Log format: text for people, json for journald and log shippers'
             cand --all-dead 'Every dead letter'
             cand -v 'More log output (-v debug, -vv trace)'
@@ -239,9 +238,8 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
         }
         &'ocpoll;outbox;drop'= {
             cand --instance 'Every notification of this instance (pending and dead)'
-            cand --instances 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]'
-            cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
             cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
+            cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
             cand --log-format 'Log format: text for people, json for journald and log shippers'
             cand --all-dead 'Every dead letter'
             cand -y 'Do not ask for confirmation'
@@ -257,8 +255,6 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
         }
         &'ocpoll;demo'= {
             cand --duration 'Stop after this long (e.g. 30s) [default: until Ctrl-C]'
-            cand --instances 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]'
-            cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
             cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
             cand --log-format 'Log format: text for people, json for journald and log shippers'
             cand -v 'More log output (-v debug, -vv trace)'
@@ -267,21 +263,6 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
             cand --quiet 'Less log output (-q warnings and errors only, -qq errors only)'
             cand -h 'Print help (see more with ''--help'')'
             cand --help 'Print help (see more with ''--help'')'
-            cand -V 'Print version'
-            cand --version 'Print version'
-        }
-        &'ocpoll;generate-assets'= {
-            cand --out 'Project folder to write man/ and completions/ into'
-            cand --instances 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]'
-            cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
-            cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
-            cand --log-format 'Log format: text for people, json for journald and log shippers'
-            cand -v 'More log output (-v debug, -vv trace)'
-            cand --verbose 'More log output (-v debug, -vv trace)'
-            cand -q 'Less log output (-q warnings and errors only, -qq errors only)'
-            cand --quiet 'Less log output (-q warnings and errors only, -qq errors only)'
-            cand -h 'Print help'
-            cand --help 'Print help'
             cand -V 'Print version'
             cand --version 'Print version'
         }

@@ -29,41 +29,9 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Options every command accepts. Each can also come from the config file or `OCPOLL_*`;
-/// the command line wins.
+/// Options every command accepts: how much to log, and how.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Folder of instance files [default: ./instances.d if it exists, else instances.d in the
-    /// config folder]
-    #[arg(
-        long,
-        global = true,
-        value_name = "DIR",
-        env = "OCPOLL_INSTANCES",
-        hide_env_values = true
-    )]
-    pub instances: Option<PathBuf>,
-
-    /// State file (SQLite) [default: state.db in the platform state folder]
-    #[arg(
-        long,
-        global = true,
-        value_name = "PATH",
-        env = "OCPOLL_STATE",
-        hide_env_values = true
-    )]
-    pub state: Option<PathBuf>,
-
-    /// Config file (TOML) [default: ocpoll/config.toml in the platform config folder]
-    #[arg(
-        long,
-        global = true,
-        value_name = "FILE",
-        env = "OCPOLL_CONFIG",
-        hide_env_values = true
-    )]
-    pub config: Option<PathBuf>,
-
     /// More log output (-v debug, -vv trace)
     #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
     pub verbose: u8,
@@ -82,6 +50,105 @@ pub struct GlobalArgs {
         hide_env_values = true
     )]
     pub log_format: Option<LogFormat>,
+}
+
+// Where things are: each command flattens only the options it uses, so `validate --help`
+// offers no `--state`. Each can also come from config.toml or `OCPOLL_*`; the command line wins.
+
+/// `--config`, for every command that reads the configuration.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConfigArg {
+    /// Config file (TOML) [default: ocpoll/config.toml in the platform config folder]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "OCPOLL_CONFIG",
+        hide_env_values = true
+    )]
+    pub config: Option<PathBuf>,
+}
+
+/// `--instances`, for the commands that read the instances folder.
+#[derive(Debug, Clone, Default, Args)]
+pub struct InstancesArg {
+    /// Folder of instance files [default: ./instances.d if it exists, else instances.d in the
+    /// config folder]
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "OCPOLL_INSTANCES",
+        hide_env_values = true
+    )]
+    pub instances: Option<PathBuf>,
+}
+
+/// `--state`, for the commands that read or write the state file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct StateArg {
+    /// State file (SQLite) [default: state.db in the platform state folder]
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "OCPOLL_STATE",
+        hide_env_values = true
+    )]
+    pub state: Option<PathBuf>,
+}
+
+/// What the command line says about where things are, for `Config::load`: a field is `None`
+/// when the option was not given or the command has no such option.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigFlags {
+    pub config: Option<PathBuf>,
+    pub instances: Option<PathBuf>,
+    pub state: Option<PathBuf>,
+    pub log_format: Option<LogFormat>,
+}
+
+impl Cli {
+    /// The location options of the command given, and `--log-format`.
+    pub fn config_flags(&self) -> ConfigFlags {
+        let (config, instances, state) = self.command.locations();
+        ConfigFlags {
+            config: config.and_then(|arg| arg.config.clone()),
+            instances: instances.and_then(|arg| arg.instances.clone()),
+            state: state.and_then(|arg| arg.state.clone()),
+            log_format: self.global.log_format,
+        }
+    }
+}
+
+impl Command {
+    /// The location options this command has (`None`: it has no such option).
+    fn locations(&self) -> (Option<&ConfigArg>, Option<&InstancesArg>, Option<&StateArg>) {
+        match self {
+            Command::Validate(args) => (Some(&args.config), Some(&args.instances), None),
+            Command::Tick(args) => (Some(&args.config), Some(&args.folder), Some(&args.state)),
+            Command::Run(args) => (Some(&args.config), Some(&args.instances), Some(&args.state)),
+            Command::Status(args) => (Some(&args.config), Some(&args.instances), Some(&args.state)),
+            Command::Try(args) => (Some(&args.config), None, None),
+            Command::Auth(args) => (Some(&args.config), Some(&args.instances), Some(&args.state)),
+            Command::State(StateCommand::Reset(StateResetArgs { location, .. }))
+            | Command::State(StateCommand::Forget(StateForgetArgs { location, .. }))
+            | Command::Outbox(OutboxCommand::List(OutboxListArgs { location, .. }))
+            | Command::Outbox(OutboxCommand::Show(OutboxShowArgs { location, .. }))
+            | Command::Outbox(OutboxCommand::Retry(OutboxSelectArgs { location, .. }))
+            | Command::Outbox(OutboxCommand::Drop(OutboxDropArgs { location, .. })) => {
+                (Some(&location.config), None, Some(&location.state))
+            }
+            Command::Demo(args) => (Some(&args.config), None, None),
+            Command::GenerateAssets(_) => (None, None, None),
+        }
+    }
+}
+
+/// `--config` and `--state`: the commands that work on the state file alone.
+#[derive(Debug, Clone, Default, Args)]
+pub struct StateLocation {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    #[command(flatten)]
+    pub state: StateArg,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, serde::Serialize)]
@@ -135,6 +202,18 @@ pub enum Command {
     /// file has errors), 2 for a usage error, 78 when the file cannot be read.
     Try(TryArgs),
 
+    /// Authorize an OAuth 2 instance in a browser and keep its tokens in the state
+    ///
+    /// Prints the provider's authorization URL (PKCE S256 and a random state) and opens it in
+    /// a browser ($BROWSER, else xdg-open) when one is available, then waits on 127.0.0.1 for
+    /// the redirect: on the port of oauth.callback.url when it is a loopback URL, else on a
+    /// free port it prints (register that redirect URI with the provider). The code is
+    /// exchanged at oauth.token.url and the tokens are stored in the state, never printed
+    /// and never written to the instance file. Works while the daemon runs: it uses the new
+    /// tokens from its next poll. With --no-browser, paste the URL the browser was
+    /// redirected to (for servers without a browser).
+    Auth(AuthArgs),
+
     /// Inspect or change the saved state
     #[command(subcommand)]
     State(StateCommand),
@@ -169,6 +248,12 @@ pub struct ValidateArgs {
     /// Treat warnings as errors (exit 1), for CI pipelines that check files before deploy
     #[arg(long)]
     pub strict: bool,
+
+    #[command(flatten)]
+    pub config: ConfigArg,
+
+    #[command(flatten)]
+    pub instances: InstancesArg,
 }
 
 #[derive(Debug, Args)]
@@ -188,6 +273,16 @@ pub struct TickArgs {
     /// How long to wait for deliveries before leaving the rest in the outbox
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
     pub deliver_timeout: Duration,
+
+    #[command(flatten)]
+    pub config: ConfigArg,
+
+    // `--instances` (the folder); `--instance` above picks instances in it.
+    #[command(flatten)]
+    pub folder: InstancesArg,
+
+    #[command(flatten)]
+    pub state: StateArg,
 }
 
 #[derive(Debug, Args)]
@@ -205,6 +300,15 @@ pub struct RunArgs {
     /// address, e.g. 127.0.0.1:9464 (also `[daemon] metrics_addr`)
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+
+    #[command(flatten)]
+    pub config: ConfigArg,
+
+    #[command(flatten)]
+    pub instances: InstancesArg,
+
+    #[command(flatten)]
+    pub state: StateArg,
 }
 
 #[derive(Debug, Args)]
@@ -212,6 +316,15 @@ pub struct StatusArgs {
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub config: ConfigArg,
+
+    #[command(flatten)]
+    pub instances: InstancesArg,
+
+    #[command(flatten)]
+    pub state: StateArg,
 }
 
 #[derive(Debug, Args)]
@@ -241,6 +354,33 @@ pub struct TryArgs {
     /// Print one JSON document instead of text
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub config: ConfigArg,
+}
+
+#[derive(Debug, Args)]
+pub struct AuthArgs {
+    /// The instance: its name (in the instances folder) or its file
+    #[arg(value_name = "INSTANCE")]
+    pub instance: String,
+
+    /// Do not open a browser nor listen: print the URL and read the redirected URL from stdin
+    #[arg(long)]
+    pub no_browser: bool,
+
+    /// How long to wait for the redirect
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    #[command(flatten)]
+    pub config: ConfigArg,
+
+    #[command(flatten)]
+    pub instances: InstancesArg,
+
+    #[command(flatten)]
+    pub state: StateArg,
 }
 
 #[derive(Debug, Subcommand)]
@@ -266,6 +406,9 @@ pub struct StateResetArgs {
     /// Do not ask for confirmation
     #[arg(short, long)]
     pub yes: bool,
+
+    #[command(flatten)]
+    pub location: StateLocation,
 }
 
 #[derive(Debug, Args)]
@@ -277,6 +420,9 @@ pub struct StateForgetArgs {
     /// Do not ask for confirmation
     #[arg(short, long)]
     pub yes: bool,
+
+    #[command(flatten)]
+    pub location: StateLocation,
 }
 
 #[derive(Debug, Subcommand)]
@@ -307,6 +453,9 @@ pub struct OutboxListArgs {
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub location: StateLocation,
 }
 
 #[derive(Debug, Args)]
@@ -314,6 +463,9 @@ pub struct OutboxShowArgs {
     /// Notification id (the eventId)
     #[arg(value_name = "ID")]
     pub id: String,
+
+    #[command(flatten)]
+    pub location: StateLocation,
 }
 
 #[derive(Debug, Args)]
@@ -329,6 +481,9 @@ pub struct OutboxSelectArgs {
     /// Every dead letter
     #[arg(long)]
     pub all_dead: bool,
+
+    #[command(flatten)]
+    pub location: StateLocation,
 }
 
 #[derive(Debug, Args)]
@@ -348,6 +503,9 @@ pub struct OutboxDropArgs {
     /// Do not ask for confirmation
     #[arg(short, long)]
     pub yes: bool,
+
+    #[command(flatten)]
+    pub location: StateLocation,
 }
 
 #[derive(Debug, Args)]
@@ -355,6 +513,9 @@ pub struct DemoArgs {
     /// Stop after this long (e.g. 30s) [default: until Ctrl-C]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
+
+    #[command(flatten)]
+    pub config: ConfigArg,
 }
 
 #[derive(Debug, Args)]
@@ -379,10 +540,10 @@ mod tests {
     }
 
     #[test]
-    fn global_options_work_after_the_subcommand() {
+    fn location_options_follow_the_subcommand() {
         let cli =
             Cli::try_parse_from(["ocpoll", "validate", "--instances", "x", "a.json"]).unwrap();
-        assert_eq!(cli.global.instances, Some(PathBuf::from("x")));
+        assert_eq!(cli.config_flags().instances, Some(PathBuf::from("x")));
         let Command::Validate(args) = cli.command else {
             panic!("expected validate");
         };
@@ -404,20 +565,71 @@ mod tests {
     fn tick_instance_filter_is_repeatable_beside_the_global_instances_folder() {
         let cli = Cli::try_parse_from([
             "ocpoll",
+            "tick",
             "--instances",
             "dir",
-            "tick",
             "--instance",
             "a",
             "--instance",
             "b",
         ])
         .unwrap();
+        assert_eq!(cli.config_flags().instances, Some(PathBuf::from("dir")));
         let Command::Tick(args) = cli.command else {
             panic!("expected tick");
         };
         assert_eq!(args.instances, vec!["a", "b"]);
-        assert_eq!(cli.global.instances, Some(PathBuf::from("dir")));
+    }
+
+    /// Issue 14: an option is offered only where it means something; the log options stay global.
+    #[test]
+    fn each_command_has_only_the_location_options_it_uses() {
+        let command = Cli::command();
+        let has = |path: &[&str], option: &str| {
+            let mut sub = &command;
+            for name in path {
+                sub = sub.find_subcommand(name).unwrap();
+            }
+            sub.get_arguments()
+                .any(|arg| arg.get_long() == Some(option))
+        };
+        let all = ["config", "instances", "state"];
+        let expected: [(&[&str], &[&str]); 12] = [
+            (&["validate"], &["config", "instances"]),
+            (&["tick"], &all),
+            (&["run"], &all),
+            (&["status"], &all),
+            (&["try"], &["config"]),
+            (&["demo"], &["config"]),
+            (&["state", "reset"], &["config", "state"]),
+            (&["state", "forget"], &["config", "state"]),
+            (&["outbox", "list"], &["config", "state"]),
+            (&["outbox", "show"], &["config", "state"]),
+            (&["outbox", "retry"], &["config", "state"]),
+            (&["outbox", "drop"], &["config", "state"]),
+        ];
+        for (path, options) in expected {
+            for option in all {
+                assert_eq!(
+                    has(path, option),
+                    options.contains(&option),
+                    "ocpoll {} --{option}",
+                    path.join(" ")
+                );
+            }
+        }
+        // Before the subcommand they are unknown now; the log options still work there.
+        assert!(Cli::try_parse_from(["ocpoll", "--state", "s.db", "status"]).is_err());
+        let cli = Cli::try_parse_from(["ocpoll", "-q", "--log-format", "json", "status"]).unwrap();
+        assert_eq!(cli.config_flags().log_format, Some(LogFormat::Json));
+        let cli = Cli::try_parse_from(["ocpoll", "outbox", "list", "--state", "s.db"]).unwrap();
+        assert_eq!(
+            cli.config_flags(),
+            ConfigFlags {
+                state: Some(PathBuf::from("s.db")),
+                ..ConfigFlags::default()
+            }
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! value it runs with ([`RetryPolicy`], [`RecordLimits`], [`Egress`], [`DeliveryPolicy`],
 //! [`Synchronous`]) and the methods here build those values from the settings.
 
-use crate::cli::{GlobalArgs, LogFormat};
+use crate::cli::{ConfigFlags, LogFormat};
 use crate::http::egress::{Egress, HostRule};
 use crate::http::{RecordLimits, RetryPolicy};
 use crate::instance::SecretScope;
@@ -335,6 +335,19 @@ pub enum ConfigError {
     },
 }
 
+/// Every `OCPOLL_<SECTION>_<KEY>` variable the configuration reads, with its `[section]` and
+/// key (the man page's ENVIRONMENT lists them).
+pub fn section_variables() -> impl Iterator<Item = (String, &'static str, &'static str)> {
+    SECTION_KEYS.iter().flat_map(|(section, keys)| {
+        keys.iter()
+            .map(move |key| (env_name(section, key), *section, *key))
+    })
+}
+
+fn env_name(section: &str, key: &str) -> String {
+    format!("OCPOLL_{section}_{key}").to_ascii_uppercase()
+}
+
 /// Keys settable from the environment as `OCPOLL_<SECTION>_<KEY>`.
 const SECTION_KEYS: &[(&str, &[&str])] = &[
     ("log", &["format", "level"]),
@@ -424,7 +437,7 @@ impl Config {
 
     /// Merges the config file, the environment (`env` yields `OCPOLL_*` variables) and flags.
     pub fn load(
-        flags: &GlobalArgs,
+        flags: &ConfigFlags,
         env: impl Fn(&str) -> Option<String>,
         dirs: &PlatformDirs,
     ) -> Result<Config, ConfigError> {
@@ -444,7 +457,7 @@ impl Config {
         Ok(Self::merge(file, flags, dirs))
     }
 
-    fn merge(file: FileConfig, flags: &GlobalArgs, dirs: &PlatformDirs) -> Config {
+    fn merge(file: FileConfig, flags: &ConfigFlags, dirs: &PlatformDirs) -> Config {
         let (state_path, synchronous) = match file.state {
             Some(StateSetting::Path(path)) => (Some(path), Synchronous::default()),
             Some(StateSetting::Table(table)) => (table.path, table.synchronous),
@@ -517,7 +530,7 @@ fn overlay_env(
 ) -> Result<(), ConfigError> {
     for (section, keys) in SECTION_KEYS {
         for key in *keys {
-            let name = format!("OCPOLL_{section}_{key}").to_ascii_uppercase();
+            let name = env_name(section, key);
             let Some(value) = env(&name) else { continue };
             let env_error = |message: String| ConfigError::Env {
                 name: name.clone(),
@@ -573,11 +586,12 @@ mod tests {
     use clap::Parser;
     use std::collections::HashMap;
 
-    fn flags(args: &[&str]) -> GlobalArgs {
-        let mut argv = vec!["ocpoll"];
+    fn flags(args: &[&str]) -> ConfigFlags {
+        let mut argv = vec!["ocpoll", "status"];
         argv.extend_from_slice(args);
-        argv.push("status");
-        crate::cli::Cli::try_parse_from(argv).unwrap().global
+        crate::cli::Cli::try_parse_from(argv)
+            .unwrap()
+            .config_flags()
     }
 
     fn dirs(root: &Path) -> PlatformDirs {
@@ -826,8 +840,10 @@ mod metrics_addr_tests {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("c.toml");
         std::fs::write(&path, file).unwrap();
-        let argv = ["ocpoll", "--config", path.to_str().unwrap(), "status"];
-        let flags = crate::cli::Cli::try_parse_from(argv).unwrap().global;
+        let argv = ["ocpoll", "status", "--config", path.to_str().unwrap()];
+        let flags = crate::cli::Cli::try_parse_from(argv)
+            .unwrap()
+            .config_flags();
         let dirs = PlatformDirs {
             config_dir: tmp.path().join("config"),
             state_dir: tmp.path().join("state"),

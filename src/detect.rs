@@ -28,6 +28,7 @@ use crate::instance::{DateField, DatesConfig, FieldPath};
 use crate::json;
 use chrono::{DateTime, TimeDelta, Timelike, Utc};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use std::fmt::Write as _;
 use std::time::Duration;
@@ -111,6 +112,8 @@ pub enum RecordProblem {
         // Boxed: the problem travels in every `Result` of `observe`, most of which are `Ok`.
         source: Box<DateParseError>,
     },
+    #[error("record could not be decoded: {reason}")]
+    Undecodable { reason: String },
     #[error(
         "record {}: its JSON is larger than {limit} bytes ([http] max_record_bytes)",
         .id.as_deref().unwrap_or("(id unreadable)")
@@ -142,62 +145,37 @@ impl RecordProblem {
     }
 }
 
-/// The records of a page whose JSON (as sent on in `raw`) is at most `limit` bytes, and a
-/// problem for each of the others. A page of at most `limit` bytes cannot hold a larger record,
-/// so the common case costs nothing; otherwise each record is measured, stopping at `limit`.
-pub fn within_size_limit<'r>(
-    records: &'r [Value],
+/// The records of a page whose JSON, as the provider sent it, is at most `limit` bytes, and a
+/// problem for each of the others (with its id, when it can be read). A page of at most `limit`
+/// bytes cannot hold a larger record, so the common case costs nothing.
+pub fn within_size_limit<'b>(
+    mut records: Vec<&'b RawValue>,
     page_bytes: usize,
     limit: usize,
     id_field: &FieldPath,
-) -> (std::borrow::Cow<'r, [Value]>, Vec<RecordProblem>) {
-    use std::borrow::Cow;
-    if page_bytes <= limit {
-        return (Cow::Borrowed(records), Vec::new());
-    }
-    let too_large: Vec<bool> = records
-        .iter()
-        .map(|record| json_exceeds(record, limit))
-        .collect();
-    if !too_large.contains(&true) {
-        return (Cow::Borrowed(records), Vec::new());
-    }
-    let mut kept = Vec::new();
+) -> (Vec<&'b RawValue>, Vec<RecordProblem>) {
     let mut problems = Vec::new();
-    for (record, large) in records.iter().zip(too_large) {
-        if large {
-            problems.push(RecordProblem::TooLarge {
-                id: record_id(record, id_field).ok(),
-                limit,
-            });
-        } else {
-            kept.push(record.clone());
-        }
+    if page_bytes > limit {
+        records.retain(|record| {
+            let fits = record.get().len() <= limit;
+            if !fits {
+                let id = decode(record)
+                    .ok()
+                    .and_then(|record| record_id(&record, id_field).ok());
+                problems.push(RecordProblem::TooLarge { id, limit });
+            }
+            fits
+        });
     }
-    (Cow::Owned(kept), problems)
+    (records, problems)
 }
 
-/// Whether `record` written as compact JSON takes more than `limit` bytes, without writing
-/// more than `limit + 1` of them.
-fn json_exceeds(record: &Value, limit: usize) -> bool {
-    struct Counter {
-        written: usize,
-        limit: usize,
-    }
-    impl std::io::Write for Counter {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.written = self.written.saturating_add(bytes.len());
-            if self.written > self.limit {
-                return Err(std::io::Error::other("over the limit"));
-            }
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut counter = Counter { written: 0, limit };
-    serde_json::to_writer(&mut counter, record).is_err()
+/// One record of a page, decoded. The page reader checked its syntax; what can still fail is
+/// a number serde_json cannot hold (`1e400`): a problem of that record, not of the page.
+pub fn decode(record: &RawValue) -> Result<Value, RecordProblem> {
+    serde_json::from_str(record.get()).map_err(|error| RecordProblem::Undecodable {
+        reason: error.to_string(),
+    })
 }
 
 /// docs/events.md `objectId` of a record.

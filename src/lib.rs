@@ -8,12 +8,13 @@
 //! the `daemon`'s scheduler continuously (with reload, graceful shutdown and systemd notify).
 //! `dates` and `url_macros` are the pure pieces the instance model and the poller share, `json`
 //! names JSON types alike in every message; `cli`, `config` and `commands` are the edges,
-//! `trial` is `ocpoll try`, `demo` is `ocpoll demo`, `metrics` observes the daemon.
+//! `trial` is `ocpoll try`, `authorize` is `ocpoll auth`, `demo` is `ocpoll demo`, `metrics` observes the daemon.
 //!
 //! Public are the modules the binary, the integration tests and the benches use; the rest is
 //! crate-private, so the compiler finds what nothing uses.
 
 pub mod assets;
+pub(crate) mod authorize;
 pub mod cli;
 pub mod commands;
 pub mod config;

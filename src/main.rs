@@ -23,7 +23,7 @@ fn main() -> ExitCode {
         };
     }
     let config = match Config::load(
-        &cli.global,
+        &cli.config_flags(),
         |name| std::env::var(name).ok(),
         &PlatformDirs::detect(),
     ) {
@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         }
         Command::Status(args) => commands::status::run(args, &config),
         Command::Try(args) => commands::try_resource::run(args, &config),
+        Command::Auth(args) => commands::auth::run(args, &config),
         Command::State(StateCommand::Reset(args)) => commands::state::reset(args, &config),
         Command::State(StateCommand::Forget(args)) => commands::state::forget(args, &config),
         Command::Outbox(OutboxCommand::List(args)) => commands::outbox::list(args, &config),

@@ -146,6 +146,7 @@ pub struct Metrics {
     outbox_dead: Family<InstanceLabels, Gauge>,
     outbox_oldest_age: Family<InstanceLabels, SecondsGauge>,
     watermark_lag: Family<ResourceLabels, SecondsGauge>,
+    oauth_revoked: Family<InstanceLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -173,6 +174,7 @@ impl Metrics {
             outbox_dead: Family::default(),
             outbox_oldest_age: Family::default(),
             watermark_lag: Family::default(),
+            oauth_revoked: Family::default(),
         };
         metrics.registered()
     }
@@ -254,6 +256,12 @@ impl Metrics {
             "Now minus the watermark, the newest change seen at the provider (read at scrape time)",
             Unit::Seconds,
             self.watermark_lag.clone(),
+        );
+        r.register(
+            "oauth_reauthorization_required",
+            "1 when the provider revoked the instance's OAuth grant (invalid_grant): its polls \
+             are stopped until `ocpoll auth` (read at scrape time)",
+            self.oauth_revoked.clone(),
         );
         self
     }
@@ -346,6 +354,14 @@ impl Metrics {
         self.outbox_dead.clear();
         self.outbox_oldest_age.clear();
         self.watermark_lag.clear();
+        self.oauth_revoked.clear();
+        for (instance, revoked) in &view.oauth_revoked {
+            self.oauth_revoked
+                .get_or_create(&InstanceLabels {
+                    instance_name: instance.clone(),
+                })
+                .set(i64::from(*revoked));
+        }
         for (instance, outbox) in &view.outbox {
             let labels = InstanceLabels {
                 instance_name: instance.clone(),
@@ -400,6 +416,8 @@ pub struct StateView {
     pub outbox: BTreeMap<String, OutboxGauges>,
     /// Per (instance, resource).
     pub watermark_lag_seconds: BTreeMap<(String, String), f64>,
+    /// Per instance with OAuth state: whether its grant was revoked.
+    pub oauth_revoked: BTreeMap<String, bool>,
 }
 
 /// The gauges' values from the state's rows (`Store::statuses`, `Store::outbox_depth`):

@@ -67,12 +67,7 @@ impl Setup {
     }
 
     async fn ocpoll(&self, args: &[&str]) -> Run {
-        self.dir
-            .command()
-            .args(util::LAYOUT_ARGS)
-            .args(args)
-            .run_async()
-            .await
+        self.dir.command().layout().args(args).run_async().await
     }
 
     /// A baseline tick, then `count` changed records: the next tick has `count` events.

@@ -114,7 +114,7 @@ impl Setup {
             .env("HTTP_PROXY", self.proxy.url())
             .env("HTTPS_PROXY", self.proxy.url())
             .env("NO_PROXY", "127.0.0.1,127.0.0.2,localhost")
-            .args(util::LAYOUT_ARGS)
+            .layout()
             .args(args)
             .run_async()
             .await
@@ -724,7 +724,7 @@ fn validate_judges_callbacks_against_the_configured_allow_list() {
         "[http]\nallow = [\"127.0.0.1/32\", \"169.254.169.254\"]\n",
     );
     dir.create("crm.json", &validate_instance("http://127.0.0.2:8080/hook"));
-    let run = dir.run(["--config", "config.toml", "validate", "crm.json"]);
+    let run = dir.run(["validate", "--config", "config.toml", "crm.json"]);
     run.assert_code(0);
     run.assert_stdout_contains(
         "configuration.event.notification.callback.url: warning: 127.0.0.2 is blocked: it is \
@@ -1198,7 +1198,7 @@ fn validate_with_a_secrets_scope_refuses_references_outside_it() {
     let run = dir
         .command()
         .env("CRM_SIGNING_KEY", "env-signing-5ecret")
-        .args(["--config", "config.toml", "validate", "--format", "json"])
+        .args(["validate", "--config", "config.toml", "--format", "json"])
         .arg("instances.d")
         .run();
     run.assert_code(1);
@@ -1250,7 +1250,7 @@ fn validate_with_a_secrets_scope_refuses_references_outside_it() {
     let open = dir
         .command()
         .env("CRM_SIGNING_KEY", "env-signing-5ecret")
-        .args(["--config", "open.toml", "validate", "instances.d"])
+        .args(["validate", "--config", "open.toml", "instances.d"])
         .run();
     open.assert_code(0);
     assert!(!open.stdout().contains("outside"), "{}", open.show());
@@ -1275,7 +1275,7 @@ async fn tick_with_a_secrets_scope_runs_only_instances_whose_references_are_insi
         .dir
         .command()
         .env("CRM_SIGNING_KEY", "env-signing-5ecret")
-        .args(util::LAYOUT_ARGS)
+        .layout()
         .args(["tick", "--all", "--deliver-timeout", "10s"])
         .run_async()
         .await;

@@ -7,9 +7,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use ocpoll::http::auth::credentials_hash;
 use ocpoll::http::{
     AuthSession, FetchError, HttpClient, MemoryTokenStore, Page, PaginationError, Paginator,
-    Redirects, RetryCause, RetryPolicy, TokenStore, extract_records, locate_records, parse_body,
+    Redirects, RetryCause, RetryPolicy, TokenStore, parse_body, read_records,
 };
-use ocpoll::instance::{Auth, FieldPath, HttpOptions, Pagination, Secret};
+use ocpoll::instance::{Auth, ClientAuth, FieldPath, HttpOptions, OAuth2, Pagination, Secret};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -74,16 +74,25 @@ async fn poll(
             .get(&url, &session, &http_options(), &fast_retry())
             .await
             .map_err(|e| e.to_string())?;
-        let body = parse_body(&page).map_err(|e| e.to_string())?;
-        let count = locate_records(&body, records_path)
-            .map_err(|e| e.to_string())?
-            .len();
+        let found = read_records(&page, records_path).map_err(|e| e.to_string())?;
         next = paginator
-            .next_url(&page, &body, count)
+            .next_url(&page, &found.rest, found.records.len())
             .map_err(|e| e.to_string())?;
-        all.extend(extract_records(body, records_path).map_err(|e| e.to_string())?);
+        for record in found.records {
+            all.push(serde_json::from_str(record.get()).map_err(|e| e.to_string())?);
+        }
     }
     Ok(all)
+}
+
+/// The records of one page, decoded.
+fn decoded_records(page: &Page) -> Vec<Value> {
+    let found = read_records(page, None).unwrap();
+    found
+        .records
+        .iter()
+        .map(|record| serde_json::from_str(record.get()).unwrap())
+        .collect()
 }
 
 /// 25 records a minute apart from 10:00, ids c00..c24.
@@ -223,12 +232,23 @@ fn oauth_mock_auth(rotate: bool) -> MockAuth {
 }
 
 fn oauth_auth(mock: &MockProvider, refresh_token: &str) -> Auth {
-    Auth::OAuthRefresh {
-        token_url: mock.token_url(),
-        client_id: Secret::new("client"),
-        client_secret: Secret::new("shh"),
-        refresh_token: Secret::new(refresh_token),
-    }
+    oauth_refresh(mock.token_url(), "client", "shh", refresh_token)
+}
+
+/// The OAuth 2 refresh flow with these credentials, client credentials in the form.
+fn oauth_refresh(token_url: Url, id: &str, secret: &str, refresh_token: &str) -> Auth {
+    Auth::OAuth2(Box::new(OAuth2 {
+        token_url,
+        client_id: Secret::new(id),
+        client_secret: Secret::new(secret),
+        refresh_token: Some(Secret::new(refresh_token)),
+        client_auth: ClientAuth::Body,
+        token_params: Vec::new(),
+        authorization_url: None,
+        callback_url: None,
+        scope: None,
+        code: None,
+    }))
 }
 
 #[tokio::test]
@@ -328,9 +348,12 @@ async fn a_stored_token_is_reused_across_sessions_and_dropped_when_credentials_c
         .unwrap_err();
     assert_eq!(mock.token_request_count(), 2);
     let message = error.to_string();
+    // `invalid_grant` is a revoked grant: the instance's polls stop until `ocpoll auth`.
     assert_eq!(
         message,
-        "authentication: OAuth token endpoint answered HTTP 400: invalid_grant (refresh token not recognised)"
+        "authentication: the provider no longer accepts the OAuth grant of instance \"crm\" \
+         (OAuth token endpoint answered HTTP 400: invalid_grant (refresh token not recognised)); \
+         its polls are stopped until `ocpoll auth crm` stores new tokens"
     );
 }
 
@@ -428,7 +451,7 @@ async fn status_503_then_success() {
         .await;
     add_records(&mock, 3);
     let page = get(&mock.resource_url(), &Auth::None).await.unwrap();
-    let records = extract_records(parse_body(&page).unwrap(), None).unwrap();
+    let records = decoded_records(&page);
     assert_eq!(ids(&records), expected_ids(0..3));
     let causes: Vec<RetryCause> = page.retries.iter().map(|n| n.cause.clone()).collect();
     assert_eq!(
@@ -508,19 +531,15 @@ async fn a_dropped_connection_is_retried() {
         .await;
     add_records(&mock, 2);
     let page = get(&mock.resource_url(), &Auth::None).await.unwrap();
-    let records = extract_records(parse_body(&page).unwrap(), None).unwrap();
+    let records = decoded_records(&page);
     assert_eq!(ids(&records), expected_ids(0..2));
     assert_eq!(page.retries[0].cause, RetryCause::Body);
 }
 
 #[tokio::test]
 async fn a_refused_connection_fails_after_the_retries() {
-    // A port that was just free: nothing listens there.
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().port()
-    };
-    let url = Url::parse(&format!("http://127.0.0.1:{port}/c?token=query-secret")).unwrap();
+    // Port 1 on loopback: nothing listens there, and no test's server can take it.
+    let url = Url::parse("http://127.0.0.1:1/c?token=query-secret").unwrap();
     let retry = RetryPolicy {
         retries: 1,
         ..fast_retry()
@@ -538,13 +557,31 @@ async fn a_refused_connection_fails_after_the_retries() {
         }
         other => panic!("expected a transport error, got {other}"),
     }
-    assert!(!error.to_string().contains("query-secret"), "{error}");
-    assert!(
-        error
-            .to_string()
-            .starts_with("connection failed after 2 attempt(s): error sending request: "),
-        "{error}"
+    // Issue 14: short, and says what happened where; no URL, no five-level chain.
+    assert_eq!(
+        error.to_string(),
+        "connection refused by 127.0.0.1:1 (2 attempts)"
     );
+}
+
+/// Issue 14: a name that does not resolve (`.invalid` never does, RFC 6761) fails at once,
+/// without the retries, in a few words.
+#[tokio::test]
+async fn a_dns_failure_is_said_in_a_few_words_and_not_retried() {
+    let url = Url::parse("https://api.acme.invalid/v1/contacts?api_key=query-secret").unwrap();
+    let retry = RetryPolicy {
+        retries: 3,
+        ..fast_retry()
+    };
+    let error = client()
+        .get(&url, &session(&Auth::None), &http_options(), &retry)
+        .await
+        .unwrap_err();
+    match &error {
+        FetchError::Transport { attempts, .. } => assert_eq!(*attempts, 1, "{error}"),
+        other => panic!("expected a transport error, got {other}"),
+    }
+    assert_eq!(error.to_string(), "DNS lookup failed for api.acme.invalid");
 }
 
 #[tokio::test]
@@ -982,12 +1019,12 @@ async fn a_token_endpoint_redirect_is_an_error_and_the_other_host_gets_nothing()
     })
     .await;
     let token_url = Url::parse(&format!("{}/oauth/token", provider.origin())).unwrap();
-    let auth = Auth::OAuthRefresh {
-        token_url: token_url.clone(),
-        client_id: Secret::new("oauth-client-id-3391"),
-        client_secret: Secret::new("oauth-client-s3cr3t-2280"),
-        refresh_token: Secret::new("refresh-tok-s3cr3t-6612"),
-    };
+    let auth = oauth_refresh(
+        token_url.clone(),
+        "oauth-client-id-3391",
+        "oauth-client-s3cr3t-2280",
+        "refresh-tok-s3cr3t-6612",
+    );
     let url = Url::parse(&format!("{}/contacts", provider.origin())).unwrap();
     let error = client()
         .get(&url, &session(&auth), &http_options(), &fast_retry())

@@ -348,11 +348,10 @@ fn the_readme_install_gives_a_unit_that_verifies_and_reaches_ready() {
     let (program, _) = exec_start(root.path(), &unit);
     assert_eq!(program, root.path().join("usr/local/bin/ocpoll"));
     assert!(root.path().join("etc/ocpoll/config.toml").is_file());
-    assert!(
-        root.path()
-            .join("usr/local/share/man/man1/ocpoll-run.1")
-            .is_file()
-    );
+    for page in ["man1/ocpoll-run.1", "man5/ocpoll-instance.5"] {
+        let path = root.path().join("usr/local/share/man").join(page);
+        assert!(path.is_file(), "{page} is not installed");
+    }
 
     if let Some(output) = systemd_verify(root.path(), &unit_path) {
         assert_verified(&output);
@@ -539,6 +538,7 @@ const DEB_FILES: &[&str] = &[
     "./usr/lib/systemd/system/ocpoll.service",
     "./usr/share/man/man1/ocpoll.1.gz",
     "./usr/share/man/man1/ocpoll-run.1.gz",
+    "./usr/share/man/man5/ocpoll-instance.5.gz",
     "./usr/share/bash-completion/completions/ocpoll",
     "./usr/share/zsh/vendor-completions/_ocpoll",
     "./usr/share/fish/vendor_completions.d/ocpoll.fish",
@@ -559,11 +559,11 @@ fn built_deb() -> Option<PathBuf> {
 /// `ocpoll validate` with the package's own configuration (found below `root`).
 fn validate_with(root: &Path, program: &Path) -> Output {
     Command::new(program)
+        .arg("validate")
         .arg("--config")
         .arg(under(root, "/etc/ocpoll/config.toml"))
         .arg("--instances")
         .arg(under(root, "/etc/ocpoll/instances.d"))
-        .arg("validate")
         .env_clear()
         .output()
         .unwrap()

@@ -88,7 +88,7 @@ const RUN: &[(&str, Check)] = &[
             setup: Setup::OwnFolder,
             env: &[],
             code: 0,
-            shows: "environment variable MY_CRM_API_KEY is not set",
+            shows: "unresolved secret: set MY_CRM_API_KEY",
         },
     ),
     (
@@ -126,6 +126,10 @@ const ALLOWLIST: &[(&str, &str)] = &[
     ),
     (
         "sudo install -D -m 644 -t /usr/local/share/man/man1 man/*.1",
+        INSTALL_TEST,
+    ),
+    (
+        "sudo install -D -m 644 -t /usr/local/share/man/man5 man/*.5",
         INSTALL_TEST,
     ),
     (

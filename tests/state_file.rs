@@ -186,6 +186,7 @@ fn a_second_ocpoll_through_a_symbolic_or_hard_link_exits_75_naming_the_holder() 
         for args in [&["tick"][..], &["run", "--foreground"][..]] {
             let output = dir
                 .std_command()
+                .args(args)
                 .args([
                     "--config",
                     "config.toml",
@@ -194,7 +195,6 @@ fn a_second_ocpoll_through_a_symbolic_or_hard_link_exits_75_naming_the_holder() 
                     "--state",
                     link,
                 ])
-                .args(args)
                 .stdin(std::process::Stdio::null())
                 .output()
                 .unwrap();
@@ -215,13 +215,13 @@ fn a_created_state_folder_is_private_whatever_the_umask() {
     let dir = layout();
     let mut command = dir.std_command();
     command.args([
+        "tick",
         "--config",
         "config.toml",
         "--instances",
         "instances.d",
         "--state",
         "var/lib/ocpoll/state.db",
-        "tick",
     ]);
     // SAFETY: umask(2) is async-signal-safe and cannot fail.
     unsafe {

@@ -72,20 +72,9 @@ impl Env {
         self.dir.create(format!("instances.d/{name}.json"), &text)
     }
 
-    /// `ocpoll --instances instances.d --state state.db --config config.toml ARGS...`
+    /// `ocpoll ARGS...` with the layout's config, instances and state (`util::LAYOUT_ENV`).
     fn ocpoll(&self, args: &[&str]) -> Run {
-        self.dir.command().args(self.global_args()).args(args).run()
-    }
-
-    fn global_args(&self) -> [&'static str; 6] {
-        [
-            "--instances",
-            "instances.d",
-            "--state",
-            "state.db",
-            "--config",
-            "config.toml",
-        ]
+        self.dir.command().layout().args(args).run()
     }
 
     /// `tick --all`: every resource now, whatever its due time.
@@ -1127,6 +1116,62 @@ fn unreadable_records_are_reported_and_the_rest_committed() {
     );
 }
 
+/// A number serde_json cannot hold (`1e400`) is valid JSON: the page is read, that one record
+/// is a problem of its own, and the others count (the page used to fail as "not JSON").
+#[test]
+fn a_record_serde_json_cannot_hold_is_a_problem_of_that_record_only() {
+    let env = Env::new();
+    let url = canned_provider(
+        &env,
+        r#"[{"id": "c1", "updated_at": "2026-01-01T00:00:00Z"},
+            {"id": "c2", "updated_at": "2026-01-01T00:00:05Z", "amount": 1e400}]"#,
+    );
+    env.write_instance(&instance(&env, "huge", &url, SECONDS));
+    env.tick().assert_code(0);
+    let line = env.line("huge", "contacts");
+    assert_eq!(line["last_result"], "problems", "{line}");
+    let last_error = line["last_error"].as_str().unwrap_or_default();
+    assert!(
+        last_error.contains("record could not be decoded: number out of range"),
+        "{line}"
+    );
+    assert_eq!(
+        env.watermark("huge", "contacts"),
+        Some("2026-01-01T00:00:00Z".parse().unwrap()),
+        "the readable record moves the watermark"
+    );
+}
+
+/// One page larger than what a one-page poll keeps in memory is judged and staged in parts
+/// (issue 13: its records are decoded one at a time, never all at once): every record is one
+/// event, once, in the provider's order.
+#[test]
+fn a_single_page_larger_than_what_is_held_is_staged_in_parts() {
+    let env = Env::new();
+    let mock = env.start(MockProvider::builder().paging(Paging::None));
+    let base = base_time();
+    mock.upsert("c0000", base, json!({}));
+    simple_instance(&env, &mock, "big");
+    env.tick_ok();
+    const CHANGES: i64 = 9_000;
+    // Six a second, all within the half hour since `base`.
+    let updated = |n: i64| plus(base, 1 + n / 6);
+    for n in 1..=CHANGES {
+        mock.upsert(&format!("c{n:04}"), updated(n), json!({"n": n}));
+    }
+    let run = env.tick_ok();
+    run.assert_stdout_contains("9000 events in 9 notifications");
+    let ids: Vec<String> = env
+        .outbox()
+        .iter()
+        .flat_map(|notification| notification.kinds())
+        .map(|(_, id)| id)
+        .collect();
+    let expected: Vec<String> = (1..=CHANGES).map(|n| format!("c{n:04}")).collect();
+    assert_eq!(ids, expected);
+    assert_eq!(env.watermark("big", "contacts"), Some(updated(CHANGES)));
+}
+
 #[test]
 fn a_record_with_a_bad_date_is_named_in_the_last_error() {
     let env = Env::new();
@@ -1281,7 +1326,7 @@ fn a_held_lock_exits_75_naming_the_pid_and_wait_waits() {
     let mut waiting = env
         .dir
         .std_command()
-        .args(env.global_args())
+        .envs(util::LAYOUT_ENV)
         .args(["tick", "--all", "--wait"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -1691,6 +1736,76 @@ fn status_without_a_state_lists_configured_resources_and_creates_nothing() {
     );
 }
 
+/// Issue 14: a state whose instances are gone says why the table has nothing configured: the
+/// folder holds no instance files, and how many resources of the state are orphaned.
+#[test]
+fn status_with_state_but_no_instances_says_why() {
+    let env = Env::new();
+    let mock = env.start(MockProvider::builder());
+    mock.upsert("c1", base_time(), json!({}));
+    simple_instance(&env, &mock, "gone");
+    env.tick().assert_code(0);
+    std::fs::remove_file(env.instance_path("gone")).unwrap();
+
+    let run = env.ocpoll(&["status"]);
+    run.assert_code(0)
+        .assert_stdout_contains("gone (orphaned)")
+        .assert_stdout_contains("No instance files (*.json) in instances.d.")
+        .assert_stdout_contains(
+            "The state file state.db has 1 resource of 1 instance no longer present (orphaned)",
+        );
+
+    // A folder that does not exist says so.
+    std::fs::remove_dir(env.dir.join("instances.d")).unwrap();
+    env.ocpoll(&["status"])
+        .assert_code(0)
+        .assert_stdout_contains("The instances folder instances.d does not exist");
+
+    // With an instance polled again, there is nothing to explain.
+    env.dir.create_dir("instances.d");
+    simple_instance(&env, &mock, "back");
+    let run = env.ocpoll(&["status"]);
+    assert!(
+        !run.stdout().contains("No instance files"),
+        "{}",
+        run.show()
+    );
+    assert!(!run.stdout().contains("does not exist"), "{}", run.show());
+}
+
+/// Issue 14: a provider whose name does not resolve fails the poll once (no retries), in a few
+/// words, and `status` keeps those words as the last error.
+#[test]
+fn a_dns_failure_is_short_in_the_log_and_in_status() {
+    let env = Env::new();
+    env.dir.create(
+        "config.toml",
+        "[poll]\nretries = 3\nbackoff_initial_seconds = 0\nbackoff_max_seconds = 0\n",
+    );
+    let instance = instance(
+        &env,
+        "nowhere",
+        "https://api.acme.invalid/contacts?since=${date:yyyy-MM-dd'T'HH:mm:ss'Z'}",
+        SECONDS,
+    );
+    env.write_instance(&instance);
+    let run = env.tick();
+    run.assert_code(1)
+        .assert_stderr_contains("DNS lookup failed for api.acme.invalid");
+    assert!(
+        !run.stderr().contains("error sending request"),
+        "{}",
+        run.show()
+    );
+    assert!(!run.stderr().contains("attempts"), "{}", run.show());
+    let line = env.line("nowhere", "contacts");
+    let last_error = line["last_error"].as_str().unwrap_or_default();
+    assert!(
+        last_error.contains("DNS lookup failed for api.acme.invalid"),
+        "{line}"
+    );
+}
+
 /// A `${env:NAME}` secret that is not set is an error for that instance in tick (naming the
 /// key, never a value); set, it authenticates and is printed nowhere.
 #[test]
@@ -1718,7 +1833,7 @@ fn env_secret_references_resolve_in_tick() {
     let set = env
         .dir
         .command()
-        .args(env.global_args())
+        .layout()
         .args(["tick", "--all"])
         .env("TICK_TEST_PASSWORD", PASSWORD)
         .run();
@@ -1772,7 +1887,7 @@ fn poll_backoff_keys_are_read_from_the_environment() {
         let run = env
             .dir
             .command()
-            .args(env.global_args())
+            .layout()
             .args(["tick", "--all"])
             .env(name, "many")
             .run();

@@ -440,12 +440,12 @@ impl Rig {
         self.dir
             .std_command()
             .args([
+                "tick",
+                "--all",
                 "--instances",
                 "instances.d",
                 "--state",
                 "state.db",
-                "tick",
-                "--all",
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -898,11 +898,11 @@ fn the_checks_catch_a_poll_committed_in_two_halves() {
     // forgetting them would re-emit the whole window, which is what a backfill means.)
     let rewound = before + TimeDelta::seconds(1);
     let reset = rig.dir.run([
-        "--state",
-        "state.db",
         "state",
         "reset",
         "crash-a/accounts",
+        "--state",
+        "state.db",
         "--to",
         &rewound.to_rfc3339(),
         "--yes",

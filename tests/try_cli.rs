@@ -43,18 +43,11 @@ impl Env {
         self.dir.create("crm.json", &text)
     }
 
-    /// `ocpoll --state state.db --config config.toml try crm.json ARGS...`
+    /// `ocpoll try crm.json --config config.toml ARGS...`
     fn try_(&self, args: &[&str]) -> Run {
         self.dir
             .command()
-            .args([
-                "--state",
-                "state.db",
-                "--config",
-                "config.toml",
-                "try",
-                "crm.json",
-            ])
+            .args(["try", "crm.json", "--config", "config.toml"])
             .args(args)
             .run()
     }
@@ -598,6 +591,53 @@ fn a_missing_id_or_records_array_shows_the_keys_found() {
     );
 }
 
+/// Issue 14: an unresolved secret reads the same in `validate`, `try` and `tick`: one wording,
+/// a warning where the file is only checked, an error (and no request) where it is used.
+#[test]
+fn an_unresolved_secret_reads_the_same_in_validate_try_and_tick() {
+    let env = Env::new();
+    let mock = env.start(MockProvider::builder());
+    let mut instance = instance(&env, &where_url(&mock, SECONDS), SECONDS);
+    instance["configuration"]["api.key"] = json!("${env:ACME_API_KEY}");
+    env.write(&instance);
+    let wording = "configuration.api.key: unresolved secret: set ACME_API_KEY";
+
+    let validate = env.dir.run(["validate", "crm.json"]);
+    validate.assert_code(0);
+    let warned = "configuration.api.key: warning: unresolved secret: set ACME_API_KEY";
+    assert!(validate.stdout().contains(warned), "{}", validate.show());
+
+    let tried = env.try_(&[]);
+    tried.assert_code(1);
+    assert!(tried.stderr().contains(wording), "{}", tried.show());
+    assert!(!tried.stderr().contains("warning:"), "{}", tried.show());
+    assert!(
+        tried
+            .stderr()
+            .contains("crm.json is not tried: 1 error above"),
+        "{}",
+        tried.show()
+    );
+
+    env.dir.create_dir("instances.d");
+    std::fs::rename(
+        env.dir.join("crm.json"),
+        env.dir.join("instances.d/crm.json"),
+    )
+    .unwrap();
+    let ticked = env.dir.run([
+        "tick",
+        "--all",
+        "--config",
+        "config.toml",
+        "--state",
+        "state.db",
+    ]);
+    ticked.assert_code(1);
+    assert!(ticked.stderr().contains(wording), "{}", ticked.show());
+    assert_eq!(mock.request_count(), 0);
+}
+
 #[test]
 fn usage_errors_and_bad_files() {
     let env = Env::new();
@@ -631,11 +671,7 @@ fn usage_errors_and_bad_files() {
     assert_eq!(mock.request_count(), 1);
 
     // A file that cannot be read.
-    let run = env
-        .dir
-        .command()
-        .args(["--state", "state.db", "try", "missing.json"])
-        .run();
+    let run = env.dir.command().args(["try", "missing.json"]).run();
     run.assert_code(78);
     assert!(run.stderr().contains("missing.json"), "{}", run.show());
     env.assert_no_side_effects();

@@ -1,6 +1,7 @@
 //! One module per subcommand, each thin: it loads what it needs, calls the library, prints,
 //! and returns the exit code.
 
+pub mod auth;
 pub mod demo;
 pub mod outbox;
 pub mod run;
@@ -24,6 +25,35 @@ pub mod exit {
     pub const LOCKED: u8 = 75;
     /// The configuration is unusable.
     pub const CONFIG: u8 = 78;
+    /// `run` stopped at once by a second SIGTERM or SIGINT (128 + SIGINT, as shells report).
+    pub const INTERRUPTED: u8 = 130;
+
+    /// Every code ocpoll exits with and what it means: the man page's EXIT STATUS.
+    pub const MEANINGS: &[(u8, &str)] = &[
+        (
+            SUCCESS,
+            "Success (warnings allowed; a tick that leaves notifications pending).",
+        ),
+        (
+            FAILURE,
+            "Some instance file is invalid, or some poll or delivery failed or was dead-lettered \
+             (the rest still ran); try: a request or a record failed.",
+        ),
+        (USAGE, "Usage error: an unknown option or a bad value."),
+        (
+            LOCKED,
+            "The state is locked by another ocpoll process (tick and run; --wait waits instead).",
+        ),
+        (
+            CONFIG,
+            "The configuration is unusable: the config file, the instances folder or the state \
+             file cannot be read or used.",
+        ),
+        (
+            INTERRUPTED,
+            "run was stopped at once by a second SIGTERM or SIGINT during its graceful stop.",
+        ),
+    ];
 }
 
 /// A plain left-aligned table; the last column is not padded.

@@ -15,9 +15,6 @@ use std::sync::Arc;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
-/// Exit code of a second stop signal: 128 + SIGINT, what shells report for an interrupt.
-const INTERRUPTED: i32 = 130;
-
 pub fn run(args: &RunArgs, config: &Config, verbose: u8, quiet: u8) -> ExitCode {
     let mut config = config.clone();
     config.daemon.metrics_addr = args.metrics_addr.or(config.daemon.metrics_addr);
@@ -105,7 +102,7 @@ impl Signals {
             match message {
                 Control::Stop if stopping => {
                     tracing::warn!("second stop signal: exiting now");
-                    std::process::exit(INTERRUPTED);
+                    std::process::exit(i32::from(exit::INTERRUPTED));
                 }
                 Control::Stop => stopping = true,
                 Control::Reload => tracing::info!("SIGHUP: reloading the instances"),

@@ -103,9 +103,17 @@ fn check_readable(path: &std::path::Path) -> Result<(), CommandError> {
 /// The instance, unless the file has errors (already printed, as `validate` prints them).
 fn instance_of<'a>(instance: Option<&'a Instance>, loaded: &LoadedFile) -> Option<&'a Instance> {
     if loaded.has_errors() {
+        let errors = loaded.findings.iter().filter(|f| f.is_error()).count();
+        // The lines above are `validate`'s; an unresolved secret is among the errors here
+        // (`UnresolvedSecrets::severity`): the requests are real.
         eprintln!(
-            "ocpoll: {} has errors; fix them before trying a resource",
-            loaded.path.display()
+            "ocpoll: {} is not tried: {} above",
+            loaded.path.display(),
+            if errors == 1 {
+                "1 error".to_owned()
+            } else {
+                format!("{errors} errors")
+            }
         );
         return None;
     }

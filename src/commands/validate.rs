@@ -80,11 +80,11 @@ fn refused_hosts(instance: &Instance, egress: &Egress) -> Vec<Finding> {
             instance.base_url.clone(),
         ),
     ];
-    if let Auth::OAuthRefresh { token_url, .. } = &instance.auth {
+    if let Auth::OAuth2(oauth) = &instance.auth {
         urls.push((
             configuration.key("oauth.token.url"),
             "polls would fail",
-            Some(token_url.clone()),
+            Some(oauth.token_url.clone()),
         ));
     }
     let resources = configuration.key("event.poller.configuration");

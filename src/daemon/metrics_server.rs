@@ -142,7 +142,14 @@ fn scrape_text(endpoints: &Endpoints) -> Result<String, String> {
     let statuses = store.statuses().map_err(|error| error.to_string())?;
     let depths = store.outbox_depth().map_err(|error| error.to_string())?;
     let polled = polled_resources(&endpoints.catalog.borrow());
-    let view = metrics::state_view(&statuses, &depths, &polled, Utc::now());
+    let mut view = metrics::state_view(&statuses, &depths, &polled, Utc::now());
+    // Which OAuth grants the provider revoked (docs/operations.md#oauth-tokens).
+    view.oauth_revoked = store
+        .oauth_overview()
+        .map_err(|error| error.to_string())?
+        .into_iter()
+        .map(|row| (row.instance, row.grant.revoked_at.is_some()))
+        .collect();
     endpoints.metrics.set_state(&view);
     endpoints
         .metrics

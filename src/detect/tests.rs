@@ -581,16 +581,18 @@ fn event_dates_match_events_md_test_vector() {
 
 #[test]
 fn records_larger_than_the_limit_are_problems_and_the_rest_pass() {
-    let small = json!({"id": "s", "note": "x"});
-    let large = json!({"id": "L", "note": "y".repeat(200)});
-    let records = vec![small.clone(), large, small.clone()];
+    let raw = |text: &str| RawValue::from_string(text.to_owned()).unwrap();
+    let small = raw(r#"{"id":"s","note":"x"}"#);
+    let large = raw(&format!(r#"{{"id": "L", "note": "{}"}}"#, "y".repeat(200)));
+    let records = || vec![&*small, &*large, &*small];
     // A page no larger than the limit is never measured.
-    let (kept, problems) = within_size_limit(&records, 100, 100, &id_path());
+    let (kept, problems) = within_size_limit(records(), 100, 100, &id_path());
     assert_eq!(kept.len(), 3);
     assert!(problems.is_empty());
 
-    let (kept, problems) = within_size_limit(&records, 1_000, 100, &id_path());
-    assert_eq!(kept.as_ref(), [small.clone(), small.clone()].as_slice());
+    let (kept, problems) = within_size_limit(records(), 1_000, 100, &id_path());
+    let kept: Vec<&str> = kept.iter().map(|record| record.get()).collect();
+    assert_eq!(kept, [small.get(), small.get()]);
     assert_eq!(
         problems,
         vec![RecordProblem::TooLarge {
@@ -604,10 +606,28 @@ fn records_larger_than_the_limit_are_problems_and_the_rest_pass() {
         "record L: its JSON is larger than 100 bytes ([http] max_record_bytes)"
     );
     // Exactly at the limit is fine: `{"id":"s","note":"x"}` is 21 bytes.
-    let (kept, problems) = within_size_limit(std::slice::from_ref(&small), 1_000, 21, &id_path());
+    let (kept, problems) = within_size_limit(vec![&*small], 1_000, 21, &id_path());
     assert_eq!((kept.len(), problems.len()), (1, 0));
-    let (kept, problems) = within_size_limit(std::slice::from_ref(&small), 1_000, 20, &id_path());
+    let (kept, problems) = within_size_limit(vec![&*small], 1_000, 20, &id_path());
     assert_eq!((kept.len(), problems.len()), (0, 1));
+    // The record is measured as the provider sent it, its spaces included.
+    let spaced = raw(r#"{ "id" : "s" , "note" : "x" }"#);
+    let (kept, _) = within_size_limit(vec![&*spaced], 1_000, 21, &id_path());
+    assert!(kept.is_empty());
+}
+
+#[test]
+fn a_record_serde_json_cannot_hold_is_a_problem_of_that_record() {
+    let record = RawValue::from_string(r#"{"id": "n", "amount": 1e400}"#.to_owned()).unwrap();
+    let problem = decode(&record).unwrap_err();
+    assert!(
+        problem
+            .to_string()
+            .starts_with("record could not be decoded: number out of range"),
+        "{problem}"
+    );
+    let fine = RawValue::from_string(r#"{"id": "n"}"#.to_owned()).unwrap();
+    assert_eq!(decode(&fine).unwrap(), json!({"id": "n"}));
 }
 
 #[test]

@@ -12,8 +12,9 @@
 //! provider that rotates refresh tokens hands back a new one; it is stored with the access token
 //! and used for the next refresh, never written back to the instance file.
 
+use crate::http::token;
 use crate::instance::mask::Masker;
-use crate::instance::{Auth, Instance, Secret};
+use crate::instance::{Auth, Instance, OAuth2, Secret};
 use base64::Engine;
 use chrono::{DateTime, TimeDelta, Utc};
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
@@ -47,12 +48,88 @@ pub trait TokenStore: Send + Sync {
     fn load(&self, instance: &str, credentials_hash: &str) -> Option<StoredToken>;
     /// Failures are the implementation's to report (a lost token costs one refresh).
     fn save(&self, instance: &str, credentials_hash: &str, token: &StoredToken);
+    /// The grant's record (docs/design.md#oauth-grants): the code already sent, a revocation.
+    fn grant(&self, instance: &str, credentials_hash: &str) -> GrantRecord;
+    /// Records a token request's outcome, saving `token` with it (one transaction).
+    fn record(
+        &self,
+        instance: &str,
+        credentials_hash: &str,
+        event: &GrantEvent,
+        token: Option<&StoredToken>,
+    );
+}
+
+/// What the state remembers of an OAuth grant besides its tokens.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GrantRecord {
+    /// SHA-256 (hex) of the `providerData.code` already sent: that code is never sent again.
+    pub code_hash: Option<String>,
+    /// The token endpoint refused that code.
+    pub code_rejected: bool,
+    pub last_token_at: Option<DateTime<Utc>>,
+    /// `refreshed`, `code exchanged`, `authorized`, or the (masked) error of the last request.
+    pub last_token_result: Option<String>,
+    /// The provider answered `invalid_grant` to a refresh: no poll until `ocpoll auth`.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// The outcome of one token request, as recorded in the state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GrantEvent {
+    Refreshed,
+    /// `ocpoll auth` stored new tokens; a revocation is over.
+    Authorized,
+    CodeExchanged {
+        code_hash: String,
+    },
+    CodeRejected {
+        code_hash: String,
+        reason: String,
+    },
+    Failed {
+        reason: String,
+    },
+    Revoked {
+        reason: String,
+    },
+}
+
+impl GrantEvent {
+    /// The text `status` shows as the last token result; reasons are masked already.
+    pub fn summary(&self) -> String {
+        match self {
+            GrantEvent::Refreshed => "refreshed".to_owned(),
+            GrantEvent::Authorized => "authorized by `ocpoll auth`".to_owned(),
+            GrantEvent::CodeExchanged { .. } => "providerData.code exchanged".to_owned(),
+            GrantEvent::CodeRejected { reason, .. } => {
+                format!("providerData.code rejected: {reason}")
+            }
+            GrantEvent::Failed { reason } => format!("failed: {reason}"),
+            GrantEvent::Revoked { reason } => format!("revoked: {reason}"),
+        }
+    }
+
+    /// The code this event used up, and whether it was rejected.
+    pub fn code(&self) -> Option<(&str, bool)> {
+        match self {
+            GrantEvent::CodeExchanged { code_hash } => Some((code_hash, false)),
+            GrantEvent::CodeRejected { code_hash, .. } => Some((code_hash, true)),
+            _ => None,
+        }
+    }
+}
+
+/// SHA-256 (hex) of an authorization code: what the state keeps instead of the code.
+pub fn code_hash(code: &Secret) -> String {
+    hex::encode(Sha256::digest(code.expose().as_bytes()))
 }
 
 /// A [`TokenStore`] in memory, for tests and for commands that keep no state.
 #[derive(Default)]
 pub struct MemoryTokenStore {
     tokens: Mutex<HashMap<String, (String, StoredToken)>>,
+    grants: Mutex<HashMap<String, GrantRecord>>,
 }
 
 impl TokenStore for MemoryTokenStore {
@@ -68,6 +145,41 @@ impl TokenStore for MemoryTokenStore {
                 instance.to_owned(),
                 (credentials_hash.to_owned(), token.clone()),
             );
+        }
+    }
+
+    fn grant(&self, instance: &str, _credentials_hash: &str) -> GrantRecord {
+        let grants = self.grants.lock();
+        grants
+            .ok()
+            .and_then(|grants| grants.get(instance).cloned())
+            .unwrap_or_default()
+    }
+
+    fn record(
+        &self,
+        instance: &str,
+        credentials_hash: &str,
+        event: &GrantEvent,
+        token: Option<&StoredToken>,
+    ) {
+        if let Ok(mut grants) = self.grants.lock() {
+            let grant = grants.entry(instance.to_owned()).or_default();
+            grant.last_token_at = Some(Utc::now());
+            grant.last_token_result = Some(event.summary());
+            grant.revoked_at = matches!(event, GrantEvent::Revoked { .. }).then(Utc::now);
+            if let Some((hash, rejected)) = event.code() {
+                grant.code_hash = Some(hash.to_owned());
+                grant.code_rejected = rejected;
+            }
+        }
+        if matches!(event, GrantEvent::Revoked { .. })
+            && let Ok(mut tokens) = self.tokens.lock()
+        {
+            tokens.remove(instance);
+        }
+        if let Some(token) = token {
+            self.save(instance, credentials_hash, token);
         }
     }
 }
@@ -101,15 +213,47 @@ pub enum AuthError {
     },
     #[error("OAuth token endpoint answered without an `access_token`")]
     NoAccessToken,
+    #[error(
+        "OAuth token endpoint answered HTTP {status} with {what}, not a token; is \
+         `oauth.token.url` the provider's token endpoint?"
+    )]
+    NotAToken { status: u16, what: String },
+    /// A refresh got `invalid_grant`: the refresh token was revoked or expired. Polls of the
+    /// instance stop (no request is sent) until `ocpoll auth` stores new tokens.
+    #[error(
+        "the provider no longer accepts the OAuth grant of instance {instance:?} ({reason}); \
+         its polls are stopped until `ocpoll auth {instance}` stores new tokens"
+    )]
+    Revoked { instance: String, reason: String },
+    #[error(
+        "providerData.code of instance {instance:?} was refused ({reason}); codes are single-use \
+         and expire within minutes, and it is never sent again: run `ocpoll auth {instance}`"
+    )]
+    CodeRejected { instance: String, reason: String },
+    #[error(
+        "instance {instance:?} has no OAuth token yet: run `ocpoll auth {instance}` (or put a \
+         fresh authorization code in its providerData.code)"
+    )]
+    NeedsAuthorization { instance: String },
     #[error("OAuth token request failed: {reason}")]
-    TokenTransport { reason: String },
+    TokenTransport {
+        reason: String,
+        /// Whether trying again within the poll can help (not after a DNS or TLS failure).
+        retried: bool,
+    },
 }
 
 impl AuthError {
+    /// The endpoint's answer means the grant itself is dead (RFC 6749 section 5.2), not that
+    /// the request was wrong: `invalid_grant`.
+    pub fn is_invalid_grant(&self) -> bool {
+        matches!(self, AuthError::TokenRejected { error: Some(error), .. } if error == "invalid_grant")
+    }
+
     /// Worth trying again within the poll: the token endpoint was unreachable or had a 5xx.
     pub fn is_transient(&self) -> bool {
         match self {
-            AuthError::TokenTransport { .. } => true,
+            AuthError::TokenTransport { retried, .. } => *retried,
             AuthError::TokenRejected { status, .. } => *status >= 500 || *status == 429,
             _ => false,
         }
@@ -151,10 +295,7 @@ enum Scheme {
 
 struct OAuthSession {
     instance: String,
-    token_url: Url,
-    client_id: Secret,
-    client_secret: Secret,
-    file_refresh_token: Secret,
+    settings: OAuth2,
     credentials_hash: String,
     store: Arc<dyn TokenStore>,
     current: RwLock<Option<CurrentToken>>,
@@ -244,17 +385,9 @@ fn scheme(
             ),
             "Open Connectors secrets",
         )?,
-        Auth::OAuthRefresh {
-            token_url,
-            client_id,
-            client_secret,
-            refresh_token,
-        } => Scheme::OAuth(Box::new(OAuthSession {
+        Auth::OAuth2(settings) => Scheme::OAuth(Box::new(OAuthSession {
             instance: instance_name.to_owned(),
-            token_url: token_url.clone(),
-            client_id: client_id.clone(),
-            client_secret: client_secret.clone(),
-            file_refresh_token: refresh_token.clone(),
+            settings: (**settings).clone(),
             credentials_hash: credentials_hash(auth),
             store: token_store,
             current: RwLock::new(None),
@@ -294,7 +427,7 @@ impl AuthSession {
     /// Where tokens come from (OAuth 2 refresh), for the outbound policy's check.
     pub fn token_url(&self) -> Option<&Url> {
         match &self.scheme {
-            Scheme::OAuth(oauth) => Some(&oauth.token_url),
+            Scheme::OAuth(oauth) => Some(&oauth.settings.token_url),
             Scheme::Static(_) => None,
         }
     }
@@ -312,41 +445,22 @@ impl AuthSession {
         }
     }
 
-    /// Makes sure a usable token is at hand: the one in memory, else the stored one, else a
-    /// fresh one from the token endpoint. Cheap when a valid token is loaded.
+    /// Makes sure a usable token is at hand: the one in memory, else the stored one (which
+    /// `ocpoll auth` may just have replaced), else a fresh one from the token endpoint. Cheap
+    /// when a valid token is loaded; a revoked grant fails at once, without a request.
     pub async fn prepare(&self, client: &Client, timeout: Duration) -> Result<(), AuthError> {
         let Scheme::OAuth(oauth) = &self.scheme else {
             return Ok(());
         };
-        if oauth
-            .current_token()
-            .is_some_and(|token| !token.expires_soon())
-        {
+        if oauth.usable_in_memory() {
             return Ok(());
         }
         let _refreshing = oauth.refreshing.lock().await;
         // Another request may have refreshed while this one waited for the lock.
-        if oauth
-            .current_token()
-            .is_some_and(|token| !token.expires_soon())
-        {
+        if oauth.usable_in_memory() {
             return Ok(());
         }
-        if oauth.current_token().is_none()
-            && let Some(stored) = oauth.store.load(&oauth.instance, &oauth.credentials_hash)
-            && let Ok(header) = bearer_header(&stored.access_token)
-        {
-            let token = CurrentToken {
-                stored,
-                header,
-                generation: 1,
-            };
-            if !token.expires_soon() {
-                oauth.set_current(token);
-                return Ok(());
-            }
-        }
-        oauth.refresh(client, timeout, self.masker()).await
+        oauth.obtain(client, timeout, self.masker(), None).await
     }
 
     /// After a 401 sent with token `rejected_generation`: refreshes, unless another request
@@ -361,13 +475,17 @@ impl AuthSession {
             return Ok(());
         };
         let _refreshing = oauth.refreshing.lock().await;
-        if oauth
-            .current_token()
+        let current = oauth.current_token();
+        if current
+            .as_ref()
             .is_some_and(|token| token.generation != rejected_generation)
         {
             return Ok(());
         }
-        oauth.refresh(client, timeout, self.masker()).await
+        let rejected = current.map(|token| token.stored.access_token);
+        oauth
+            .obtain(client, timeout, self.masker(), rejected.as_ref())
+            .await
     }
 }
 
@@ -383,7 +501,7 @@ pub fn token_secrets(token: &StoredToken) -> Vec<String> {
 /// error is masked with before it is printed, logged or stored.
 pub fn instance_masker(instance: &Instance, tokens: &dyn TokenStore) -> Masker {
     let masker = Masker::for_instance(instance);
-    if !matches!(instance.auth, Auth::OAuthRefresh { .. }) {
+    if !matches!(instance.auth, Auth::OAuth2(_)) {
         return masker;
     }
     match tokens.load(&instance.name, &credentials_hash(&instance.auth)) {
@@ -403,86 +521,202 @@ impl OAuthSession {
         }
     }
 
-    /// The refresh-token grant (RFC 6749 section 6), client credentials in the form body.
+    fn usable_in_memory(&self) -> bool {
+        self.current_token()
+            .is_some_and(|token| !token.expires_soon())
+    }
+
+    /// A usable token, by the cheapest way left (the caller holds `refreshing`): the stored
+    /// one unless it is `rejected` or expiring, else a refresh, else the exchange of an
+    /// unused `providerData.code`. A revoked grant stops here, before any request.
+    async fn obtain(
+        &self,
+        client: &Client,
+        timeout: Duration,
+        masker: &Masker,
+        rejected: Option<&Secret>,
+    ) -> Result<(), AuthError> {
+        let grant = self.store.grant(&self.instance, &self.credentials_hash);
+        if let Some(reason) = grant.revoked_at.and(grant.last_token_result.as_ref()) {
+            self.clear_current();
+            return Err(AuthError::Revoked {
+                instance: self.instance.clone(),
+                reason: reason.trim_start_matches("revoked: ").to_owned(),
+            });
+        }
+        let stored = self.store.load(&self.instance, &self.credentials_hash);
+        if let Some(stored) = &stored
+            && rejected != Some(&stored.access_token)
+            && let Ok(header) = bearer_header(&stored.access_token)
+        {
+            let token = CurrentToken {
+                stored: stored.clone(),
+                header,
+                generation: self.next_generation(),
+            };
+            if !token.expires_soon() {
+                self.set_current(token);
+                return Ok(());
+            }
+        }
+        // The stored refresh token first: it is at least as new as the one in memory, and
+        // `ocpoll auth` may have replaced both (a provider may revoke the old grant then).
+        let refresh_token = stored
+            .and_then(|stored| stored.refresh_token)
+            .or_else(|| {
+                self.current_token()
+                    .and_then(|token| token.stored.refresh_token)
+            })
+            .or_else(|| self.settings.refresh_token.clone());
+        match refresh_token {
+            Some(refresh_token) => self.refresh(client, timeout, masker, &refresh_token).await,
+            None => self.exchange_code(client, timeout, masker, &grant).await,
+        }
+    }
+
+    /// The refresh-token grant (RFC 6749 section 6). `invalid_grant` revokes the grant in the
+    /// state: the instance's polls stop until `ocpoll auth`.
     async fn refresh(
         &self,
         client: &Client,
         timeout: Duration,
         masker: &Masker,
+        refresh_token: &Secret,
     ) -> Result<(), AuthError> {
-        let previous = self.current_token();
-        let stored_refresh = previous
-            .as_ref()
-            .and_then(|token| token.stored.refresh_token.clone())
-            .or_else(|| {
-                self.store
-                    .load(&self.instance, &self.credentials_hash)
-                    .and_then(|stored| stored.refresh_token)
-            });
-        let refresh_token = stored_refresh.unwrap_or_else(|| self.file_refresh_token.clone());
-        let form = [
-            ("grant_type", "refresh_token"),
-            ("refresh_token", refresh_token.expose()),
-            ("client_id", self.client_id.expose()),
-            ("client_secret", self.client_secret.expose()),
-        ];
-        let response = client
-            .post(self.token_url.clone())
-            .timeout(timeout)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .form(&form)
-            .send()
-            .await
-            .map_err(|error| AuthError::TokenTransport {
-                reason: error.without_url().to_string(),
-            })?;
-        let status = response.status();
-        // The client follows no redirect by itself (see `http::client`): a 3xx stops here.
-        if status.is_redirection() {
-            let location = response
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .and_then(|value| value.to_str().ok())
-                .and_then(|location| self.token_url.join(location).ok())
-                .map_or_else(
-                    || "nowhere (no Location)".to_owned(),
-                    |url| without_query(&url),
+        let grant = token::Grant::Refresh { refresh_token };
+        match token::request_token(client, &self.settings, grant, timeout, masker).await {
+            Ok(mut stored) => {
+                // A provider that does not rotate keeps the refresh token it gave before.
+                if stored.refresh_token.is_none() {
+                    stored.refresh_token = Some(refresh_token.clone());
+                }
+                self.store.record(
+                    &self.instance,
+                    &self.credentials_hash,
+                    &GrantEvent::Refreshed,
+                    Some(&stored),
                 );
-            return Err(AuthError::TokenRedirect {
-                endpoint: without_query(&self.token_url),
-                status: status.as_u16(),
-                location,
+                self.install(stored)
+            }
+            Err(error) if error.is_invalid_grant() => {
+                let reason = error.to_string();
+                self.store.record(
+                    &self.instance,
+                    &self.credentials_hash,
+                    &GrantEvent::Revoked {
+                        reason: reason.clone(),
+                    },
+                    None,
+                );
+                self.clear_current();
+                Err(AuthError::Revoked {
+                    instance: self.instance.clone(),
+                    reason,
+                })
+            }
+            Err(error) => {
+                self.store.record(
+                    &self.instance,
+                    &self.credentials_hash,
+                    &GrantEvent::Failed {
+                        reason: error.to_string(),
+                    },
+                    None,
+                );
+                Err(error)
+            }
+        }
+    }
+
+    /// The first poll of an instance with `providerData.code` and no token: exchanges the
+    /// code once (docs/instances.md#oauth-2). A code the endpoint answered for, accepted or
+    /// not, is marked used and never sent again; one that never reached an answer (the
+    /// endpoint was unreachable) is tried again by the next poll.
+    async fn exchange_code(
+        &self,
+        client: &Client,
+        timeout: Duration,
+        masker: &Masker,
+        grant: &GrantRecord,
+    ) -> Result<(), AuthError> {
+        let instance = self.instance.clone();
+        let (Some(code), Some(callback)) = (&self.settings.code, &self.settings.callback_url)
+        else {
+            return Err(AuthError::NeedsAuthorization { instance });
+        };
+        let hash = code_hash(code);
+        if grant.code_hash.as_deref() == Some(hash.as_str()) {
+            return Err(match (grant.code_rejected, &grant.last_token_result) {
+                (true, Some(reason)) => AuthError::CodeRejected {
+                    instance,
+                    reason: reason
+                        .trim_start_matches("providerData.code rejected: ")
+                        .to_owned(),
+                },
+                _ => AuthError::NeedsAuthorization { instance },
             });
         }
-        let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
-        if !status.is_success() {
-            // The endpoint may quote what it was sent (the refresh token, the client secret).
-            let masker = masker.with([refresh_token.expose().to_owned()]);
-            let field = |name: &str| {
-                body.get(name)
-                    .and_then(serde_json::Value::as_str)
-                    .map(|text| {
-                        let text: String =
-                            text.chars().filter(|c| !c.is_control()).take(200).collect();
-                        masker.text(&text)
-                    })
+        let request = token::Grant::Code {
+            code,
+            redirect_uri: callback.as_str(),
+            verifier: None,
+        };
+        let answer = token::request_token(client, &self.settings, request, timeout, masker).await;
+        let rejected = |reason: String| {
+            let event = GrantEvent::CodeRejected {
+                code_hash: hash.clone(),
+                reason: reason.clone(),
             };
-            return Err(AuthError::TokenRejected {
-                status: status.as_u16(),
-                error: field("error"),
-                description: field("error_description"),
-            });
+            self.store
+                .record(&self.instance, &self.credentials_hash, &event, None);
+            AuthError::CodeRejected {
+                instance: self.instance.clone(),
+                reason,
+            }
+        };
+        match answer {
+            Ok(stored) if stored.refresh_token.is_none() => Err(rejected(
+                "the token endpoint issued no refresh token, so polls would stop within the \
+                 hour; nothing was stored"
+                    .to_owned(),
+            )),
+            Ok(stored) => {
+                let event = GrantEvent::CodeExchanged {
+                    code_hash: hash.clone(),
+                };
+                self.store.record(
+                    &self.instance,
+                    &self.credentials_hash,
+                    &event,
+                    Some(&stored),
+                );
+                self.install(stored)
+            }
+            Err(error @ AuthError::TokenTransport { .. }) => Err(error),
+            Err(error) => Err(rejected(error.to_string())),
         }
-        let stored = token_from_response(&body, Utc::now())?;
+    }
+
+    fn install(&self, stored: StoredToken) -> Result<(), AuthError> {
         let header = bearer_header(&stored.access_token)?;
-        self.store
-            .save(&self.instance, &self.credentials_hash, &stored);
         self.set_current(CurrentToken {
             stored,
             header,
-            generation: previous.map_or(1, |token| token.generation + 1),
+            generation: self.next_generation(),
         });
         Ok(())
+    }
+
+    fn next_generation(&self) -> u64 {
+        self.current.read().ok().map_or(1, |current| {
+            current.as_ref().map_or(1, |token| token.generation + 1)
+        })
+    }
+
+    fn clear_current(&self) {
+        if let Ok(mut current) = self.current.write() {
+            *current = None;
+        }
     }
 }
 
@@ -494,67 +728,31 @@ impl CurrentToken {
     }
 }
 
-/// Reads an OAuth token response: `access_token`, optional `expires_in` (seconds, a number or
-/// a numeric string) and an optional rotated `refresh_token`.
-fn token_from_response(
-    body: &serde_json::Value,
-    now: DateTime<Utc>,
-) -> Result<StoredToken, AuthError> {
-    let text = |name: &str| {
-        body.get(name)
-            .and_then(serde_json::Value::as_str)
-            .filter(|text| !text.is_empty())
-    };
-    let access_token = text("access_token").ok_or(AuthError::NoAccessToken)?;
-    let expires_in = match body.get("expires_in") {
-        Some(serde_json::Value::Number(number)) => number.as_i64(),
-        Some(serde_json::Value::String(text)) => text.trim().parse().ok(),
-        _ => None,
-    };
-    Ok(StoredToken {
-        access_token: Secret::new(access_token),
-        refresh_token: text("refresh_token").map(Secret::new),
-        expires_at: expires_in
-            .filter(|seconds| *seconds > 0)
-            .and_then(TimeDelta::try_seconds)
-            .and_then(|lifetime| now.checked_add_signed(lifetime)),
-    })
-}
-
 /// Hex SHA-256 of the OAuth settings (every field length-prefixed, so no two different
 /// settings hash alike). Other families have nothing stored, so they hash their kind only.
+/// The refresh flow hashes as it always did, so an upgrade keeps its stored (rotated)
+/// tokens; the code flow adds a marker instead of a refresh token. The code, the scope and
+/// the token parameters are left out: removing a used code from the file keeps the tokens.
 pub fn credentials_hash(auth: &Auth) -> String {
-    let mut hasher = Sha256::new();
-    let mut field = |value: &str| {
+    fn field(hasher: &mut Sha256, value: &str) {
         hasher.update((value.len() as u64).to_be_bytes());
         hasher.update(value.as_bytes());
-    };
+    }
+    let mut hasher = Sha256::new();
     match auth {
-        Auth::OAuthRefresh {
-            token_url,
-            client_id,
-            client_secret,
-            refresh_token,
-        } => {
-            field(token_url.as_str());
-            field(client_id.expose());
-            field(client_secret.expose());
-            field(refresh_token.expose());
+        Auth::OAuth2(oauth) => {
+            field(&mut hasher, oauth.token_url.as_str());
+            field(&mut hasher, oauth.client_id.expose());
+            field(&mut hasher, oauth.client_secret.expose());
+            match &oauth.refresh_token {
+                Some(refresh_token) => field(&mut hasher, refresh_token.expose()),
+                // Not length-prefixed: no refresh token's field can equal it.
+                None => hasher.update(b"authorization-code"),
+            }
         }
-        other => field(other.kind()),
+        other => field(&mut hasher, other.kind()),
     }
     hex::encode(hasher.finalize())
-}
-
-/// A URL as shown in a message: scheme, host, port and path, never the query (it may carry a
-/// credential).
-fn without_query(url: &Url) -> String {
-    let mut shown = url.clone();
-    shown.set_query(None);
-    shown.set_fragment(None);
-    let _ = shown.set_password(None);
-    let _ = shown.set_username("");
-    shown.to_string()
 }
 
 fn authorization(value: String, what: &'static str) -> Result<Scheme, AuthError> {
@@ -578,15 +776,20 @@ fn secret_header(value: &str, what: &'static str) -> Result<HeaderValue, AuthErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn oauth(refresh_token: &str) -> Auth {
-        Auth::OAuthRefresh {
+        Auth::OAuth2(Box::new(OAuth2 {
             token_url: Url::parse("https://auth.example/token").unwrap(),
             client_id: Secret::new("id"),
             client_secret: Secret::new("secret"),
-            refresh_token: Secret::new(refresh_token),
-        }
+            refresh_token: Some(Secret::new(refresh_token)).filter(|r| !r.expose().is_empty()),
+            client_auth: Default::default(),
+            token_params: Vec::new(),
+            authorization_url: None,
+            callback_url: None,
+            scope: None,
+            code: None,
+        }))
     }
 
     #[test]
@@ -595,27 +798,8 @@ mod tests {
         assert_eq!(first.len(), 64);
         assert_eq!(first, credentials_hash(&oauth("r1")));
         assert_ne!(first, credentials_hash(&oauth("r2")));
-    }
-
-    #[test]
-    fn token_response_reads_expiry_and_rotation() {
-        let now = Utc::now();
-        let token = token_from_response(
-            &json!({"access_token": "a", "expires_in": "3600", "refresh_token": "r2"}),
-            now,
-        )
-        .unwrap();
-        assert_eq!(token.access_token.expose(), "a");
-        assert_eq!(token.refresh_token.unwrap().expose(), "r2");
-        assert_eq!(token.expires_at, Some(now + TimeDelta::seconds(3600)));
-
-        let bare = token_from_response(&json!({"access_token": "a"}), now).unwrap();
-        assert_eq!((bare.refresh_token, bare.expires_at), (None, None));
-
-        assert!(matches!(
-            token_from_response(&json!({"token": "a"}), now),
-            Err(AuthError::NoAccessToken)
-        ));
+        // The code flow (no refresh token in the file) is another grant.
+        assert_ne!(credentials_hash(&oauth("")), credentials_hash(&oauth("r1")));
     }
 
     #[test]

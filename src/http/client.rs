@@ -23,6 +23,7 @@
 
 use crate::http::auth::{AuthError, AuthSession};
 use crate::http::egress::{self, Blocked, Egress, GuardedResolver, SystemResolver};
+use crate::http::transport::{TransportFailure, TransportKind};
 use crate::instance::HttpOptions;
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
@@ -150,11 +151,12 @@ pub enum FetchError {
     TooLarge { limit: usize },
     #[error("{0}")]
     Blocked(Blocked),
-    #[error("{cause} after {attempts} attempt(s): {reason}")]
+    /// Below HTTP: `failure` says what and where in a few words.
+    #[error("{failure}{}", attempts_suffix(*.attempts))]
     Transport {
         cause: RetryCause,
         attempts: u32,
-        reason: String,
+        failure: TransportFailure,
     },
     #[error("cannot use `http.ca.file` {}: {reason}", .path.display())]
     CaFile { path: PathBuf, reason: String },
@@ -173,13 +175,21 @@ pub enum FetchError {
 impl FetchError {
     fn after_attempts(self, attempts: u32) -> FetchError {
         match self {
-            FetchError::Transport { cause, reason, .. } => FetchError::Transport {
+            FetchError::Transport { cause, failure, .. } => FetchError::Transport {
                 cause,
                 attempts,
-                reason,
+                failure,
             },
             other => other,
         }
+    }
+}
+
+fn attempts_suffix(attempts: u32) -> String {
+    if attempts > 1 {
+        format!(" ({attempts} attempts)")
+    } else {
+        String::new()
     }
 }
 
@@ -333,6 +343,16 @@ impl HttpClient {
         }
     }
 
+    /// The client for a request to an OAuth token endpoint outside a poll (`ocpoll auth`):
+    /// the outbound policy is checked on `token_url` first; like every client here it
+    /// follows no redirect.
+    pub fn token_client(&self, token_url: &Url, http: &HttpOptions) -> Result<Client, FetchError> {
+        self.egress
+            .check_url(token_url)
+            .map_err(FetchError::Blocked)?;
+        self.client_for(http.ca_file.as_deref())
+    }
+
     fn client_for(&self, ca_file: Option<&Path>) -> Result<Client, FetchError> {
         let Some(path) = ca_file else {
             return Ok(self.default.clone());
@@ -450,7 +470,7 @@ async fn send(request: Request<'_>) -> Result<Response, Attempt> {
         let response = builder
             .send()
             .await
-            .map_err(|error| classify_transport(&error))?;
+            .map_err(|error| classify_transport(&error, &current))?;
         let status = response.status().as_u16();
         if !follow || !matches!(status, 301 | 302 | 303 | 307 | 308) {
             return Ok(response);
@@ -524,7 +544,7 @@ async fn attempt(
             Err(ReadError::TooLarge) => Attempt::Fail(FetchError::TooLarge {
                 limit: retry.max_page_bytes,
             }),
-            Err(ReadError::Transport(error)) => classify_transport(&error),
+            Err(ReadError::Transport(error)) => classify_transport(&error, request.url),
         };
     }
     let retry_after = response
@@ -593,69 +613,40 @@ fn classify_status(
     }
 }
 
-/// Timeouts, refused or reset connections and broken bodies are retried; anything else
-/// (a URL reqwest cannot send, a redirect loop) fails at once.
-fn classify_transport(error: &reqwest::Error) -> Attempt {
+/// Timeouts, refused or reset connections and broken bodies are retried; a name that does not
+/// resolve, a failed TLS handshake and anything else (a URL reqwest cannot send) fail at once
+/// ([`TransportKind::is_retried`]).
+fn classify_transport(error: &reqwest::Error, url: &Url) -> Attempt {
     // Refused by the outbound policy (a name that resolved to a denied address, a redirect to
     // one): a configuration decision, not worth a retry.
     if let Some(blocked) = egress::find_blocked(error) {
         return Attempt::Fail(FetchError::Blocked(blocked.clone()));
     }
-    let cause = if error.is_timeout() {
-        RetryCause::Timeout
-    } else if error.is_connect() {
-        RetryCause::Connection
-    } else if error.is_body() || error.is_decode() {
-        RetryCause::Body
-    } else if error.is_request() {
-        // Sending failed after connecting (the server closed the connection).
-        RetryCause::Connection
-    } else {
-        return Attempt::Fail(transport_error(RetryCause::Connection, error));
+    let failure = TransportFailure::of(error, Some(url));
+    let cause = match failure.kind {
+        TransportKind::Timeout => RetryCause::Timeout,
+        _ if error.is_body() || error.is_decode() => RetryCause::Body,
+        _ => RetryCause::Connection,
     };
+    let retried = failure.kind.is_retried()
+        && (error.is_timeout()
+            || error.is_connect()
+            || error.is_body()
+            || error.is_decode()
+            // Sending failed after connecting (the server closed the connection).
+            || error.is_request());
+    let error = FetchError::Transport {
+        cause: cause.clone(),
+        attempts: 1,
+        failure,
+    };
+    if !retried {
+        return Attempt::Fail(error);
+    }
     Attempt::Retry {
-        error: transport_error(cause.clone(), error),
+        error,
         cause,
         retry_after: None,
-    }
-}
-
-fn transport_error(cause: RetryCause, error: &reqwest::Error) -> FetchError {
-    FetchError::Transport {
-        cause,
-        attempts: 1,
-        reason: error_chain(error, "<provider URL>"),
-    }
-}
-
-/// The error and its sources joined with ": ", without the request's URL (provider and
-/// callback URLs may carry a token in their query): reqwest's " for url (...)" goes, and
-/// `placeholder` stands wherever else the URL appears. A source repeating its error is shown
-/// once. Used for provider requests here and for callbacks by delivery.
-pub fn error_chain(error: &reqwest::Error, placeholder: &str) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut source: Option<&dyn std::error::Error> = Some(error);
-    while let Some(current) = source {
-        let part = match current.downcast_ref::<reqwest::Error>() {
-            Some(reqwest_error) => without_url(reqwest_error, placeholder),
-            None => current.to_string(),
-        };
-        if parts.last() != Some(&part) {
-            parts.push(part);
-        }
-        source = current.source();
-    }
-    parts.join(": ")
-}
-
-fn without_url(error: &reqwest::Error, placeholder: &str) -> String {
-    match error.url() {
-        Some(url) => error
-            .to_string()
-            .replace(&format!(" for url ({url})"), "")
-            .replace(&format!(" ({url})"), "")
-            .replace(url.as_str(), placeholder),
-        None => error.to_string(),
     }
 }
 

@@ -361,6 +361,15 @@ pub fn find_blocked<'e>(error: &'e (dyn std::error::Error + 'static)) -> Option<
     None
 }
 
+/// A name that did not resolve: typed, so that the HTTP error it ends up in can say "DNS lookup
+/// failed" and not be retried (`super::transport`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("DNS lookup failed for {host}: {reason}")]
+pub struct LookupFailed {
+    pub host: String,
+    pub reason: String,
+}
+
 /// A resolver that asks `inner` and keeps only the addresses the policy allows: a name with
 /// one allowed and one denied address connects to the allowed one; a name with none left
 /// fails with the first address's [`Blocked`], before any connection is attempted.
@@ -385,7 +394,13 @@ impl Resolve for GuardedResolver {
         }
         let resolving = self.inner.resolve(name);
         Box::pin(async move {
-            let addresses: Vec<SocketAddr> = resolving.await?.collect();
+            let addresses: Vec<SocketAddr> = resolving
+                .await
+                .map_err(|error| LookupFailed {
+                    host: host.clone(),
+                    reason: error.to_string(),
+                })?
+                .collect();
             let mut first_blocked = None;
             let mut kept = Vec::new();
             for address in addresses {

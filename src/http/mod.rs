@@ -1,8 +1,10 @@
 //! Talking to providers: one GET of one page, with authentication, retries and limits
-//! (`client`), the five authentication families of docs/instances.md (`auth`), walking from one
+//! (`client`), the five authentication families of docs/instances.md (`auth`, with the OAuth
+//! token endpoint on the wire in `token`), walking from one
 //! page to the next (`paginate`), finding the records inside a page (`records`), where
-//! requests may go at all (`egress`: `[http] allow` and `deny`), and reading `Retry-After`
-//! (`retry_after`, for callbacks too).
+//! requests may go at all (`egress`: `[http] allow` and `deny`), reading `Retry-After`
+//! (`retry_after`, for callbacks too), and saying in a few words why a request failed below
+//! HTTP (`transport`, for callbacks too).
 //!
 //! Settings come in as plain values ([`RetryPolicy`], [`RecordLimits`], [`Egress`]) that the
 //! configuration builds; nothing here reads the configuration itself.
@@ -17,11 +19,9 @@
 //! let mut url = Some(pages.first_url());
 //! while let Some(next) = url {
 //!     let page = client.get(&next, &session, &instance.http, &retry).await?;
-//!     let body = parse_body(&page)?;
-//!     let count = locate_records(&body, resource.records_path.as_ref())?.len();
-//!     url = pages.next_url(&page, &body, count)?;
-//!     let records = extract_records(body, resource.records_path.as_ref())?;
-//!     // ... change detection ...
+//!     let found = read_records(&page, resource.records_path.as_ref())?;
+//!     url = pages.next_url(&page, &found.rest, found.records.len())?;
+//!     // ... change detection, decoding one record at a time ...
 //! }
 //! ```
 
@@ -32,11 +32,16 @@ pub mod egress;
 pub mod paginate;
 pub mod records;
 pub mod retry_after;
+pub mod token;
+pub mod transport;
 
-pub use auth::{AuthError, AuthSession, MemoryTokenStore, StoredToken, TokenStore};
+pub use auth::{
+    AuthError, AuthSession, GrantEvent, GrantRecord, MemoryTokenStore, StoredToken, TokenStore,
+};
 pub use client::{FetchError, HttpClient, Page, Redirects, RetryCause, RetryNote, RetryPolicy};
 pub use egress::{Blocked, Egress, HostRule};
 pub use paginate::{PaginationError, Paginator};
 pub use records::{
-    RecordLimits, RecordsError, extract_records, locate_records, parse_body, raw_json,
+    PageRecords, RecordLimits, RecordsError, RecordsLocation, locate_records, parse_body, raw_json,
+    read_records,
 };

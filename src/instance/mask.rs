@@ -193,14 +193,12 @@ fn auth_secrets(auth: &Auth) -> Vec<String> {
         }
         Auth::ApiKey { key, .. } => vec![key.expose().to_owned()],
         Auth::Bearer { token } => vec![token.expose().to_owned()],
-        Auth::OAuthRefresh {
-            client_id,
-            client_secret,
-            refresh_token,
-            ..
-        } => [client_id, client_secret, refresh_token]
+        Auth::OAuth2(oauth) => [&oauth.client_id, &oauth.client_secret]
+            .into_iter()
+            .chain(&oauth.refresh_token)
+            .chain(&oauth.code)
             .map(|secret| secret.expose().to_owned())
-            .to_vec(),
+            .collect(),
         Auth::Hub {
             user,
             organization,

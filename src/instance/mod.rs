@@ -4,7 +4,7 @@
 //! `load` reads files and folders (the I/O edge), `finding` is how problems are reported,
 //! `secret` keeps credentials out of every printout, `scope` limits what secret references may
 //! read (config.toml's `[secrets]`), `mask` keeps credentials out of text that providers and
-//! receivers echo back.
+//! receivers echo back, `reference` documents every key (the `ocpoll-instance(5)` page).
 
 pub mod decode;
 mod duplicate_keys;
@@ -12,6 +12,7 @@ pub mod finding;
 pub mod load;
 pub mod mask;
 pub mod model;
+pub mod reference;
 pub mod scope;
 pub mod secret;
 

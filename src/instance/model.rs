@@ -79,13 +79,10 @@ pub enum Auth {
     Bearer {
         token: Secret,
     },
-    /// OAuth 2 refresh-token grant; refreshed tokens live in the state, not in the file.
-    OAuthRefresh {
-        token_url: Url,
-        client_id: Secret,
-        client_secret: Secret,
-        refresh_token: Secret,
-    },
+    /// OAuth 2: the refresh-token grant when the file holds a refresh token, else the
+    /// authorization-code flow (`providerData.code` or `ocpoll auth`). Tokens live in the
+    /// state, never in the file.
+    OAuth2(Box<OAuth2>),
     /// The Open Connectors hub: `Authorization: User ..., Organization ..., Element ...`.
     Hub {
         user: Secret,
@@ -102,10 +99,48 @@ impl Auth {
             Auth::Basic { .. } => "basic",
             Auth::ApiKey { .. } => "api key",
             Auth::Bearer { .. } => "bearer token",
-            Auth::OAuthRefresh { .. } => "oauth2 refresh",
+            Auth::OAuth2(oauth) if oauth.refresh_token.is_some() => "oauth2 refresh",
+            Auth::OAuth2(_) => "oauth2 authorization code",
             Auth::Hub { .. } => "open connectors hub",
         }
     }
+}
+
+/// OAuth 2 settings (docs/instances.md#oauth-2): the client, its token endpoint, and where
+/// its first tokens come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OAuth2 {
+    /// `oauth.token.url`.
+    pub token_url: Url,
+    /// `oauth.api.key` and `oauth.api.secret`.
+    pub client_id: Secret,
+    pub client_secret: Secret,
+    /// `oauth.user.refresh_token`; `None` in the authorization-code flow, where every token
+    /// comes from the state.
+    pub refresh_token: Option<Secret>,
+    /// `oauth.client.auth`: how the client credentials reach the token endpoint.
+    pub client_auth: ClientAuth,
+    /// `oauth.token.params`: extra form fields of every token request (`audience`, `resource`).
+    pub token_params: Vec<(String, String)>,
+    /// `oauth.authorization.url`: where `ocpoll auth` sends the browser; its own query
+    /// parameters (Google's `access_type=offline`) are kept.
+    pub authorization_url: Option<Url>,
+    /// `oauth.callback.url`: the redirect URI registered with the provider.
+    pub callback_url: Option<Url>,
+    /// `oauth.scope`, sent as is (space-separated scopes).
+    pub scope: Option<String>,
+    /// `providerData.code`: an authorization code exchanged once, on the first poll.
+    pub code: Option<Secret>,
+}
+
+/// `oauth.client.auth`: RFC 6749 section 2.3.1 allows both; providers accept one or the other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ClientAuth {
+    /// `client_id` and `client_secret` as form fields (the default; Google, Salesforce).
+    #[default]
+    Body,
+    /// HTTP Basic with the form-encoded id and secret.
+    Basic,
 }
 
 /// Provider-request settings.
@@ -295,6 +330,11 @@ impl FieldPath {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// The path's member names, outermost first.
+    pub fn steps(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(String::as_str)
     }
 
     /// The value at this path in `record`, if every step exists.

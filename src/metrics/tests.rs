@@ -266,6 +266,34 @@ fn state_gauges_are_replaced_at_each_scrape() {
 }
 
 #[test]
+fn a_revoked_oauth_grant_is_a_gauge_to_alert_on() {
+    let metrics = Metrics::new();
+    let mut view = StateView::default();
+    view.oauth_revoked.insert("google".into(), true);
+    view.oauth_revoked.insert("fine".into(), false);
+    metrics.set_state(&view);
+    let text = metrics.encode().unwrap();
+    assert_eq!(
+        sample(
+            &text,
+            r#"ocpoll_oauth_reauthorization_required{instance_name="google"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            r#"ocpoll_oauth_reauthorization_required{instance_name="fine"}"#
+        ),
+        Some(0.0),
+        "{text}"
+    );
+    metrics.set_state(&StateView::default());
+    assert!(!metrics.encode().unwrap().contains("google"));
+}
+
+#[test]
 fn every_metric_is_named_ocpoll_with_help_and_a_type() {
     let metrics = Metrics::new();
     let report = PollCounts {

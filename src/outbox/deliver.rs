@@ -32,9 +32,10 @@ use tokio::time::Instant;
 
 use super::retry::{AttemptContext, AttemptOutcome, RetryAction, RetryLogic, full_jitter};
 use super::sign;
-use crate::http::client::{error_chain, excerpt};
+use crate::http::client::excerpt;
 use crate::http::egress::{self, Egress, GuardedResolver, SystemResolver};
 use crate::http::retry_after;
+use crate::http::transport::TransportFailure;
 use crate::instance::Instance;
 use crate::instance::mask::Masker;
 use crate::state::{DueNotification, StateError, Store};
@@ -248,8 +249,9 @@ fn transport_outcome(error: &reqwest::Error, timeout: Duration) -> AttemptOutcom
     if error.is_timeout() {
         return AttemptOutcome::Timeout { after: timeout };
     }
+    // In a few words, host and not URL: a callback URL may carry a token in its query.
     AttemptOutcome::Connection {
-        reason: error_chain(error, "<callback>"),
+        reason: TransportFailure::of(error, None).to_string(),
     }
 }
 

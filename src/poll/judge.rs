@@ -10,16 +10,27 @@ use crate::instance::{DatesConfig, FieldPath};
 use crate::state::{PollId, ResourceKey, StagedEvent, StagedKind, Store};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-/// Turns a page's records into the events (or baseline rows) to stage.
+/// Turns a page's records into the events (or baseline rows) to stage. The stager hands a
+/// large page's records over in parts (`records` is a part of `page.records`), so the events
+/// of one part are in memory at a time.
 pub(super) trait Judge: Send {
     fn judge(
         &mut self,
         page: &PageRead<'_>,
+        records: &[&RawValue],
         report: &mut PollReport,
     ) -> Result<Vec<StagedEvent>, PollError>;
+}
+
+/// `record` decoded; one that cannot be is a problem noted in `report` (and skipped).
+fn decode_or_note(record: &RawValue, report: &mut PollReport) -> Option<Value> {
+    detect::decode(record)
+        .map_err(|problem| note_problem(report, problem.to_string()))
+        .ok()
 }
 
 /// Watermark mode: a record is an event when its updated date is past the watermark, or at it
@@ -46,13 +57,17 @@ impl Judge for WatermarkJudge<'_> {
     fn judge(
         &mut self,
         page: &PageRead<'_>,
+        records: &[&RawValue],
         report: &mut PollReport,
     ) -> Result<Vec<StagedEvent>, PollError> {
         self.provider_date = self.provider_date.or(page.page.date);
         let fraction_digits = self.dates.updated.format.fraction_digits();
         let mut staged = Vec::new();
-        for record in page.records {
-            let observed = match detect::observe(record, self.id_field, self.dates) {
+        for raw in records {
+            let Some(record) = decode_or_note(raw, report) else {
+                continue;
+            };
+            let observed = match detect::observe(&record, self.id_field, self.dates) {
                 Ok(observed) => observed,
                 Err(problem) => {
                     note_problem(report, problem.to_string());
@@ -78,7 +93,7 @@ impl Judge for WatermarkJudge<'_> {
                     }
                 }
             };
-            staged.push(self.staged_event(&observed, kind, fraction_digits, record));
+            staged.push(self.staged_event(&observed, kind, fraction_digits, &record));
         }
         Ok(staged)
     }
@@ -136,6 +151,7 @@ impl Judge for WindowJudge<'_> {
     fn judge(
         &mut self,
         page: &PageRead<'_>,
+        records: &[&RawValue],
         report: &mut PollReport,
     ) -> Result<Vec<StagedEvent>, PollError> {
         self.provider_time = self.provider_time.or(page.page.date).or(Some(self.now));
@@ -143,7 +159,11 @@ impl Judge for WindowJudge<'_> {
         let seen_at = nanos(page.page.date.unwrap_or(self.now));
         let date = detect::event_date(self.provider_time(), 3);
         let mut staged = Vec::new();
-        for record in page.records {
+        for raw in records {
+            let Some(record) = decode_or_note(raw, report) else {
+                continue;
+            };
+            let record = &record;
             let id = match detect::record_id(record, self.id_field) {
                 Ok(id) => id,
                 Err(problem) => {
@@ -191,11 +211,16 @@ pub(super) struct SnapshotJudge<'a> {
 impl Judge for SnapshotJudge<'_> {
     fn judge(
         &mut self,
-        page: &PageRead<'_>,
+        _page: &PageRead<'_>,
+        records: &[&RawValue],
         report: &mut PollReport,
     ) -> Result<Vec<StagedEvent>, PollError> {
         let mut items = Vec::new();
-        for record in page.records {
+        for raw in records {
+            let Some(record) = decode_or_note(raw, report) else {
+                continue;
+            };
+            let record = &record;
             match detect::record_id(record, self.id_field) {
                 Ok(id) => items.push((id, detect::content_hash(record), records::raw_json(record))),
                 Err(problem) => note_problem(report, problem.to_string()),

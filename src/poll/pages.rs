@@ -10,7 +10,7 @@ use super::{PollError, PollTarget};
 use crate::detect::{self, RecordProblem};
 use crate::http::{AuthSession, HttpClient, Page, Paginator, RecordLimits, RetryPolicy, records};
 use crate::instance::Resource;
-use serde_json::Value;
+use serde_json::value::RawValue;
 use std::time::Duration;
 use tokio::time::Instant;
 use url::Url;
@@ -48,11 +48,13 @@ impl PollCaps {
 pub struct PageRead<'p> {
     /// The response: status, headers, the provider's `Date`, the retries it took.
     pub page: &'p Page,
-    pub body: &'p Value,
+    /// Where in the body the records were.
+    pub location: records::RecordsLocation,
     /// How many records the page holds, those over the size limit included.
     pub found: usize,
-    /// The records within the size limit, in page order.
-    pub records: &'p [Value],
+    /// The records within the size limit, in page order, each as the provider sent it (the
+    /// sink decodes one at a time: [`detect::decode`]).
+    pub records: &'p [&'p RawValue],
     /// One problem per record over the size limit (left out of `records`).
     pub too_large: Vec<RecordProblem>,
     /// The next page; `None` on the last one.
@@ -120,21 +122,21 @@ impl PageReader<'_> {
                 .map_err(|_| too_long)??;
             pages += 1;
             sink.response(&page);
-            let body = records::parse_body(&page)?;
-            let found = records::locate_records(&body, resource.records_path.as_ref())?;
+            let found = records::read_records(&page, resource.records_path.as_ref())?;
+            let count = found.records.len();
             let (records, too_large) = detect::within_size_limit(
-                found,
+                found.records,
                 page.body.len(),
                 self.limits.max_record_bytes,
                 &resource.id_field,
             );
             // The page goes to the sink before a pagination error fails the read: `try` shows
             // the records of the page whose next link is broken.
-            let following = paginator.next_url(&page, &body, found.len());
+            let following = paginator.next_url(&page, &found.rest, count);
             sink.page(PageRead {
                 page: &page,
-                body: &body,
-                found: found.len(),
+                location: found.location,
+                found: count,
                 records: &records,
                 too_large,
                 next: following.as_ref().ok().and_then(Option::as_ref),

@@ -1,7 +1,8 @@
 //! Where a poll's events wait for its commit: each page's events go to the state's staging
-//! table in a short transaction, so memory holds one page, never the result set. A poll whose
-//! first page is its last keeps that page's events in memory instead: nothing to stage, and
-//! its commit is its only write transaction.
+//! table in short transactions of at most [`STAGE_PART`] records each, so memory holds one
+//! page's bytes and one part's events, never the result set. A poll whose first page is its
+//! last, and small ([`HELD_RECORDS_MAX`]), keeps that page's events in memory instead: nothing
+//! to stage, and its commit is its only write transaction.
 
 use super::judge::Judge;
 use super::pages::{PageRead, PageSink};
@@ -9,6 +10,12 @@ use super::{PollError, PollReport, Progress, note_problem};
 use crate::state::{PollId, ResourceKey, StagedEvent, Store};
 use std::collections::HashSet;
 use std::sync::Mutex;
+
+/// How many records of a page are judged and staged together.
+const STAGE_PART: usize = 4096;
+
+/// The most records a one-page poll keeps in memory for its commit; a larger page is staged.
+const HELD_RECORDS_MAX: usize = STAGE_PART;
 
 /// How far staging has got.
 pub(super) enum Staging<'k> {
@@ -78,22 +85,33 @@ impl<J: Judge> PageSink for Stager<'_, J> {
         for problem in &page.too_large {
             note_problem(self.report, problem.to_string());
         }
-        let staged = self.judge.judge(&page, self.report)?;
+        let only_page = matches!(self.staging, Staging::NotYet(_)) && page.next.is_none();
+        if only_page && page.records.len() <= HELD_RECORDS_MAX {
+            let staged = self.judge.judge(&page, page.records, self.report)?;
+            self.held = first_of_each(staged);
+        } else {
+            let poll = self.begun()?;
+            for part in page.records.chunks(STAGE_PART) {
+                let staged = self.judge.judge(&page, part, self.report)?;
+                Store::locked(self.store).stage_events(poll, &staged)?;
+            }
+        }
         self.report.pages += 1;
         self.report.records_read += page.found as u64;
         (self.progress)(self.report.pages, self.report.records_read);
-        match (&self.staging, page.next) {
-            (Staging::NotYet(_), None) => self.held = first_of_each(staged),
-            (Staging::NotYet(key), Some(_)) => {
-                let poll = Store::locked(self.store).begin_poll(key)?;
-                Store::locked(self.store).stage_events(poll, &staged)?;
-                self.staging = Staging::Begun(poll);
-            }
-            (Staging::Begun(poll), _) => {
-                Store::locked(self.store).stage_events(*poll, &staged)?;
-            }
-        }
         Ok(())
+    }
+}
+
+impl<J> Stager<'_, J> {
+    /// The poll's staging, begun now if it was not yet.
+    fn begun(&mut self) -> Result<PollId, PollError> {
+        let poll = match self.staging {
+            Staging::Begun(poll) => poll,
+            Staging::NotYet(key) => Store::locked(self.store).begin_poll(key)?,
+        };
+        self.staging = Staging::Begun(poll);
+        Ok(poll)
     }
 }
 

@@ -75,7 +75,7 @@ pub use outbox::{
 };
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 pub use staging::{CommitTxn, PollId, PollOutcome, StagedEvent, StagedKind};
-pub use tokens::StateTokens;
+pub use tokens::{StateTokens, TokenOverview};
 
 /// How long a statement waits for another process's write transaction before giving up. Long
 /// enough for the daemon's largest commit; `status` and `state reset` run beside the daemon.

@@ -142,6 +142,19 @@ const MIGRATIONS: &[&str] = &[
     r#"
     PRAGMA application_id = 1868787820;
     "#,
+    // 4: OAuth grants (docs/design.md#oauth-grants): which `providerData.code` was already sent
+    // (its SHA-256, never the code), the last token request's result, and a revoked grant.
+    r#"
+    CREATE TABLE oauth_grant (
+        instance           TEXT PRIMARY KEY,
+        credentials_hash   TEXT NOT NULL,
+        code_hash          TEXT,
+        code_rejected      INTEGER NOT NULL DEFAULT 0,
+        last_token_at      TEXT,
+        last_token_result  TEXT,
+        revoked_at         TEXT
+    );
+    "#,
 ];
 
 /// SQLite's `PRAGMA application_id` of an ocpoll state file: "ocpl" (0x6F63706C), set by

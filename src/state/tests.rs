@@ -970,6 +970,61 @@ fn forget_instance_removes_everything_of_it_only() {
 }
 
 #[test]
+fn a_grant_remembers_its_used_code_across_credentials_and_a_revocation_deletes_the_token() {
+    use crate::http::GrantEvent;
+    let mut store = Store::open_in_memory().unwrap();
+    assert_eq!(store.oauth_grant("crm", "h1").unwrap(), Default::default());
+    let token = StoredToken {
+        access_token: Secret::new("access-1"),
+        refresh_token: Some(Secret::new("refresh-1")),
+        expires_at: Some(at(3600)),
+    };
+    let exchanged = GrantEvent::CodeExchanged {
+        code_hash: "c1".into(),
+    };
+    store
+        .record_grant("crm", "h1", &exchanged, Some(&token))
+        .unwrap();
+    assert_eq!(store.oauth_token("crm", "h1").unwrap(), Some(token.clone()));
+    let grant = store.oauth_grant("crm", "h1").unwrap();
+    assert_eq!(grant.code_hash.as_deref(), Some("c1"));
+    assert!(!grant.code_rejected && grant.revoked_at.is_none());
+    assert_eq!(
+        grant.last_token_result.as_deref(),
+        Some("providerData.code exchanged")
+    );
+
+    let revoked = GrantEvent::Revoked {
+        reason: "invalid_grant".into(),
+    };
+    store.record_grant("crm", "h1", &revoked, None).unwrap();
+    assert!(store.oauth_grant("crm", "h1").unwrap().revoked_at.is_some());
+    assert_eq!(
+        store.oauth_token("crm", "h1").unwrap(),
+        None,
+        "token deleted"
+    );
+    let overview = store.oauth_overview().unwrap();
+    assert_eq!(overview.len(), 1);
+    assert!(!overview[0].has_token && overview[0].grant.revoked_at.is_some());
+
+    // Other credentials: the revocation is theirs no longer, the used code still is.
+    let other = store.oauth_grant("crm", "h2").unwrap();
+    assert_eq!(other.revoked_at, None);
+    assert_eq!(other.code_hash.as_deref(), Some("c1"));
+
+    store
+        .record_grant("crm", "h1", &GrantEvent::Authorized, Some(&token))
+        .unwrap();
+    let grant = store.oauth_grant("crm", "h1").unwrap();
+    assert_eq!(grant.revoked_at, None, "ocpoll auth ends the revocation");
+    assert_eq!(grant.code_hash.as_deref(), Some("c1"));
+    let overview = store.oauth_overview().unwrap();
+    assert!(overview[0].has_token && overview[0].has_refresh_token);
+    assert_eq!(overview[0].expires_at, token.expires_at);
+}
+
+#[test]
 fn oauth_tokens_are_dropped_when_the_credentials_change() {
     let store = Store::open_in_memory().unwrap();
     assert_eq!(store.oauth_token("crm", "h1").unwrap(), None);
@@ -1286,6 +1341,8 @@ fn a_state_file_of_an_older_ocpoll_without_the_mark_is_opened_and_marked() {
     let conn = Connection::open(&path).unwrap();
     conn.pragma_update(None, "application_id", 0).unwrap();
     conn.pragma_update(None, "user_version", 2).unwrap();
+    // And none of the tables of the migrations after 3.
+    conn.execute_batch("DROP TABLE oauth_grant").unwrap();
     drop(conn);
     drop(Store::open(&path, Synchronous::Full).unwrap());
     let conn = Connection::open(&path).unwrap();

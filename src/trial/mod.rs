@@ -17,8 +17,9 @@ pub mod suggest;
 
 use crate::detect::{self, RecordProblem};
 use crate::http::paginate::NEXT_PAGE_TOKEN_HEADER;
+use crate::http::records::RecordsLocation;
 use crate::http::{
-    AuthSession, FetchError, HttpClient, MemoryTokenStore, Page, RecordLimits, RetryPolicy, records,
+    AuthSession, FetchError, HttpClient, MemoryTokenStore, Page, RecordLimits, RetryPolicy,
 };
 use crate::instance::finding::FindingReport;
 use crate::instance::mask::Masker;
@@ -243,8 +244,8 @@ impl Trial<'_> {
         self.add(judged, report);
     }
 
-    /// A record a poll leaves out for its size, reported with a poll's words.
-    fn too_large(&self, problem: &RecordProblem, report: &mut TargetReport) {
+    /// A record a poll leaves out (too large, or not decodable), reported with a poll's words.
+    fn unreadable(&self, problem: &RecordProblem, report: &mut TargetReport) {
         let mut judged = RecordReport {
             id: problem.record_id().map(str::to_owned),
             updated: None,
@@ -311,13 +312,16 @@ impl PageSink for TrialSink<'_, '_> {
     fn page(&mut self, read: PageRead<'_>) -> Result<(), PollError> {
         let resource = self.trial.target.resource();
         if self.report.records_location.is_none() {
-            self.report.records_location = Some(records_location(resource, read.body));
+            self.report.records_location = Some(records_location(resource, read.location));
         }
         for problem in &read.too_large {
-            self.trial.too_large(problem, self.report);
+            self.trial.unreadable(problem, self.report);
         }
         for record in read.records {
-            self.trial.judge(record, self.report, self.watermark);
+            match detect::decode(record) {
+                Ok(record) => self.trial.judge(&record, self.report, self.watermark),
+                Err(problem) => self.trial.unreadable(&problem, self.report),
+            }
         }
         let next = read.next.map(|next| {
             self.trial
@@ -351,28 +355,21 @@ fn mask_record(record: &mut RecordReport, masker: &Masker) {
     }
 }
 
-/// Where the records of `body` were found, in words.
-pub fn records_location(resource: &Resource, body: &Value) -> String {
-    if let Some(path) = resource
-        .records_path
-        .as_ref()
-        .filter(|path| !path.is_empty())
-    {
-        return format!("at recordsPath `{path}`");
-    }
-    if body.is_array() {
-        return "in the response body (an array)".to_owned();
-    }
-    let found = records::locate_records(body, None).ok();
-    let member = records::DEFAULT_MEMBERS.into_iter().find(|name| {
-        body.get(*name)
-            .and_then(Value::as_array)
-            .zip(found)
-            .is_some_and(|(array, found)| std::ptr::eq(array, found))
-    });
-    match member {
-        Some(member) => format!("in member `{member}` (found by default; no recordsPath)"),
-        None => "in the response".to_owned(),
+/// Where the records were found, in words.
+pub fn records_location(resource: &Resource, location: RecordsLocation) -> String {
+    match location {
+        RecordsLocation::Path => format!(
+            "at recordsPath `{}`",
+            resource
+                .records_path
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default()
+        ),
+        RecordsLocation::Body => "in the response body (an array)".to_owned(),
+        RecordsLocation::Member(member) => {
+            format!("in member `{member}` (found by default; no recordsPath)")
+        }
     }
 }
 
@@ -536,20 +533,31 @@ mod tests {
 
     #[test]
     fn records_location_names_the_path_or_the_member() {
-        let body = json!({"total": 1, "items": [{"id": 1}]});
+        let location = |resource: &Resource, body: Value| {
+            let page = Page {
+                status: 200,
+                headers: Default::default(),
+                body: body.to_string().into(),
+                date: None,
+                retries: Vec::new(),
+            };
+            let found = crate::http::read_records(&page, resource.records_path.as_ref());
+            records_location(resource, found.unwrap().location)
+        };
         assert_eq!(
-            records_location(&resource(None, 0), &body),
+            location(
+                &resource(None, 0),
+                json!({"total": 1, "items": [{"id": 1}]})
+            ),
             "in member `items` (found by default; no recordsPath)"
         );
-        let nested = json!({"response": {"people": []}});
         let with_path = resource(Some("response.people"), 0);
         assert_eq!(
-            records_location(&with_path, &nested),
+            location(&with_path, json!({"response": {"people": []}})),
             "at recordsPath `response.people`"
         );
-        let array = json!([]);
         assert_eq!(
-            records_location(&resource(None, 0), &array),
+            location(&resource(None, 0), json!([])),
             "in the response body (an array)"
         );
     }

@@ -90,6 +90,8 @@ pub enum MockAuth {
         organization: String,
         element: String,
     },
+    /// Bearer tokens issued by another server (`mock_oauth::MockOAuth::access_tokens`).
+    AccessTokens(Arc<Mutex<HashSet<String>>>),
 }
 
 #[derive(Clone, Debug)]
@@ -723,6 +725,18 @@ fn check_auth(shared: &Shared, headers: &HeaderMap) -> Result<(), String> {
             element,
         } => {
             format!("User {user}, Organization {organization}, Element {element}")
+        }
+        MockAuth::AccessTokens(tokens) => {
+            let token = authorization.strip_prefix("Bearer ").unwrap_or("");
+            let known = tokens
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .contains(token);
+            return if known {
+                Ok(())
+            } else {
+                Err("invalid or expired access token".into())
+            };
         }
         MockAuth::OAuth { .. } => {
             let token = authorization.strip_prefix("Bearer ").unwrap_or("");

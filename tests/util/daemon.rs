@@ -2,7 +2,7 @@
 //! JSON log goes to, signals, bounded waits that show the log when they fail, and a kill when
 //! the test ends, whether it passed or panicked.
 
-use super::{Dir, LAYOUT_ARGS};
+use super::{Dir, LAYOUT_ENV};
 use serde_json::Value;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 /// daemon fails the test; never a claim about how fast anything should be.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
-/// `ocpoll --config config.toml --instances instances.d --state state.db ARGS...` in `dir`, with
+/// `ocpoll ARGS...` in `dir` with the layout's config, instances and state ([`LAYOUT_ENV`]), with
 /// the clean environment of [`Dir::command`], no stdin and no stdout: a child that runs while the
 /// test goes on.
 pub fn layout_command(dir: &Dir, args: &[&str]) -> Command {
     let mut command = dir.std_command();
     command
-        .args(LAYOUT_ARGS)
+        .envs(LAYOUT_ENV)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null());

@@ -16,14 +16,13 @@ use std::process::{Command, Output};
 /// The `ocpoll` binary Cargo built for these tests.
 pub const OCPOLL: &str = env!("CARGO_BIN_EXE_ocpoll");
 
-/// The global options naming the folder layout of [`Dir::with_layout`] (and `state.db`).
-pub const LAYOUT_ARGS: [&str; 6] = [
-    "--config",
-    "config.toml",
-    "--instances",
-    "instances.d",
-    "--state",
-    "state.db",
+/// The variables naming the folder layout of [`Dir::with_layout`] (and `state.db`). Variables
+/// rather than options: each command reads those it has options for (`validate` has no
+/// `--state`, `outbox` no `--instances`), so one layout serves every command.
+pub const LAYOUT_ENV: [(&str, &str); 3] = [
+    ("OCPOLL_CONFIG", "config.toml"),
+    ("OCPOLL_INSTANCES", "instances.d"),
+    ("OCPOLL_STATE", "state.db"),
 ];
 
 /// The runtime a test's mock servers serve on while the binary runs as a child process.
@@ -60,7 +59,7 @@ impl Dir {
     }
 
     /// A folder with `config.toml` holding `config` and an empty `instances.d/`, the layout
-    /// [`LAYOUT_ARGS`] names.
+    /// [`LAYOUT_ENV`] names.
     pub fn with_layout(config: &str) -> Dir {
         let dir = Dir::new();
         dir.create("config.toml", config);
@@ -154,6 +153,12 @@ impl TestCommand {
 
     pub fn env(mut self, name: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
         self.cmd.env(name, value);
+        self
+    }
+
+    /// Names the folder layout of [`Dir::with_layout`] ([`LAYOUT_ENV`]).
+    pub fn layout(mut self) -> Self {
+        self.cmd.envs(LAYOUT_ENV);
         self
     }
 

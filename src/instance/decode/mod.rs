@@ -12,8 +12,8 @@
 use crate::dates::{DateFormat, Zone};
 use crate::instance::finding::{Finding, JsonPath, Severity};
 use crate::instance::model::{
-    Auth, DateField, DatesConfig, FieldPath, HttpOptions, Instance, NotificationOptions, OtherKeys,
-    Pagination, Resource, VendorType,
+    Auth, ClientAuth, DateField, DatesConfig, FieldPath, HttpOptions, Instance,
+    NotificationOptions, OAuth2, OtherKeys, Pagination, Resource, VendorType,
 };
 use crate::instance::scope::{FileRefusal, SecretScope};
 use crate::instance::secret::Secret;
@@ -28,8 +28,9 @@ use url::Url;
 mod auth;
 mod resource;
 
-/// Where `${env:NAME}` and `${file:PATH}` references get their values.
-pub trait SecretSource {
+/// Where `${env:NAME}` and `${file:PATH}` references get their values. `Sync`: instance files
+/// are loaded on several threads.
+pub trait SecretSource: Sync {
     fn env(&self, name: &str) -> Option<String>;
     fn file(&self, path: &Path) -> std::io::Result<String>;
 
@@ -43,10 +44,40 @@ pub trait SecretSource {
 /// What a secret reference that cannot be resolved means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UnresolvedSecrets {
-    /// `validate`: files are often checked on another machine than the one that runs them.
+    /// `validate` and `status`: they only read the file, which is often checked on another
+    /// machine than the one that runs it.
     Warn,
-    /// `tick` and `run`: the instance cannot work without them.
+    /// `try`, `tick` and `run`: the instance cannot work without them.
     Fail,
+}
+
+impl UnresolvedSecrets {
+    /// The one severity rule for a reference that does not resolve (issue 14): a warning where
+    /// the file is only read, an error of the instance where it is used. A reference the
+    /// `[secrets]` scope refuses is an error everywhere (see `resolve`).
+    pub fn severity(self) -> Severity {
+        match self {
+            UnresolvedSecrets::Warn => Severity::Warning,
+            UnresolvedSecrets::Fail => Severity::Error,
+        }
+    }
+}
+
+/// The one wording of a secret reference that did not resolve, whichever command reports it
+/// (issue 14): `unresolved secret: set ACME_API_KEY`, `unresolved secret: file
+/// /run/credentials/key not readable (no such file)`. `file` is the reference's file as
+/// resolved against the instance's folder, with why it could not be read.
+fn unresolved_secret(reference: &SecretRef<'_>, file: Option<(&Path, &str)>) -> String {
+    match (reference, file) {
+        (SecretRef::Env(""), _) => "unresolved secret: ${env:} names no variable".to_owned(),
+        (SecretRef::File(""), _) => "unresolved secret: ${file:} names no file".to_owned(),
+        (SecretRef::Env(name), _) => format!("unresolved secret: set {name}"),
+        (SecretRef::File(_), Some((path, reason))) => format!(
+            "unresolved secret: file {} not readable ({reason})",
+            path.display()
+        ),
+        (SecretRef::File(path), None) => format!("unresolved secret: file {path} not readable"),
+    }
 }
 
 /// Everything decoding needs besides the JSON itself.
@@ -76,6 +107,7 @@ pub fn decode(root: &Value, ctx: &DecodeContext) -> Decoded {
         findings: Vec::new(),
         base_url_configured: false,
         name: None,
+        provider_code: None,
     };
     let instance = decoder.instance(root);
     let has_errors = decoder.findings.iter().any(Finding::is_error);
@@ -102,6 +134,7 @@ const SECRET_KEYS: &[&str] = &[
     "oauth.api.key",
     "oauth.api.secret",
     "oauth.user.refresh_token",
+    "oauth.token.params",
     "elements.user.secret",
     "elements.organization.secret",
     "elements.instance.token",
@@ -152,6 +185,8 @@ struct Decoder<'a> {
     base_url_configured: bool,
     /// The instance's name as soon as it is known (see [`Decoded::name`]).
     name: Option<String>,
+    /// `providerData.code`, read before the configuration that uses it (OAuth 2).
+    provider_code: Option<Secret>,
 }
 
 impl Decoder<'_> {
@@ -284,8 +319,10 @@ impl Decoder<'_> {
         }
     }
 
-    /// `providerData` is Open Connectors' OAuth code exchange; ocpoll does not use it, but a
-    /// placeholder left in it shows the body was pasted unfinished.
+    /// `providerData` is Open Connectors' OAuth code exchange: its `code` is exchanged once
+    /// on the first poll when the configuration has an OAuth token endpoint
+    /// (docs/instances.md#oauth-2); the rest is kept and ignored. A placeholder left in it
+    /// shows the body was pasted unfinished.
     fn provider_data(&mut self, root: &Map<String, Value>) {
         let path = JsonPath::root().key("providerData");
         let Some(Value::Object(data)) = root.get("providerData") else {
@@ -295,10 +332,20 @@ impl Decoder<'_> {
             if value.as_str().is_some_and(is_placeholder) {
                 self.warning(
                     path.key(key),
-                    "looks like a placeholder (value hidden); ocpoll does not use providerData, \
-                     it authenticates with the configuration's keys",
+                    "looks like a placeholder (value hidden); put the provider's authorization \
+                     code here, or leave it out and run `ocpoll auth INSTANCE`",
                 );
             }
+        }
+        let view = ConfigView {
+            map: data,
+            path: path.clone(),
+        };
+        if let Text::Value(code) = self.text(&view, "code")
+            && !is_placeholder(&code)
+            && !code.trim().is_empty()
+        {
+            self.provider_code = Some(Secret::new(code));
         }
     }
 
@@ -739,28 +786,33 @@ impl Decoder<'_> {
             return Text::Value(raw.to_owned());
         };
         let secrets = self.ctx.secrets;
-        // (reason, whether the scope refused it: an error even for `validate`)
+        // The scope's refusal is a decision of whoever runs ocpoll: an error even for
+        // `validate`, in its own words. Anything else is unresolved, in the one wording.
         let resolved = match &reference {
-            SecretRef::Env("") => Err(("${env:} names no variable".to_owned(), false)),
-            SecretRef::File("") => Err(("${file:} names no file".to_owned(), false)),
+            SecretRef::Env("") | SecretRef::File("") => {
+                Err((unresolved_secret(&reference, None), false))
+            }
             SecretRef::Env(name) => match secrets.scope().check_env(name) {
-                Err(refused) => Err((refused, true)),
+                Err(refused) => Err((format!("{raw}: {refused}"), true)),
                 Ok(()) => secrets
                     .env(name)
-                    .ok_or_else(|| (format!("environment variable {name} is not set"), false)),
+                    .ok_or_else(|| (unresolved_secret(&reference, None), false)),
             },
             SecretRef::File(file) => match credentials_path(file, |name| secrets.env(name)) {
                 Err(reason) => Err((reason, false)),
                 Ok(file) => {
                     let full = self.ctx.base_dir.join(&*file);
                     let cannot_read = |error: &std::io::Error| {
+                        let reason = io_reason(error);
                         (
-                            format!("cannot read {}: {}", full.display(), io_reason(error)),
+                            unresolved_secret(&reference, Some((&full, reason.as_str()))),
                             false,
                         )
                     };
                     match secrets.scope().check_file(&full) {
-                        Err(FileRefusal::Outside(refused)) => Err((refused, true)),
+                        Err(FileRefusal::Outside(refused)) => {
+                            Err((format!("{raw}: {refused}"), true))
+                        }
                         Err(FileRefusal::Unresolved(error)) => Err(cannot_read(&error)),
                         Ok(readable) => secrets
                             .file(&readable)
@@ -772,14 +824,11 @@ impl Decoder<'_> {
         };
         match resolved {
             Ok(value) => Text::Value(value),
-            Err((reason, refused)) => {
-                let severity = match self.ctx.unresolved {
-                    _ if refused => Severity::Error,
-                    UnresolvedSecrets::Warn => Severity::Warning,
-                    UnresolvedSecrets::Fail => Severity::Error,
-                };
-                let mut finding = Finding::error(path(), format!("{raw}: {reason}"));
-                finding.severity = severity;
+            Err((message, refused)) => {
+                let mut finding = Finding::error(path(), message);
+                if !refused {
+                    finding.severity = self.ctx.unresolved.severity();
+                }
                 self.findings.push(finding);
                 Text::Unresolved
             }
@@ -904,7 +953,7 @@ fn credentials_path(
     match env(VARIABLE) {
         Some(folder) if !folder.is_empty() => Ok(format!("{folder}{rest}").into()),
         _ => Err(format!(
-            "${VARIABLE} is not set (systemd sets it for a service with LoadCredential=)"
+            "unresolved secret: set {VARIABLE} (systemd sets it for a service with LoadCredential=)"
         )),
     }
 }
@@ -973,6 +1022,10 @@ const OWN_CONFIGURATION_KEYS: &[&str] = &[
     "username",
     "api.key.header",
     "oauth.token.url",
+    "oauth.client.auth",
+    "oauth.callback.url",
+    "oauth.scope",
+    "oauth.authorization.url",
     "http.headers",
     "http.timeout.seconds",
     "http.ca.file",
@@ -983,12 +1036,31 @@ const OWN_CONFIGURATION_KEYS: &[&str] = &[
 /// ignores: known, so that none of them is taken for a misspelling of one of ocpoll's.
 const OPEN_CONNECTORS_KEYS: &[&str] = &[
     "filter.response.nulls",
-    "oauth.callback.url",
     "oauth.user.refresh_time",
     "oauth.user.token",
-    "oauth.scope",
-    "oauth.authorization.url",
 ];
+
+/// The keys the decoder reads, for [`super::reference`] (the man page's source) to be checked
+/// against.
+#[cfg(test)]
+pub(crate) struct KnownKeys {
+    pub configuration: Vec<&'static str>,
+    pub resource: &'static [&'static str],
+    pub dates: &'static [&'static str],
+}
+
+#[cfg(test)]
+pub(crate) fn known_keys() -> KnownKeys {
+    KnownKeys {
+        configuration: OWN_CONFIGURATION_KEYS
+            .iter()
+            .chain(SECRET_KEYS)
+            .copied()
+            .collect(),
+        resource: RESOURCE_KEYS,
+        dates: DATES_KEYS,
+    }
+}
 
 fn misspelled(key: &str, meant: &str) -> String {
     format!("{key:?} is not a key ocpoll knows and is ignored; did you mean `{meant}`?")

@@ -310,7 +310,12 @@ fn disabled_events_beside_resources_warn_that_nothing_is_polled() {
         json!({"event.notification.enabled": "${env:UNSET}"}),
     ));
     assert_eq!(decoded.findings.len(), 1, "{:#?}", findings_text(&decoded));
-    assert_finding(&decoded, Severity::Warning, enabled, "is not set");
+    assert_finding(
+        &decoded,
+        Severity::Warning,
+        enabled,
+        "unresolved secret: set UNSET",
+    );
 }
 
 #[test]
@@ -848,7 +853,7 @@ fn secret_references_resolve_and_missing_ones_depend_on_the_mode() {
         &decoded,
         Severity::Warning,
         "configuration.password",
-        "NOPE is not set",
+        "unresolved secret: set NOPE",
     );
     assert!(decoded.instance.is_some());
     let decoded = decode_with(&missing, &FakeSecrets::default(), UnresolvedSecrets::Fail);
@@ -856,7 +861,7 @@ fn secret_references_resolve_and_missing_ones_depend_on_the_mode() {
         &decoded,
         Severity::Error,
         "configuration.password",
-        "NOPE is not set",
+        "unresolved secret: set NOPE",
     );
     assert!(decoded.instance.is_none());
 
@@ -870,7 +875,7 @@ fn secret_references_resolve_and_missing_ones_depend_on_the_mode() {
         &decoded,
         Severity::Warning,
         "configuration.event.notification.signature.key",
-        "cannot read /etc/ocpoll/instances.d/gone.txt",
+        "unresolved secret: file /etc/ocpoll/instances.d/gone.txt not readable (",
     );
 }
 
@@ -900,7 +905,7 @@ fn file_references_may_start_at_the_credentials_directory() {
         &decoded,
         Severity::Warning,
         "configuration.event.notification.signature.key",
-        "$CREDENTIALS_DIRECTORY is not set (systemd sets it for a service with LoadCredential=)",
+        "unresolved secret: set CREDENTIALS_DIRECTORY (systemd sets it for a service with LoadCredential=)",
     );
 
     let look_alike = with_config(json!({
@@ -911,7 +916,7 @@ fn file_references_may_start_at_the_credentials_directory() {
         &decoded,
         Severity::Warning,
         "configuration.event.notification.signature.key",
-        "cannot read /etc/ocpoll/instances.d/$CREDENTIALS_DIRECTORYX/key",
+        "file /etc/ocpoll/instances.d/$CREDENTIALS_DIRECTORYX/key not readable",
     );
 }
 
