@@ -28,10 +28,7 @@ fn main() -> ExitCode {
         &PlatformDirs::detect(),
     ) {
         Ok(config) => config,
-        Err(error) => {
-            eprintln!("ocpoll: {error}");
-            return ExitCode::from(exit::CONFIG);
-        }
+        Err(error) => return commands::config_unusable(cli.global.log_format, &error),
     };
     match &cli.command {
         Command::Validate(args) => commands::validate::run(args, &config),

@@ -100,6 +100,9 @@ async fn metrics_address(daemon: &Daemon) -> String {
 
 /// GET `path` on the metrics address: (status, body).
 async fn get(address: &str, path: &str) -> (u16, String) {
+    // reqwest's TLS has no crypto provider of its own (Cargo.toml): without one, building the
+    // client fails, and the "refused" check below would pass for that reason.
+    ocpoll::http::crypto::install_provider();
     let response = reqwest::get(format!("http://{address}{path}"))
         .await
         .expect("the metrics server answers");
@@ -250,6 +253,7 @@ async fn counters_move_as_records_change_and_no_secret_or_url_is_scraped() {
 
     let (status, log) = daemon.stop();
     assert_eq!(status.code(), Some(0), "{log}");
+    ocpoll::http::crypto::install_provider();
     let refused = reqwest::get(format!("http://{address}/healthz")).await;
     assert!(refused.is_err(), "the metrics server outlived the daemon");
 }

@@ -185,6 +185,8 @@ impl Env {
 }
 
 fn client() -> reqwest::Client {
+    // reqwest's TLS brings no crypto provider of its own (Cargo.toml, src/http/crypto.rs).
+    ocpoll::http::crypto::install_provider();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

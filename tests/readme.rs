@@ -105,20 +105,55 @@ const RUN: &[(&str, Check)] = &[
     ),
 ];
 
+/// The README's install section writes system folders and needs root: tests/install.rs follows
+/// it in a temporary root instead, and starts the unit's command from what it installed.
+const INSTALL_TEST: &str = "tests/install.rs follows the install section in a temporary root";
+
+/// The .deb: a release build and a system install; .ci/run builds it, installs it and runs
+/// tests/install.rs against the package and the installed files.
+const DEB_TEST: &str = ".ci/run builds and installs the .deb; tests/install.rs checks it";
+
 /// README commands that cannot run in a test, and why.
 const ALLOWLIST: &[(&str, &str)] = &[
     (
         "cargo test",
         "runs every test, this one included; CI runs it (.ci/run)",
     ),
+    ("cargo install --locked --path .", INSTALL_TEST),
     (
-        "cargo install --path .",
-        "a release build and an install into ~/.cargo/bin: minutes, and it changes the machine",
+        "sudo install -m 755 ~/.cargo/bin/ocpoll /usr/local/bin/",
+        INSTALL_TEST,
     ),
     (
-        "sudo install -m 644 man/*.1 /usr/local/share/man/man1/",
-        "needs root and writes a system folder; tests/generated_assets.rs keeps man/ current",
+        "sudo install -D -m 644 -t /usr/local/share/man/man1 man/*.1",
+        INSTALL_TEST,
     ),
+    (
+        "sudo install -D -m 644 -t /usr/local/share/man/man5 man/*.5",
+        INSTALL_TEST,
+    ),
+    (
+        "sudo useradd --system --user-group --home-dir /var/lib/ocpoll --shell /usr/sbin/nologin ocpoll",
+        INSTALL_TEST,
+    ),
+    (
+        "sudo install -d -o ocpoll -g ocpoll -m 700 /var/lib/ocpoll",
+        INSTALL_TEST,
+    ),
+    (
+        "sudo install -D -m 644 contrib/config.toml /etc/ocpoll/config.toml",
+        INSTALL_TEST,
+    ),
+    ("sudo install -d /etc/ocpoll/instances.d", INSTALL_TEST),
+    (
+        "sudo install -m 644 contrib/ocpoll.service /etc/systemd/system/",
+        INSTALL_TEST,
+    ),
+    ("sudo systemctl daemon-reload", INSTALL_TEST),
+    ("sudo systemctl enable --now ocpoll", INSTALL_TEST),
+    ("cargo install --locked cargo-deb", DEB_TEST),
+    ("cargo deb --locked", DEB_TEST),
+    ("sudo apt install ./target/debian/ocpoll_*.deb", DEB_TEST),
 ];
 
 // -------------------------------------------------------------------------------------------

@@ -117,6 +117,22 @@ impl CommandError {
 /// The poller lock that `tick` and `run` take (docs/design.md#state; the demo keeps a private
 /// state of its own): exit 75 when
 /// another ocpoll holds it and `wait` is off.
+/// The configuration cannot be loaded: says why once, in the log format the command line or
+/// `OCPOLL_LOG_FORMAT` asked for (config.toml's own `[log]` may be what failed), and exits 78.
+pub fn config_unusable(
+    log_format: Option<crate::cli::LogFormat>,
+    error: &crate::config::ConfigError,
+) -> ExitCode {
+    let format = crate::daemon::logging::requested_format(
+        log_format,
+        std::env::var("OCPOLL_LOG_FORMAT").ok().as_deref(),
+    );
+    let line =
+        crate::daemon::logging::early_error_line(format, &error.to_string(), chrono::Utc::now());
+    eprintln!("{line}");
+    ExitCode::from(exit::CONFIG)
+}
+
 pub fn take_lock(config: &crate::config::Config, wait: bool) -> Result<StateLock, CommandError> {
     StateLock::acquire(&config.state, wait).map_err(lock_failure)
 }

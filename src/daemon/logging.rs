@@ -46,9 +46,67 @@ pub fn init(config: &LogConfig, verbose: u8, quiet: u8) {
     };
 }
 
+/// The log format asked for before the configuration is loaded: the command line, else
+/// `OCPOLL_LOG_FORMAT` (config.toml may be the very thing that failed to load).
+pub fn requested_format(flag: Option<LogFormat>, env: Option<&str>) -> LogFormat {
+    flag.unwrap_or(match env.map(|value| value.trim().to_ascii_lowercase()) {
+        Some(value) if value == "json" => LogFormat::Json,
+        _ => LogFormat::Text,
+    })
+}
+
+/// An error that stops ocpoll before its log is set up (the configuration cannot be loaded),
+/// in the requested format: under journald with `--log-format json`, a plain line would be the
+/// one entry of the service's last words that a JSON pipeline cannot read.
+pub fn early_error_line(
+    format: LogFormat,
+    message: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> String {
+    match format {
+        LogFormat::Text => format!("ocpoll: {message}"),
+        // The fields tracing-subscriber's JSON lines have (`flatten_event`, no target).
+        LogFormat::Json => serde_json::json!({
+            "timestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            "level": "ERROR",
+            "message": message,
+        })
+        .to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn early_errors_follow_the_requested_format() {
+        assert_eq!(requested_format(None, None), LogFormat::Text);
+        assert_eq!(requested_format(None, Some("JSON")), LogFormat::Json);
+        assert_eq!(
+            requested_format(Some(LogFormat::Text), Some("json")),
+            LogFormat::Text
+        );
+        assert_eq!(
+            requested_format(Some(LogFormat::Json), None),
+            LogFormat::Json
+        );
+
+        let now = chrono::DateTime::parse_from_rfc3339("2026-03-01T10:00:00Z")
+            .unwrap()
+            .to_utc();
+        let message = "cannot read config file /etc/ocpoll/config.toml: \"quoted\"";
+        assert_eq!(
+            early_error_line(LogFormat::Text, message, now),
+            format!("ocpoll: {message}")
+        );
+        let line = early_error_line(LogFormat::Json, message, now);
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["level"], "ERROR");
+        assert_eq!(value["message"], message);
+        assert_eq!(value["timestamp"], "2026-03-01T10:00:00.000000Z");
+        assert!(!line.contains('\n'));
+    }
 
     #[test]
     fn verbose_and_quiet_move_the_configured_level() {

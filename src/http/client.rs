@@ -388,6 +388,7 @@ fn build_client(
     resolver: &Arc<GuardedResolver>,
     extra_roots: Vec<reqwest::Certificate>,
 ) -> Result<Client, FetchError> {
+    super::crypto::install_provider();
     Client::builder()
         .user_agent(concat!("ocpoll/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())

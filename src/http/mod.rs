@@ -27,6 +27,7 @@
 
 pub mod auth;
 pub mod client;
+pub mod crypto;
 pub mod egress;
 pub mod paginate;
 pub mod records;

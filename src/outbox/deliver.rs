@@ -102,6 +102,7 @@ impl Sender {
     /// A sender under `egress`, resolving names with the system.
     pub fn with_egress(egress: Arc<Egress>) -> Result<Sender, DeliverError> {
         let resolver = GuardedResolver::new(Arc::clone(&egress), Arc::new(SystemResolver));
+        crate::http::crypto::install_provider();
         let client = reqwest::Client::builder()
             .user_agent(concat!("ocpoll/", env!("CARGO_PKG_VERSION")))
             .dns_resolver(resolver)

@@ -806,24 +806,29 @@ impl Decoder<'_> {
                     .env(name)
                     .ok_or_else(|| (unresolved_secret(&reference, None), false)),
             },
-            SecretRef::File(file) => {
-                let full = self.ctx.base_dir.join(file);
-                let cannot_read = |error: &std::io::Error| {
-                    let reason = io_reason(error);
-                    (
-                        unresolved_secret(&reference, Some((&full, reason.as_str()))),
-                        false,
-                    )
-                };
-                match secrets.scope().check_file(&full) {
-                    Err(FileRefusal::Outside(refused)) => Err((format!("{raw}: {refused}"), true)),
-                    Err(FileRefusal::Unresolved(error)) => Err(cannot_read(&error)),
-                    Ok(readable) => secrets
-                        .file(&readable)
-                        .map(trim_one_newline)
-                        .map_err(|error| cannot_read(&error)),
+            SecretRef::File(file) => match credentials_path(file, |name| secrets.env(name)) {
+                Err(reason) => Err((reason, false)),
+                Ok(file) => {
+                    let full = self.ctx.base_dir.join(&*file);
+                    let cannot_read = |error: &std::io::Error| {
+                        let reason = io_reason(error);
+                        (
+                            unresolved_secret(&reference, Some((&full, reason.as_str()))),
+                            false,
+                        )
+                    };
+                    match secrets.scope().check_file(&full) {
+                        Err(FileRefusal::Outside(refused)) => {
+                            Err((format!("{raw}: {refused}"), true))
+                        }
+                        Err(FileRefusal::Unresolved(error)) => Err(cannot_read(&error)),
+                        Ok(readable) => secrets
+                            .file(&readable)
+                            .map(trim_one_newline)
+                            .map_err(|error| cannot_read(&error)),
+                    }
                 }
-            }
+            },
         };
         match resolved {
             Ok(value) => Text::Value(value),
@@ -931,6 +936,33 @@ impl<'a> SecretRef<'a> {
         } else {
             inner.strip_prefix("file:").map(SecretRef::File)
         }
+    }
+}
+
+/// A `${file:..}` path with a leading `$CREDENTIALS_DIRECTORY` replaced by that variable.
+///
+/// systemd's `LoadCredential=` puts a service's secrets in a folder it names in this variable
+/// (its path depends on the unit and the systemd version), so instance files need a way to say
+/// "there". Only this one variable, only at the start: a general `$VAR` syntax would make every
+/// file path's meaning depend on the environment. The variable names a folder, not a secret, so
+/// `[secrets] env_prefixes` does not apply; `file_roots` judges the path it leads to.
+fn credentials_path(
+    file: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<std::borrow::Cow<'_, str>, String> {
+    const VARIABLE: &str = "CREDENTIALS_DIRECTORY";
+    let rest = match file
+        .strip_prefix('$')
+        .and_then(|f| f.strip_prefix(VARIABLE))
+    {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => rest,
+        _ => return Ok(std::borrow::Cow::Borrowed(file)),
+    };
+    match env(VARIABLE) {
+        Some(folder) if !folder.is_empty() => Ok(format!("{folder}{rest}").into()),
+        _ => Err(format!(
+            "unresolved secret: set {VARIABLE} (systemd sets it for a service with LoadCredential=)"
+        )),
     }
 }
 

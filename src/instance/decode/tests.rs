@@ -880,6 +880,47 @@ fn secret_references_resolve_and_missing_ones_depend_on_the_mode() {
     );
 }
 
+/// systemd credentials (issue 14): `${file:$CREDENTIALS_DIRECTORY/NAME}` reads NAME from the
+/// folder systemd names in that variable; without the variable it is unresolved, and it says
+/// why; a look-alike variable name is an ordinary relative path.
+#[test]
+fn file_references_may_start_at_the_credentials_directory() {
+    let mut secrets = FakeSecrets::default();
+    secrets.env.insert(
+        "CREDENTIALS_DIRECTORY".into(),
+        "/run/credentials/ocpoll.service".into(),
+    );
+    secrets.files.insert(
+        PathBuf::from("/run/credentials/ocpoll.service/crm-signature-key"),
+        "from-credential\n".into(),
+    );
+    let value = with_config(json!({
+        "event.notification.signature.key": "${file:$CREDENTIALS_DIRECTORY/crm-signature-key}",
+    }));
+    let decoded = decode_with(&value, &secrets, UnresolvedSecrets::Fail);
+    let instance = decoded.instance.expect("resolved");
+    assert_eq!(instance.signature_keys[0].expose(), "from-credential");
+
+    let decoded = decode_with(&value, &FakeSecrets::default(), UnresolvedSecrets::Warn);
+    assert_finding(
+        &decoded,
+        Severity::Warning,
+        "configuration.event.notification.signature.key",
+        "unresolved secret: set CREDENTIALS_DIRECTORY (systemd sets it for a service with LoadCredential=)",
+    );
+
+    let look_alike = with_config(json!({
+        "event.notification.signature.key": "${file:$CREDENTIALS_DIRECTORYX/key}",
+    }));
+    let decoded = decode_with(&look_alike, &secrets, UnresolvedSecrets::Warn);
+    assert_finding(
+        &decoded,
+        Severity::Warning,
+        "configuration.event.notification.signature.key",
+        "file /etc/ocpoll/instances.d/$CREDENTIALS_DIRECTORYX/key not readable",
+    );
+}
+
 /// Issue 13, item 11: `[secrets]` limits what references read; a reference outside the scope
 /// is an error of its key even for `validate` (Warn), and the message shows no value.
 #[test]
