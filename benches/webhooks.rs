@@ -236,6 +236,7 @@ fn scenario(binary: &Path, synchronous: &str, window: Duration) -> Measured {
         };
         let bench_cpu_before = cpu_seconds(std::process::id() as libc::pid_t).unwrap_or(0.0);
         let daemon_cpu_before = cpu_seconds(pid).unwrap_or(0.0);
+        ocpoll::http::crypto::install_provider();
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(SENDERS)
             .build()

@@ -237,7 +237,7 @@ fn wrong_tokens_and_unknown_instances_are_the_same_404() {
         let hooks = Hooks::start("", &[("gh", github_keys())], &[]).await;
         let good = hooks.url("gh");
         let token = token_of(&good);
-        let client = reqwest::Client::new();
+        let client = support::webhook_sender::client();
         let mut answers = BTreeSet::new();
         for url in [
             format!("{}/webhooks/gh/{}x", hooks.base, token),
@@ -280,7 +280,7 @@ fn bad_requests_are_refused_with_their_status_and_never_enqueued() {
         ];
         let hooks = Hooks::start("[listen]\nmax_body_bytes = 4096\n", &instances, &[]).await;
         let gh = hooks.url("gh");
-        let client = reqwest::Client::new();
+        let client = support::webhook_sender::client();
         let sender = GitHubSender::new(&gh, GITHUB_SECRET);
 
         // A bad signature: 401, logged without the body.
@@ -462,7 +462,7 @@ fn a_flood_from_one_instance_is_rate_limited_and_the_others_go_on() {
             ("other", json!({})),
         ];
         let hooks = Hooks::start("", &instances, &["--metrics-addr", "127.0.0.1:0"]).await;
-        let client = reqwest::Client::new();
+        let client = support::webhook_sender::client();
         let post = |url: String, n: u32| {
             client
                 .post(url)
@@ -516,7 +516,7 @@ fn a_flood_from_one_instance_is_rate_limited_and_the_others_go_on() {
 fn a_rotated_token_keeps_the_old_url_for_its_grace_period() {
     util::runtime().block_on(async {
         let hooks = Hooks::start("", &[("a", json!({})), ("b", json!({}))], &[]).await;
-        let client = reqwest::Client::new();
+        let client = support::webhook_sender::client();
         let post = |url: String| {
             client
                 .post(url)
@@ -721,7 +721,7 @@ fn an_instance_added_at_runtime_is_received_after_the_reload() {
         let url = webhook_url(&hooks.dir, "second one", &[]);
         assert!(url.contains("/webhooks/second%20one/"), "{url}");
         let url = format!("{}/webhooks/second%20one/{}", hooks.base, token_of(&url));
-        let client = reqwest::Client::new();
+        let client = support::webhook_sender::client();
         // The reload and the token cache each take a moment: retried like a provider would.
         let mut answers = Vec::new();
         while answers.last() != Some(&200) {

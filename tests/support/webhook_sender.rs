@@ -10,6 +10,13 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+/// An HTTP client for the tests (reqwest gets its TLS provider from ocpoll's choice, `ring`,
+/// installed before a client is built).
+pub fn client() -> reqwest::Client {
+    ocpoll::http::crypto::install_provider();
+    reqwest::Client::new()
+}
+
 fn hmac(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap();
     for part in parts {
@@ -29,7 +36,7 @@ pub struct GitHubSender {
 impl GitHubSender {
     pub fn new(url: &str, secret: &str) -> GitHubSender {
         GitHubSender {
-            client: reqwest::Client::new(),
+            client: client(),
             url: url.to_owned(),
             secret: secret.to_owned(),
         }
@@ -68,7 +75,7 @@ pub struct StandardSender {
 impl StandardSender {
     pub fn new(url: &str, secret: &str) -> StandardSender {
         StandardSender {
-            client: reqwest::Client::new(),
+            client: client(),
             url: url.to_owned(),
             secret: secret.to_owned(),
         }
