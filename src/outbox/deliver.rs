@@ -71,18 +71,19 @@ pub enum Recipient {
 pub struct DeliverySummary {
     pub delivered: u64,
     pub dead_lettered: u64,
-    /// Pending notifications left in the outbox afterwards (all instances).
+    /// Pending notifications left in the outbox afterwards (all instances), for a summary:
+    /// counted by [`Delivery::pending`] only where it is shown (counting reads the whole
+    /// outbox's index, which a pass must not do).
     pub pending: u64,
     /// Instances not sent to, with the reason, sorted by name.
     pub held: Vec<(String, String)>,
 }
 
 impl DeliverySummary {
-    /// Adds a later pass: counts add up, `pending` is the later one's, held instances once.
+    /// Adds a later pass: counts add up, held instances once.
     pub fn absorb(&mut self, later: DeliverySummary) {
         self.delivered += later.delivered;
         self.dead_lettered += later.dead_lettered;
-        self.pending = later.pending;
         for held in later.held {
             if !self.held.iter().any(|(name, _)| *name == held.0) {
                 self.held.push(held);
@@ -419,6 +420,11 @@ impl Delivery {
         );
     }
 
+    /// Pending notifications in the outbox (all instances), for a summary or a log line.
+    pub fn pending(&self) -> Result<u64, DeliverError> {
+        self.with_store(|store| store.outbox_pending())
+    }
+
     fn with_store<T>(
         &self,
         work: impl FnOnce(&mut Store) -> Result<T, StateError>,
@@ -519,7 +525,6 @@ pub async fn deliver_due(
     }
     summary.held.sort();
     delivery.flush_acks()?;
-    summary.pending = delivery.with_store(|store| store.outbox_pending())?;
     Ok(summary)
 }
 

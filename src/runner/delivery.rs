@@ -71,6 +71,7 @@ pub async fn beside_polls(
         let started = Instant::now();
         total.absorb(pass(delivery, recipients, pass_limit).await?);
         if last {
+            total.pending = delivery.pending()?;
             return Ok(total);
         }
         committed.notified().await;

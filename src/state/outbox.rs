@@ -12,6 +12,7 @@
 //! failing notification blocks its own instance and nothing else. Dead letters do not block.
 
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -140,21 +141,47 @@ fn read_due(row: &rusqlite::Row<'_>) -> rusqlite::Result<DueNotification> {
     })
 }
 
+/// Each instance with pending notifications and its queue head's seq, found by walking the
+/// index on (instance, dead, seq) from one instance to the next (a skip scan: a few index
+/// seeks per instance), never grouping the table: a receiver that is down lets the outbox
+/// grow by thousands of rows a second, and every delivery pass reads the heads.
+const HEADS: &str = "
+    WITH RECURSIVE instances(name) AS (
+        SELECT (SELECT min(instance) FROM outbox WHERE dead = 0)
+        UNION ALL
+        SELECT (SELECT min(instance) FROM outbox WHERE dead = 0 AND instance > name)
+        FROM instances WHERE name IS NOT NULL
+    ),
+    heads(seq) AS (
+        SELECT (SELECT seq FROM outbox WHERE instance = name AND dead = 0 ORDER BY seq LIMIT 1)
+        FROM instances WHERE name IS NOT NULL
+    )";
+
 /// The instances whose queue head is due: read from the index and the head rows' leading
 /// columns only, never the bodies.
-const DUE_INSTANCES: &str = "
-    SELECT o.instance FROM outbox o
-    JOIN (SELECT instance, min(seq) AS seq FROM outbox WHERE dead = 0 GROUP BY instance) head
-      ON head.seq = o.seq
-    WHERE o.next_attempt_at <= ?1
-    ORDER BY o.seq";
+static DUE_INSTANCES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{HEADS}
+        SELECT o.instance FROM heads JOIN outbox o ON o.seq = heads.seq
+        WHERE o.next_attempt_at <= ?1
+        ORDER BY o.seq"
+    )
+});
+
+/// Each instance's queue head and when it may next be sent.
+static HEAD_ATTEMPTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{HEADS}
+        SELECT o.instance, o.next_attempt_at FROM heads JOIN outbox o ON o.seq = heads.seq"
+    )
+});
 
 impl Store {
     /// The instances with a notification due at `now`, oldest head first.
     pub fn outbox_due_instances(&self, now: DateTime<Utc>) -> Result<Vec<String>, StateError> {
         let mut stmt = self
             .conn
-            .prepare_cached(DUE_INSTANCES)
+            .prepare_cached(&DUE_INSTANCES)
             .map_err(|e| self.fail(e))?;
         stmt.query_map(params![encode_time(&now)], |row| row.get(0))
             .and_then(|rows| rows.collect())
@@ -192,13 +219,9 @@ impl Store {
     /// Each instance's queue head and when it may next be sent, due or not: the delivery
     /// worker sleeps until the earliest one of the instances it can send to.
     pub fn outbox_head_attempts(&self) -> Result<Vec<(String, DateTime<Utc>)>, StateError> {
-        const HEAD_ATTEMPTS: &str = "
-            SELECT o.instance, o.next_attempt_at FROM outbox o
-            JOIN (SELECT instance, min(seq) AS seq FROM outbox WHERE dead = 0 GROUP BY instance) head
-              ON head.seq = o.seq";
         let mut stmt = self
             .conn
-            .prepare_cached(HEAD_ATTEMPTS)
+            .prepare_cached(&HEAD_ATTEMPTS)
             .map_err(|e| self.fail(e))?;
         stmt.query_map([], |row| {
             Ok((row.get(0)?, time_column(row, 1)?.unwrap_or_default()))
@@ -606,5 +629,94 @@ mod tests {
         let left: Vec<String> = rows(&store).into_iter().map(|r| r.0).collect();
         assert_eq!(left, ["b2"]);
         assert_eq!(store.outbox_drop(&DropTarget::Id("a1".into())).unwrap(), 0);
+    }
+
+    /// The heads found by walking the index agree with grouping the whole table (the query
+    /// they replaced), over instances with dead rows before, between and after pending ones,
+    /// heads not yet due, and instances with only dead rows.
+    #[test]
+    fn heads_by_skip_scan_agree_with_grouping_the_table() {
+        const GROUPED_DUE: &str = "
+            SELECT o.instance FROM outbox o
+            JOIN (SELECT instance, min(seq) AS seq FROM outbox WHERE dead = 0 GROUP BY instance) head
+              ON head.seq = o.seq
+            WHERE o.next_attempt_at <= ?1 ORDER BY o.seq";
+        const GROUPED_HEADS: &str = "
+            SELECT o.instance, o.next_attempt_at FROM outbox o
+            JOIN (SELECT instance, min(seq) AS seq FROM outbox WHERE dead = 0 GROUP BY instance) head
+              ON head.seq = o.seq ORDER BY o.instance";
+        let store = Store::open_in_memory().unwrap();
+        for n in 0..300 {
+            let instance = format!("i{:02}", (n * 7) % 23);
+            add(&store, &format!("n{n}"), &instance, n);
+            match n % 5 {
+                0 => store.outbox_dead_letter(&format!("n{n}"), "gone").unwrap(),
+                1 => store
+                    .outbox_attempt_failed(&format!("n{n}"), at(n + 200), "503")
+                    .unwrap(),
+                _ => {}
+            }
+        }
+        add(&store, "only-dead", "zz", 1);
+        store.outbox_dead_letter("only-dead", "gone").unwrap();
+        for now in [0, 50, 150, 250, 400, 600] {
+            let grouped: Vec<String> = store
+                .conn
+                .prepare(GROUPED_DUE)
+                .unwrap()
+                .query_map(params![encode_time(&at(now))], |row| row.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(
+                store.outbox_due_instances(at(now)).unwrap(),
+                grouped,
+                "at {now}"
+            );
+        }
+        let grouped: Vec<(String, String)> = store
+            .conn
+            .prepare(GROUPED_HEADS)
+            .unwrap()
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut walked: Vec<(String, String)> = store
+            .outbox_head_attempts()
+            .unwrap()
+            .into_iter()
+            .map(|(instance, when)| (instance, encode_time(&when)))
+            .collect();
+        walked.sort();
+        assert_eq!(walked, grouped);
+        assert!(!walked.iter().any(|(instance, _)| instance == "zz"));
+    }
+
+    /// The heads are found by index seeks: no plan step scans or groups the outbox.
+    #[test]
+    fn heads_are_read_without_scanning_the_outbox() {
+        let store = Store::open_in_memory().unwrap();
+        let now = encode_time(&at(0));
+        for (query, bound) in [(&*DUE_INSTANCES, 1), (&*HEAD_ATTEMPTS, 0)] {
+            let mut stmt = store
+                .conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {query}"))
+                .unwrap();
+            let detail = |row: &rusqlite::Row<'_>| row.get::<_, String>(3);
+            let plan: Vec<String> = match bound {
+                1 => stmt.query_map(params![now], detail),
+                _ => stmt.query_map([], detail),
+            }
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+            for step in &plan {
+                assert!(
+                    !step.starts_with("SCAN o") && !step.contains("GROUP BY"),
+                    "{step}\n{plan:#?}"
+                );
+            }
+        }
     }
 }
