@@ -45,7 +45,8 @@ const GOAL_PER_SECOND: f64 = 10_000.0;
 const GOAL_P99_MS: f64 = 20.0;
 
 fn main() {
-    let binary = PathBuf::from(env!("CARGO_BIN_EXE_ocpoll"));
+    let built = PathBuf::from(env!("CARGO_BIN_EXE_ocpoll"));
+    let binary = process::bench_binary(env!("CARGO_BIN_EXE_ocpoll"));
     let seconds: u64 = std::env::var("BENCH_WEBHOOKS_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -68,7 +69,7 @@ fn main() {
         "goal".to_owned(),
         json!({"accepted_per_second": GOAL_PER_SECOND, "p99_ms": GOAL_P99_MS}),
     );
-    write_report(&binary, "webhooks", &serde_json::Value::Object(report));
+    write_report(&built, "webhooks", &serde_json::Value::Object(report));
 }
 
 struct Measured {
