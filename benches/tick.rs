@@ -265,13 +265,7 @@ fn bulk(
     let pages = BulkPages::render(whole_millis(Utc::now()) - TimeDelta::seconds(30));
     let bytes: usize = pages.pages.iter().map(|page| page.len()).sum();
     let server = runtime.block_on(BulkServer::start(pages.pages));
-    let instances = dir.path().join("instances.d");
-    std::fs::create_dir(&instances).unwrap();
-    std::fs::write(
-        instances.join("bulk.json"),
-        bulk_instance(&server.url(), &receiver.url()),
-    )
-    .unwrap();
+    write_bulk_instance(dir.path(), &server.url(), &receiver.url());
 
     // The baseline sees no records (its watermark: the provider's Date minus a minute); then
     // all 200,000 appear, newer than that.
@@ -349,6 +343,13 @@ fn bulk(
     })
 }
 
+/// `instances.d/bulk.json` in `dir`: the one resource of the bulk and page shapes.
+fn write_bulk_instance(dir: &Path, server: &str, callback: &str) {
+    let instances = dir.join("instances.d");
+    std::fs::create_dir(&instances).unwrap();
+    std::fs::write(instances.join("bulk.json"), bulk_instance(server, callback)).unwrap();
+}
+
 fn bulk_instance(server: &str, callback: &str) -> String {
     let url = format!(
         "{server}/bulk/contacts?where=updated_at>='${{gmtDate:{DATE_FORMAT}}}'&pageSize={BULK_PAGE}"
@@ -395,13 +396,7 @@ fn big_page(
     let page = render_big_page(whole_millis(Utc::now()) - TimeDelta::seconds(30));
     let page_bytes = page.len();
     let server = runtime.block_on(BulkServer::start(vec![page]));
-    let instances = dir.path().join("instances.d");
-    std::fs::create_dir(&instances).unwrap();
-    std::fs::write(
-        instances.join("bulk.json"),
-        bulk_instance(&server.url(), &receiver.url()),
-    )
-    .unwrap();
+    write_bulk_instance(dir.path(), &server.url(), &receiver.url());
     let served = || server.requests();
     let pages = Progress {
         served: &served,

@@ -900,9 +900,22 @@ struct ConfigView<'v> {
     path: JsonPath,
 }
 
-impl ConfigView<'_> {
+impl<'v> ConfigView<'v> {
     fn path(&self, key: &str) -> JsonPath {
         self.path.key(key)
+    }
+
+    /// The object at `key` as a view of its own: `Ok(None)` when absent, `Err` with the
+    /// error message when it is not an object (its path is `self.path(key)`).
+    fn object(&self, key: &str) -> Result<Option<ConfigView<'v>>, String> {
+        match self.map.get(key) {
+            None => Ok(None),
+            Some(Value::Object(map)) => Ok(Some(ConfigView {
+                map,
+                path: self.path(key),
+            })),
+            Some(other) => Err(format!("expected an object, found {}", json::a_type(other))),
+        }
     }
 
     /// The value at `key` as the file writes it, for messages. A `${env:..}`/`${file:..}`

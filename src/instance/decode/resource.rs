@@ -355,19 +355,14 @@ impl Decoder<'_> {
         &mut self,
         resource: &ConfigView,
     ) -> Option<Option<DatesConfig>> {
-        let path = resource.path("datesConfiguration");
-        let map = match resource.map.get("datesConfiguration") {
-            None => return Some(None),
-            Some(Value::Object(map)) => map,
-            Some(other) => {
-                self.error(
-                    path,
-                    format!("expected an object, found {}", json::a_type(other)),
-                );
+        let dates = match resource.object("datesConfiguration") {
+            Ok(None) => return Some(None),
+            Ok(Some(dates)) => dates,
+            Err(message) => {
+                self.error(resource.path("datesConfiguration"), message);
                 return None;
             }
         };
-        let dates = ConfigView { map, path };
         self.misspelled_keys(dates.map, &dates.path, DATES_KEYS);
         let updated = self.date_field(&dates, "updated", None);
         let has_created = dates.map.contains_key("createdDateField");

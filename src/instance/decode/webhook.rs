@@ -235,19 +235,14 @@ impl Decoder<'_> {
     /// `Some(None)` without `webhook.configuration` (the whole body is one event).
     fn webhook_configuration(&mut self, config: &ConfigView) -> Option<Option<WebhookStandardize>> {
         let key = "webhook.configuration";
-        let path = config.path(key);
-        let map = match config.map.get(key) {
-            None => return Some(None),
-            Some(Value::Object(map)) => map,
-            Some(other) => {
-                self.error(
-                    path,
-                    format!("expected an object, found {}", json::a_type(other)),
-                );
+        let view = match config.object(key) {
+            Ok(None) => return Some(None),
+            Ok(Some(view)) => view,
+            Err(message) => {
+                self.error(config.path(key), message);
                 return None;
             }
         };
-        let view = ConfigView { map, path };
         self.misspelled_keys(view.map, &view.path, STANDARDIZE_KEYS);
         let before = self.error_count();
         let field = |decoder: &mut Self, key: &str| match decoder.text(&view, key) {
