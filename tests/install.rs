@@ -558,15 +558,32 @@ fn built_deb() -> Option<PathBuf> {
 
 /// `ocpoll validate` with the package's own configuration (found below `root`).
 fn validate_with(root: &Path, program: &Path) -> Output {
-    Command::new(program)
-        .arg("validate")
-        .arg("--config")
-        .arg(under(root, "/etc/ocpoll/config.toml"))
-        .arg("--instances")
-        .arg(under(root, "/etc/ocpoll/instances.d"))
-        .env_clear()
-        .output()
-        .unwrap()
+    let run = || {
+        Command::new(program)
+            .arg("validate")
+            .arg("--config")
+            .arg(under(root, "/etc/ocpoll/config.toml"))
+            .arg("--instances")
+            .arg(under(root, "/etc/ocpoll/instances.d"))
+            .env_clear()
+            .output()
+    };
+    match run() {
+        Ok(output) => output,
+        // Seen once in CI: "Exec format error" for the binary dpkg-deb had just extracted,
+        // and never again in the runs after (the file was a complete ELF when looked at).
+        // Say what the file was, then try once more; a binary that is really broken fails.
+        Err(error) if error.raw_os_error() == Some(libc::ENOEXEC) => {
+            let size = std::fs::metadata(program).map(|m| m.len());
+            eprintln!(
+                "exec of {} failed ({error}); its size: {size:?}; once more",
+                program.display()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            run().unwrap()
+        }
+        Err(error) => panic!("cannot run {}: {error}", program.display()),
+    }
 }
 
 #[test]
