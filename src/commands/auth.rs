@@ -290,11 +290,7 @@ async fn read_pasted(timeout: Duration) -> Result<String, AuthorizeError> {
 fn store(config: &Config, instance: &Instance, token: &StoredToken) -> Result<(), CommandError> {
     let mut store =
         Store::open(&config.state, config.synchronous).map_err(|error| CommandError {
-            code: if error.is_unusable_file() {
-                exit::CONFIG
-            } else {
-                exit::FAILURE
-            },
+            code: super::state_exit_code(&error),
             message: format!("the tokens could not be stored: {error}"),
         })?;
     store

@@ -153,19 +153,27 @@ pub fn open_state(
     config: &crate::config::Config,
     lock: &mut StateLock,
 ) -> Result<Store, CommandError> {
-    let mut store = Store::open(&config.state, config.synchronous).map_err(|error| {
-        let code = if error.is_unusable_file() {
-            exit::CONFIG
-        } else {
-            exit::FAILURE
-        };
-        CommandError::new(code, error.to_string())
-    })?;
+    let mut store = Store::open(&config.state, config.synchronous).map_err(state_error)?;
     lock.hold_state_file().map_err(lock_failure)?;
     store
         .discard_unfinished_polls()
         .map_err(|error| CommandError::new(exit::FAILURE, error.to_string()))?;
     Ok(store)
+}
+
+/// The exit code of a state file that cannot be used: 78 (configuration) for a file that is
+/// damaged, foreign or from a newer ocpoll, which waiting will not fix; 1 otherwise.
+pub fn state_exit_code(error: &crate::state::StateError) -> u8 {
+    if error.is_unusable_file() {
+        exit::CONFIG
+    } else {
+        exit::FAILURE
+    }
+}
+
+/// A state error as a command's error, with [`state_exit_code`].
+pub fn state_error(error: crate::state::StateError) -> CommandError {
+    CommandError::new(state_exit_code(&error), error.to_string())
 }
 
 /// The async runtime of the commands that poll and deliver.

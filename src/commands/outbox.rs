@@ -178,9 +178,5 @@ fn not_found(id: &str) -> ExitCode {
 
 fn state_failure(error: &StateError) -> ExitCode {
     eprintln!("ocpoll: {error}");
-    ExitCode::from(if error.is_unusable_file() {
-        exit::CONFIG
-    } else {
-        exit::FAILURE
-    })
+    ExitCode::from(super::state_exit_code(error))
 }

@@ -75,11 +75,7 @@ pub(super) fn with_store(
         Ok(code) => code,
         Err(error) => {
             eprintln!("ocpoll: {error}");
-            ExitCode::from(if error.is_unusable_file() {
-                exit::CONFIG
-            } else {
-                exit::FAILURE
-            })
+            ExitCode::from(super::state_exit_code(&error))
         }
     }
 }

@@ -84,11 +84,7 @@ pub fn run(args: &StatusArgs, config: &Config) -> ExitCode {
         Err(StateError::Missing { .. }) => None,
         Err(error) => {
             eprintln!("ocpoll: {error}");
-            return ExitCode::from(if error.is_unusable_file() {
-                exit::CONFIG
-            } else {
-                exit::FAILURE
-            });
+            return ExitCode::from(super::state_exit_code(&error));
         }
     };
     let configured = Configured::read(config);
@@ -96,11 +92,7 @@ pub fn run(args: &StatusArgs, config: &Config) -> ExitCode {
         Ok(lines) => lines,
         Err(error) => {
             eprintln!("ocpoll: {error}");
-            return ExitCode::from(if error.is_unusable_file() {
-                exit::CONFIG
-            } else {
-                exit::FAILURE
-            });
+            return ExitCode::from(super::state_exit_code(&error));
         }
     };
     if args.json {
@@ -173,22 +165,8 @@ fn collect(configured: &Configured, store: Option<&Store>) -> Result<Vec<StatusL
     for (instance, outbox) in depth {
         if !lines.iter().any(|line| line.instance == instance) {
             lines.push(StatusLine {
-                orphaned: !configured.instances.contains(&instance),
                 oauth: oauth.get(&instance).cloned(),
-                instance,
-                resource: "-".to_owned(),
-                path_params: String::new(),
-                last_poll_at: None,
-                last_result: None,
-                watermark: None,
-                next_due_at: None,
-                outbox_pending: outbox.pending,
-                outbox_dead: outbox.dead,
-                last_error: None,
-                kind: "poll",
-                last_receipt_at: None,
-                receipts: None,
-                previous_token_until: None,
+                ..StatusLine::without_poll(configured, instance, "-", "poll", &outbox)
             });
         }
     }
@@ -215,18 +193,6 @@ fn webhook_lines(
         .map(|(instance, row)| {
             let outbox = depth.get(&instance).cloned().unwrap_or_default();
             StatusLine {
-                orphaned: !configured.instances.contains(&instance),
-                resource: WEBHOOKS_RESOURCE.to_owned(),
-                path_params: String::new(),
-                last_poll_at: None,
-                last_result: None,
-                watermark: None,
-                next_due_at: None,
-                outbox_pending: outbox.pending,
-                outbox_dead: outbox.dead,
-                last_error: None,
-                oauth: None,
-                kind: "webhooks",
                 last_receipt_at: row.as_ref().and_then(|row| row.last_receipt_at),
                 receipts: Some(Receipts {
                     accepted: row.as_ref().map_or(0, |row| row.accepted),
@@ -236,10 +202,47 @@ fn webhook_lines(
                 previous_token_until: row
                     .and_then(|row| row.previous_token_until)
                     .filter(|until| *until > now),
-                instance,
+                ..StatusLine::without_poll(
+                    configured,
+                    instance,
+                    WEBHOOKS_RESOURCE,
+                    "webhooks",
+                    &outbox,
+                )
             }
         })
         .collect()
+}
+
+impl StatusLine {
+    /// A line of an instance without a polled resource (a webhooks instance, or one the state
+    /// knows only by its outbox): its outbox counts and nothing else.
+    fn without_poll(
+        configured: &Configured,
+        instance: String,
+        resource: &str,
+        kind: &'static str,
+        outbox: &OutboxDepth,
+    ) -> StatusLine {
+        StatusLine {
+            orphaned: !configured.instances.contains(&instance),
+            instance,
+            resource: resource.to_owned(),
+            path_params: String::new(),
+            last_poll_at: None,
+            last_result: None,
+            watermark: None,
+            next_due_at: None,
+            outbox_pending: outbox.pending,
+            outbox_dead: outbox.dead,
+            last_error: None,
+            kind,
+            last_receipt_at: None,
+            receipts: None,
+            previous_token_until: None,
+            oauth: None,
+        }
+    }
 }
 
 /// The resource column of a webhooks instance's line.

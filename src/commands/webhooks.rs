@@ -42,14 +42,7 @@ pub fn url(args: &WebhooksUrlArgs, config: &Config) -> ExitCode {
 fn print_url(args: &WebhooksUrlArgs, config: &Config) -> Result<(), CommandError> {
     let instance = find_instance(config, &args.instance)?;
     let base = base_url(args, config)?;
-    let mut store = Store::open(&config.state, config.synchronous).map_err(|error| {
-        let code = if error.is_unusable_file() {
-            exit::CONFIG
-        } else {
-            exit::FAILURE
-        };
-        CommandError::new(code, error.to_string())
-    })?;
+    let mut store = Store::open(&config.state, config.synchronous).map_err(super::state_error)?;
     let now = Utc::now();
     let failed =
         |error: crate::state::StateError| CommandError::new(exit::FAILURE, error.to_string());

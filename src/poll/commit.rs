@@ -4,9 +4,7 @@
 
 use super::{FinishedPoll, PollContext, PollError, PollReport, PollTarget};
 use crate::detect::{self, EventType};
-use crate::outbox::payload::{
-    BatchLimits, Batcher, EventEntry, EventIds, InstanceMeta, RawRecord, build_body,
-};
+use crate::outbox::payload::{Batcher, EventEntry, EventIds, InstanceMeta, RawRecord, build_body};
 use crate::state::{CommitTxn, NewNotification, PollOutcome, StagedEvent, StagedKind, Store};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -35,15 +33,7 @@ fn write_commit(
 ) -> Result<(), PollError> {
     let instance = &target.instance;
     let resource = target.resource();
-    let meta = InstanceMeta {
-        instance_id: &instance.name,
-        element_key: instance.element_key.as_deref().unwrap_or_default(),
-        tags: &instance.tags,
-    };
-    let limits = BatchLimits {
-        max_events: instance.notification.batch_size,
-        max_bytes: instance.notification.batch_bytes,
-    };
+    let (meta, limits) = crate::outbox::notification_shape(instance);
     let txn = match poll.id {
         Some(id) => store.begin_commit(id)?,
         None => store.begin_direct_commit(&target.key)?,

@@ -25,7 +25,7 @@ pub mod verify;
 pub mod writer;
 
 use crate::instance::{Instance, InvalidBody, Webhook};
-use crate::outbox::payload::{BatchLimits, Batcher, EventIds, InstanceMeta, build_body};
+use crate::outbox::payload::{Batcher, EventIds, build_body};
 use crate::state::{NewNotification, ReceiptWrite};
 use chrono::{DateTime, TimeDelta, Utc};
 use sha2::{Digest, Sha256};
@@ -118,15 +118,7 @@ fn notifications(
     now: DateTime<Utc>,
     random: &mut impl FnMut() -> u128,
 ) -> Vec<NewNotification> {
-    let meta = InstanceMeta {
-        instance_id: &instance.name,
-        element_key: instance.element_key.as_deref().unwrap_or_default(),
-        tags: &instance.tags,
-    };
-    let limits = BatchLimits {
-        max_events: instance.notification.batch_size,
-        max_bytes: instance.notification.batch_bytes,
-    };
+    let (meta, limits) = crate::outbox::notification_shape(instance);
     let mut ids = EventIds::default();
     let mut out = Vec::new();
     for group in groups {
