@@ -201,7 +201,15 @@ fn resolve(path: &Path) -> PathBuf {
 
 /// The pid of the process holding an exclusive `flock` on the file of `metadata`, from
 /// `/proc/locks` (lines like `3: FLOCK  ADVISORY  WRITE 4242 fd:01:1311 0 EOF`, device in hex).
+///
+/// Read a few times: `/proc/locks` is produced a page at a time from a list other processes
+/// change meanwhile, so a read can miss a line (seen in the tests, with other ocpoll processes
+/// locking and unlocking their own files at the same moment); the holder's line is there.
 fn flock_holder(metadata: &std::fs::Metadata) -> Option<u32> {
+    (0..5).find_map(|_| flock_holder_once(metadata))
+}
+
+fn flock_holder_once(metadata: &std::fs::Metadata) -> Option<u32> {
     let text = std::fs::read_to_string("/proc/locks").ok()?;
     let dev = metadata.dev();
     let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
