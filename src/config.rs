@@ -32,6 +32,9 @@ pub struct Config {
     pub poll: PollConfig,
     pub delivery: DeliveryConfig,
     pub synchronous: Synchronous,
+    /// `[state] lease_seconds`: with a PostgreSQL state, how long a daemon's claim on a poll
+    /// or an instance's delivery lasts without renewal (how long a dead node's work waits).
+    pub lease_seconds: u64,
     pub daemon: DaemonConfig,
     pub http: HttpConfig,
     pub secrets: SecretsConfig,
@@ -253,6 +256,20 @@ impl SecretsConfig {
 }
 
 impl Config {
+    /// Where the state is: a SQLite file, or a PostgreSQL database a fleet shares.
+    pub fn state_location(&self) -> crate::state::StateLocation {
+        crate::state::StateLocation::of(&self.state)
+    }
+
+    /// This daemon's part in a fleet when the state is shared (PostgreSQL), else `None`.
+    pub fn fleet(&self) -> Option<std::sync::Arc<crate::fleet::Fleet>> {
+        self.state_location().is_shared().then(|| {
+            std::sync::Arc::new(crate::fleet::Fleet::new(Duration::from_secs(
+                self.lease_seconds,
+            )))
+        })
+    }
+
     /// Where instance files' secret references come from: the process's environment and files,
     /// within `[secrets]`.
     pub fn secret_source(&self) -> crate::instance::ScopedSecrets {
@@ -370,6 +387,7 @@ enum StateSetting {
 struct StateTable {
     path: Option<PathBuf>,
     synchronous: Synchronous,
+    lease_seconds: Option<u64>,
 }
 
 #[derive(Debug, Error)]
@@ -427,7 +445,7 @@ const SECTION_KEYS: &[(&str, &[&str])] = &[
             "backoff_max_seconds",
         ],
     ),
-    ("state", &["synchronous"]),
+    ("state", &["synchronous", "lease_seconds"]),
     ("daemon", &["grace_seconds", "metrics_addr"]),
     (
         "http",
@@ -521,11 +539,16 @@ impl Config {
     }
 
     fn merge(file: FileConfig, flags: &ConfigFlags, dirs: &PlatformDirs) -> Config {
-        let (state_path, synchronous) = match file.state {
-            Some(StateSetting::Path(path)) => (Some(path), Synchronous::default()),
-            Some(StateSetting::Table(table)) => (table.path, table.synchronous),
-            None => (None, Synchronous::default()),
+        let (state_path, synchronous, lease_seconds) = match file.state {
+            Some(StateSetting::Path(path)) => (Some(path), Synchronous::default(), None),
+            Some(StateSetting::Table(table)) => {
+                (table.path, table.synchronous, table.lease_seconds)
+            }
+            None => (None, Synchronous::default(), None),
         };
+        let lease_seconds = lease_seconds
+            .unwrap_or(crate::fleet::DEFAULT_LEASE.as_secs())
+            .max(3);
         let instances = flags
             .instances
             .clone()
@@ -547,6 +570,7 @@ impl Config {
             poll: file.poll,
             delivery: file.delivery,
             synchronous,
+            lease_seconds,
             daemon: file.daemon,
             http: file.http,
             secrets: file.secrets,

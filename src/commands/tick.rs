@@ -39,6 +39,14 @@ fn tick(args: &TickArgs, config: &Config) -> Result<u8, CommandError> {
     };
     let no_files = !loaded.iter().any(|file| file.is_file);
     let invalid_names = invalid_instance_names(&loaded);
+    // A shared (PostgreSQL) state: this tick claims each poll and delivery like a daemon.
+    let fleet = config.fleet();
+    if let Some(fleet) = &fleet {
+        fleet.refresh_versions(loaded.iter().filter_map(|file| {
+            let instance = file.instance.as_ref()?;
+            Some((instance.name.as_str(), file.path.as_path()))
+        }));
+    }
     let mut instances: Vec<Arc<Instance>> = loaded
         .into_iter()
         .filter_map(|file| file.instance)
@@ -64,6 +72,7 @@ fn tick(args: &TickArgs, config: &Config) -> Result<u8, CommandError> {
             args,
             config,
             store,
+            fleet,
             &instances,
             &recipients,
         ))
@@ -170,6 +179,7 @@ async fn poll_and_deliver(
     args: &TickArgs,
     config: &Config,
     store: Arc<Mutex<Store>>,
+    fleet: Option<Arc<crate::fleet::Fleet>>,
     instances: &[Arc<Instance>],
     recipients: &TickRecipients<'_>,
 ) -> Result<
@@ -179,9 +189,11 @@ async fn poll_and_deliver(
     ),
     String,
 > {
-    let mut runner = PollRunner::new(config, Arc::clone(&store)).map_err(|e| e.to_string())?;
+    let mut runner = PollRunner::new(config, Arc::clone(&store))
+        .map_err(|e| e.to_string())?
+        .with_fleet(fleet.clone());
     let delivery = Delivery::with_egress(store, config.delivery_policy(), config.http.egress())
-        .map(Arc::new)
+        .map(|delivery| Arc::new(delivery.with_fleet(fleet)))
         .map_err(|error| error.to_string())?;
     let due = runner
         .due_targets(instances, args.all)

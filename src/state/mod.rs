@@ -44,6 +44,7 @@
 //! (0-byte) state file is an error: ocpoll creates the file whole (a temporary file with the
 //! schema, linked into place), so an empty one was truncated by something else.
 
+mod lease;
 pub mod lock;
 mod outbox;
 mod sqlite;
@@ -59,6 +60,7 @@ use chrono::{DateTime, Utc};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
 use thiserror::Error;
 
+pub use lease::{ConfigVersion, DeliveryClaim, LeaseCounts, NodeId, PollClaim};
 pub use lock::{LockError, StateLock};
 pub use outbox::{
     DropTarget, DueNotification, NewNotification, OutboxDepth, OutboxFilter, OutboxRow,
@@ -236,6 +238,57 @@ pub struct ResourceStatusRow {
     pub state: ResourceState,
 }
 
+/// Where the state is: `--state`, `state =` or `OCPOLL_STATE`, read as a PostgreSQL URL when it
+/// starts with `postgres://` or `postgresql://`, else as the SQLite file's path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateLocation {
+    File(PathBuf),
+    /// The URL as given (it may hold a password or a `${env:..}` reference: never print it;
+    /// [`StateLocation::display`] does not).
+    Postgres(String),
+}
+
+impl StateLocation {
+    pub fn of(setting: &std::path::Path) -> StateLocation {
+        match setting.to_str() {
+            Some(text) if text.starts_with("postgres://") || text.starts_with("postgresql://") => {
+                StateLocation::Postgres(text.to_owned())
+            }
+            _ => StateLocation::File(setting.to_owned()),
+        }
+    }
+
+    /// True when several daemons may share it (leases are claimed).
+    pub fn is_shared(&self) -> bool {
+        matches!(self, StateLocation::Postgres(_))
+    }
+
+    /// The file's path, or the URL without its password, for messages.
+    pub fn display(&self) -> String {
+        match self {
+            StateLocation::File(path) => path.display().to_string(),
+            StateLocation::Postgres(url) => without_password(url),
+        }
+    }
+}
+
+/// `postgres://user:secret@host/db` as `postgres://user@host/db`: whatever sits between the
+/// scheme's `//` and the last `@` of the authority is cut after its first `:`.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{scheme}://{user}@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
 /// How hard a commit insists on reaching the disk (`[state] synchronous`; the configuration
 /// hands it to [`Store::open`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
@@ -246,4 +299,34 @@ pub enum Synchronous {
     Full,
     /// Faster; a power loss may lose the last commits (a process crash loses nothing).
     Normal,
+}
+
+#[cfg(test)]
+mod location_tests {
+    use super::*;
+
+    #[test]
+    fn a_postgres_url_is_a_database_and_its_password_is_never_shown() {
+        let location = StateLocation::of(std::path::Path::new(
+            "postgres://ocpoll:s3cr:et@db.example:5433/fleet?sslmode=require",
+        ));
+        assert!(location.is_shared());
+        assert_eq!(
+            location.display(),
+            "postgres://ocpoll@db.example:5433/fleet?sslmode=require"
+        );
+        let location = StateLocation::of(std::path::Path::new("postgresql://db/fleet"));
+        assert_eq!(location.display(), "postgresql://db/fleet");
+    }
+
+    #[test]
+    fn anything_else_is_a_file() {
+        let location = StateLocation::of(std::path::Path::new("/var/lib/ocpoll/state.db"));
+        assert_eq!(
+            location,
+            StateLocation::File("/var/lib/ocpoll/state.db".into())
+        );
+        assert!(!location.is_shared());
+        assert!(!StateLocation::of(std::path::Path::new("postgres.db")).is_shared());
+    }
 }

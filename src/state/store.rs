@@ -8,9 +8,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::lease::{ConfigVersion, DeliveryClaim, LeaseCounts, NodeId, PollClaim};
 use super::sqlite::SqliteStore;
 use super::staging::SqliteCommitTxn;
 use super::{
@@ -459,6 +461,59 @@ impl Store {
     /// Whether `instance` has a receipt kept under `key` (tests and `status`).
     pub fn webhook_receipt_kept(&self, instance: &str, key: &str) -> Result<bool, StateError> {
         dispatch!(self, backend => backend.webhook_receipt_kept(instance, key))
+    }
+
+    /// Claims the poll of `key` for `node` until `now + lease` (see `lease`).
+    pub fn claim_poll(
+        &mut self,
+        key: &ResourceKey,
+        node: &NodeId,
+        config: &ConfigVersion,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<PollClaim, StateError> {
+        dispatch!(self, backend => backend.claim_poll(key, node, config, lease, now))
+    }
+
+    /// Gives the poll's lease back (after its commit or failure).
+    pub fn release_poll(&mut self, key: &ResourceKey, node: &NodeId) -> Result<(), StateError> {
+        dispatch!(self, backend => backend.release_poll(key, node))
+    }
+
+    /// Claims the delivery of `instance`'s notifications (its outbox head) for `node`.
+    pub fn claim_delivery(
+        &mut self,
+        instance: &str,
+        node: &NodeId,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<DeliveryClaim, StateError> {
+        dispatch!(self, backend => backend.claim_delivery(instance, node, lease, now))
+    }
+
+    /// Gives the delivery lease of `instance` back.
+    pub fn release_delivery(&mut self, instance: &str, node: &NodeId) -> Result<(), StateError> {
+        dispatch!(self, backend => backend.release_delivery(instance, node))
+    }
+
+    /// Extends every lease `node` still holds to `now + lease`; says what it holds.
+    pub fn renew_leases(
+        &mut self,
+        node: &NodeId,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<LeaseCounts, StateError> {
+        dispatch!(self, backend => backend.renew_leases(node, lease, now))
+    }
+
+    /// Whether `node` still holds the delivery lease of `instance` (checked before each send).
+    pub fn holds_delivery(
+        &mut self,
+        instance: &str,
+        node: &NodeId,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StateError> {
+        dispatch!(self, backend => backend.holds_delivery(instance, node, now))
     }
 }
 
