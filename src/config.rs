@@ -22,6 +22,7 @@ use thiserror::Error;
 
 /// `[state] synchronous`: defined by the state store, which obeys it.
 pub use crate::state::Synchronous;
+use crate::state::{StateError, StateLocation, Store};
 
 /// The merged configuration every command runs with.
 #[derive(Debug, Clone, PartialEq)]
@@ -257,8 +258,8 @@ impl SecretsConfig {
 
 impl Config {
     /// Where the state is: a SQLite file, or a PostgreSQL database a fleet shares.
-    pub fn state_location(&self) -> crate::state::StateLocation {
-        crate::state::StateLocation::of(&self.state)
+    pub fn state_location(&self) -> StateLocation {
+        StateLocation::of(&self.state)
     }
 
     /// This daemon's part in a fleet when the state is shared (PostgreSQL), else `None`.
@@ -575,6 +576,34 @@ impl Config {
             http: file.http,
             secrets: file.secrets,
             listen: file.listen,
+        }
+    }
+}
+
+/// Whether opening the state may create it, and may migrate a database's schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Create the file when missing (polling commands).
+    Create,
+    /// Only an existing state (commands that read or edit it).
+    Existing,
+    /// Create it and, for a database, upgrade its schema (`run --migrate`).
+    Migrate,
+}
+
+impl Config {
+    /// Opens the state wherever `--state` says: a SQLite file (which upgrades itself), or a
+    /// PostgreSQL database (whose schema only `ocpoll state migrate` or `run --migrate`
+    /// changes).
+    pub fn open_store(&self, access: Access) -> Result<Store, StateError> {
+        match (self.state_location(), access) {
+            (StateLocation::File(path), Access::Existing) => {
+                Store::open_existing(&path, self.synchronous)
+            }
+            (StateLocation::File(path), _) => Store::open(&path, self.synchronous),
+            (StateLocation::Postgres(url), access) => {
+                Store::connect_postgres(&url, &self.secret_source(), access == Access::Migrate)
+            }
         }
     }
 }

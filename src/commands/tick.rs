@@ -3,7 +3,7 @@
 //! the outbox for the next tick.
 
 use crate::cli::TickArgs;
-use crate::commands::{CommandError, exit, open_state, runtime, take_lock};
+use crate::commands::{Access, CommandError, exit, open_state, runtime, take_lock};
 use crate::config::Config;
 use crate::daemon::logging;
 use crate::instance::{self, Instance, LoadedFile, UnresolvedSecrets};
@@ -57,7 +57,7 @@ fn tick(args: &TickArgs, config: &Config) -> Result<u8, CommandError> {
     why.unknown = unknown_names(&args.instances, &instances);
     // Declared first, so dropped after the store (see state::lock).
     let mut lock = take_lock(config, args.wait)?;
-    let store = Arc::new(Mutex::new(open_state(config, &mut lock)?));
+    let store = Arc::new(Mutex::new(open_state(config, &mut lock, Access::Create)?));
     let runtime = runtime()?;
     let recipients = TickRecipients {
         wanted: &args.instances,
@@ -89,7 +89,7 @@ fn tick(args: &TickArgs, config: &Config) -> Result<u8, CommandError> {
             config.instances.display()
         );
     }
-    print_summary(&mut out, &results, &config.state);
+    print_summary(&mut out, &results, &config.state_location().display());
     if why.invalid > 0 {
         let _ = writeln!(
             out,
@@ -308,11 +308,7 @@ impl PollWatch for Bar {
     }
 }
 
-fn print_summary(
-    out: &mut impl Write,
-    results: &[(PollTarget, PollReport)],
-    state: &std::path::Path,
-) {
+fn print_summary(out: &mut impl Write, results: &[(PollTarget, PollReport)], state: &str) {
     let rows: Vec<[String; 6]> = results
         .iter()
         .map(|(target, report)| {
@@ -346,7 +342,7 @@ fn print_summary(
         "{} polled, {} failed; {events} events in {notifications} notifications written to the outbox ({}).",
         results.len(),
         failed,
-        state.display()
+        state
     );
 }
 

@@ -80,7 +80,7 @@ impl MetricsServer {
         let local_addr = listener
             .local_addr()
             .map_err(|source| EndpointError::Bind { addr, source })?;
-        let open = || Store::open_existing(&config.state, config.synchronous);
+        let open = || config.open_store(crate::config::Access::Existing);
         let endpoints = Arc::new(Endpoints {
             metrics,
             store: Mutex::new(open()?),

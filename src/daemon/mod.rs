@@ -121,7 +121,8 @@ pub async fn serve(
             let parts = ListenerParts {
                 settings,
                 store: Arc::clone(&store),
-                token_store: Store::open_existing(&config.state, config.synchronous)
+                token_store: config
+                    .open_store(crate::config::Access::Existing)
                     .map_err(ListenError::State)?,
                 catalog: catalog_receiver.clone(),
                 wake: Arc::clone(&wake),

@@ -74,6 +74,21 @@ impl Store {
         SqliteStore::open_existing(path, synchronous).map(Store::Sqlite)
     }
 
+    /// Connects to a PostgreSQL state (`url` may hold `${env:..}`/`${file:..}` references,
+    /// resolved through `secrets`); `migrate` creates or upgrades its schema first.
+    pub fn connect_postgres(
+        url: &str,
+        _secrets: &dyn crate::instance::SecretSource,
+        _migrate: bool,
+    ) -> Result<Store, StateError> {
+        Err(StateError::Io {
+            path: super::StateLocation::Postgres(url.to_owned())
+                .display()
+                .into(),
+            source: std::io::Error::other("the PostgreSQL store is not merged yet"),
+        })
+    }
+
     /// A private in-memory SQLite state, for tests.
     pub fn open_in_memory() -> Result<Store, StateError> {
         SqliteStore::open_in_memory().map(Store::Sqlite)
