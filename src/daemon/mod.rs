@@ -110,6 +110,7 @@ pub async fn serve(
                 config,
                 Arc::clone(metrics),
                 catalog_receiver.clone(),
+                fleet.clone(),
                 stopped.clone(),
             )
             .await?,

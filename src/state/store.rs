@@ -114,6 +114,13 @@ impl Store {
         result
     }
 
+    /// One small durable write, for `/healthz`: the state is there and takes a write.
+    pub fn check_writable(&self) -> Result<(), StateError> {
+        match self {
+            Store::Sqlite(store) => store.sync(),
+        }
+    }
+
     /// Opens the final transaction of a staged poll.
     pub fn begin_commit(&mut self, poll: PollId) -> Result<CommitTxn<'_>, StateError> {
         match self {
