@@ -44,8 +44,10 @@
 //! (0-byte) state file is an error: ocpoll creates the file whole (a temporary file with the
 //! schema, linked into place), so an empty one was truncated by something else.
 
+pub mod lease;
 pub mod lock;
 mod outbox;
+pub mod postgres;
 mod schema;
 mod staging;
 mod tokens;
@@ -70,7 +72,9 @@ use rusqlite::{
 };
 use thiserror::Error;
 
+pub use lease::{ConfigVersion, DeliveryClaim, LeaseCounts, NodeId, PollClaim};
 pub use lock::{LockError, StateLock};
+pub use postgres::{PgCommitTxn, PgSettings, PgStore};
 pub use outbox::{
     DropTarget, DueNotification, NewNotification, OutboxDepth, OutboxFilter, OutboxRow,
     OutboxSelection, RetryTarget,
@@ -143,6 +147,28 @@ pub enum StateError {
     /// `discard_unfinished_polls`), so committing it would lose events.
     #[error("poll {0} is no longer staged (a newer poll of the same resource discarded it)")]
     PollGone(i64),
+    /// A statement against a PostgreSQL state failed (the server's message and SQLSTATE, or
+    /// the driver's; never the password).
+    #[error("{location}: {detail}")]
+    Postgres { location: String, detail: String },
+    /// A `postgres://` state URL that cannot be used as written (its password reference, its
+    /// sslmode, its root certificate...).
+    #[error("{location}: {detail}")]
+    PostgresSettings { location: String, detail: String },
+    /// The database's schema is older than this ocpoll's and nothing migrates it implicitly.
+    #[error(
+        "{location}: the state database has schema version {found}, this ocpoll needs {current}; run `ocpoll state migrate --state {location}` (or start with --migrate)"
+    )]
+    Unmigrated {
+        location: String,
+        found: u32,
+        current: u32,
+    },
+    /// A PostgreSQL database (schema) with tables but without ocpoll's mark.
+    #[error(
+        "{location}: not an ocpoll state database (it has tables of another program and no ocpoll_schema row); it was not changed; choose another database or schema"
+    )]
+    ForeignDatabase { location: String },
 }
 
 impl StateError {
@@ -157,6 +183,8 @@ impl StateError {
                 | StateError::Corrupt { .. }
                 | StateError::NewerSchema { .. }
                 | StateError::SideFileUnwritable { .. }
+                | StateError::Unmigrated { .. }
+                | StateError::ForeignDatabase { .. }
         )
     }
 }
