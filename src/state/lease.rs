@@ -177,7 +177,9 @@ mod tests {
             PollClaim::Granted { takeover: false }
         );
         assert_eq!(
-            store.claim_delivery("crm", &node, lease, Utc::now()).unwrap(),
+            store
+                .claim_delivery("crm", &node, lease, Utc::now())
+                .unwrap(),
             DeliveryClaim::Granted { takeover: false }
         );
         assert!(store.holds_delivery("crm", &node, Utc::now()).unwrap());

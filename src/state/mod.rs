@@ -74,11 +74,11 @@ use thiserror::Error;
 
 pub use lease::{ConfigVersion, DeliveryClaim, LeaseCounts, NodeId, PollClaim};
 pub use lock::{LockError, StateLock};
-pub use postgres::{PgCommitTxn, PgSettings, PgStore};
 pub use outbox::{
     DropTarget, DueNotification, NewNotification, OutboxDepth, OutboxFilter, OutboxRow,
     OutboxSelection, RetryTarget,
 };
+pub use postgres::{PgCommitTxn, PgSettings, PgStore};
 pub use schema::CURRENT_VERSION as SCHEMA_VERSION;
 pub use staging::{CommitTxn, PollId, PollOutcome, StagedEvent, StagedKind};
 pub use tokens::{StateTokens, TokenOverview};

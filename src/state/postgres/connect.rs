@@ -229,8 +229,14 @@ impl PgSettings {
             .filter(|(key, _)| key != "password")
             .map(|(key, value)| format!("{key}={value}"))
             .collect();
-        let user_part = parts.user.map(|user| format!("{user}@")).unwrap_or_default();
-        let mut location = format!("{}://{user_part}{}{}", parts.scheme, parts.hosts, parts.path);
+        let user_part = parts
+            .user
+            .map(|user| format!("{user}@"))
+            .unwrap_or_default();
+        let mut location = format!(
+            "{}://{user_part}{}{}",
+            parts.scheme, parts.hosts, parts.path
+        );
         if !shown_query.is_empty() {
             location.push('?');
             location.push_str(&shown_query.join("&"));
@@ -240,15 +246,12 @@ impl PgSettings {
             .query
             .iter()
             .filter(|(key, _)| !OWN_PARAMETERS.contains(&key.as_str()))
-            .map(|(key, value)| {
-                format!(
-                    "{}={}",
-                    utf8_query(key),
-                    utf8_query(value)
-                )
-            })
+            .map(|(key, value)| format!("{}={}", utf8_query(key), utf8_query(value)))
             .collect();
-        let mut passed = format!("{}://{user_part}{}{}", parts.scheme, parts.hosts, parts.path);
+        let mut passed = format!(
+            "{}://{user_part}{}{}",
+            parts.scheme, parts.hosts, parts.path
+        );
         if !passed_query.is_empty() {
             passed.push('?');
             passed.push_str(&passed_query.join("&"));
@@ -472,15 +475,28 @@ mod tests {
                     localhost:*:*:*:fallback\n\
                     *:*:*:*:last\n";
         let lookup = |host, port, db, user| passfile_lookup(file, host, port, db, user);
-        assert_eq!(lookup("db.example", 5432, "ocpoll", "alice").as_deref(), Some("first"));
+        assert_eq!(
+            lookup("db.example", 5432, "ocpoll", "alice").as_deref(),
+            Some("first")
+        );
         assert_eq!(
             lookup("db.example", 5433, "ocpoll", "bob").as_deref(),
             Some("p:w\\d:tail"),
             "escapes, and the password takes the rest of the line"
         );
-        assert_eq!(lookup("localhost", 1, "x", "y").as_deref(), Some("fallback"));
-        assert_eq!(lookup("db.example", 5433, "ocpoll", "alice").as_deref(), Some("last"));
-        assert_eq!(passfile_lookup("a:b:c\n", "a", 1, "c", "d"), None, "short line");
+        assert_eq!(
+            lookup("localhost", 1, "x", "y").as_deref(),
+            Some("fallback")
+        );
+        assert_eq!(
+            lookup("db.example", 5433, "ocpoll", "alice").as_deref(),
+            Some("last")
+        );
+        assert_eq!(
+            passfile_lookup("a:b:c\n", "a", 1, "c", "d"),
+            None,
+            "short line"
+        );
         assert_eq!(passfile_lookup("", "a", 1, "c", "d"), None);
     }
 
@@ -488,7 +504,10 @@ mod tests {
     fn the_password_is_taken_from_the_url_or_a_reference_and_never_shown() {
         let plain = parse("postgres://ocpoll:hunter%402@db.example:5433/state?sslmode=disable");
         assert_eq!(plain.config.get_password(), Some(&b"hunter@2"[..]));
-        assert_eq!(plain.location(), "postgres://ocpoll@db.example:5433/state?sslmode=disable");
+        assert_eq!(
+            plain.location(),
+            "postgres://ocpoll@db.example:5433/state?sslmode=disable"
+        );
         assert_eq!(plain.ssl_mode, SslMode::Disable);
         assert!(!format!("{plain:?}").contains("hunter"));
 
@@ -517,12 +536,9 @@ mod tests {
         assert!(!query.location().contains("qs-secret"));
 
         let secrets = Secrets(HashMap::new());
-        let unset = PgSettings::parse_with(
-            "postgres://ocpoll:${env:NOPE}@db/state",
-            &secrets,
-            &no_env,
-        )
-        .unwrap_err();
+        let unset =
+            PgSettings::parse_with("postgres://ocpoll:${env:NOPE}@db/state", &secrets, &no_env)
+                .unwrap_err();
         assert!(unset.to_string().contains("NOPE"), "{unset}");
         let bad = PgSettings::parse_with(
             "postgres://ocpoll:topsecret@db/state?sslmode=sometimes",

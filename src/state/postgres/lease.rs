@@ -60,7 +60,12 @@ fn held_by(
 ) -> Result<(String, String), postgres::Error> {
     let row = client.query_opt(sql, &[key])?;
     let (node, until) = row
-        .map(|row| (row.get::<_, Option<String>>(0), row.get::<_, Option<String>>(1)))
+        .map(|row| {
+            (
+                row.get::<_, Option<String>>(0),
+                row.get::<_, Option<String>>(1),
+            )
+        })
         .unwrap_or_default();
     Ok((
         node.unwrap_or_else(|| "another node (claiming it now)".to_owned()),

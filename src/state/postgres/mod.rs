@@ -37,9 +37,7 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, Utc};
 
 use super::lease::NodeId;
-use super::{
-    PollResult, ResourceKey, ResourceState, ResourceStatusRow, StateError, encode_time,
-};
+use super::{PollResult, ResourceKey, ResourceState, ResourceStatusRow, StateError, encode_time};
 use actor::{Actor, Session};
 
 pub use connect::{PgSettings, SslMode, is_postgres_url, passfile_lookup};
@@ -95,10 +93,12 @@ const RESOURCE_STATE_COLUMNS: &str =
 fn read_resource_state(row: &postgres::Row, first: usize) -> Result<ResourceState, StateError> {
     let last_result = match row.get::<_, Option<String>>(first + 2) {
         None => None,
-        Some(text) => Some(PollResult::parse(&text).ok_or_else(|| StateError::Postgres {
-            location: String::new(),
-            detail: format!("unknown poll result {text:?} in the state"),
-        })?),
+        Some(text) => Some(
+            PollResult::parse(&text).ok_or_else(|| StateError::Postgres {
+                location: String::new(),
+                detail: format!("unknown poll result {text:?} in the state"),
+            })?,
+        ),
     };
     Ok(ResourceState {
         watermark: parse_time(row.get(first))?,
@@ -157,9 +157,7 @@ impl PgStore {
     pub fn connect(settings: &PgSettings, migrate: bool) -> Result<PgStore, StateError> {
         let location = settings.location.clone();
         let actor = Actor::start(settings.clone());
-        let found = actor.call(|session| {
-            session.run(|client| schema::inspect(client))
-        })?;
+        let found = actor.call(|session| session.run(|client| schema::inspect(client)))?;
         let unmigrated = |found| StateError::Unmigrated {
             location: location.clone(),
             found,
@@ -253,7 +251,10 @@ impl PgStore {
                  FROM resource_state WHERE instance = $1 AND resource = $2 AND path_params = $3",
             )?;
             let row = session.run(|client| {
-                client.query_opt(&statement, &[&key.instance, &key.resource, &key.path_params])
+                client.query_opt(
+                    &statement,
+                    &[&key.instance, &key.resource, &key.path_params],
+                )
             })?;
             row.map(|row| read_resource_state(&row, 0)).transpose()
         })
@@ -269,7 +270,10 @@ impl PgStore {
                  WHERE r.instance = $1 AND r.resource = $2 AND r.path_params = $3",
             )?;
             let rows = session.run(|client| {
-                client.query(&statement, &[&key.instance, &key.resource, &key.path_params])
+                client.query(
+                    &statement,
+                    &[&key.instance, &key.resource, &key.path_params],
+                )
             })?;
             Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
         })
@@ -285,7 +289,10 @@ impl PgStore {
                  WHERE r.instance = $1 AND r.resource = $2 AND r.path_params = $3",
             )?;
             let rows = session.run(|client| {
-                client.query(&statement, &[&key.instance, &key.resource, &key.path_params])
+                client.query(
+                    &statement,
+                    &[&key.instance, &key.resource, &key.path_params],
+                )
             })?;
             Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
         })

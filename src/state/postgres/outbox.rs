@@ -136,7 +136,8 @@ impl PgStore {
                        ORDER BY seq LIMIT 1) head
                  WHERE next_attempt_at <= $1",
             )?;
-            let row = session.run(|client| client.query_opt(&statement, &[&now, &instance, &after]))?;
+            let row =
+                session.run(|client| client.query_opt(&statement, &[&now, &instance, &after]))?;
             row.as_ref().map(read_due).transpose()
         })
     }
@@ -331,9 +332,8 @@ impl PgStore {
     pub fn outbox_body(&self, id: &str) -> Result<Option<Vec<u8>>, StateError> {
         let id = id.to_owned();
         self.call(move |session| {
-            let row = session.run(|client| {
-                client.query_opt("SELECT body FROM outbox WHERE id = $1", &[&id])
-            })?;
+            let row = session
+                .run(|client| client.query_opt("SELECT body FROM outbox WHERE id = $1", &[&id]))?;
             Ok(row.map(|row| row.get(0)))
         })
     }

@@ -31,7 +31,7 @@ use crate::detect::EventType;
 /// Rows read per round trip from the staging tables.
 const READ_CHUNK: i64 = 2_000;
 /// Buffered notifications (or their bytes) that make a flush.
-const FLUSH_ROWS: usize = 2_000;
+pub(super) const FLUSH_ROWS: usize = 2_000;
 const FLUSH_BYTES: usize = 8 * 1024 * 1024;
 
 fn kind_str(kind: StagedKind) -> &'static str {
@@ -185,17 +185,18 @@ impl PgStore {
         let node = self.node.0.clone();
         let now = encode_time(&Utc::now());
         self.call(move |session| {
-            session.run(|client| {
-                client.execute(
-                    "DELETE FROM poll p
+            session
+                .run(|client| {
+                    client.execute(
+                        "DELETE FROM poll p
                      WHERE p.node = $1 OR NOT EXISTS (
                          SELECT 1 FROM poll_lease l
                          WHERE l.resource_id = p.resource_id AND l.node = p.node
                            AND l.expires_at > $2)",
-                    &[&node, &now],
-                )
-            })
-            .map(|n| n as usize)
+                        &[&node, &now],
+                    )
+                })
+                .map(|n| n as usize)
         })
     }
 
@@ -268,7 +269,10 @@ impl PgStore {
 
     /// Opens the final transaction of a watermark-mode poll that staged nothing (its events
     /// come from memory). Leftover staging of an earlier poll of `key` is dropped in it.
-    pub fn begin_direct_commit(&mut self, key: &ResourceKey) -> Result<PgCommitTxn<'_>, StateError> {
+    pub fn begin_direct_commit(
+        &mut self,
+        key: &ResourceKey,
+    ) -> Result<PgCommitTxn<'_>, StateError> {
         let key = key.clone();
         let resource_id = self.call(move |session| {
             session.begin()?;
@@ -508,8 +512,7 @@ impl<'a> PgCommitTxn<'a> {
                 }
                 outbox::insert_notifications(client, &buffers.notifications)?;
                 if !buffers.seen.is_empty() {
-                    let (ids, updated): (Vec<String>, Vec<i64>) =
-                        buffers.seen.into_iter().unzip();
+                    let (ids, updated): (Vec<String>, Vec<i64>) = buffers.seen.into_iter().unzip();
                     client.execute(
                         "INSERT INTO seen_pair (resource_id, updated, record_id)
                          SELECT $1, u.updated, u.record_id

@@ -19,7 +19,9 @@ use std::task::{Context, Poll};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect};
 
@@ -55,9 +57,7 @@ impl RustlsConnect {
                         .build()
                         .map_err(|e| e.to_string())?;
                 if check_name {
-                    builder
-                        .with_webpki_verifier(webpki)
-                        .with_no_client_auth()
+                    builder.with_webpki_verifier(webpki).with_no_client_auth()
                 } else {
                     builder
                         .dangerous()

@@ -156,7 +156,9 @@ impl PgStore {
         let credentials_hash = credentials_hash.to_owned();
         let summary = event.summary();
         let revoked = matches!(event, GrantEvent::Revoked { .. }).then(|| now.clone());
-        let code = event.code().map(|(hash, rejected)| (hash.to_owned(), rejected));
+        let code = event
+            .code()
+            .map(|(hash, rejected)| (hash.to_owned(), rejected));
         let token = token.map(TokenColumns::of);
         self.call(move |session| {
             session.run(|client| {
