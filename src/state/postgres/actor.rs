@@ -197,7 +197,16 @@ impl Actor {
         let (reply, answer) = mpsc::sync_channel(1);
         let sent = self.jobs.as_ref().is_some_and(|jobs| {
             jobs.send(Box::new(move |session: &mut Session| {
-                let _ = reply.send(job(session));
+                // A panicking job (a bug) answers an error and leaves the thread serving.
+                let result =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(session)))
+                        .unwrap_or_else(|_| {
+                            Err(StateError::Postgres {
+                                location: session.location().to_owned(),
+                                detail: "a statement panicked".into(),
+                            })
+                        });
+                let _ = reply.send(result);
             }))
             .is_ok()
         });

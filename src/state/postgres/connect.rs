@@ -436,7 +436,7 @@ pub fn passfile_lookup(
             .zip(wanted)
             .all(|(field, wanted)| field == "*" || field == wanted);
         if matches {
-            return Some(fields.pop()?);
+            return fields.pop();
         }
     }
     None

@@ -157,7 +157,7 @@ impl PgStore {
     pub fn connect(settings: &PgSettings, migrate: bool) -> Result<PgStore, StateError> {
         let location = settings.location.clone();
         let actor = Actor::start(settings.clone());
-        let found = actor.call(|session| session.run(|client| schema::inspect(client)))?;
+        let found = actor.call(|session| session.run(schema::inspect))?;
         let unmigrated = |found| StateError::Unmigrated {
             location: location.clone(),
             found,

@@ -66,7 +66,7 @@ pub(super) fn insert_notifications(
 }
 
 /// Each instance with pending notifications and its head's seq: a loose index scan.
-const HEADS: &str = "
+pub(super) const HEADS: &str = "
     WITH RECURSIVE instances(name) AS (
         SELECT (SELECT min(instance) FROM outbox WHERE NOT dead)
         UNION ALL

@@ -1700,3 +1700,51 @@ fn ten_thousand_events_commit_in_batches() {
         TOTAL as f64 / total.as_secs_f64()
     );
 }
+
+/// The heads are found by index seeks, never a scan of the outbox: a receiver that is down
+/// lets one instance's queue grow by thousands of rows, and every delivery pass reads heads.
+#[test]
+fn heads_are_read_without_scanning_the_outbox() {
+    let Some(mut store) = fresh() else { return };
+    let commit = store.begin_direct_commit(&key("bulk", "r")).unwrap();
+    for n in 0..20_000 {
+        let instance = if n % 100 == 0 {
+            format!("i{:02}", n % 7)
+        } else {
+            "bulk".to_owned()
+        };
+        commit
+            .insert_notification(notification(&format!("n{n}"), &instance, b"{}", 1))
+            .unwrap();
+    }
+    commit.finish(outcome(None, None)).unwrap();
+    store.execute_sql("ANALYZE outbox");
+    let plan = |sql: &str| -> String {
+        let sql = format!("EXPLAIN {sql}");
+        let rows = store
+            .call(move |session| session.run(|client| client.simple_query(&sql)))
+            .unwrap();
+        rows.iter()
+            .filter_map(|message| match message {
+                ::postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    for query in [
+        format!(
+            "{} SELECT o.instance FROM heads JOIN outbox o ON o.seq = heads.seq WHERE o.next_attempt_at <= '9'",
+            super::outbox::HEADS
+        ),
+        format!(
+            "{} SELECT o.instance, o.next_attempt_at FROM heads JOIN outbox o ON o.seq = heads.seq",
+            super::outbox::HEADS
+        ),
+    ] {
+        let plan = plan(&query);
+        assert!(!plan.contains("Seq Scan on outbox"), "{plan}");
+    }
+    assert_eq!(store.outbox_head_attempts().unwrap().len(), 8);
+    assert_eq!(due_ids(&store, 10).len(), 8);
+}
