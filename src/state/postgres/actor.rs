@@ -149,7 +149,19 @@ impl Session {
 pub fn postgres_error(location: &str, error: &postgres::Error) -> StateError {
     let detail = match error.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => error.to_string(),
+        None => {
+            // The driver's message, then its causes (a TLS handshake's reason, an I/O error).
+            let mut detail = error.to_string();
+            let mut source = std::error::Error::source(error);
+            while let Some(cause) = source {
+                let cause_text = cause.to_string();
+                if !detail.contains(&cause_text) {
+                    detail = format!("{detail}: {cause_text}");
+                }
+                source = cause.source();
+            }
+            detail
+        }
     };
     StateError::Postgres {
         location: location.to_owned(),

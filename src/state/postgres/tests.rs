@@ -1748,3 +1748,39 @@ fn heads_are_read_without_scanning_the_outbox() {
     assert_eq!(store.outbox_head_attempts().unwrap().len(), 8);
     assert_eq!(due_ids(&store, 10).len(), 8);
 }
+
+/// `prefer` (libpq's default) connects to a server with or without TLS; `require` is
+/// encrypted or fails saying why. (Checked by hand against a server with `ssl=on` and a
+/// private CA: require, verify-ca and verify-full connect by name; verify-full to the IP
+/// address, which the certificate does not name, is refused.)
+#[test]
+fn sslmode_prefer_falls_back_and_require_insists() {
+    let Some(url) = fresh_url() else { return };
+    let with = |mode: &str| {
+        let mut parsed = url::Url::parse(&url).unwrap();
+        let query: Vec<(String, String)> = parsed
+            .query_pairs()
+            .filter(|(key, _)| key != "sslmode")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        parsed
+            .query_pairs_mut()
+            .clear()
+            .extend_pairs(query)
+            .append_pair("sslmode", mode);
+        parsed.to_string()
+    };
+    let ssl_in_use = |store: &PgStore| {
+        store.count_sql("SELECT count(*) FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl")
+            == 1
+    };
+    let prefer = PgStore::connect(&settings(&with("prefer")), true).unwrap();
+    let server_has_tls = ssl_in_use(&prefer);
+    match PgStore::connect(&settings(&with("require")), true) {
+        Ok(store) => assert!(ssl_in_use(&store)),
+        Err(error) => {
+            assert!(!server_has_tls);
+            assert!(error.to_string().contains("TLS"), "{error}");
+        }
+    }
+}
