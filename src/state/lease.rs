@@ -1,33 +1,39 @@
-//! Leases: which daemon of a fleet (several `ocpoll run` sharing one PostgreSQL state, SPEC
-//! 13) polls a resource or delivers an instance's notifications right now. A lease is claimed
-//! for a while (`[fleet] lease_seconds`), renewed while its work runs and released after it;
-//! a daemon that dies loses its leases when they expire, and another claims them.
+//! Leases: which node of a fleet polls a resource, and which delivers an instance's outbox
+//! head, until when (issue 18). What it owns: the types both backends share, and the SQLite
+//! backend's (trivial) side of the API.
 //!
-//! A SQLite state has one daemon (its file lock says so), so there every claim is granted and
-//! nothing is kept; the types are the same so the poll and delivery code does not care.
+//! With SQLite one process owns the file (the poller lock beside it guarantees it), so every
+//! claim is granted, releasing and renewing do nothing, and the delivery lease is always held.
+//! The PostgreSQL backend (`postgres::lease`) is where claims can be refused: another live
+//! node holds the lease, or this node read an older copy of the instance file than another.
 
-use chrono::{DateTime, Utc};
 use std::time::Duration;
 
-use super::ResourceKey;
-use super::StateError;
-use super::sqlite::SqliteStore;
+use chrono::{DateTime, Utc};
 
-/// This process in a fleet: `hostname:pid:random`, new at each start.
+use super::sqlite::SqliteStore;
+use super::{ResourceKey, StateError};
+
+/// This process in a fleet: `hostname:pid:random`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct NodeId(pub String);
 
 impl NodeId {
-    /// A fresh id for this process.
+    /// A new id for this process: its host name, pid and 8 random hex digits (a restarted
+    /// process with a reused pid is still another node).
     pub fn generate() -> NodeId {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
             .map(|name| name.trim().to_owned())
-            .unwrap_or_else(|_| "localhost".to_owned());
-        NodeId(format!(
-            "{host}:{}:{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ))
+            .filter(|name| !name.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "localhost".to_owned());
+        let random: u32 = rand::random();
+        NodeId(format!("{host}:{}:{random:08x}", std::process::id()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 }
 
@@ -37,45 +43,58 @@ impl std::fmt::Display for NodeId {
     }
 }
 
-/// The instance file as this node read it: a node whose copy is older than the newest one the
-/// fleet has seen polls nothing of that instance.
+/// The instance file as this node read it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConfigVersion {
-    /// SHA-256 of the file's bytes, hex.
+    /// SHA-256 (hex) of the file's bytes.
     pub hash: String,
     /// The file's modification time.
     pub modified: DateTime<Utc>,
 }
 
-/// The answer to a claim of a resource's poll.
+impl ConfigVersion {
+    /// The version of a file's `bytes` modified at `modified`.
+    pub fn of(bytes: &[u8], modified: DateTime<Utc>) -> ConfigVersion {
+        use sha2::Digest;
+        ConfigVersion {
+            hash: hex::encode(sha2::Sha256::digest(bytes)),
+            modified,
+        }
+    }
+}
+
+/// The answer to [`super::Store::claim_poll`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PollClaim {
-    /// This node may poll; `takeover` when it took over an expired lease of another node.
+    /// Poll it now. `takeover`: the previous holder was another node whose lease expired (its
+    /// poll may have been cut short; this one starts over from the committed watermark).
     Granted { takeover: bool },
-    /// Polled already (by any node); next due then.
+    /// Not due yet (another node polled it meanwhile).
     NotDue { next_due_at: DateTime<Utc> },
     /// Another node holds the lease.
     Held { node: String, until: DateTime<Utc> },
-    /// This node's copy of the instance file is older than the fleet's newest.
+    /// Another node has read a newer copy of the instance file: this node polls nothing of the
+    /// instance until it reloads.
     StaleConfig { newest_hash: String },
 }
 
-/// The answer to a claim of an instance's outbox head.
+/// The answer to [`super::Store::claim_delivery`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeliveryClaim {
     Granted { takeover: bool },
     Held { node: String, until: DateTime<Utc> },
 }
 
-/// The leases a node holds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What a node still holds after [`super::Store::renew_leases`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct LeaseCounts {
     pub polls: u64,
     pub deliveries: u64,
 }
 
+/// The SQLite backend: one process per file, so leases are always this process's.
 impl SqliteStore {
-    /// One daemon per file: always granted.
+    /// Claims the poll of `key` for `node` until `now + lease`. Always granted with SQLite.
     pub fn claim_poll(
         &mut self,
         _key: &ResourceKey,
@@ -87,11 +106,12 @@ impl SqliteStore {
         Ok(PollClaim::Granted { takeover: false })
     }
 
+    /// Gives the poll lease of `key` back. Nothing to do with SQLite.
     pub fn release_poll(&mut self, _key: &ResourceKey, _node: &NodeId) -> Result<(), StateError> {
         Ok(())
     }
 
-    /// One daemon per file: always granted.
+    /// Claims delivery of `instance`'s outbox. Always granted with SQLite.
     pub fn claim_delivery(
         &mut self,
         _instance: &str,
@@ -102,11 +122,13 @@ impl SqliteStore {
         Ok(DeliveryClaim::Granted { takeover: false })
     }
 
+    /// Gives the delivery lease of `instance` back. Nothing to do with SQLite.
     pub fn release_delivery(&mut self, _instance: &str, _node: &NodeId) -> Result<(), StateError> {
         Ok(())
     }
 
-    /// Nothing is leased in a file.
+    /// Extends every lease this node holds to now+lease; returns what it still holds (a lease
+    /// already taken over by another node is not extended). None with SQLite.
     pub fn renew_leases(
         &mut self,
         _node: &NodeId,
@@ -116,6 +138,8 @@ impl SqliteStore {
         Ok(LeaseCounts::default())
     }
 
+    /// Whether this node still holds the delivery lease of `instance` (checked before each
+    /// send). Always with SQLite.
     pub fn holds_delivery(
         &mut self,
         _instance: &str,
@@ -123,5 +147,48 @@ impl SqliteStore {
         _now: DateTime<Utc>,
     ) -> Result<bool, StateError> {
         Ok(true)
+    }
+}
+
+/// `now + lease`, saturating far in the future for absurd leases.
+pub(crate) fn lease_until(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
+    chrono::TimeDelta::from_std(lease)
+        .ok()
+        .and_then(|delta| now.checked_add_signed(delta))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_grants_every_claim() {
+        let mut store = Store::open_in_memory().unwrap();
+        let node = NodeId::generate();
+        assert_eq!(node.0.split(':').count(), 3, "{node}");
+        assert_ne!(node, NodeId::generate());
+        let key = ResourceKey::new("crm", "contacts", &Default::default());
+        let config = ConfigVersion::of(b"{}", Utc::now());
+        let lease = Duration::from_secs(30);
+        assert_eq!(
+            store
+                .claim_poll(&key, &node, &config, lease, Utc::now())
+                .unwrap(),
+            PollClaim::Granted { takeover: false }
+        );
+        assert_eq!(
+            store
+                .claim_delivery("crm", &node, lease, Utc::now())
+                .unwrap(),
+            DeliveryClaim::Granted { takeover: false }
+        );
+        assert!(store.holds_delivery("crm", &node, Utc::now()).unwrap());
+        assert_eq!(
+            store.renew_leases(&node, lease, Utc::now()).unwrap(),
+            LeaseCounts::default()
+        );
+        store.release_poll(&key, &node).unwrap();
+        store.release_delivery("crm", &node).unwrap();
     }
 }

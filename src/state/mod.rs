@@ -47,6 +47,7 @@
 mod lease;
 pub mod lock;
 mod outbox;
+pub mod postgres;
 mod sqlite;
 mod staging;
 mod store;
@@ -69,6 +70,9 @@ pub use outbox::{
 pub use sqlite::schema::CURRENT_VERSION as SCHEMA_VERSION;
 pub use sqlite::{QUICK_CHECK_MAX_BYTES, SqliteStore};
 pub use staging::{PollId, PollOutcome, StagedEvent, StagedKind};
+pub use postgres::{PgCommitTxn, PgSettings, PgStore};
+/// Times as both backends store them (RFC 3339, nanoseconds, UTC).
+use sqlite::encode_time;
 pub use store::{CommitTxn, Store};
 pub use tokens::{StateTokens, TokenOverview};
 pub use webhooks::{ReceiptOutcome, ReceiptWrite, StoredTokens, WebhookStatusRow};
@@ -127,6 +131,28 @@ pub enum StateError {
     /// `discard_unfinished_polls`), so committing it would lose events.
     #[error("poll {0} is no longer staged (a newer poll of the same resource discarded it)")]
     PollGone(i64),
+    /// A statement against a PostgreSQL state failed (the server's message and SQLSTATE, or
+    /// the driver's; never the password).
+    #[error("{location}: {detail}")]
+    Postgres { location: String, detail: String },
+    /// A `postgres://` state URL that cannot be used as written (its password reference, its
+    /// sslmode, its root certificate...).
+    #[error("{location}: {detail}")]
+    PostgresSettings { location: String, detail: String },
+    /// The database's schema is older than this ocpoll's and nothing migrates it implicitly.
+    #[error(
+        "{location}: the state database has schema version {found}, this ocpoll needs {current}; run `ocpoll state migrate --state {location}` (or start with --migrate)"
+    )]
+    Unmigrated {
+        location: String,
+        found: u32,
+        current: u32,
+    },
+    /// A PostgreSQL database (schema) with tables but without ocpoll's mark.
+    #[error(
+        "{location}: not an ocpoll state database (it has tables of another program and no ocpoll_schema row); it was not changed; choose another database or schema"
+    )]
+    ForeignDatabase { location: String },
 }
 
 impl StateError {
@@ -141,6 +167,8 @@ impl StateError {
                 | StateError::Corrupt { .. }
                 | StateError::NewerSchema { .. }
                 | StateError::SideFileUnwritable { .. }
+                | StateError::Unmigrated { .. }
+                | StateError::ForeignDatabase { .. }
         )
     }
 }

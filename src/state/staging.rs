@@ -26,7 +26,7 @@ use super::{ResourceKey, StateError};
 
 /// A poll that has begun and not yet been committed or discarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PollId(i64);
+pub struct PollId(pub(in crate::state) i64);
 
 /// One changed record as the poll found it, waiting for the poll's commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
