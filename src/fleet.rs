@@ -8,7 +8,6 @@
 
 use crate::state::{ConfigVersion, NodeId, PollClaim, ResourceKey, StateError, Store};
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -188,8 +187,5 @@ fn short(hash: &str) -> &str {
 pub fn file_version(path: &Path) -> std::io::Result<ConfigVersion> {
     let bytes = std::fs::read(path)?;
     let modified = std::fs::metadata(path)?.modified()?;
-    Ok(ConfigVersion {
-        hash: hex::encode(Sha256::digest(&bytes)),
-        modified: DateTime::<Utc>::from(modified),
-    })
+    Ok(ConfigVersion::of(&bytes, DateTime::<Utc>::from(modified)))
 }

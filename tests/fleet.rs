@@ -147,7 +147,10 @@ async fn three_daemons_killed_at_random_lose_nothing_and_keep_each_instance_in_o
         node.stop();
     }
     let missing: Vec<_> = wanted.difference(&delivered).take(10).collect();
-    assert!(missing.is_empty(), "changes never delivered, e.g. {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "changes never delivered, e.g. {missing:?}"
+    );
 
     // Duplicates only as repeated eventIds: an eventId always carries the same bytes, and no
     // change travels under two eventIds.

@@ -57,7 +57,11 @@ fn tick(args: &TickArgs, config: &Config) -> Result<u8, CommandError> {
     why.unknown = unknown_names(&args.instances, &instances);
     // Declared first, so dropped after the store (see state::lock).
     let mut lock = take_lock(config, args.wait)?;
-    let store = Arc::new(Mutex::new(open_state(config, &mut lock, Access::Create)?));
+    let mut store = open_state(config, &mut lock, Access::Create)?;
+    if let Some(fleet) = &fleet {
+        store.set_node(&fleet.node);
+    }
+    let store = Arc::new(Mutex::new(store));
     let runtime = runtime()?;
     let recipients = TickRecipients {
         wanted: &args.instances,

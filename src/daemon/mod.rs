@@ -76,9 +76,13 @@ pub async fn serve(
     mut control: mpsc::Receiver<Control>,
     notifier: Arc<Notifier>,
 ) -> Result<(), DaemonError> {
-    let store = Arc::new(Mutex::new(store));
+    let mut store = store;
     // A shared (PostgreSQL) state: polls and deliveries are claimed, leases renewed.
     let fleet = config.fleet();
+    if let Some(fleet) = &fleet {
+        store.set_node(&fleet.node);
+    }
+    let store = Arc::new(Mutex::new(store));
     let runner = PollRunner::new(config, Arc::clone(&store))?.with_fleet(fleet.clone());
     let wake = runner.committed();
     // Kept only when they are served: without `metrics_addr` nothing counts.

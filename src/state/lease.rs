@@ -161,6 +161,7 @@ pub(crate) fn lease_until(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::Store;
 
     #[test]
     fn sqlite_grants_every_claim() {

@@ -67,12 +67,12 @@ pub use outbox::{
     DropTarget, DueNotification, NewNotification, OutboxDepth, OutboxFilter, OutboxRow,
     OutboxSelection, RetryTarget,
 };
-pub use sqlite::schema::CURRENT_VERSION as SCHEMA_VERSION;
-pub use sqlite::{QUICK_CHECK_MAX_BYTES, SqliteStore};
-pub use staging::{PollId, PollOutcome, StagedEvent, StagedKind};
 pub use postgres::{PgCommitTxn, PgSettings, PgStore};
 /// Times as both backends store them (RFC 3339, nanoseconds, UTC).
 use sqlite::encode_time;
+pub use sqlite::schema::CURRENT_VERSION as SCHEMA_VERSION;
+pub use sqlite::{QUICK_CHECK_MAX_BYTES, SqliteStore};
+pub use staging::{PollId, PollOutcome, StagedEvent, StagedKind};
 pub use store::{CommitTxn, Store};
 pub use tokens::{StateTokens, TokenOverview};
 pub use webhooks::{ReceiptOutcome, ReceiptWrite, StoredTokens, WebhookStatusRow};

@@ -13,6 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::lease::{ConfigVersion, DeliveryClaim, LeaseCounts, NodeId, PollClaim};
+use super::postgres::{PgCommitTxn, PgSettings, PgStore};
 use super::sqlite::SqliteStore;
 use super::staging::SqliteCommitTxn;
 use super::{
@@ -29,6 +30,7 @@ use crate::instance::Secret;
 #[derive(Debug)]
 pub enum Store {
     Sqlite(SqliteStore),
+    Postgres(PgStore),
 }
 
 /// Calls the same-named method of whichever backend `$store` is.
@@ -36,6 +38,7 @@ macro_rules! dispatch {
     ($store:expr, $backend:ident => $call:expr) => {
         match $store {
             Store::Sqlite($backend) => $call,
+            Store::Postgres($backend) => $call,
         }
     };
 }
@@ -43,12 +46,14 @@ macro_rules! dispatch {
 /// A poll's one final transaction (see `staging`), on either backend.
 pub enum CommitTxn<'a> {
     Sqlite(SqliteCommitTxn<'a>),
+    Postgres(PgCommitTxn<'a>),
 }
 
 macro_rules! dispatch_txn {
     ($txn:expr, $backend:ident => $call:expr) => {
         match $txn {
             CommitTxn::Sqlite($backend) => $call,
+            CommitTxn::Postgres($backend) => $call,
         }
     };
 }
@@ -78,15 +83,19 @@ impl Store {
     /// resolved through `secrets`); `migrate` creates or upgrades its schema first.
     pub fn connect_postgres(
         url: &str,
-        _secrets: &dyn crate::instance::SecretSource,
-        _migrate: bool,
+        secrets: &dyn crate::instance::SecretSource,
+        migrate: bool,
     ) -> Result<Store, StateError> {
-        Err(StateError::Io {
-            path: super::StateLocation::Postgres(url.to_owned())
-                .display()
-                .into(),
-            source: std::io::Error::other("the PostgreSQL store is not merged yet"),
-        })
+        let settings = PgSettings::parse(url, secrets)?;
+        PgStore::connect(&settings, migrate).map(Store::Postgres)
+    }
+
+    /// Makes this store's polls `node`'s (a database's staging rows carry their node, so a
+    /// starting node discards only its own and expired ones); nothing for a file.
+    pub fn set_node(&mut self, node: &NodeId) {
+        if let Store::Postgres(store) = self {
+            store.set_node(node.clone());
+        }
     }
 
     /// A private in-memory SQLite state, for tests.
@@ -94,22 +103,24 @@ impl Store {
         SqliteStore::open_in_memory().map(Store::Sqlite)
     }
 
-    /// The state file (`:memory:` for an in-memory one).
+    /// The state file (`:memory:` for an in-memory one); a database's URL without its
+    /// password.
     pub fn path(&self) -> &Path {
         match self {
             Store::Sqlite(store) => store.path(),
+            Store::Postgres(store) => Path::new(store.location()),
         }
     }
 
     /// Runs `write` without waiting for the disk (see [`SqliteStore::relaxed`]); a database
     /// backend's commits are durable anyway.
     pub(crate) fn relaxed<T>(&mut self, write: impl FnOnce(&mut Store) -> T) -> T {
-        match self {
-            Store::Sqlite(store) => store.set_relaxed_window(true),
+        if let Store::Sqlite(store) = self {
+            store.set_relaxed_window(true);
         }
         let result = write(self);
-        match self {
-            Store::Sqlite(store) => store.set_relaxed_window(false),
+        if let Store::Sqlite(store) = self {
+            store.set_relaxed_window(false);
         }
         result
     }
@@ -118,6 +129,7 @@ impl Store {
     pub fn check_writable(&self) -> Result<(), StateError> {
         match self {
             Store::Sqlite(store) => store.sync(),
+            Store::Postgres(store) => store.check_writable(),
         }
     }
 
@@ -125,6 +137,7 @@ impl Store {
     pub fn begin_commit(&mut self, poll: PollId) -> Result<CommitTxn<'_>, StateError> {
         match self {
             Store::Sqlite(store) => store.begin_commit(poll).map(CommitTxn::Sqlite),
+            Store::Postgres(store) => store.begin_commit(poll).map(CommitTxn::Postgres),
         }
     }
 
@@ -132,6 +145,7 @@ impl Store {
     pub fn begin_direct_commit(&mut self, key: &ResourceKey) -> Result<CommitTxn<'_>, StateError> {
         match self {
             Store::Sqlite(store) => store.begin_direct_commit(key).map(CommitTxn::Sqlite),
+            Store::Postgres(store) => store.begin_direct_commit(key).map(CommitTxn::Postgres),
         }
     }
 
