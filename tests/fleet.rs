@@ -40,7 +40,7 @@ fn instance_file(name: &str, provider: &MockProvider, receiver: &MockReceiver) -
         "event.notification.callback.url": receiver.url(),
         "event.notification.signature.key": KEY,
         "event.notification.batch.size": 3,
-        "event.poller.refresh_interval": 1,
+        "event.poller.refresh_seconds": 1,
         "event.poller.configuration": {"contacts": {
             "url": "/hubs/crm/contacts?where=updated_at>='${gmtDate:yyyy-MM-dd'T'HH:mm:ss'Z'}'",
             "idField": "id",
@@ -224,7 +224,7 @@ async fn three_daemons_poll_each_resource_once_per_interval_between_them() {
     let provider = MockProvider::builder().start().await;
     let mut file: serde_json::Value =
         serde_json::from_str(&instance_file("crm", &provider, &receiver)).unwrap();
-    file["configuration"]["event.poller.refresh_interval"] = json!(2);
+    file["configuration"]["event.poller.refresh_seconds"] = json!(2);
     dir.create("instances.d/crm.json", &file.to_string());
     assert_eq!(ocpoll_at(&dir, &url, &["state", "migrate"]).code(), Some(0));
     let nodes: Vec<Daemon> = (0..3).map(|n| start_node(&dir, &url, n, 0)).collect();
@@ -232,6 +232,11 @@ async fn three_daemons_poll_each_resource_once_per_interval_between_them() {
     tokio::time::sleep(watched).await;
     let requests = provider.request_count();
     let polls: usize = nodes.iter().map(|node| node.poll_lines("crm")).sum();
+    if std::env::var("OCPOLL_FLEET_TEST_LOGS").is_ok() {
+        for node in &nodes {
+            println!("---\n{}", node.log_text());
+        }
+    }
     for node in nodes {
         node.stop();
     }
@@ -290,5 +295,48 @@ async fn a_node_with_an_older_copy_of_an_instance_file_polls_nothing_of_it() {
     assert!(
         stale_log.contains("older than another node"),
         "the stale node says why it does not poll:\n{stale_log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_kills_three_daemons_send_each_notification_once() {
+    let Some(url) = database() else { return };
+    let dir = Dir::with_layout(CONFIG);
+    let receiver = MockReceiver::start(&[KEY]).await;
+    // Slow answers: without delivery leases, the three nodes' passes overlap on one queue and
+    // send its head two or three times.
+    receiver.reply_by_default(Reply::Slow(Duration::from_millis(100)));
+    let provider = MockProvider::builder().start().await;
+    let mut file: serde_json::Value =
+        serde_json::from_str(&instance_file("crm", &provider, &receiver)).unwrap();
+    file["configuration"]["event.notification.batch.size"] = json!(1);
+    dir.create("instances.d/crm.json", &file.to_string());
+    assert_eq!(ocpoll_at(&dir, &url, &["state", "migrate"]).code(), Some(0));
+    assert_eq!(ocpoll_at(&dir, &url, &["tick", "--all"]).code(), Some(0));
+    let now = Utc::now();
+    for number in 0..20 {
+        provider.upsert(&format!("c{number}"), now, json!({"n": number}));
+    }
+    let nodes: Vec<Daemon> = (0..3).map(|n| start_node(&dir, &url, n, 0)).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while delivered_changes(&receiver).len() < 20 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A little longer, for any second send to arrive.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for node in nodes {
+        node.stop();
+    }
+    assert_eq!(
+        delivered_changes(&receiver).len(),
+        20,
+        "every change delivered"
+    );
+    let ids: Vec<String> = receiver.received().iter().map(|r| r.event_id()).collect();
+    let distinct: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(
+        ids.len(),
+        distinct.len(),
+        "one node at a time sends an instance's queue: no notification went twice"
     );
 }

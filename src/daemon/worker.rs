@@ -24,6 +24,9 @@ use tokio::time::Instant;
 const PASS_LIMIT: Duration = Duration::from_secs(60);
 /// The longest sleep: the state is re-read at least this often.
 const RECHECK: Duration = Duration::from_secs(30);
+/// The longest sleep in a fleet: notifications another node committed (or left behind when it
+/// died) are not announced to this one, so it looks for them this often (an index walk).
+const FLEET_RECHECK: Duration = Duration::from_secs(1);
 
 pub struct Worker {
     pub delivery: Arc<Delivery>,
@@ -96,7 +99,12 @@ impl Worker {
 
     /// The earliest retry among instances it can send to, capped at [`RECHECK`].
     fn next_wake(&self) -> Instant {
-        let cap = Instant::now() + RECHECK;
+        let recheck = if self.delivery.in_fleet() {
+            FLEET_RECHECK
+        } else {
+            RECHECK
+        };
+        let cap = Instant::now() + recheck;
         let heads = match self.delivery.store.lock() {
             Ok(store) => store.outbox_head_attempts(),
             Err(_) => return cap,

@@ -399,6 +399,11 @@ impl Delivery {
         self
     }
 
+    /// True when the state is shared with other nodes (queues are claimed).
+    pub fn in_fleet(&self) -> bool {
+        self.fleet.is_some()
+    }
+
     /// Claims each instance's queue in `fleet` before sending from it.
     pub fn with_fleet(mut self, fleet: Option<Arc<Fleet>>) -> Delivery {
         self.fleet = fleet;
