@@ -1,15 +1,18 @@
-//! The state store: one SQLite file holding everything ocpoll must remember between runs.
+//! The state store: everything ocpoll must remember between runs, in one SQLite file (the
+//! default, `sqlite/`) or in a PostgreSQL database several daemons share (`postgres/`, with the
+//! leases of `lease`). [`Store`] (`store.rs`) is the one interface; [`StateLocation`] says which.
 //!
 //! It owns the watermarks (per instance, resource and pathParams value), the (id, updated) pairs
 //! seen near each watermark, snapshot sets, stored OAuth tokens (`tokens`), the poll staging
 //! tables (`staging`) and the outbox of notifications not yet acknowledged (`outbox`). Other
-//! modules read and write them only through [`Store`]; `lock` is the poller lock beside the file,
-//! `schema` its migrations.
+//! modules read and write them only through [`Store`]; `lock` is the poller lock beside a file,
+//! `sqlite/schema.rs` and `postgres/schema.rs` the migrations. `suite` tests both backends.
 //!
 //! # What survives a crash, and why
 //!
-//! The file is in WAL mode and every change is one SQLite transaction (those of several
-//! statements are opened by `Store::write_txn`), so after a crash at any moment (`kill -9`, panic,
+//! (For the SQLite file; a PostgreSQL commit is durable when it returns, and the same
+//! transactions make the same promises there.) The file is in WAL mode and every change is one
+//! SQLite transaction (those of several statements are opened by `SqliteStore::write_txn`), so after a crash at any moment (`kill -9`, panic,
 //! OOM) the file holds exactly the transactions that committed, each whole, and nothing of the
 //! one in flight. What that means for ocpoll:
 //!
