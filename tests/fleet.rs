@@ -340,3 +340,52 @@ async fn without_kills_three_daemons_send_each_notification_once() {
         "one node at a time sends an instance's queue: no notification went twice"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_commands_work_against_the_database_and_never_print_its_password() {
+    let Some(url) = database() else { return };
+    let server = ocpoll::testing::postgres::server().unwrap();
+    let dir = Dir::with_layout(CONFIG);
+    let receiver = MockReceiver::start(&[KEY]).await;
+    let provider = MockProvider::builder().start().await;
+    dir.create(
+        "instances.d/crm.json",
+        &instance_file("crm", &provider, &receiver),
+    );
+    // Not migrated yet: the daemon and tick refuse it, saying what to run.
+    let refused = ocpoll_at(&dir, &url, &["tick", "--all"]);
+    assert_eq!(refused.code(), Some(78), "{}", refused.show());
+    assert!(
+        refused.stderr().contains("ocpoll state migrate"),
+        "{}",
+        refused.show()
+    );
+    let migrated = ocpoll_at(&dir, &url, &["state", "migrate"]);
+    assert_eq!(migrated.code(), Some(0), "{}", migrated.show());
+    // Twice is fine (each node may run it at start).
+    assert_eq!(ocpoll_at(&dir, &url, &["state", "migrate"]).code(), Some(0));
+    assert_eq!(ocpoll_at(&dir, &url, &["tick", "--all"]).code(), Some(0));
+    provider.upsert("c1", Utc::now(), json!({}));
+    receiver.reply_by_default(Reply::Status(503));
+    // `--all` polls even what is not due, as with a file.
+    let tick = ocpoll_at(&dir, &url, &["tick", "--all"]);
+    let status = ocpoll_at(&dir, &url, &["status"]);
+    assert_eq!(status.code(), Some(0), "{}", status.show());
+    assert!(status.stdout().contains("crm"), "{}", status.show());
+    let listed = ocpoll_at(&dir, &url, &["outbox", "list"]);
+    assert_eq!(listed.code(), Some(0), "{}", listed.show());
+    assert!(
+        listed.stdout().contains("crm"),
+        "a pending notification: {}",
+        listed.show()
+    );
+    let reset = ocpoll_at(&dir, &url, &["state", "reset", "crm", "--yes"]);
+    assert_eq!(reset.code(), Some(0), "{}", reset.show());
+    for run in [&migrated, &tick, &status, &listed, &reset] {
+        let text = run.show();
+        assert!(
+            !text.contains(server.password()),
+            "the database password was printed:\n{text}"
+        );
+    }
+}
