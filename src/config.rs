@@ -263,12 +263,10 @@ impl Config {
     }
 
     /// This daemon's part in a fleet when the state is shared (PostgreSQL), else `None`.
-    pub fn fleet(&self) -> Option<std::sync::Arc<crate::fleet::Fleet>> {
-        self.state_location().is_shared().then(|| {
-            std::sync::Arc::new(crate::fleet::Fleet::new(Duration::from_secs(
-                self.lease_seconds,
-            )))
-        })
+    pub fn fleet(&self) -> Option<crate::fleet::Fleet> {
+        self.state_location()
+            .is_shared()
+            .then(|| crate::fleet::Fleet::new(Duration::from_secs(self.lease_seconds)))
     }
 
     /// Where instance files' secret references come from: the process's environment and files,

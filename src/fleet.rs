@@ -26,6 +26,8 @@ pub struct Fleet {
     /// Each running instance's file version, by instance name (refreshed at each reload).
     versions: RwLock<HashMap<String, ConfigVersion>>,
     pub counts: FleetCounts,
+    /// `tick --all`: poll what is not due yet too (still never what another node polls now).
+    now: bool,
 }
 
 /// What `/metrics` shows of the fleet, counted since this node started.
@@ -62,7 +64,14 @@ impl Fleet {
             lease,
             versions: RwLock::new(HashMap::new()),
             counts: FleetCounts::default(),
+            now: false,
         }
+    }
+
+    /// Claims polls whether or not they are due (`tick --all`).
+    pub fn polling_now(mut self) -> Fleet {
+        self.now = true;
+        self
     }
 
     /// Reads the version of every instance file this node runs (`(name, path)` pairs); a file
@@ -108,8 +117,13 @@ impl Fleet {
             self.counts.stale_config.fetch_add(1, Ordering::Relaxed);
             return Ok(Some(Skipped::StaleConfig));
         };
-        let claim =
-            Store::locked(store).claim_poll(key, &self.node, &version, self.lease, Utc::now())?;
+        let mut store = Store::locked(store);
+        let claim = if self.now {
+            store.claim_poll_now(key, &self.node, &version, self.lease, Utc::now())?
+        } else {
+            store.claim_poll(key, &self.node, &version, self.lease, Utc::now())?
+        };
+        drop(store);
         Ok(match claim {
             PollClaim::Granted { takeover } => {
                 self.counts.polls.fetch_add(1, Ordering::Relaxed);

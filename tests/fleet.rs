@@ -345,7 +345,9 @@ async fn without_kills_three_daemons_send_each_notification_once() {
 async fn the_commands_work_against_the_database_and_never_print_its_password() {
     let Some(url) = database() else { return };
     let server = ocpoll::testing::postgres::server().unwrap();
-    let dir = Dir::with_layout(CONFIG);
+    // A failed delivery waits: the notification stays pending for `outbox list`.
+    let dir =
+        Dir::with_layout("[delivery]\nbackoff_initial_seconds = 600\nbackoff_max_seconds = 600\n");
     let receiver = MockReceiver::start(&[KEY]).await;
     let provider = MockProvider::builder().start().await;
     dir.create(
@@ -369,6 +371,11 @@ async fn the_commands_work_against_the_database_and_never_print_its_password() {
     receiver.reply_by_default(Reply::Status(503));
     // `--all` polls even what is not due, as with a file.
     let tick = ocpoll_at(&dir, &url, &["tick", "--all"]);
+    assert!(
+        tick.stdout().contains("1 events in 1 notifications"),
+        "{}",
+        tick.show()
+    );
     let status = ocpoll_at(&dir, &url, &["status"]);
     assert_eq!(status.code(), Some(0), "{}", status.show());
     assert!(status.stdout().contains("crm"), "{}", status.show());
@@ -382,7 +389,7 @@ async fn the_commands_work_against_the_database_and_never_print_its_password() {
     let reset = ocpoll_at(&dir, &url, &["state", "reset", "crm", "--yes"]);
     assert_eq!(reset.code(), Some(0), "{}", reset.show());
     for run in [&migrated, &tick, &status, &listed, &reset] {
-        let text = run.show();
+        let text = format!("{}{}", run.stdout(), run.stderr());
         assert!(
             !text.contains(server.password()),
             "the database password was printed:\n{text}"

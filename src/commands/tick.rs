@@ -40,7 +40,10 @@ fn tick(args: &TickArgs, config: &Config) -> Result<u8, CommandError> {
     let no_files = !loaded.iter().any(|file| file.is_file);
     let invalid_names = invalid_instance_names(&loaded);
     // A shared (PostgreSQL) state: this tick claims each poll and delivery like a daemon.
-    let fleet = config.fleet();
+    let fleet = config
+        .fleet()
+        .map(|fleet| if args.all { fleet.polling_now() } else { fleet })
+        .map(Arc::new);
     if let Some(fleet) = &fleet {
         fleet.refresh_versions(loaded.iter().filter_map(|file| {
             let instance = file.instance.as_ref()?;

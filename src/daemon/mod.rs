@@ -78,7 +78,7 @@ pub async fn serve(
 ) -> Result<(), DaemonError> {
     let mut store = store;
     // A shared (PostgreSQL) state: polls and deliveries are claimed, leases renewed.
-    let fleet = config.fleet();
+    let fleet = config.fleet().map(Arc::new);
     if let Some(fleet) = &fleet {
         store.set_node(&fleet.node);
     }

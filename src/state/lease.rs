@@ -106,6 +106,18 @@ impl SqliteStore {
         Ok(PollClaim::Granted { takeover: false })
     }
 
+    /// A claim for a poll asked for now (`tick --all`). Always granted with SQLite.
+    pub fn claim_poll_now(
+        &mut self,
+        key: &ResourceKey,
+        node: &NodeId,
+        config: &ConfigVersion,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<PollClaim, StateError> {
+        self.claim_poll(key, node, config, lease, now)
+    }
+
     /// Gives the poll lease of `key` back. Nothing to do with SQLite.
     pub fn release_poll(&mut self, _key: &ResourceKey, _node: &NodeId) -> Result<(), StateError> {
         Ok(())

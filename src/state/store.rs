@@ -511,6 +511,18 @@ impl Store {
         dispatch!(self, backend => backend.claim_poll(key, node, config, lease, now))
     }
 
+    /// [`Store::claim_poll`] for a poll asked for now (`tick --all`): never `NotDue`.
+    pub fn claim_poll_now(
+        &mut self,
+        key: &ResourceKey,
+        node: &NodeId,
+        config: &ConfigVersion,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<PollClaim, StateError> {
+        dispatch!(self, backend => backend.claim_poll_now(key, node, config, lease, now))
+    }
+
     /// Gives the poll's lease back (after its commit or failure).
     pub fn release_poll(&mut self, key: &ResourceKey, node: &NodeId) -> Result<(), StateError> {
         dispatch!(self, backend => backend.release_poll(key, node))

@@ -28,6 +28,13 @@ use super::super::lease::{
 use super::super::{ResourceKey, StateError, encode_time};
 use super::{PgStore, ensure_resource, parse_time, resource_id};
 
+/// Whether a claim respects the resource's next due time.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Due {
+    Wait,
+    Now,
+}
+
 /// What a lease row said when it was read.
 enum LeaseRow {
     /// Another transaction holds the row: someone is claiming it right now.
@@ -98,6 +105,30 @@ impl PgStore {
         config: &ConfigVersion,
         lease: Duration,
         now: DateTime<Utc>,
+    ) -> Result<PollClaim, StateError> {
+        self.claim(key, node, config, (lease, now), Due::Wait)
+    }
+
+    /// [`PgStore::claim_poll`] for a poll asked for now (`tick --all`): never `NotDue`, still
+    /// `Held` while another node polls it.
+    pub fn claim_poll_now(
+        &mut self,
+        key: &ResourceKey,
+        node: &NodeId,
+        config: &ConfigVersion,
+        lease: Duration,
+        now: DateTime<Utc>,
+    ) -> Result<PollClaim, StateError> {
+        self.claim(key, node, config, (lease, now), Due::Now)
+    }
+
+    fn claim(
+        &mut self,
+        key: &ResourceKey,
+        node: &NodeId,
+        config: &ConfigVersion,
+        (lease, now): (Duration, DateTime<Utc>),
+        due: Due,
     ) -> Result<PollClaim, StateError> {
         let key = key.clone();
         let node = node.0.clone();
@@ -182,7 +213,8 @@ impl PgStore {
                         &[&resource_id],
                     )?
                     .get(0);
-                if let Some(next_due) = next_due.filter(|next| next.as_str() > now.as_str()) {
+                let waits = |next: &String| due == Due::Wait && next.as_str() > now.as_str();
+                if let Some(next_due) = next_due.filter(waits) {
                     tx.commit()?;
                     return Ok(Answer::NotDue(next_due));
                 }
