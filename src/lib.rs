@@ -13,7 +13,8 @@
 //! their bodies become notifications in the same outbox.
 //!
 //! Public are the modules the binary, the integration tests and the benches use; the rest is
-//! crate-private, so the compiler finds what nothing uses.
+//! crate-private, so the compiler finds what nothing uses. `testing` (hidden from the docs) is
+//! test infrastructure shared by unit and integration tests: a real PostgreSQL server.
 
 pub mod assets;
 pub(crate) mod authorize;
@@ -32,6 +33,8 @@ pub(crate) mod outbox;
 pub(crate) mod poll;
 pub(crate) mod runner;
 pub mod state;
+#[doc(hidden)]
+pub mod testing;
 pub(crate) mod trial;
 pub(crate) mod url_macros;
 pub(crate) mod webhooks;
