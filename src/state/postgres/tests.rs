@@ -16,21 +16,10 @@ use crate::detect::EventType;
 use crate::http::StoredToken;
 use crate::instance::Secret;
 
-/// A new empty database on the test server, or None (the test is skipped).
+/// A new empty database on the test server (`crate::testing::postgres`), or None: PostgreSQL
+/// is not installed, and the test is skipped (the harness says so on stderr).
 fn fresh_url() -> Option<String> {
-    let admin = std::env::var("OCPOLL_TEST_PG").ok()?;
-    static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let name = format!(
-        "t{}_{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-    );
-    let mut client = ::postgres::Client::connect(&admin, ::postgres::NoTls).unwrap();
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .unwrap();
-    let (base, _) = admin.rsplit_once('/').unwrap();
-    Some(format!("{base}/{name}?sslmode=disable"))
+    Some(crate::testing::postgres::server()?.fresh_database())
 }
 
 fn settings(url: &str) -> PgSettings {
