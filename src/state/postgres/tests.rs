@@ -1779,3 +1779,58 @@ fn sslmode_prefer_falls_back_and_require_insists() {
         }
     }
 }
+
+/// The password as libpq users give it, against the real server: a `${env:..}` reference in
+/// the URL, `PGPASSWORD`, a password file.
+#[test]
+fn the_password_comes_from_a_reference_pgpassword_or_the_password_file() {
+    let Some(server) = crate::testing::postgres::server() else {
+        return;
+    };
+    let url = server.fresh_database();
+    let db = crate::testing::postgres::database_name(&url).to_owned();
+    PgStore::migrate(&settings(&url)).unwrap();
+    let bare = server.url_without_password(&db);
+    let password = server.password().to_owned();
+    let connects = |settings: PgSettings| PgStore::connect(&settings, false).map(drop);
+
+    struct Env(String);
+    impl crate::instance::SecretSource for Env {
+        fn env(&self, name: &str) -> Option<String> {
+            (name == "OCPOLL_DB_PASSWORD").then(|| self.0.clone())
+        }
+        fn file(&self, path: &std::path::Path) -> std::io::Result<String> {
+            std::fs::read_to_string(path)
+        }
+    }
+    let referenced = bare.replacen("ocpoll@", "ocpoll:${env:OCPOLL_DB_PASSWORD}@", 1);
+    let none = |_: &str| None;
+    connects(PgSettings::parse_with(&referenced, &Env(password.clone()), &none).unwrap()).unwrap();
+
+    let no_secrets = crate::instance::ScopedSecrets::default();
+    let pgpassword = password.clone();
+    let with_pgpassword =
+        move |name: &str| (name == "PGPASSWORD").then(|| pgpassword.clone().into());
+    connects(PgSettings::parse_with(&bare, &no_secrets, &with_pgpassword).unwrap()).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let passfile = dir.path().join("pgpass");
+    std::fs::write(
+        &passfile,
+        format!(
+            "otherhost:*:*:*:nope\n{}:{}:*:ocpoll:{password}\n",
+            server.host(),
+            server.port()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&passfile, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let file = passfile.clone().into_os_string();
+    let with_passfile = move |name: &str| (name == "PGPASSFILE").then(|| file.clone());
+    connects(PgSettings::parse_with(&bare, &no_secrets, &with_passfile).unwrap()).unwrap();
+
+    // None of them: the server refuses, and says so.
+    let error = connects(PgSettings::parse_with(&bare, &no_secrets, &none).unwrap()).unwrap_err();
+    assert!(matches!(error, StateError::Postgres { .. }), "{error:?}");
+}
