@@ -1835,3 +1835,49 @@ fn the_password_comes_from_a_reference_pgpassword_or_the_password_file() {
     let error = connects(PgSettings::parse_with(&bare, &no_secrets, &none).unwrap()).unwrap_err();
     assert!(matches!(error, StateError::Postgres { .. }), "{error:?}");
 }
+
+/// Two nodes going through the same resources at once, from opposite ends: every resource is
+/// polled exactly once, by one of them (the other meets `Held` or `NotDue`).
+#[test]
+fn two_nodes_polling_the_same_resources_at_once_poll_each_once() {
+    let Some((a, b)) = two_nodes() else { return };
+    let resources: Vec<ResourceKey> = (0..40).map(|i| key("crm", &format!("r{i:02}"))).collect();
+    let run = |mut store: PgStore, resources: Vec<ResourceKey>| {
+        std::thread::spawn(move || {
+            let node = store.node().clone();
+            let mut polled = Vec::new();
+            for k in &resources {
+                match store
+                    .claim_poll(k, &node, &config("h", 0), LEASE, at(1000))
+                    .unwrap()
+                {
+                    PollClaim::Granted { takeover: false } => {
+                        let poll = store.begin_poll(k).unwrap();
+                        let id = format!("{}-{}", k.resource, node);
+                        store.stage_events(poll, &[event(&id, Some(1))]).unwrap();
+                        let outcome = PollOutcome {
+                            next_due_at: Some(at(5000)),
+                            ..outcome(Some(at(1)), Some(1))
+                        };
+                        commit_one_per_event(&mut store, poll, "crm", outcome);
+                        polled.push(k.resource.clone());
+                    }
+                    PollClaim::Held { .. } | PollClaim::NotDue { .. } => {}
+                    other => panic!("{other:?}"),
+                }
+            }
+            (store, polled)
+        })
+    };
+    let mut reversed = resources.clone();
+    reversed.reverse();
+    let first = run(a, resources.clone());
+    let second = run(b, reversed);
+    let (a, mut polled) = first.join().unwrap();
+    let (_b, by_b) = second.join().unwrap();
+    polled.extend(by_b);
+    polled.sort();
+    let expected: Vec<String> = resources.iter().map(|k| k.resource.clone()).collect();
+    assert_eq!(polled, expected, "each resource polled once, by one node");
+    assert_eq!(a.outbox_pending().unwrap(), 40);
+}
