@@ -61,6 +61,9 @@ _ocpoll() {
             ocpoll__subcmd__state,forget)
                 cmd="ocpoll__subcmd__state__subcmd__forget"
                 ;;
+            ocpoll__subcmd__state,migrate)
+                cmd="ocpoll__subcmd__state__subcmd__migrate"
+                ;;
             ocpoll__subcmd__state,reset)
                 cmd="ocpoll__subcmd__state__subcmd__reset"
                 ;;
@@ -282,7 +285,7 @@ _ocpoll() {
             return 0
             ;;
         ocpoll__subcmd__run)
-            opts="-v -q -h -V --foreground --wait --metrics-addr --listen --config --instances --state --verbose --quiet --log-format --help --version"
+            opts="-v -q -h -V --foreground --wait --migrate --metrics-addr --listen --config --instances --state --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -320,7 +323,7 @@ _ocpoll() {
             return 0
             ;;
         ocpoll__subcmd__state)
-            opts="-v -q -h -V --verbose --quiet --log-format --help --version reset forget"
+            opts="-v -q -h -V --verbose --quiet --log-format --help --version reset forget migrate"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -339,6 +342,32 @@ _ocpoll() {
             ;;
         ocpoll__subcmd__state__subcmd__forget)
             opts="-y -v -q -h -V --yes --config --state --verbose --quiet --log-format --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        ocpoll__subcmd__state__subcmd__migrate)
+            opts="-v -q -h -V --config --state --verbose --quiet --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -58,7 +58,7 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
             cand --deliver-timeout 'How long to wait for deliveries before leaving the rest in the outbox'
             cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
             cand --instances 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]'
-            cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
+            cand --state 'State file (SQLite), or postgres://USER@HOST/DB for a database several daemons share [default: state.db in the platform state folder]'
             cand --log-format 'Log format: text for people, json for journald and log shippers'
             cand --all 'Poll every resource now, whether or not it is due'
             cand --wait 'Wait for the state lock instead of exiting 75 when another ocpoll holds it'
@@ -76,10 +76,11 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
             cand --listen 'Receive webhooks at POST /webhooks/INSTANCE/TOKEN on this address, e.g. 127.0.0.1:8480 (also `[listen] addr`); put a TLS reverse proxy in front of it'
             cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
             cand --instances 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]'
-            cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
+            cand --state 'State file (SQLite), or postgres://USER@HOST/DB for a database several daemons share [default: state.db in the platform state folder]'
             cand --log-format 'Log format: text for people, json for journald and log shippers'
             cand --foreground 'Stay in the foreground and log to stderr (what systemd expects; ocpoll never forks, so this is also what happens without it)'
             cand --wait 'Wait for the state lock instead of exiting 75 when another ocpoll holds it'
+            cand --migrate 'With a PostgreSQL state: create or upgrade its schema first (as `ocpoll state migrate`)'
             cand -v 'More log output (-v debug, -vv trace)'
             cand --verbose 'More log output (-v debug, -vv trace)'
             cand -q 'Less log output (-q warnings and errors only, -qq errors only)'
@@ -92,7 +93,7 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
         &'ocpoll;status'= {
             cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
             cand --instances 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]'
-            cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
+            cand --state 'State file (SQLite), or postgres://USER@HOST/DB for a database several daemons share [default: state.db in the platform state folder]'
             cand --log-format 'Log format: text for people, json for journald and log shippers'
             cand --json 'Print JSON instead of a table'
             cand -v 'More log output (-v debug, -vv trace)'
@@ -124,7 +125,7 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
             cand --timeout 'How long to wait for the redirect'
             cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
             cand --instances 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]'
-            cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
+            cand --state 'State file (SQLite), or postgres://USER@HOST/DB for a database several daemons share [default: state.db in the platform state folder]'
             cand --log-format 'Log format: text for people, json for journald and log shippers'
             cand --no-browser 'Do not open a browser nor listen: print the URL and read the redirected URL from stdin'
             cand -v 'More log output (-v debug, -vv trace)'
@@ -148,11 +149,12 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
             cand --version 'Print version'
             cand reset 'Rewind or set a watermark, to poll a period again (backfill)'
             cand forget 'Delete all state of an instance (watermarks and its pending notifications)'
+            cand migrate 'Create or upgrade a PostgreSQL state''s schema (a SQLite file upgrades itself)'
         }
         &'ocpoll;state;reset'= {
             cand --to 'New watermark (RFC 3339, e.g. 2026-11-01T00:00:00Z) [default: forget it; the next poll is a new baseline]'
             cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
-            cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
+            cand --state 'State file (SQLite), or postgres://USER@HOST/DB for a database several daemons share [default: state.db in the platform state folder]'
             cand --log-format 'Log format: text for people, json for journald and log shippers'
             cand -y 'Do not ask for confirmation'
             cand --yes 'Do not ask for confirmation'
@@ -167,10 +169,23 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
         }
         &'ocpoll;state;forget'= {
             cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
-            cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
+            cand --state 'State file (SQLite), or postgres://USER@HOST/DB for a database several daemons share [default: state.db in the platform state folder]'
             cand --log-format 'Log format: text for people, json for journald and log shippers'
             cand -y 'Do not ask for confirmation'
             cand --yes 'Do not ask for confirmation'
+            cand -v 'More log output (-v debug, -vv trace)'
+            cand --verbose 'More log output (-v debug, -vv trace)'
+            cand -q 'Less log output (-q warnings and errors only, -qq errors only)'
+            cand --quiet 'Less log output (-q warnings and errors only, -qq errors only)'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'ocpoll;state;migrate'= {
+            cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
+            cand --state 'State file (SQLite), or postgres://USER@HOST/DB for a database several daemons share [default: state.db in the platform state folder]'
+            cand --log-format 'Log format: text for people, json for journald and log shippers'
             cand -v 'More log output (-v debug, -vv trace)'
             cand --verbose 'More log output (-v debug, -vv trace)'
             cand -q 'Less log output (-q warnings and errors only, -qq errors only)'
@@ -198,7 +213,7 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
         &'ocpoll;outbox;list'= {
             cand --instance 'Only this instance''s notifications'
             cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
-            cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
+            cand --state 'State file (SQLite), or postgres://USER@HOST/DB for a database several daemons share [default: state.db in the platform state folder]'
             cand --log-format 'Log format: text for people, json for journald and log shippers'
             cand --dead 'Only dead letters'
             cand --json 'Print JSON instead of a table'
@@ -213,7 +228,7 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
         }
         &'ocpoll;outbox;show'= {
             cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
-            cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
+            cand --state 'State file (SQLite), or postgres://USER@HOST/DB for a database several daemons share [default: state.db in the platform state folder]'
             cand --log-format 'Log format: text for people, json for journald and log shippers'
             cand -v 'More log output (-v debug, -vv trace)'
             cand --verbose 'More log output (-v debug, -vv trace)'
@@ -226,7 +241,7 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
         }
         &'ocpoll;outbox;retry'= {
             cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
-            cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
+            cand --state 'State file (SQLite), or postgres://USER@HOST/DB for a database several daemons share [default: state.db in the platform state folder]'
             cand --log-format 'Log format: text for people, json for journald and log shippers'
             cand --all-dead 'Every dead letter'
             cand -v 'More log output (-v debug, -vv trace)'
@@ -241,7 +256,7 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
         &'ocpoll;outbox;drop'= {
             cand --instance 'Every notification of this instance (pending and dead)'
             cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
-            cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
+            cand --state 'State file (SQLite), or postgres://USER@HOST/DB for a database several daemons share [default: state.db in the platform state folder]'
             cand --log-format 'Log format: text for people, json for journald and log shippers'
             cand --all-dead 'Every dead letter'
             cand -y 'Do not ask for confirmation'
@@ -285,7 +300,7 @@ set edit:completion:arg-completer[ocpoll] = {|@words|
             cand --grace 'How long the old token keeps working after --rotate'
             cand --config 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]'
             cand --instances 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]'
-            cand --state 'State file (SQLite) [default: state.db in the platform state folder]'
+            cand --state 'State file (SQLite), or postgres://USER@HOST/DB for a database several daemons share [default: state.db in the platform state folder]'
             cand --log-format 'Log format: text for people, json for journald and log shippers'
             cand --rotate 'Replace the token; the old URL keeps working for --grace'
             cand -v 'More log output (-v debug, -vv trace)'

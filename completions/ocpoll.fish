@@ -55,7 +55,7 @@ complete -c ocpoll -n "__fish_ocpoll_using_subcommand tick" -l instance -d 'Poll
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand tick" -l deliver-timeout -d 'How long to wait for deliveries before leaving the rest in the outbox' -r
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand tick" -l config -d 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]' -r -F
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand tick" -l instances -d 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]' -r -F
-complete -c ocpoll -n "__fish_ocpoll_using_subcommand tick" -l state -d 'State file (SQLite) [default: state.db in the platform state folder]' -r -F
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand tick" -l state -d 'State file (SQLite), or postgres://USER@HOST/DB for a database several daemons share [default: state.db in the platform state folder]' -r -F
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand tick" -l log-format -d 'Log format: text for people, json for journald and log shippers' -r -f -a "text\t''
 json\t''"
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand tick" -l all -d 'Poll every resource now, whether or not it is due'
@@ -68,18 +68,19 @@ complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -l metrics-addr -d 'S
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -l listen -d 'Receive webhooks at POST /webhooks/INSTANCE/TOKEN on this address, e.g. 127.0.0.1:8480 (also `[listen] addr`); put a TLS reverse proxy in front of it' -r
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -l config -d 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]' -r -F
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -l instances -d 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]' -r -F
-complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -l state -d 'State file (SQLite) [default: state.db in the platform state folder]' -r -F
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -l state -d 'State file (SQLite), or postgres://USER@HOST/DB for a database several daemons share [default: state.db in the platform state folder]' -r -F
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -l log-format -d 'Log format: text for people, json for journald and log shippers' -r -f -a "text\t''
 json\t''"
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -l foreground -d 'Stay in the foreground and log to stderr (what systemd expects; ocpoll never forks, so this is also what happens without it)'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -l wait -d 'Wait for the state lock instead of exiting 75 when another ocpoll holds it'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -l migrate -d 'With a PostgreSQL state: create or upgrade its schema first (as `ocpoll state migrate`)'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -s v -l verbose -d 'More log output (-v debug, -vv trace)'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -s q -l quiet -d 'Less log output (-q warnings and errors only, -qq errors only)'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand run" -s V -l version -d 'Print version'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand status" -l config -d 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]' -r -F
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand status" -l instances -d 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]' -r -F
-complete -c ocpoll -n "__fish_ocpoll_using_subcommand status" -l state -d 'State file (SQLite) [default: state.db in the platform state folder]' -r -F
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand status" -l state -d 'State file (SQLite), or postgres://USER@HOST/DB for a database several daemons share [default: state.db in the platform state folder]' -r -F
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand status" -l log-format -d 'Log format: text for people, json for journald and log shippers' -r -f -a "text\t''
 json\t''"
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand status" -l json -d 'Print JSON instead of a table'
@@ -101,7 +102,7 @@ complete -c ocpoll -n "__fish_ocpoll_using_subcommand try" -s V -l version -d 'P
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand auth" -l timeout -d 'How long to wait for the redirect' -r
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand auth" -l config -d 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]' -r -F
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand auth" -l instances -d 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]' -r -F
-complete -c ocpoll -n "__fish_ocpoll_using_subcommand auth" -l state -d 'State file (SQLite) [default: state.db in the platform state folder]' -r -F
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand auth" -l state -d 'State file (SQLite), or postgres://USER@HOST/DB for a database several daemons share [default: state.db in the platform state folder]' -r -F
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand auth" -l log-format -d 'Log format: text for people, json for journald and log shippers' -r -f -a "text\t''
 json\t''"
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand auth" -l no-browser -d 'Do not open a browser nor listen: print the URL and read the redirected URL from stdin'
@@ -109,17 +110,18 @@ complete -c ocpoll -n "__fish_ocpoll_using_subcommand auth" -s v -l verbose -d '
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand auth" -s q -l quiet -d 'Less log output (-q warnings and errors only, -qq errors only)'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand auth" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand auth" -s V -l version -d 'Print version'
-complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and not __fish_seen_subcommand_from reset forget" -l log-format -d 'Log format: text for people, json for journald and log shippers' -r -f -a "text\t''
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and not __fish_seen_subcommand_from reset forget migrate" -l log-format -d 'Log format: text for people, json for journald and log shippers' -r -f -a "text\t''
 json\t''"
-complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and not __fish_seen_subcommand_from reset forget" -s v -l verbose -d 'More log output (-v debug, -vv trace)'
-complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and not __fish_seen_subcommand_from reset forget" -s q -l quiet -d 'Less log output (-q warnings and errors only, -qq errors only)'
-complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and not __fish_seen_subcommand_from reset forget" -s h -l help -d 'Print help'
-complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and not __fish_seen_subcommand_from reset forget" -s V -l version -d 'Print version'
-complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and not __fish_seen_subcommand_from reset forget" -f -a "reset" -d 'Rewind or set a watermark, to poll a period again (backfill)'
-complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and not __fish_seen_subcommand_from reset forget" -f -a "forget" -d 'Delete all state of an instance (watermarks and its pending notifications)'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and not __fish_seen_subcommand_from reset forget migrate" -s v -l verbose -d 'More log output (-v debug, -vv trace)'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and not __fish_seen_subcommand_from reset forget migrate" -s q -l quiet -d 'Less log output (-q warnings and errors only, -qq errors only)'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and not __fish_seen_subcommand_from reset forget migrate" -s h -l help -d 'Print help'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and not __fish_seen_subcommand_from reset forget migrate" -s V -l version -d 'Print version'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and not __fish_seen_subcommand_from reset forget migrate" -f -a "reset" -d 'Rewind or set a watermark, to poll a period again (backfill)'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and not __fish_seen_subcommand_from reset forget migrate" -f -a "forget" -d 'Delete all state of an instance (watermarks and its pending notifications)'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and not __fish_seen_subcommand_from reset forget migrate" -f -a "migrate" -d 'Create or upgrade a PostgreSQL state\'s schema (a SQLite file upgrades itself)'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and __fish_seen_subcommand_from reset" -l to -d 'New watermark (RFC 3339, e.g. 2026-11-01T00:00:00Z) [default: forget it; the next poll is a new baseline]' -r
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and __fish_seen_subcommand_from reset" -l config -d 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]' -r -F
-complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and __fish_seen_subcommand_from reset" -l state -d 'State file (SQLite) [default: state.db in the platform state folder]' -r -F
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and __fish_seen_subcommand_from reset" -l state -d 'State file (SQLite), or postgres://USER@HOST/DB for a database several daemons share [default: state.db in the platform state folder]' -r -F
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and __fish_seen_subcommand_from reset" -l log-format -d 'Log format: text for people, json for journald and log shippers' -r -f -a "text\t''
 json\t''"
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and __fish_seen_subcommand_from reset" -s y -l yes -d 'Do not ask for confirmation'
@@ -128,7 +130,7 @@ complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and __fish_seen_sub
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and __fish_seen_subcommand_from reset" -s h -l help -d 'Print help'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and __fish_seen_subcommand_from reset" -s V -l version -d 'Print version'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and __fish_seen_subcommand_from forget" -l config -d 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]' -r -F
-complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and __fish_seen_subcommand_from forget" -l state -d 'State file (SQLite) [default: state.db in the platform state folder]' -r -F
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and __fish_seen_subcommand_from forget" -l state -d 'State file (SQLite), or postgres://USER@HOST/DB for a database several daemons share [default: state.db in the platform state folder]' -r -F
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and __fish_seen_subcommand_from forget" -l log-format -d 'Log format: text for people, json for journald and log shippers' -r -f -a "text\t''
 json\t''"
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and __fish_seen_subcommand_from forget" -s y -l yes -d 'Do not ask for confirmation'
@@ -136,6 +138,14 @@ complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and __fish_seen_sub
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and __fish_seen_subcommand_from forget" -s q -l quiet -d 'Less log output (-q warnings and errors only, -qq errors only)'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and __fish_seen_subcommand_from forget" -s h -l help -d 'Print help'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and __fish_seen_subcommand_from forget" -s V -l version -d 'Print version'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and __fish_seen_subcommand_from migrate" -l config -d 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]' -r -F
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and __fish_seen_subcommand_from migrate" -l state -d 'State file (SQLite), or postgres://USER@HOST/DB for a database several daemons share [default: state.db in the platform state folder]' -r -F
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and __fish_seen_subcommand_from migrate" -l log-format -d 'Log format: text for people, json for journald and log shippers' -r -f -a "text\t''
+json\t''"
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and __fish_seen_subcommand_from migrate" -s v -l verbose -d 'More log output (-v debug, -vv trace)'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and __fish_seen_subcommand_from migrate" -s q -l quiet -d 'Less log output (-q warnings and errors only, -qq errors only)'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and __fish_seen_subcommand_from migrate" -s h -l help -d 'Print help'
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand state; and __fish_seen_subcommand_from migrate" -s V -l version -d 'Print version'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and not __fish_seen_subcommand_from list show retry drop" -l log-format -d 'Log format: text for people, json for journald and log shippers' -r -f -a "text\t''
 json\t''"
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and not __fish_seen_subcommand_from list show retry drop" -s v -l verbose -d 'More log output (-v debug, -vv trace)'
@@ -148,7 +158,7 @@ complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and not __fish_see
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and not __fish_seen_subcommand_from list show retry drop" -f -a "drop" -d 'Delete notifications for good'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and __fish_seen_subcommand_from list" -l instance -d 'Only this instance\'s notifications' -r
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and __fish_seen_subcommand_from list" -l config -d 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]' -r -F
-complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and __fish_seen_subcommand_from list" -l state -d 'State file (SQLite) [default: state.db in the platform state folder]' -r -F
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and __fish_seen_subcommand_from list" -l state -d 'State file (SQLite), or postgres://USER@HOST/DB for a database several daemons share [default: state.db in the platform state folder]' -r -F
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and __fish_seen_subcommand_from list" -l log-format -d 'Log format: text for people, json for journald and log shippers' -r -f -a "text\t''
 json\t''"
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and __fish_seen_subcommand_from list" -l dead -d 'Only dead letters'
@@ -158,7 +168,7 @@ complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and __fish_seen_su
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and __fish_seen_subcommand_from list" -s h -l help -d 'Print help'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and __fish_seen_subcommand_from list" -s V -l version -d 'Print version'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and __fish_seen_subcommand_from show" -l config -d 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]' -r -F
-complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and __fish_seen_subcommand_from show" -l state -d 'State file (SQLite) [default: state.db in the platform state folder]' -r -F
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and __fish_seen_subcommand_from show" -l state -d 'State file (SQLite), or postgres://USER@HOST/DB for a database several daemons share [default: state.db in the platform state folder]' -r -F
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and __fish_seen_subcommand_from show" -l log-format -d 'Log format: text for people, json for journald and log shippers' -r -f -a "text\t''
 json\t''"
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and __fish_seen_subcommand_from show" -s v -l verbose -d 'More log output (-v debug, -vv trace)'
@@ -166,7 +176,7 @@ complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and __fish_seen_su
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and __fish_seen_subcommand_from show" -s h -l help -d 'Print help'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and __fish_seen_subcommand_from show" -s V -l version -d 'Print version'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and __fish_seen_subcommand_from retry" -l config -d 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]' -r -F
-complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and __fish_seen_subcommand_from retry" -l state -d 'State file (SQLite) [default: state.db in the platform state folder]' -r -F
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and __fish_seen_subcommand_from retry" -l state -d 'State file (SQLite), or postgres://USER@HOST/DB for a database several daemons share [default: state.db in the platform state folder]' -r -F
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and __fish_seen_subcommand_from retry" -l log-format -d 'Log format: text for people, json for journald and log shippers' -r -f -a "text\t''
 json\t''"
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and __fish_seen_subcommand_from retry" -l all-dead -d 'Every dead letter'
@@ -176,7 +186,7 @@ complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and __fish_seen_su
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and __fish_seen_subcommand_from retry" -s V -l version -d 'Print version'
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and __fish_seen_subcommand_from drop" -l instance -d 'Every notification of this instance (pending and dead)' -r
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and __fish_seen_subcommand_from drop" -l config -d 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]' -r -F
-complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and __fish_seen_subcommand_from drop" -l state -d 'State file (SQLite) [default: state.db in the platform state folder]' -r -F
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and __fish_seen_subcommand_from drop" -l state -d 'State file (SQLite), or postgres://USER@HOST/DB for a database several daemons share [default: state.db in the platform state folder]' -r -F
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and __fish_seen_subcommand_from drop" -l log-format -d 'Log format: text for people, json for journald and log shippers' -r -f -a "text\t''
 json\t''"
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand outbox; and __fish_seen_subcommand_from drop" -l all-dead -d 'Every dead letter'
@@ -204,7 +214,7 @@ complete -c ocpoll -n "__fish_ocpoll_using_subcommand webhooks; and __fish_seen_
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand webhooks; and __fish_seen_subcommand_from url" -l grace -d 'How long the old token keeps working after --rotate' -r
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand webhooks; and __fish_seen_subcommand_from url" -l config -d 'Config file (TOML) [default: ocpoll/config.toml in the platform config folder]' -r -F
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand webhooks; and __fish_seen_subcommand_from url" -l instances -d 'Folder of instance files [default: ./instances.d if it exists, else instances.d in the config folder]' -r -F
-complete -c ocpoll -n "__fish_ocpoll_using_subcommand webhooks; and __fish_seen_subcommand_from url" -l state -d 'State file (SQLite) [default: state.db in the platform state folder]' -r -F
+complete -c ocpoll -n "__fish_ocpoll_using_subcommand webhooks; and __fish_seen_subcommand_from url" -l state -d 'State file (SQLite), or postgres://USER@HOST/DB for a database several daemons share [default: state.db in the platform state folder]' -r -F
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand webhooks; and __fish_seen_subcommand_from url" -l log-format -d 'Log format: text for people, json for journald and log shippers' -r -f -a "text\t''
 json\t''"
 complete -c ocpoll -n "__fish_ocpoll_using_subcommand webhooks; and __fish_seen_subcommand_from url" -l rotate -d 'Replace the token; the old URL keeps working for --grace'

@@ -85,10 +85,11 @@ pub struct InstancesArg {
 /// `--state`, for the commands that read or write the state file.
 #[derive(Debug, Clone, Default, Args)]
 pub struct StateArg {
-    /// State file (SQLite) [default: state.db in the platform state folder]
+    /// State file (SQLite), or postgres://USER@HOST/DB for a database several daemons share
+    /// [default: state.db in the platform state folder]
     #[arg(
         long,
-        value_name = "PATH",
+        value_name = "PATH|URL",
         env = "OCPOLL_STATE",
         hide_env_values = true
     )]
@@ -133,6 +134,7 @@ impl Command {
             }
             Command::State(StateCommand::Reset(StateResetArgs { location, .. }))
             | Command::State(StateCommand::Forget(StateForgetArgs { location, .. }))
+            | Command::State(StateCommand::Migrate(StateMigrateArgs { location }))
             | Command::Outbox(OutboxCommand::List(OutboxListArgs { location, .. }))
             | Command::Outbox(OutboxCommand::Show(OutboxShowArgs { location, .. }))
             | Command::Outbox(OutboxCommand::Retry(OutboxSelectArgs { location, .. }))
@@ -303,6 +305,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub wait: bool,
 
+    /// With a PostgreSQL state: create or upgrade its schema first (as `ocpoll state migrate`)
+    #[arg(long)]
+    pub migrate: bool,
+
     /// Serve Prometheus metrics (/metrics) and health checks (/healthz, /readyz) on this
     /// address, e.g. 127.0.0.1:9464 (also `[daemon] metrics_addr`)
     #[arg(long, value_name = "ADDR")]
@@ -402,6 +408,15 @@ pub enum StateCommand {
 
     /// Delete all state of an instance (watermarks and its pending notifications)
     Forget(StateForgetArgs),
+
+    /// Create or upgrade a PostgreSQL state's schema (a SQLite file upgrades itself)
+    Migrate(StateMigrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StateMigrateArgs {
+    #[command(flatten)]
+    pub location: StateLocation,
 }
 
 #[derive(Debug, Args)]

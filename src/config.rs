@@ -22,6 +22,7 @@ use thiserror::Error;
 
 /// `[state] synchronous`: defined by the state store, which obeys it.
 pub use crate::state::Synchronous;
+use crate::state::{StateError, StateLocation, Store};
 
 /// The merged configuration every command runs with.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,6 +33,9 @@ pub struct Config {
     pub poll: PollConfig,
     pub delivery: DeliveryConfig,
     pub synchronous: Synchronous,
+    /// `[state] lease_seconds`: with a PostgreSQL state, how long a daemon's claim on a poll
+    /// or an instance's delivery lasts without renewal (how long a dead node's work waits).
+    pub lease_seconds: u64,
     pub daemon: DaemonConfig,
     pub http: HttpConfig,
     pub secrets: SecretsConfig,
@@ -253,6 +257,20 @@ impl SecretsConfig {
 }
 
 impl Config {
+    /// Where the state is: a SQLite file, or a PostgreSQL database a fleet shares.
+    pub fn state_location(&self) -> StateLocation {
+        StateLocation::of(&self.state)
+    }
+
+    /// This daemon's part in a fleet when the state is shared (PostgreSQL), else `None`.
+    pub fn fleet(&self) -> Option<std::sync::Arc<crate::fleet::Fleet>> {
+        self.state_location().is_shared().then(|| {
+            std::sync::Arc::new(crate::fleet::Fleet::new(Duration::from_secs(
+                self.lease_seconds,
+            )))
+        })
+    }
+
     /// Where instance files' secret references come from: the process's environment and files,
     /// within `[secrets]`.
     pub fn secret_source(&self) -> crate::instance::ScopedSecrets {
@@ -370,6 +388,7 @@ enum StateSetting {
 struct StateTable {
     path: Option<PathBuf>,
     synchronous: Synchronous,
+    lease_seconds: Option<u64>,
 }
 
 #[derive(Debug, Error)]
@@ -427,7 +446,7 @@ const SECTION_KEYS: &[(&str, &[&str])] = &[
             "backoff_max_seconds",
         ],
     ),
-    ("state", &["synchronous"]),
+    ("state", &["synchronous", "lease_seconds"]),
     ("daemon", &["grace_seconds", "metrics_addr"]),
     (
         "http",
@@ -521,11 +540,16 @@ impl Config {
     }
 
     fn merge(file: FileConfig, flags: &ConfigFlags, dirs: &PlatformDirs) -> Config {
-        let (state_path, synchronous) = match file.state {
-            Some(StateSetting::Path(path)) => (Some(path), Synchronous::default()),
-            Some(StateSetting::Table(table)) => (table.path, table.synchronous),
-            None => (None, Synchronous::default()),
+        let (state_path, synchronous, lease_seconds) = match file.state {
+            Some(StateSetting::Path(path)) => (Some(path), Synchronous::default(), None),
+            Some(StateSetting::Table(table)) => {
+                (table.path, table.synchronous, table.lease_seconds)
+            }
+            None => (None, Synchronous::default(), None),
         };
+        let lease_seconds = lease_seconds
+            .unwrap_or(crate::fleet::DEFAULT_LEASE.as_secs())
+            .max(3);
         let instances = flags
             .instances
             .clone()
@@ -547,10 +571,39 @@ impl Config {
             poll: file.poll,
             delivery: file.delivery,
             synchronous,
+            lease_seconds,
             daemon: file.daemon,
             http: file.http,
             secrets: file.secrets,
             listen: file.listen,
+        }
+    }
+}
+
+/// Whether opening the state may create it, and may migrate a database's schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Create the file when missing (polling commands).
+    Create,
+    /// Only an existing state (commands that read or edit it).
+    Existing,
+    /// Create it and, for a database, upgrade its schema (`run --migrate`).
+    Migrate,
+}
+
+impl Config {
+    /// Opens the state wherever `--state` says: a SQLite file (which upgrades itself), or a
+    /// PostgreSQL database (whose schema only `ocpoll state migrate` or `run --migrate`
+    /// changes).
+    pub fn open_store(&self, access: Access) -> Result<Store, StateError> {
+        match (self.state_location(), access) {
+            (StateLocation::File(path), Access::Existing) => {
+                Store::open_existing(&path, self.synchronous)
+            }
+            (StateLocation::File(path), _) => Store::open(&path, self.synchronous),
+            (StateLocation::Postgres(url), access) => {
+                Store::connect_postgres(&url, &self.secret_source(), access == Access::Migrate)
+            }
         }
     }
 }

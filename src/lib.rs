@@ -25,6 +25,7 @@ pub(crate) mod daemon;
 pub mod dates;
 pub(crate) mod demo;
 pub(crate) mod detect;
+pub mod fleet;
 pub mod http;
 pub mod instance;
 mod json;

@@ -43,6 +43,7 @@ fn main() -> ExitCode {
         Command::Auth(args) => commands::auth::run(args, &config),
         Command::State(StateCommand::Reset(args)) => commands::state::reset(args, &config),
         Command::State(StateCommand::Forget(args)) => commands::state::forget(args, &config),
+        Command::State(StateCommand::Migrate(_)) => commands::state::migrate(&config),
         Command::Outbox(OutboxCommand::List(args)) => commands::outbox::list(args, &config),
         Command::Outbox(OutboxCommand::Show(args)) => commands::outbox::show(args, &config),
         Command::Outbox(OutboxCommand::Retry(args)) => commands::outbox::retry(args, &config),

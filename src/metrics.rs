@@ -108,6 +108,17 @@ struct EventLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NodeLabels {
+    node: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LeaseLabels {
+    node: String,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReceiptLabels {
     instance_name: String,
     result: &'static str,
@@ -160,6 +171,10 @@ pub struct Metrics {
     outbox_oldest_age: Family<InstanceLabels, SecondsGauge>,
     watermark_lag: Family<ResourceLabels, SecondsGauge>,
     oauth_revoked: Family<InstanceLabels, Gauge>,
+    fleet_polls: Family<NodeLabels, Gauge>,
+    fleet_skipped: Family<NodeLabels, Gauge>,
+    fleet_takeovers: Family<NodeLabels, Gauge>,
+    fleet_leases: Family<LeaseLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -189,6 +204,10 @@ impl Metrics {
             outbox_oldest_age: Family::default(),
             watermark_lag: Family::default(),
             oauth_revoked: Family::default(),
+            fleet_polls: Family::default(),
+            fleet_skipped: Family::default(),
+            fleet_takeovers: Family::default(),
+            fleet_leases: Family::default(),
         };
         metrics.registered()
     }
@@ -292,7 +311,58 @@ impl Metrics {
              are stopped until `ocpoll auth` (read at scrape time)",
             self.oauth_revoked.clone(),
         );
+        r.register(
+            "fleet_polls",
+            "With a PostgreSQL state: polls this node claimed and ran since it started",
+            self.fleet_polls.clone(),
+        );
+        r.register(
+            "fleet_polls_skipped",
+            "With a PostgreSQL state: polls left to another node (it polled or polls them)",
+            self.fleet_skipped.clone(),
+        );
+        r.register(
+            "fleet_lease_takeovers",
+            "With a PostgreSQL state: leases this node took over from a node whose lease expired",
+            self.fleet_takeovers.clone(),
+        );
+        r.register(
+            "fleet_leases_held",
+            "With a PostgreSQL state: leases this node held at its last renewal, by kind (poll, delivery)",
+            self.fleet_leases.clone(),
+        );
         self
+    }
+
+    /// Copies this node's fleet counts into its gauges (at each scrape). Gauges rather than
+    /// counters: the counts live in the fleet, which counts whether or not metrics are served.
+    pub fn set_fleet(&self, fleet: &crate::fleet::Fleet) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let node = NodeLabels {
+            node: fleet.node.0.clone(),
+        };
+        let counts = &fleet.counts;
+        let as_gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+        self.fleet_polls
+            .get_or_create(&node)
+            .set(as_gauge(counts.polls.load(Relaxed)));
+        self.fleet_skipped
+            .get_or_create(&node)
+            .set(as_gauge(counts.skipped.load(Relaxed)));
+        self.fleet_takeovers
+            .get_or_create(&node)
+            .set(as_gauge(counts.takeovers.load(Relaxed)));
+        for (kind, held) in [
+            ("poll", &counts.held_polls),
+            ("delivery", &counts.held_deliveries),
+        ] {
+            self.fleet_leases
+                .get_or_create(&LeaseLabels {
+                    node: node.node.clone(),
+                    kind,
+                })
+                .set(as_gauge(held.load(Relaxed)));
+        }
     }
 
     /// Counts a finished poll of `key` (a daemon poll; `elapsed` from its start to its end).

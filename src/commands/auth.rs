@@ -17,7 +17,6 @@ use crate::http::token::{self, Grant};
 use crate::http::{GrantEvent, HttpClient, Redirects, StoredToken};
 use crate::instance::mask::Masker;
 use crate::instance::{self, Auth, Instance, OAuth2, Secret, UnresolvedSecrets};
-use crate::state::Store;
 use chrono::{SecondsFormat, Utc};
 use std::path::Path;
 use std::process::ExitCode;
@@ -55,19 +54,28 @@ fn authorize(args: &AuthArgs, config: &Config) -> Result<(), CommandError> {
     let client = http
         .token_client(&oauth.token_url, &instance.http)
         .map_err(|error| failure(format!("oauth.token.url: {error}")))?;
-    let _guard = guard::acquire(&config.state).map_err(|error| match error {
-        guard::GuardError::Held { pid } => CommandError {
-            code: exit::LOCKED,
-            message: format!(
-                "another `ocpoll auth`{} is waiting for its redirect on this state; let it \
+    // One `auth` per state file; a database has no file to put the guard beside.
+    let file = match config.state_location() {
+        crate::state::StateLocation::File(path) => Some(path),
+        crate::state::StateLocation::Postgres(_) => None,
+    };
+    let _guard = file
+        .as_deref()
+        .map(guard::acquire)
+        .transpose()
+        .map_err(|error| match error {
+            guard::GuardError::Held { pid } => CommandError {
+                code: exit::LOCKED,
+                message: format!(
+                    "another `ocpoll auth`{} is waiting for its redirect on this state; let it \
                  finish (or stop it) first",
-                pid.map_or_else(String::new, |pid| format!(" (pid {pid})"))
-            ),
-        },
-        guard::GuardError::Io { path, error } => {
-            unusable(format!("cannot lock {}: {error}", path.display()))
-        }
-    })?;
+                    pid.map_or_else(String::new, |pid| format!(" (pid {pid})"))
+                ),
+            },
+            guard::GuardError::Io { path, error } => {
+                unusable(format!("cannot lock {}: {error}", path.display()))
+            }
+        })?;
     let pkce = Pkce::generate();
     let state = authorize::random_state();
     let flow = Flow {
@@ -288,8 +296,9 @@ async fn read_pasted(timeout: Duration) -> Result<String, AuthorizeError> {
 /// The tokens into the state, with the grant's record (a revocation ends here), in one
 /// transaction.
 fn store(config: &Config, instance: &Instance, token: &StoredToken) -> Result<(), CommandError> {
-    let mut store =
-        Store::open(&config.state, config.synchronous).map_err(|error| CommandError {
+    let mut store = config
+        .open_store(super::Access::Create)
+        .map_err(|error| CommandError {
             code: super::state_exit_code(&error),
             message: format!("the tokens could not be stored: {error}"),
         })?;

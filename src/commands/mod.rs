@@ -12,7 +12,8 @@ pub mod try_resource;
 pub mod validate;
 pub mod webhooks;
 
-use crate::state::{LockError, StateLock, Store};
+pub use crate::config::Access;
+use crate::state::{LockError, StateLocation, StateLock, Store};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -133,8 +134,18 @@ pub fn config_unusable(
     ExitCode::from(exit::CONFIG)
 }
 
-pub fn take_lock(config: &crate::config::Config, wait: bool) -> Result<StateLock, CommandError> {
-    StateLock::acquire(&config.state, wait).map_err(lock_failure)
+/// The poller lock beside a SQLite state file; `None` for a database, where several daemons
+/// share the work through leases instead.
+pub fn take_lock(
+    config: &crate::config::Config,
+    wait: bool,
+) -> Result<Option<StateLock>, CommandError> {
+    match config.state_location() {
+        StateLocation::File(path) => StateLock::acquire(&path, wait)
+            .map(Some)
+            .map_err(lock_failure),
+        StateLocation::Postgres(_) => Ok(None),
+    }
 }
 
 fn lock_failure(error: LockError) -> CommandError {
@@ -151,10 +162,13 @@ fn lock_failure(error: LockError) -> CommandError {
 /// also locks the file itself, which this call may just have created (docs/design.md#lock).
 pub fn open_state(
     config: &crate::config::Config,
-    lock: &mut StateLock,
+    lock: &mut Option<StateLock>,
+    access: Access,
 ) -> Result<Store, CommandError> {
-    let mut store = Store::open(&config.state, config.synchronous).map_err(state_error)?;
-    lock.hold_state_file().map_err(lock_failure)?;
+    let mut store = config.open_store(access).map_err(state_error)?;
+    if let Some(lock) = lock {
+        lock.hold_state_file().map_err(lock_failure)?;
+    }
     store
         .discard_unfinished_polls()
         .map_err(|error| CommandError::new(exit::FAILURE, error.to_string()))?;

@@ -9,9 +9,7 @@ use crate::commands::exit;
 use crate::commands::state::{confirm, with_store};
 use crate::commands::write_table;
 use crate::config::Config;
-use crate::state::{
-    DropTarget, OutboxFilter, OutboxRow, OutboxSelection, RetryTarget, StateError, Store,
-};
+use crate::state::{DropTarget, OutboxFilter, OutboxRow, OutboxSelection, RetryTarget, StateError};
 use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 use std::io::Write;
@@ -41,7 +39,7 @@ pub fn list(args: &OutboxListArgs, config: &Config) -> ExitCode {
         },
         limit: None,
     };
-    let rows = match Store::open_existing(&config.state, config.synchronous) {
+    let rows = match config.open_store(super::Access::Existing) {
         Ok(store) => store.outbox_list(&filter),
         // No state yet: nothing was ever queued.
         Err(StateError::Missing { .. }) => Ok(Vec::new()),

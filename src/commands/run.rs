@@ -40,7 +40,12 @@ pub fn run(args: &RunArgs, config: &Config, verbose: u8, quiet: u8) -> ExitCode 
     daemon::log_load(&report);
     let (_lock, store, runtime) =
         match commands::take_lock(config, args.wait).and_then(|mut lock| {
-            let store = commands::open_state(config, &mut lock)?;
+            let access = if args.migrate {
+                commands::Access::Migrate
+            } else {
+                commands::Access::Create
+            };
+            let store = commands::open_state(config, &mut lock, access)?;
             // Bound in this order, dropped in the reverse: the lock last (see state::lock).
             Ok((lock, store, commands::runtime()?))
         }) {

@@ -69,7 +69,8 @@ pub(super) fn with_store(
     config: &Config,
     action: impl FnOnce(&mut Store) -> Result<ExitCode, StateError>,
 ) -> ExitCode {
-    let result = Store::open_existing(&config.state, config.synchronous)
+    let result = config
+        .open_store(super::Access::Existing)
         .and_then(|mut store| action(&mut store));
     match result {
         Ok(code) => code,
@@ -114,5 +115,22 @@ pub(super) fn confirm(what: &str, yes: bool) -> Result<(), ExitCode> {
     } else {
         eprintln!("Nothing changed.");
         Err(ExitCode::from(exit::FAILURE))
+    }
+}
+
+/// `ocpoll state migrate`: creates or upgrades a PostgreSQL state's schema, under the
+/// database's advisory lock (several nodes may run it at once). A SQLite file upgrades itself
+/// when it is opened; for one this opens (or creates) it, which does the same.
+pub fn migrate(config: &Config) -> ExitCode {
+    let location = config.state_location();
+    match config.open_store(super::Access::Migrate) {
+        Ok(_) => {
+            println!("{}: the state's schema is current.", location.display());
+            ExitCode::from(exit::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("ocpoll: {error}");
+            ExitCode::from(super::state_exit_code(&error))
+        }
     }
 }

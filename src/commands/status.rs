@@ -79,7 +79,7 @@ pub struct Receipts {
 }
 
 pub fn run(args: &StatusArgs, config: &Config) -> ExitCode {
-    let store = match Store::open_existing(&config.state, config.synchronous) {
+    let store = match config.open_store(super::Access::Existing) {
         Ok(store) => Some(store),
         Err(StateError::Missing { .. }) => None,
         Err(error) => {
@@ -103,7 +103,7 @@ pub fn run(args: &StatusArgs, config: &Config) -> ExitCode {
         if store.is_none() {
             println!(
                 "No state yet at {}: nothing has been polled.",
-                config.state.display()
+                config.state_location().display()
             );
         }
         if let Some(note) = why_so_few(&configured, &lines, config) {
@@ -331,7 +331,7 @@ fn why_so_few(configured: &Configured, lines: &[StatusLine], config: &Config) ->
         note.push_str(&format!(
             " The state file {} has {} of {} no longer present (orphaned); `ocpoll state forget \
              INSTANCE` removes one's state.",
-            config.state.display(),
+            config.state_location().display(),
             plural(resources, "resource"),
             plural(orphaned.len(), "instance"),
         ));

@@ -3,7 +3,7 @@
 //! the outbox for the next tick.
 
 use crate::cli::TickArgs;
-use crate::commands::{CommandError, exit, open_state, runtime, take_lock};
+use crate::commands::{Access, CommandError, exit, open_state, runtime, take_lock};
 use crate::config::Config;
 use crate::daemon::logging;
 use crate::instance::{self, Instance, LoadedFile, UnresolvedSecrets};
@@ -39,6 +39,14 @@ fn tick(args: &TickArgs, config: &Config) -> Result<u8, CommandError> {
     };
     let no_files = !loaded.iter().any(|file| file.is_file);
     let invalid_names = invalid_instance_names(&loaded);
+    // A shared (PostgreSQL) state: this tick claims each poll and delivery like a daemon.
+    let fleet = config.fleet();
+    if let Some(fleet) = &fleet {
+        fleet.refresh_versions(loaded.iter().filter_map(|file| {
+            let instance = file.instance.as_ref()?;
+            Some((instance.name.as_str(), file.path.as_path()))
+        }));
+    }
     let mut instances: Vec<Arc<Instance>> = loaded
         .into_iter()
         .filter_map(|file| file.instance)
@@ -49,7 +57,11 @@ fn tick(args: &TickArgs, config: &Config) -> Result<u8, CommandError> {
     why.unknown = unknown_names(&args.instances, &instances);
     // Declared first, so dropped after the store (see state::lock).
     let mut lock = take_lock(config, args.wait)?;
-    let store = Arc::new(Mutex::new(open_state(config, &mut lock)?));
+    let mut store = open_state(config, &mut lock, Access::Create)?;
+    if let Some(fleet) = &fleet {
+        store.set_node(&fleet.node);
+    }
+    let store = Arc::new(Mutex::new(store));
     let runtime = runtime()?;
     let recipients = TickRecipients {
         wanted: &args.instances,
@@ -64,6 +76,7 @@ fn tick(args: &TickArgs, config: &Config) -> Result<u8, CommandError> {
             args,
             config,
             store,
+            fleet,
             &instances,
             &recipients,
         ))
@@ -80,7 +93,7 @@ fn tick(args: &TickArgs, config: &Config) -> Result<u8, CommandError> {
             config.instances.display()
         );
     }
-    print_summary(&mut out, &results, &config.state);
+    print_summary(&mut out, &results, &config.state_location().display());
     if why.invalid > 0 {
         let _ = writeln!(
             out,
@@ -170,6 +183,7 @@ async fn poll_and_deliver(
     args: &TickArgs,
     config: &Config,
     store: Arc<Mutex<Store>>,
+    fleet: Option<Arc<crate::fleet::Fleet>>,
     instances: &[Arc<Instance>],
     recipients: &TickRecipients<'_>,
 ) -> Result<
@@ -179,9 +193,11 @@ async fn poll_and_deliver(
     ),
     String,
 > {
-    let mut runner = PollRunner::new(config, Arc::clone(&store)).map_err(|e| e.to_string())?;
+    let mut runner = PollRunner::new(config, Arc::clone(&store))
+        .map_err(|e| e.to_string())?
+        .with_fleet(fleet.clone());
     let delivery = Delivery::with_egress(store, config.delivery_policy(), config.http.egress())
-        .map(Arc::new)
+        .map(|delivery| Arc::new(delivery.with_fleet(fleet)))
         .map_err(|error| error.to_string())?;
     let due = runner
         .due_targets(instances, args.all)
@@ -296,11 +312,7 @@ impl PollWatch for Bar {
     }
 }
 
-fn print_summary(
-    out: &mut impl Write,
-    results: &[(PollTarget, PollReport)],
-    state: &std::path::Path,
-) {
+fn print_summary(out: &mut impl Write, results: &[(PollTarget, PollReport)], state: &str) {
     let rows: Vec<[String; 6]> = results
         .iter()
         .map(|(target, report)| {
@@ -334,7 +346,7 @@ fn print_summary(
         "{} polled, {} failed; {events} events in {notifications} notifications written to the outbox ({}).",
         results.len(),
         failed,
-        state.display()
+        state
     );
 }
 

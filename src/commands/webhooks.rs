@@ -11,7 +11,6 @@ use crate::cli::WebhooksUrlArgs;
 use crate::commands::{CommandError, exit};
 use crate::config::Config;
 use crate::instance::{self, Instance, UnresolvedSecrets, VendorType};
-use crate::state::Store;
 use crate::webhooks::token::new_token;
 use chrono::{SecondsFormat, TimeDelta, Utc};
 use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
@@ -42,7 +41,9 @@ pub fn url(args: &WebhooksUrlArgs, config: &Config) -> ExitCode {
 fn print_url(args: &WebhooksUrlArgs, config: &Config) -> Result<(), CommandError> {
     let instance = find_instance(config, &args.instance)?;
     let base = base_url(args, config)?;
-    let mut store = Store::open(&config.state, config.synchronous).map_err(super::state_error)?;
+    let mut store = config
+        .open_store(super::Access::Create)
+        .map_err(super::state_error)?;
     let now = Utc::now();
     let failed =
         |error: crate::state::StateError| CommandError::new(exit::FAILURE, error.to_string());

@@ -85,6 +85,13 @@ impl Catalog {
         self.running.values()
     }
 
+    /// Every running instance's name and file.
+    pub fn files(&self) -> impl Iterator<Item = (&str, &Path)> {
+        self.running
+            .iter()
+            .map(|(path, instance)| (instance.name.as_str(), path.as_path()))
+    }
+
     pub fn len(&self) -> usize {
         self.running.len()
     }

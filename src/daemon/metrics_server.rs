@@ -57,6 +57,8 @@ struct Endpoints {
     health_store: Mutex<Store>,
     catalog: watch::Receiver<Arc<Catalog>>,
     ready: AtomicBool,
+    /// With a PostgreSQL state: this node's leases and polls, shown at each scrape.
+    fleet: Option<Arc<crate::fleet::Fleet>>,
 }
 
 /// The running server.
@@ -72,6 +74,7 @@ impl MetricsServer {
         config: &Config,
         metrics: Arc<Metrics>,
         catalog: watch::Receiver<Arc<Catalog>>,
+        fleet: Option<Arc<crate::fleet::Fleet>>,
         mut shutdown: Shutdown,
     ) -> Result<MetricsServer, EndpointError> {
         let listener = tokio::net::TcpListener::bind(addr)
@@ -80,13 +83,14 @@ impl MetricsServer {
         let local_addr = listener
             .local_addr()
             .map_err(|source| EndpointError::Bind { addr, source })?;
-        let open = || Store::open_existing(&config.state, config.synchronous);
+        let open = || config.open_store(crate::config::Access::Existing);
         let endpoints = Arc::new(Endpoints {
             metrics,
             store: Mutex::new(open()?),
             health_store: Mutex::new(open()?),
             catalog,
             ready: AtomicBool::new(false),
+            fleet,
         });
         let app = Router::new()
             .route("/metrics", get(scrape))
@@ -151,6 +155,9 @@ fn scrape_text(endpoints: &Endpoints) -> Result<String, String> {
         .map(|row| (row.instance, row.grant.revoked_at.is_some()))
         .collect();
     endpoints.metrics.set_state(&view);
+    if let Some(fleet) = &endpoints.fleet {
+        endpoints.metrics.set_fleet(fleet);
+    }
     endpoints
         .metrics
         .encode()
@@ -207,8 +214,8 @@ fn check_state_writable(endpoints: &Endpoints) -> Result<(), String> {
         ));
     }
     store
-        .sync()
-        .map_err(|error| format!("the state file does not take a write: {error}"))
+        .check_writable()
+        .map_err(|error| format!("the state does not take a write: {error}"))
 }
 
 async fn readiness(State(endpoints): State<Arc<Endpoints>>) -> Response {
@@ -232,6 +239,7 @@ mod tests {
             health_store: Mutex::new(Store::open_in_memory().unwrap()),
             catalog,
             ready: AtomicBool::new(false),
+            fleet: None,
         })
     }
 

@@ -76,8 +76,14 @@ pub async fn serve(
     mut control: mpsc::Receiver<Control>,
     notifier: Arc<Notifier>,
 ) -> Result<(), DaemonError> {
+    let mut store = store;
+    // A shared (PostgreSQL) state: polls and deliveries are claimed, leases renewed.
+    let fleet = config.fleet();
+    if let Some(fleet) = &fleet {
+        store.set_node(&fleet.node);
+    }
     let store = Arc::new(Mutex::new(store));
-    let runner = PollRunner::new(config, Arc::clone(&store))?;
+    let runner = PollRunner::new(config, Arc::clone(&store))?.with_fleet(fleet.clone());
     let wake = runner.committed();
     // Kept only when they are served: without `metrics_addr` nothing counts.
     let metrics = config.daemon.metrics_addr.map(|_| Arc::new(Metrics::new()));
@@ -89,11 +95,17 @@ pub async fn serve(
     let observer = metrics
         .clone()
         .map(|metrics| metrics as Arc<dyn DeliveryObserver>);
-    let delivery = Arc::new(delivery.with_observer(observer));
+    let delivery = Arc::new(delivery.with_observer(observer).with_fleet(fleet.clone()));
     let grace = Duration::from_secs(config.daemon.grace_seconds);
     let status = status_line(&catalog);
     let (catalog_sender, catalog_receiver) = watch::channel(Arc::new(catalog));
     let (trigger, stopped) = shutdown::channel();
+    let renewal = fleet.clone().map(|fleet| {
+        tracing::info!(node = %fleet.node, lease_seconds = fleet.lease.as_secs(),
+            "sharing the state with a fleet: polls and deliveries are leased");
+        let mut stop = stopped.clone();
+        tokio::spawn(fleet.renew_until(Arc::clone(&store), async move { stop.wait().await }))
+    });
 
     let endpoints = match (config.daemon.metrics_addr, &metrics) {
         (Some(addr), Some(metrics)) => Some(
@@ -102,6 +114,7 @@ pub async fn serve(
                 config,
                 Arc::clone(metrics),
                 catalog_receiver.clone(),
+                fleet.clone(),
                 stopped.clone(),
             )
             .await?,
@@ -113,7 +126,8 @@ pub async fn serve(
             let parts = ListenerParts {
                 settings,
                 store: Arc::clone(&store),
-                token_store: Store::open_existing(&config.state, config.synchronous)
+                token_store: config
+                    .open_store(crate::config::Access::Existing)
                     .map_err(ListenError::State)?,
                 catalog: catalog_receiver.clone(),
                 wake: Arc::clone(&wake),
@@ -159,6 +173,9 @@ pub async fn serve(
     // Both finish within the grace period (each abandons what is left after it).
     let _ = scheduler.await;
     let _ = worker.await;
+    if let Some(renewal) = renewal {
+        let _ = renewal.await;
+    }
     if let Some(endpoints) = endpoints {
         endpoints.stopped(grace).await;
     }

@@ -20,6 +20,7 @@ use super::catalog::Catalog;
 use super::shutdown::Shutdown;
 use super::systemd::Notifier;
 use crate::config::PollConfig;
+use crate::fleet::Skipped;
 use crate::metrics::{Metrics, PollCounts};
 use crate::poll::{self, PollReport, PollTarget};
 use crate::runner::{Finished, Panicked, PollRunner};
@@ -104,6 +105,9 @@ impl Scheduler {
     /// ([`first_wait`]), removed ones go (a poll in flight finishes and is forgotten), kept
     /// ones take the new instance at their next poll.
     fn apply(&mut self, catalog: &Catalog) {
+        if let Some(fleet) = self.runner.fleet() {
+            fleet.refresh_versions(catalog.files());
+        }
         let now = Instant::now();
         let mut wanted: HashMap<ResourceKey, PollTarget> = HashMap::new();
         for instance in catalog.instances().filter(|instance| instance.is_polled()) {
@@ -223,6 +227,10 @@ impl Scheduler {
                 return;
             }
         };
+        if let Some(skipped) = &finished.report.skipped {
+            self.reschedule_skipped(&finished.target.key, skipped);
+            return;
+        }
         if let Some(metrics) = &self.metrics {
             let counts = poll_counts(&finished.report);
             metrics.poll_finished(&finished.target.key, &counts, finished.elapsed);
@@ -243,6 +251,24 @@ impl Scheduler {
             .max(saved_due.unwrap_or(planned))
             .max(Instant::now())
             + jitter;
+    }
+
+    /// In a fleet, a poll another node ran or runs: try again when the state says it is due
+    /// (or when the other node's lease ends); a stale instance file waits an interval.
+    fn reschedule_skipped(&mut self, key: &ResourceKey, skipped: &Skipped) {
+        let jitter = random_jitter(self.jitter);
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        let at = |time: DateTime<Utc>| {
+            Instant::now() + (time - Utc::now()).to_std().unwrap_or(Duration::ZERO)
+        };
+        slot.next_due = match skipped {
+            Skipped::NotDue(next_due) => at(*next_due),
+            // Released at its commit, usually well before; then the claim says NotDue.
+            Skipped::Held { until, .. } => at(*until).min(Instant::now() + Duration::from_secs(5)),
+            Skipped::StaleConfig => Instant::now() + slot.target.instance.poll_interval(),
+        } + jitter;
     }
 
     fn saved_next_due(&self, key: &ResourceKey) -> Option<Instant> {

@@ -170,6 +170,7 @@ fn demo_config(folder: &Path) -> Config {
         },
         // A throwaway state: speed over power-loss safety.
         synchronous: Synchronous::Normal,
+        lease_seconds: crate::fleet::DEFAULT_LEASE.as_secs(),
         daemon: DaemonConfig {
             grace_seconds: 2,
             ..DaemonConfig::default()

@@ -339,3 +339,50 @@ fn every_metric_is_named_ocpoll_with_help_and_a_type() {
         );
     }
 }
+
+#[test]
+fn a_fleet_node_shows_its_polls_takeovers_and_leases() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let metrics = Metrics::new();
+    let fleet = crate::fleet::Fleet::new(std::time::Duration::from_secs(30));
+    fleet.counts.polls.store(7, Relaxed);
+    fleet.counts.skipped.store(3, Relaxed);
+    fleet.counts.takeovers.store(2, Relaxed);
+    fleet.counts.held_polls.store(4, Relaxed);
+    fleet.counts.held_deliveries.store(1, Relaxed);
+    metrics.set_fleet(&fleet);
+    let text = metrics.encode().unwrap();
+    let node = &fleet.node.0;
+    assert_eq!(
+        sample(&text, &format!(r#"ocpoll_fleet_polls{{node="{node}"}}"#)),
+        Some(7.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!(r#"ocpoll_fleet_polls_skipped{{node="{node}"}}"#)
+        ),
+        Some(3.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!(r#"ocpoll_fleet_lease_takeovers{{node="{node}"}}"#)
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!(r#"ocpoll_fleet_leases_held{{node="{node}",kind="poll"}}"#)
+        ),
+        Some(4.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!(r#"ocpoll_fleet_leases_held{{node="{node}",kind="delivery"}}"#)
+        ),
+        Some(1.0)
+    );
+}

@@ -24,6 +24,7 @@
 //! ([`AttemptOutcome::Blocked`]); fixing the URL or the policy and `ocpoll outbox retry` sends it.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -36,13 +37,14 @@ use tokio::time::Instant;
 
 use super::retry::{AttemptContext, AttemptOutcome, RetryAction, RetryLogic, full_jitter};
 use super::sign::Signer;
+use crate::fleet::Fleet;
 use crate::http::client::excerpt;
 use crate::http::egress::{self, Egress, GuardedResolver, SystemResolver};
 use crate::http::retry_after;
 use crate::http::transport::TransportFailure;
 use crate::instance::Instance;
 use crate::instance::mask::Masker;
-use crate::state::{DueNotification, StateError, Store};
+use crate::state::{DeliveryClaim, DueNotification, StateError, Store};
 
 #[derive(Debug, Error)]
 pub enum DeliverError {
@@ -356,6 +358,9 @@ pub struct Delivery {
     /// 2xx received, deletion not yet written: only ever added to after the 2xx, written by
     /// [`Delivery::flush_acks`] (at the latest at the end of each pass, and on drop).
     acks: Mutex<PendingAcks>,
+    /// With a shared (PostgreSQL) state: an instance's queue is claimed before it is drained
+    /// and released after its acknowledgements are written, so one node at a time sends it.
+    fleet: Option<Arc<Fleet>>,
 }
 
 impl Drop for Delivery {
@@ -384,6 +389,7 @@ impl Delivery {
             per_host: Mutex::new(HashMap::new()),
             observer: None,
             acks: Mutex::new(PendingAcks::default()),
+            fleet: None,
         })
     }
 
@@ -391,6 +397,46 @@ impl Delivery {
     pub fn with_observer(mut self, observer: Option<Arc<dyn DeliveryObserver>>) -> Delivery {
         self.observer = observer;
         self
+    }
+
+    /// Claims each instance's queue in `fleet` before sending from it.
+    pub fn with_fleet(mut self, fleet: Option<Arc<Fleet>>) -> Delivery {
+        self.fleet = fleet;
+        self
+    }
+
+    /// Whether this node may send `instance`'s head now: claims (or extends) its delivery
+    /// lease. Always true without a fleet.
+    fn claim(&self, instance: &str) -> Result<bool, DeliverError> {
+        let Some(fleet) = &self.fleet else {
+            return Ok(true);
+        };
+        let claim = self.with_store(|store| {
+            store.claim_delivery(instance, &fleet.node, fleet.lease, Utc::now())
+        })?;
+        Ok(match claim {
+            DeliveryClaim::Granted { takeover } => {
+                if takeover {
+                    fleet.counts.takeovers.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(%instance, "took over the delivery of a node whose lease expired");
+                }
+                true
+            }
+            DeliveryClaim::Held { .. } => false,
+        })
+    }
+
+    /// Gives back the delivery leases of `instances`, once their acknowledgements are written
+    /// (so the next node starts after the last notification this one delivered).
+    fn release(&self, instances: &[String]) {
+        let Some(fleet) = &self.fleet else { return };
+        for instance in instances {
+            if let Err(error) =
+                self.with_store(|store| store.release_delivery(instance, &fleet.node))
+            {
+                tracing::warn!(%instance, %error, "cannot release the delivery lease; it will expire");
+            }
+        }
     }
 
     fn observe(
@@ -504,11 +550,16 @@ pub async fn deliver_due(
     let due = delivery.with_store(|store| store.outbox_due_instances(Utc::now()))?;
     let mut summary = DeliverySummary::default();
     let mut tasks = Vec::new();
+    let mut claimed = Vec::new();
     for name in due {
         match recipient(&name) {
             None => {}
             Some(Recipient::Held(reason)) => summary.held.push((name, reason)),
             Some(Recipient::Ready(instance)) => {
+                if !delivery.claim(&name)? {
+                    continue; // another node of the fleet is sending it
+                }
+                claimed.push(name);
                 let delivery = Arc::clone(delivery);
                 tasks.push(tokio::spawn(async move {
                     drain_instance(&delivery, &instance, deadline).await
@@ -525,6 +576,7 @@ pub async fn deliver_due(
     }
     summary.held.sort();
     delivery.flush_acks()?;
+    delivery.release(&claimed);
     Ok(summary)
 }
 
@@ -553,6 +605,10 @@ async fn drain_instance(
         // Nothing due: a retry in backoff waits for a later run, not for this one (a tick
         // against a receiver that is down must not spend its whole delivery time waiting).
         let Some(head) = head else { break };
+        // Extends the lease; lost (this node stalled past it), the queue is another node's.
+        if !delivery.claim(&instance.name)? {
+            break;
+        }
         if let Err(reason) = check_body(&head.id, &head.body) {
             delivery.with_store(|store| store.outbox_dead_letter(&head.id, &reason))?;
             delivery.observe(

@@ -50,6 +50,8 @@ pub struct PollContext {
     pub future_tolerance: std::time::Duration,
     /// `[poll] max_pages` and `max_poll_seconds`.
     pub caps: PollCaps,
+    /// With a shared (PostgreSQL) state: each poll is claimed first and released after.
+    pub fleet: Option<Arc<crate::fleet::Fleet>>,
 }
 
 /// How a poll went, for the summary table and the exit code.
@@ -76,6 +78,8 @@ pub struct PollReport {
     pub future_dated: u64,
     /// Why the poll failed; the watermark did not move.
     pub error: Option<String>,
+    /// In a fleet: why this node did not poll (another node did or does); nothing was read.
+    pub skipped: Option<crate::fleet::Skipped>,
 }
 
 /// Why a poll failed. Never carries a credential: the HTTP errors are built without them.
@@ -123,6 +127,31 @@ pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
 /// in the report, never propagated: one failing poll does not stop the others. The next poll
 /// is due the instance's interval after this one started.
 pub async fn run(ctx: &PollContext, target: &PollTarget, progress: Progress<'_>) -> PollReport {
+    let Some(fleet) = &ctx.fleet else {
+        return run_claimed(ctx, target, progress).await;
+    };
+    match fleet.claim_poll(&ctx.store, &target.key) {
+        Ok(None) => {}
+        Ok(Some(skipped)) => {
+            return PollReport {
+                skipped: Some(skipped),
+                ..PollReport::default()
+            };
+        }
+        Err(error) => {
+            return PollReport {
+                error: Some(format!("cannot claim the poll: {error}")),
+                ..PollReport::default()
+            };
+        }
+    }
+    let report = run_claimed(ctx, target, progress).await;
+    fleet.release_poll(&ctx.store, &target.key);
+    report
+}
+
+/// [`run`] once this node may poll `target` (always, without a fleet).
+async fn run_claimed(ctx: &PollContext, target: &PollTarget, progress: Progress<'_>) -> PollReport {
     let started = Utc::now();
     let next_due = started + target.instance.poll_interval();
     let mut report = PollReport::default();

@@ -122,6 +122,7 @@ impl PollRunner {
             limits: config.record_limits(),
             future_tolerance: Duration::from_secs(config.poll.future_tolerance_seconds),
             caps: config.poll_caps(),
+            fleet: None,
         };
         Ok(PollRunner {
             ctx: Arc::new(ctx),
@@ -133,6 +134,19 @@ impl PollRunner {
             busy: HashSet::new(),
             committed: Arc::new(Notify::new()),
         })
+    }
+
+    /// Claims every poll in `fleet` first (a shared state); call before the first poll.
+    pub fn with_fleet(mut self, fleet: Option<Arc<crate::fleet::Fleet>>) -> PollRunner {
+        if let Some(ctx) = Arc::get_mut(&mut self.ctx) {
+            ctx.fleet = fleet;
+        }
+        self
+    }
+
+    /// The fleet this runner's polls claim in, if any.
+    pub fn fleet(&self) -> Option<&Arc<crate::fleet::Fleet>> {
+        self.ctx.fleet.as_ref()
     }
 
     pub fn store(&self) -> &Arc<Mutex<Store>> {
@@ -346,6 +360,12 @@ fn log_poll(finished: &Finished) {
         .map(|w| w.to_rfc3339_opts(SecondsFormat::AutoSi, true))
         .unwrap_or_else(|| "-".to_owned());
     let duration_ms = u64::try_from(finished.elapsed.as_millis()).unwrap_or(u64::MAX);
+    if let Some(skipped) = &report.skipped {
+        // Another node's turn: routine in a fleet, so not at info.
+        tracing::debug!(instance = %key.instance, resource = %key.resource,
+            path_params = %key.path_params, reason = ?skipped, "poll skipped");
+        return;
+    }
     match &report.error {
         Some(error) => tracing::warn!(
             instance = %key.instance,

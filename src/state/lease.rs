@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{ResourceKey, StateError, Store};
+use super::sqlite::SqliteStore;
+use super::{ResourceKey, StateError};
 
 /// This process in a fleet: `hostname:pid:random`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -62,7 +63,7 @@ impl ConfigVersion {
     }
 }
 
-/// The answer to [`Store::claim_poll`].
+/// The answer to [`super::Store::claim_poll`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PollClaim {
     /// Poll it now. `takeover`: the previous holder was another node whose lease expired (its
@@ -77,14 +78,14 @@ pub enum PollClaim {
     StaleConfig { newest_hash: String },
 }
 
-/// The answer to [`Store::claim_delivery`].
+/// The answer to [`super::Store::claim_delivery`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeliveryClaim {
     Granted { takeover: bool },
     Held { node: String, until: DateTime<Utc> },
 }
 
-/// What a node still holds after [`Store::renew_leases`].
+/// What a node still holds after [`super::Store::renew_leases`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct LeaseCounts {
     pub polls: u64,
@@ -92,7 +93,7 @@ pub struct LeaseCounts {
 }
 
 /// The SQLite backend: one process per file, so leases are always this process's.
-impl Store {
+impl SqliteStore {
     /// Claims the poll of `key` for `node` until `now + lease`. Always granted with SQLite.
     pub fn claim_poll(
         &mut self,
@@ -160,6 +161,7 @@ pub(crate) fn lease_until(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::Store;
 
     #[test]
     fn sqlite_grants_every_claim() {

@@ -1,10 +1,10 @@
 //! The outbox table: notifications waiting for their callback's 2xx, the read-side queries
 //! `status` and `ocpoll outbox list` need, and the delivery side's writes. Notifications enter
 //! only through a poll's commit ([`super::CommitTxn::insert_notification`]); they leave only by
-//! [`Store::outbox_delivered_all`] (after a 2xx) or [`Store::outbox_drop`] (a user's decision).
+//! [`SqliteStore::outbox_delivered_all`] (after a 2xx) or [`SqliteStore::outbox_drop`] (a user's decision).
 //!
 //! What survives a crash: every row, with the attempts, backoff and dead-letter marks of the
-//! last committed write. A crash between a 2xx and [`Store::outbox_delivered_all`] (delivery
+//! last committed write. A crash between a 2xx and [`SqliteStore::outbox_delivered_all`] (delivery
 //! writes acknowledgements in batches) leaves the row pending, so it is sent again with the same
 //! eventId (at least once; receivers deduplicate).
 //!
@@ -17,7 +17,8 @@ use std::sync::LazyLock;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{StateError, Store, encode_time, time_column};
+use super::StateError;
+use super::sqlite::{SqliteStore, encode_time, time_column};
 
 /// A notification as the poll builds it: body bytes final, sent as they are on every attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,7 +177,7 @@ static HEAD_ATTEMPTS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-impl Store {
+impl SqliteStore {
     /// The instances with a notification due at `now`, oldest head first.
     pub fn outbox_due_instances(&self, now: DateTime<Utc>) -> Result<Vec<String>, StateError> {
         let mut stmt = self
@@ -199,7 +200,7 @@ impl Store {
 
     /// The head of one instance's queue once the notifications up to seq `after` are gone, if
     /// it is due at `now`: delivery passes its last acknowledged notification, whose row stays
-    /// until its batch of acknowledgements is written ([`Store::outbox_delivered_all`]).
+    /// until its batch of acknowledgements is written ([`SqliteStore::outbox_delivered_all`]).
     pub fn outbox_due_head_after(
         &self,
         instance: &str,
@@ -236,7 +237,7 @@ impl Store {
     /// implements it as one statement over the ids.
     ///
     /// Not synced on its own: lost in a crash or power cut, the notifications are sent again
-    /// with their eventIds, which at-least-once allows; the next [`Store::sync`] or synced
+    /// with their eventIds, which at-least-once allows; the next [`SqliteStore::sync`] or synced
     /// commit covers it.
     pub fn outbox_delivered_all(&mut self, ids: &[String]) -> Result<usize, StateError> {
         if ids.is_empty() {
@@ -415,7 +416,7 @@ mod tests {
     }
 
     /// Inserts notification `id` of `instance`, created (and first due) at `at(created)`.
-    fn add(store: &Store, id: &str, instance: &str, created: i64) {
+    fn add(store: &SqliteStore, id: &str, instance: &str, created: i64) {
         insert_notification(
             &store.conn,
             &NewNotification {
@@ -430,7 +431,7 @@ mod tests {
     }
 
     /// The due head of each due instance, in the order delivery visits them.
-    fn due_ids(store: &Store, now: i64) -> Vec<String> {
+    fn due_ids(store: &SqliteStore, now: i64) -> Vec<String> {
         let instances = store.outbox_due_instances(at(now)).unwrap();
         instances
             .iter()
@@ -444,7 +445,7 @@ mod tests {
             .collect()
     }
 
-    fn rows(store: &Store) -> Vec<(String, bool, u32)> {
+    fn rows(store: &SqliteStore) -> Vec<(String, bool, u32)> {
         let rows = store.outbox_list(&OutboxFilter::default()).unwrap();
         rows.into_iter()
             .map(|r| (r.id, r.dead, r.attempts))
@@ -453,7 +454,7 @@ mod tests {
 
     #[test]
     fn due_heads_are_one_per_instance_in_seq_order() {
-        let store = Store::open_in_memory().unwrap();
+        let store = SqliteStore::open_in_memory().unwrap();
         add(&store, "b1", "b", 0);
         add(&store, "a1", "a", 0);
         add(&store, "b2", "b", 0);
@@ -471,7 +472,7 @@ mod tests {
 
     #[test]
     fn a_head_in_backoff_blocks_its_instance_only() {
-        let store = Store::open_in_memory().unwrap();
+        let store = SqliteStore::open_in_memory().unwrap();
         add(&store, "a1", "a", 0);
         add(&store, "a2", "a", 0);
         add(&store, "b1", "b", 0);
@@ -489,7 +490,7 @@ mod tests {
 
     #[test]
     fn delivered_deletes_and_the_next_one_becomes_the_head() {
-        let mut store = Store::open_in_memory().unwrap();
+        let mut store = SqliteStore::open_in_memory().unwrap();
         add(&store, "a1", "a", 0);
         add(&store, "a2", "a", 0);
         let a1 = ["a1".to_owned()];
@@ -501,7 +502,7 @@ mod tests {
 
     #[test]
     fn delivered_in_a_batch_and_the_head_after_an_acknowledged_one() {
-        let mut store = Store::open_in_memory().unwrap();
+        let mut store = SqliteStore::open_in_memory().unwrap();
         for id in ["a1", "a2", "a3", "b1"] {
             add(&store, id, &id[..1], 0);
         }
@@ -529,7 +530,7 @@ mod tests {
 
     #[test]
     fn reading_heads_does_not_prepare_the_statement_again() {
-        let store = Store::open_in_memory().unwrap();
+        let store = SqliteStore::open_in_memory().unwrap();
         for (n, instance) in ["a", "b", "c"].iter().enumerate() {
             add(&store, &format!("{instance}1"), instance, n as i64);
         }
@@ -549,7 +550,7 @@ mod tests {
 
     #[test]
     fn dead_letters_stay_and_do_not_block() {
-        let store = Store::open_in_memory().unwrap();
+        let store = SqliteStore::open_in_memory().unwrap();
         add(&store, "a1", "a", 0);
         add(&store, "a2", "a", 0);
         store.outbox_dead_letter("a1", "HTTP 404: nope").unwrap();
@@ -570,7 +571,7 @@ mod tests {
 
     #[test]
     fn retry_revives_dead_letters_and_makes_pending_ones_due_now() {
-        let store = Store::open_in_memory().unwrap();
+        let store = SqliteStore::open_in_memory().unwrap();
         add(&store, "a1", "a", 0);
         add(&store, "b1", "b", 0);
         add(&store, "c1", "c", 0);
@@ -604,7 +605,7 @@ mod tests {
 
     #[test]
     fn drop_by_id_dead_or_instance() {
-        let store = Store::open_in_memory().unwrap();
+        let store = SqliteStore::open_in_memory().unwrap();
         for (id, instance) in [
             ("a1", "a"),
             ("a2", "a"),
@@ -645,7 +646,7 @@ mod tests {
             SELECT o.instance, o.next_attempt_at FROM outbox o
             JOIN (SELECT instance, min(seq) AS seq FROM outbox WHERE dead = 0 GROUP BY instance) head
               ON head.seq = o.seq ORDER BY o.instance";
-        let store = Store::open_in_memory().unwrap();
+        let store = SqliteStore::open_in_memory().unwrap();
         for n in 0..300 {
             let instance = format!("i{:02}", (n * 7) % 23);
             add(&store, &format!("n{n}"), &instance, n);
@@ -696,7 +697,7 @@ mod tests {
     /// The heads are found by index seeks: no plan step scans or groups the outbox.
     #[test]
     fn heads_are_read_without_scanning_the_outbox() {
-        let store = Store::open_in_memory().unwrap();
+        let store = SqliteStore::open_in_memory().unwrap();
         let now = encode_time(&at(0));
         for (query, bound) in [(&*DUE_INSTANCES, 1), (&*HEAD_ATTEMPTS, 0)] {
             let mut stmt = store

@@ -21,7 +21,8 @@ use rusqlite::{OptionalExtension, params};
 use crate::detect::EventType;
 
 use super::outbox::{NewNotification, insert_notification};
-use super::{ResourceKey, StateError, Store, WriteTxn, encode_time, ensure_resource, time_column};
+use super::sqlite::{SqliteStore, WriteTxn, encode_time, ensure_resource, time_column};
+use super::{ResourceKey, StateError};
 
 /// A poll that has begun and not yet been committed or discarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -81,7 +82,7 @@ impl FromSql for StagedKind {
     }
 }
 
-/// What a successful poll leaves behind, written by [`CommitTxn::finish`].
+/// What a successful poll leaves behind, written by [`SqliteCommitTxn::finish`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PollOutcome {
     /// The watermark to store (None: none, as in snapshot mode).
@@ -100,7 +101,7 @@ pub struct PollOutcome {
     pub problems: Option<String>,
 }
 
-impl Store {
+impl SqliteStore {
     /// Starts a poll of `key` (watermark mode), discarding any unfinished poll of it first.
     pub fn begin_poll(&mut self, key: &ResourceKey) -> Result<PollId, StateError> {
         self.begin(key, false)
@@ -113,7 +114,7 @@ impl Store {
     }
 
     fn begin(&mut self, key: &ResourceKey, snapshot: bool) -> Result<PollId, StateError> {
-        // Starting a poll only matters if the poll commits; see `Store::relaxed`.
+        // Starting a poll only matters if the poll commits; see `SqliteStore::relaxed`.
         self.relaxed(|store| {
             let tx = store.write_txn()?;
             let fail = |e| tx.fail(e);
@@ -140,7 +141,7 @@ impl Store {
         poll: PollId,
         events: &[StagedEvent],
     ) -> Result<usize, StateError> {
-        // Staging a crash would discard anyway: no disk sync (see `Store::relaxed`).
+        // Staging a crash would discard anyway: no disk sync (see `SqliteStore::relaxed`).
         self.relaxed(|store| {
             let tx = store.write_txn()?;
             let fail = |e| tx.fail(e);
@@ -247,10 +248,10 @@ impl Store {
         tx.commit()
     }
 
-    /// Opens the poll's final transaction (a [`Store::write_txn`]: it takes the write lock now,
+    /// Opens the poll's final transaction (a [`SqliteStore::write_txn`]: it takes the write lock now,
     /// so it cannot fail half-way for lack of it). Dropping the returned value without `finish`
     /// rolls back.
-    pub fn begin_commit(&mut self, poll: PollId) -> Result<CommitTxn<'_>, StateError> {
+    pub fn begin_commit(&mut self, poll: PollId) -> Result<SqliteCommitTxn<'_>, StateError> {
         let tx = self.write_txn()?;
         let (resource_id, snapshot) = tx
             .query_row(
@@ -261,7 +262,7 @@ impl Store {
             .optional()
             .map_err(|e| tx.fail(e))?
             .ok_or(StateError::PollGone(poll.0))?;
-        Ok(CommitTxn {
+        Ok(SqliteCommitTxn {
             tx,
             poll: Some(poll),
             resource_id,
@@ -272,14 +273,17 @@ impl Store {
     /// Opens the final transaction of a watermark-mode poll that staged nothing: its events come
     /// from memory (`remember_seen`, `insert_notification`). Leftover staging of an unfinished
     /// earlier poll of `key` is dropped in it, as `begin_poll` would have.
-    pub fn begin_direct_commit(&mut self, key: &ResourceKey) -> Result<CommitTxn<'_>, StateError> {
+    pub fn begin_direct_commit(
+        &mut self,
+        key: &ResourceKey,
+    ) -> Result<SqliteCommitTxn<'_>, StateError> {
         let tx = self.write_txn()?;
         let fail = |e| tx.fail(e);
         let resource_id = ensure_resource(&tx, key).map_err(fail)?;
         tx.prepare_cached("DELETE FROM poll WHERE resource_id = ?1")
             .and_then(|mut stmt| stmt.execute([resource_id]))
             .map_err(fail)?;
-        Ok(CommitTxn {
+        Ok(SqliteCommitTxn {
             tx,
             poll: None,
             resource_id,
@@ -289,9 +293,9 @@ impl Store {
 }
 
 /// The final transaction of one poll. Its methods take `&self`, so the closure given to
-/// [`CommitTxn::for_each_staged`] can call [`CommitTxn::insert_notification`] on the same value
+/// [`SqliteCommitTxn::for_each_staged`] can call [`SqliteCommitTxn::insert_notification`] on the same value
 /// while the staged rows stream past (SQLite reads one row at a time; nothing is collected).
-pub struct CommitTxn<'a> {
+pub struct SqliteCommitTxn<'a> {
     tx: WriteTxn<'a>,
     /// None for a direct commit: nothing was staged.
     poll: Option<PollId>,
@@ -299,7 +303,7 @@ pub struct CommitTxn<'a> {
     snapshot: bool,
 }
 
-impl CommitTxn<'_> {
+impl SqliteCommitTxn<'_> {
     fn fail(&self, error: rusqlite::Error) -> StateError {
         self.tx.fail(error)
     }

@@ -15,11 +15,12 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{StateError, Store, encode_time, time_column};
+use super::StateError;
+use super::sqlite::{SqliteStore, encode_time, time_column};
 use crate::http::{GrantEvent, GrantRecord, StoredToken, TokenStore};
 use crate::instance::Secret;
 
-impl Store {
+impl SqliteStore {
     /// The token stored for `instance`, if it came from the credentials hashed as
     /// `credentials_hash`. A token from other credentials is deleted (docs/design.md#state: the instance file's
     /// credentials changed, so the old token must not be used) and None returned.
@@ -87,22 +88,22 @@ fn save_token(
 }
 
 /// OAuth tokens in the state file, for [`AuthSession`](crate::http::AuthSession).
-pub struct StateTokens(pub Arc<Mutex<Store>>);
+pub struct StateTokens(pub Arc<Mutex<super::Store>>);
 
 impl TokenStore for StateTokens {
     fn load(&self, instance: &str, credentials_hash: &str) -> Option<StoredToken> {
-        Store::locked(&self.0)
+        super::Store::locked(&self.0)
             .oauth_token(instance, credentials_hash)
             .ok()?
     }
 
     fn save(&self, instance: &str, credentials_hash: &str, token: &StoredToken) {
         // A token that cannot be saved costs one refresh on the next run, nothing more.
-        let _ = Store::locked(&self.0).save_oauth_token(instance, credentials_hash, token);
+        let _ = super::Store::locked(&self.0).save_oauth_token(instance, credentials_hash, token);
     }
 
     fn grant(&self, instance: &str, credentials_hash: &str) -> GrantRecord {
-        Store::locked(&self.0)
+        super::Store::locked(&self.0)
             .oauth_grant(instance, credentials_hash)
             .unwrap_or_default()
     }
@@ -115,12 +116,13 @@ impl TokenStore for StateTokens {
         token: Option<&StoredToken>,
     ) {
         // Like `save`: a lost record costs at most one more token request.
-        let _ = Store::locked(&self.0).record_grant(instance, credentials_hash, event, token);
+        let _ =
+            super::Store::locked(&self.0).record_grant(instance, credentials_hash, event, token);
     }
 }
 
 /// The grant bookkeeping of `oauth_grant` (docs/design.md#oauth-grants).
-impl Store {
+impl SqliteStore {
     /// What the state remembers of `instance`'s grant. Refresh results recorded under other
     /// credentials are not returned (the file's credentials changed since); the used code is,
     /// whatever the credentials, so that a code is never sent twice.

@@ -2,17 +2,18 @@
 //! one during its grace period), the receipts already enqueued (for recognising a provider's
 //! retry), and the last receipt `status` shows.
 //!
-//! [`Store::commit_receipts`] is where a received webhook is born into the outbox: several
+//! [`SqliteStore::commit_receipts`] is where a received webhook is born into the outbox: several
 //! receipts (the listener's group commit) in one transaction, each one's dedupe row and
 //! notifications together, so a crash keeps all of a receipt or none of it, and a retry after
-//! the commit finds the dedupe row. It is a durable commit (not [`Store::relaxed`]): the 2xx it
+//! the commit finds the dedupe row. It is a durable commit (not [`SqliteStore::relaxed`]): the 2xx it
 //! allows tells the provider it may forget the webhook.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 
+use super::StateError;
 use super::outbox::{NewNotification, insert_notification};
-use super::{StateError, Store, encode_time, time_column};
+use super::sqlite::{SqliteStore, encode_time, time_column};
 use crate::instance::Secret;
 
 /// One receipt to commit: its dedupe key and the notifications it makes.
@@ -55,7 +56,7 @@ pub struct StoredTokens {
     pub previous: Option<(Secret, DateTime<Utc>)>,
 }
 
-impl Store {
+impl SqliteStore {
     /// Every instance's tokens (the listener's cache).
     pub fn webhook_tokens(&self) -> Result<Vec<(String, StoredTokens)>, StateError> {
         let mut statement = self
@@ -270,7 +271,7 @@ mod tests {
 
     #[test]
     fn a_retried_receipt_is_not_enqueued_twice() {
-        let mut store = Store::open_in_memory().unwrap();
+        let mut store = SqliteStore::open_in_memory().unwrap();
         let now = Utc::now();
         let outcomes = store
             .commit_receipts(&[
@@ -313,7 +314,7 @@ mod tests {
 
     #[test]
     fn tokens_are_created_once_and_rotated_with_a_grace_period() {
-        let mut store = Store::open_in_memory().unwrap();
+        let mut store = SqliteStore::open_in_memory().unwrap();
         let now = Utc::now();
         let first = store
             .webhook_token_or_create("gh", &Secret::new("one"), now)

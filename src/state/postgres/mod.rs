@@ -470,3 +470,19 @@ fn run_migrations(actor: &Actor, location: &str) -> Result<(u32, u32), StateErro
         }),
     }
 }
+
+impl PgStore {
+    /// One small write, for `/healthz`: the connection works and the server takes writes (a
+    /// transaction id is assigned, which a read-only standby refuses).
+    pub fn check_writable(&self) -> Result<(), StateError> {
+        self.call(|session| {
+            session.run(|client| client.batch_execute("SELECT pg_current_xact_id()"))?;
+            Ok(())
+        })
+    }
+
+    /// Nothing to report: PostgreSQL checks its own pages (`amcheck` is the operator's tool).
+    pub fn integrity_check(&self) -> Result<Vec<String>, StateError> {
+        Ok(Vec::new())
+    }
+}

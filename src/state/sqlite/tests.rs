@@ -1,6 +1,9 @@
 //! Tests of the store against real SQLite files in temporary folders.
 
 use super::*;
+use crate::state::*;
+// These tests are of the SQLite backend itself (its file, its connection).
+use super::SqliteStore as Store;
 use crate::detect::EventType;
 use crate::http::StoredToken;
 use crate::instance::Secret;
@@ -1059,7 +1062,7 @@ fn a_relative_path_in_the_current_folder_works() {
     let status = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "state::tests::relative_path_child",
+            "state::sqlite::tests::relative_path_child",
             "--test-threads=1",
             "--quiet",
         ])

@@ -7,6 +7,9 @@
 //! which polls committed and the outbox must hold exactly their notifications.
 
 use super::*;
+use crate::state::*;
+// These tests are of the SQLite backend itself (its file, its connection).
+use super::SqliteStore as Store;
 use crate::detect::EventType;
 use chrono::TimeZone;
 use std::process::{Command, Stdio};
@@ -232,7 +235,7 @@ fn kill_9_at_random_moments_leaves_whole_polls_only() {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "state::crash_tests::crash_child_loop",
+                "state::sqlite::crash_tests::crash_child_loop",
                 "--test-threads=1",
                 "--quiet",
             ])
