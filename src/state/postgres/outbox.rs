@@ -167,8 +167,16 @@ impl PgStore {
         let ids = ids.to_vec();
         self.call(move |session| {
             let statement = session.prepare("DELETE FROM outbox WHERE id = ANY($1::text[])")?;
+            // Not synced on its own, as with SQLite: lost in a crash, the notifications are
+            // sent again with their eventIds.
             session
-                .run(|client| client.execute(&statement, &[&ids]))
+                .run(|client| {
+                    let mut tx = client.transaction()?;
+                    tx.batch_execute(super::staging::RELAXED)?;
+                    let deleted = tx.execute(&statement, &[&ids])?;
+                    tx.commit()?;
+                    Ok(deleted)
+                })
                 .map(|n| n as usize)
         })
     }

@@ -28,6 +28,12 @@ use super::actor::Session;
 use super::{PgStore, encode_opt, ensure_resource, outbox};
 use crate::detect::EventType;
 
+/// Starts a transaction's relaxed commit: it returns before its WAL reaches the disk. For
+/// staging (a crash discards it anyway) and the writes the SQLite store makes `relaxed`: the
+/// server writes WAL in order, so the next durable commit (a poll's final commit) makes every
+/// earlier one durable with it, as `Store::sync` does for SQLite.
+pub(super) const RELAXED: &str = "SET LOCAL synchronous_commit = off";
+
 /// Rows read per round trip from the staging tables.
 const READ_CHUNK: i64 = 2_000;
 /// Buffered notifications (or their bytes) that make a flush.
@@ -80,6 +86,7 @@ impl PgStore {
         self.call(move |session| {
             session.run(|client| {
                 let mut tx = client.transaction()?;
+                tx.batch_execute(RELAXED)?;
                 let resource_id = ensure_resource(&mut tx, &key)?;
                 tx.execute("DELETE FROM poll WHERE resource_id = $1", &[&resource_id])?;
                 let id: i64 = tx
@@ -128,19 +135,24 @@ impl PgStore {
                                             $6::text[], $7::bytea[], $8::text[]) AS u
                  ON CONFLICT DO NOTHING",
             )?;
-            let result = session.client()?.execute(
-                &statement,
-                &[
-                    &poll.0,
-                    &record_ids,
-                    &updated,
-                    &kinds,
-                    &dates,
-                    &path_params,
-                    &raws,
-                    &hashes,
-                ],
-            );
+            let result = session.client()?.transaction().and_then(|mut tx| {
+                tx.batch_execute(RELAXED)?;
+                let inserted = tx.execute(
+                    &statement,
+                    &[
+                        &poll.0,
+                        &record_ids,
+                        &updated,
+                        &kinds,
+                        &dates,
+                        &path_params,
+                        &raws,
+                        &hashes,
+                    ],
+                )?;
+                tx.commit()?;
+                Ok(inserted)
+            });
             result
                 .map(|n| n as usize)
                 .map_err(|e| poll_gone_or(session, poll, e))
@@ -165,6 +177,7 @@ impl PgStore {
         self.call(move |session| {
             require_poll(session, poll)?;
             let result = session.client()?.transaction().and_then(|mut tx| {
+                tx.batch_execute(RELAXED)?;
                 tx.execute("UPDATE poll SET snapshot = true WHERE id = $1", &[&poll.0])?;
                 tx.execute(
                     "INSERT INTO staged_snapshot (poll_id, record_id, hash, raw)
