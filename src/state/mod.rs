@@ -54,6 +54,8 @@ pub mod postgres;
 mod sqlite;
 mod staging;
 mod store;
+#[cfg(test)]
+mod suite;
 mod tokens;
 mod webhooks;
 
