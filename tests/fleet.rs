@@ -396,3 +396,87 @@ async fn the_commands_work_against_the_database_and_never_print_its_password() {
         );
     }
 }
+
+/// GET `path` on the daemon's metrics address: (status, body).
+async fn get(address: &str, path: &str) -> (u16, String) {
+    ocpoll::http::crypto::install_provider();
+    let response = reqwest::get(format!("http://{address}{path}"))
+        .await
+        .expect("the metrics server answers");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_show_the_nodes_polls_and_leases_and_healthz_fails_when_the_database_takes_no_write()
+ {
+    let Some(url) = database() else { return };
+    let server = ocpoll::testing::postgres::server().unwrap();
+    let db = ocpoll::testing::postgres::database_name(&url).to_owned();
+    let dir = Dir::with_layout(CONFIG);
+    let receiver = MockReceiver::start(&[KEY]).await;
+    let provider = MockProvider::builder().start().await;
+    dir.create(
+        "instances.d/crm.json",
+        &instance_file("crm", &provider, &receiver),
+    );
+    assert_eq!(ocpoll_at(&dir, &url, &["state", "migrate"]).code(), Some(0));
+    let node = Daemon::start(
+        &dir,
+        "node.log",
+        &["--metrics-addr", "127.0.0.1:0"],
+        &[("OCPOLL_STATE", &url)],
+    );
+    let mut address = None;
+    util::daemon::wait_until("the metrics address", &node, || {
+        address = node
+            .log_lines()
+            .iter()
+            .find_map(|line| line["address"].as_str().map(str::to_owned));
+        address.is_some() && node.poll_lines("crm") >= 2
+    })
+    .await;
+    let address = address.unwrap();
+    assert_eq!(get(&address, "/healthz").await.0, 200);
+    let (status, metrics) = get(&address, "/metrics").await;
+    assert_eq!(status, 200);
+    let polls = metrics
+        .lines()
+        .find(|line| line.starts_with("ocpoll_fleet_polls{"))
+        .unwrap_or_else(|| panic!("no fleet polls in:\n{metrics}"));
+    let count: f64 = polls.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(count >= 2.0, "{polls}");
+    assert!(
+        metrics.contains("ocpoll_fleet_leases_held{") && metrics.contains("kind=\"delivery\""),
+        "{metrics}"
+    );
+    // The database stops taking writes (as a standby would): new sessions are read-only and
+    // the daemon's are cut, so its next connection is one of those.
+    server.psql(
+        &db,
+        &format!("ALTER DATABASE \"{db}\" SET default_transaction_read_only = on"),
+    );
+    server.psql(
+        &db,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    );
+    let mut health = (0, String::new());
+    for _ in 0..50 {
+        health = get(&address, "/healthz").await;
+        if health.0 == 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(health.0, 503, "{}", health.1);
+    // Not only the cut connection: the new one, read-only, fails the check too.
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        health = get(&address, "/healthz").await;
+        assert_eq!(health.0, 503, "a read-only database is unhealthy: {}", health.1);
+    }
+    assert!(health.1.contains("read-only"), "{}", health.1);
+    assert!(!health.1.contains(server.password()), "{}", health.1);
+    node.stop();
+}
