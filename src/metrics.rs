@@ -53,7 +53,7 @@
 //! poll's plain counts ([`PollCounts`], provider statuses included: the poll's report gathers
 //! them from its pages) to [`Metrics::poll_finished`]; `tick` and `try` keep no metrics.
 
-use crate::detect::EventType;
+use crate::detect::EventCounts;
 use crate::outbox::deliver::{Delivered, DeliveryObserver};
 use crate::state::{OutboxDepth, ResourceKey, ResourceStatusRow};
 use chrono::{DateTime, Utc};
@@ -404,14 +404,14 @@ impl Metrics {
                 .inc_by(*count);
         }
         if !report.failed {
-            for (event_type, count) in &report.events_by_type {
+            for (event_type, count) in report.events_by_type.iter() {
                 self.events
                     .get_or_create(&EventLabels {
                         instance_name: key.instance.clone(),
                         resource: key.resource.clone(),
                         r#type: event_type.as_str(),
                     })
-                    .inc_by(*count);
+                    .inc_by(count);
             }
         }
     }
@@ -577,7 +577,7 @@ pub struct PollCounts {
     /// Records dated past the provider's clock (sent; the watermark did not move past them).
     pub records_future_dated: u64,
     /// Committed events of each type.
-    pub events_by_type: BTreeMap<EventType, u64>,
+    pub events_by_type: EventCounts,
     /// Provider responses of each HTTP status, retries included.
     pub provider_statuses: BTreeMap<u16, u64>,
 }

@@ -308,7 +308,7 @@ fn poll_counts(report: &PollReport) -> PollCounts {
         records_read: report.records_read,
         records_unreadable: report.problem_count.saturating_sub(report.future_dated),
         records_future_dated: report.future_dated,
-        events_by_type: report.events_by_type.clone(),
+        events_by_type: report.events_by_type,
         provider_statuses: report.provider_statuses.iter().copied().collect(),
     }
 }

@@ -567,6 +567,42 @@ fn event_dates_have_exactly_the_formats_fraction_digits() {
 }
 
 #[test]
+fn event_dates_are_written_as_chronos_pattern_writes_them() {
+    // The pattern event_date spelled out before it wrote the digits itself.
+    let by_pattern = |date: DateTime<Utc>, digits: usize| {
+        let mut text = date.format("%Y-%m-%dT%H:%M:%S").to_string();
+        if digits > 0 {
+            let all_nine = format!("{:09}", date.nanosecond().min(999_999_999));
+            text.push('.');
+            text.push_str(&all_nine[..digits]);
+        }
+        text + "Z"
+    };
+    let leap = chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+        .and_then(|day| day.and_hms_nano_opt(23, 59, 59, 1_500_000_000))
+        .unwrap()
+        .and_utc();
+    let dates = [
+        at("2026-11-25T12:59:58.123456789Z"),
+        at("0000-01-01T00:00:00Z"),
+        at("0999-02-03T04:05:06.7Z"),
+        at("9999-12-31T23:59:59.999999999Z"),
+        Utc.with_ymd_and_hms(10_000, 1, 1, 0, 0, 0).unwrap(),
+        Utc.with_ymd_and_hms(-1, 6, 15, 12, 0, 0).unwrap(),
+        leap,
+    ];
+    for date in dates {
+        for digits in 0..=9 {
+            assert_eq!(
+                event_date(date, digits as u8),
+                by_pattern(date, digits),
+                "{date:?}"
+            );
+        }
+    }
+}
+
+#[test]
 fn event_dates_match_events_md_test_vector() {
     let record = json!({"id": 4711, "updated_at": "2026-11-25T12:59:58.123456+00:00"});
     let dates = salesloft_dates();

@@ -1,4 +1,5 @@
 use super::*;
+use crate::detect::EventType;
 use crate::state::{ResourceState, ResourceStatusRow};
 use chrono::TimeDelta;
 
@@ -41,7 +42,7 @@ fn polls_count_by_result_with_their_records_and_events() {
         records_read: 4,
         failed: true,
         // A failed poll committed nothing, whatever its report says.
-        events_by_type: [(EventType::Created, 9)].into(),
+        events_by_type: [(EventType::Created, 9)].into_iter().collect(),
         ..PollCounts::default()
     };
     metrics.poll_finished(&crm, &failed, Duration::from_secs(1));

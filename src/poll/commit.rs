@@ -3,7 +3,7 @@
 //! This is where an event is born; before it nothing of the poll is visible.
 
 use super::{FinishedPoll, PollContext, PollError, PollReport, PollTarget};
-use crate::detect::{self, EventType};
+use crate::detect::{self, EventCounts, EventType};
 use crate::outbox::payload::{Batcher, EventEntry, EventIds, InstanceMeta, RawRecord, build_body};
 use crate::state::{CommitTxn, NewNotification, PollOutcome, StagedEvent, StagedKind, Store};
 use chrono::{DateTime, Utc};
@@ -50,7 +50,7 @@ fn write_commit(
         ids: EventIds::default(),
         now,
         events: 0,
-        by_type: BTreeMap::new(),
+        by_type: EventCounts::default(),
         notifications: 0,
     };
     txn.for_each_staged(|staged| writer.add_staged(staged))?;
@@ -95,7 +95,7 @@ struct NotificationWriter<'a, 't> {
     ids: EventIds,
     now: DateTime<Utc>,
     events: u64,
-    by_type: BTreeMap<EventType, u64>,
+    by_type: EventCounts,
     notifications: u64,
 }
 
@@ -104,10 +104,10 @@ impl NotificationWriter<'_, '_> {
         let StagedKind::Event(event_type) = staged.kind else {
             return Ok(());
         };
-        let raw = std::str::from_utf8(&staged.raw)
+        let raw = String::from_utf8(staged.raw)
             .map_err(|error| PollError::Staged(error.to_string()))
             .and_then(|text| {
-                RawRecord::from_json_text(text)
+                RawRecord::from_json_string(text)
                     .map_err(|error| PollError::Staged(error.to_string()))
             })?;
         let path_params = match staged.path_params_json {
@@ -128,7 +128,7 @@ impl NotificationWriter<'_, '_> {
 
     fn add(&mut self, event: EventEntry) -> Result<(), PollError> {
         self.events += 1;
-        *self.by_type.entry(event.event_type).or_default() += 1;
+        self.by_type.add(event.event_type, 1);
         match self
             .batcher
             .as_mut()

@@ -25,7 +25,7 @@ pub mod target;
 pub use pages::{PageRead, PageReader, PageSink, PollCaps};
 pub use target::{PollTarget, targets};
 
-use crate::detect::{self, EventType};
+use crate::detect::{self, EventCounts};
 use crate::http::{AuthSession, HttpClient, RecordLimits, RetryPolicy, TokenStore};
 use crate::instance::{DatesConfig, PollMode};
 use crate::state::{PollId, ResourceKey, StagedEvent, StateError, Store};
@@ -61,7 +61,7 @@ pub struct PollReport {
     pub pages: u64,
     pub events: u64,
     /// Committed events of each type (for metrics).
-    pub events_by_type: BTreeMap<EventType, u64>,
+    pub events_by_type: EventCounts,
     /// How many provider responses of each HTTP status the poll got, retries included: a
     /// short list (usually one status), kept in every report of a 10,000-instance tick.
     pub provider_statuses: Vec<(u16, u64)>,

@@ -438,7 +438,7 @@ impl Decoder<'_> {
             http: http?,
             notification: notification?,
             resources: resources?,
-            webhook: webhook?,
+            webhook: webhook?.map(Box::new),
             other_configuration,
         })
     }

@@ -58,7 +58,7 @@ fn the_test_vector_is_reproduced_byte_for_byte_from_its_parts() {
         object_id: observed.id,
         date: event_date(observed.updated, dates.updated.format.fraction_digits()),
         path_params: None,
-        raw: RawRecord::from_raw(&raw_record),
+        raw: RawRecord::from_json_text(raw_record.get()).unwrap(),
     };
     let instance_tags = tags(&["crm"]);
     let meta = InstanceMeta {
@@ -193,6 +193,22 @@ fn raw_records_keep_the_providers_key_order_and_number_spelling() {
     );
     let already_compact = raw(r#"{"b":1,"a":"x y"}"#);
     assert_eq!(already_compact.as_str(), r#"{"b":1,"a":"x y"}"#);
+    // Compact text is kept as it is: spaces and escaped quotes inside strings, multi-byte
+    // characters; whitespace outside them (around the value too) goes.
+    let kept = r#"{"a":"say \"hi\" ","é":["x\\", "y"]}"#;
+    assert_eq!(
+        RawRecord::from_json_string(kept.replace(", ", ","))
+            .unwrap()
+            .as_str(),
+        r#"{"a":"say \"hi\" ","é":["x\\","y"]}"#
+    );
+    assert_eq!(
+        RawRecord::from_json_string(format!(" {kept}\n"))
+            .unwrap()
+            .as_str(),
+        r#"{"a":"say \"hi\" ","é":["x\\","y"]}"#
+    );
+    assert!(RawRecord::from_json_string("[1,".to_owned()).is_err());
     assert!(RawRecord::from_json_text("{not json").is_err());
     assert_eq!(
         RawRecord::from_value(&json!({"id": 5})).as_str(),

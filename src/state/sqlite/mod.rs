@@ -638,10 +638,20 @@ fn create_state_file(path: &Path, synchronous: Synchronous) -> Result<(), StateE
 
 fn initialise(temporary: &Path, synchronous: Synchronous) -> Result<(), StateError> {
     let conn = Connection::open(temporary).map_err(|e| classify(temporary, e))?;
+    // Before the first table (and WAL mode): a page size is fixed when the file is made.
+    conn.pragma_update(None, "page_size", PAGE_SIZE)
+        .map_err(|e| classify(temporary, e))?;
     let store = SqliteStore::prepare(conn, temporary.to_owned(), synchronous)?;
     // Closing the last connection checkpoints the WAL into the file and removes the -wal file.
     store.conn.close().map_err(|(_, e)| classify(temporary, e))
 }
+
+/// The page size of new state files; files made with SQLite's default (4096) keep theirs. A
+/// bulk poll writes its records twice (staging, then notification bodies) and reads them back
+/// once: with 4 KiB pages that was about 400,000 reads and writes of single pages for 200,000
+/// records, most of its system time. 16 KiB pages took a fifth off its CPU (1.7-1.8 s -> 1.4-1.5
+/// s); a 10,000-instance tick, whose small commits now write larger pages, about 5% more.
+const PAGE_SIZE: u32 = 16384;
 
 /// State files up to this size get SQLite's `PRAGMA quick_check` each time they are opened
 /// (it reads every page, so its cost grows with the file; not measured yet). Larger
