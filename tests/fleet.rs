@@ -474,7 +474,11 @@ async fn metrics_show_the_nodes_polls_and_leases_and_healthz_fails_when_the_data
     for _ in 0..3 {
         tokio::time::sleep(Duration::from_millis(200)).await;
         health = get(&address, "/healthz").await;
-        assert_eq!(health.0, 503, "a read-only database is unhealthy: {}", health.1);
+        assert_eq!(
+            health.0, 503,
+            "a read-only database is unhealthy: {}",
+            health.1
+        );
     }
     assert!(health.1.contains("read-only"), "{}", health.1);
     assert!(!health.1.contains(server.password()), "{}", health.1);

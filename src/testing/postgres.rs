@@ -30,7 +30,10 @@
 //!   `full_page_writes` are off (only a crash of the machine could lose the test data), parallel
 //!   query is off (a container's small `/dev/shm`), `max_connections` is 300 (several daemons and
 //!   parallel tests). As root (CI), `initdb`, `pg_ctl` and the server run as the `postgres` user,
-//!   which owns the folder: PostgreSQL refuses to run as root.
+//!   which owns the folder: PostgreSQL refuses to run as root. It has TLS when the `openssl`
+//!   program can make a CA and a certificate for 127.0.0.1 (it is part of Debian's PostgreSQL
+//!   install), so the tests' default `sslmode=prefer` connections go through rustls and
+//!   [`TestServer::tls_root`] lets a test ask for `verify-full`.
 //! - **Lifetime.** Rust tests have no global teardown, so the server is tied to the process by a
 //!   watchdog, started before `initdb`: `sh` blocked reading a pipe whose only write end this
 //!   process holds (close-on-exec, so no child inherits it). When the process exits, normally,
@@ -110,6 +113,9 @@ pub struct TestServer {
     port: u16,
     password: String,
     folder: PathBuf,
+    /// The CA that signed the server's certificate (for 127.0.0.1 and localhost), when it has
+    /// TLS.
+    tls_root: Option<PathBuf>,
     psql: PathBuf,
     startup: Duration,
     /// Never dropped (it lives in a static); its stdin is the pipe whose closing at exit stops
@@ -135,6 +141,12 @@ impl TestServer {
     /// The role's password, generated for this server (hex, nothing to escape in a URL).
     pub fn password(&self) -> &str {
         &self.password
+    }
+
+    /// The certificate of the CA that signed the server's (valid for 127.0.0.1 and localhost),
+    /// for `sslrootcert=`; `None` when the server runs without TLS (no `openssl` to make one).
+    pub fn tls_root(&self) -> Option<&Path> {
+        self.tls_root.as_deref()
     }
 
     /// How long [`server`] took to start this server (`initdb`, start, first connection).
@@ -274,7 +286,22 @@ fn start() -> Result<TestServer, Unavailable> {
     let _ = fs::remove_file(&password_file);
 
     let socket_folder = folder.to_string_lossy().replace('\'', "''");
-    let settings = format!("{SETTINGS}unix_socket_directories = '{socket_folder}'\n");
+    let mut settings = format!("{SETTINGS}unix_socket_directories = '{socket_folder}'\n");
+    // TLS when `openssl` can make a certificate: every `sslmode=prefer` connection of the tests
+    // (the default) then goes through rustls, and `tls_root()` lets a test verify the server.
+    let tls_root = match make_certificates(&folder, owner) {
+        Ok((root, settings_lines)) => {
+            settings.push_str(&settings_lines);
+            Some(root)
+        }
+        Err(why) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "PostgreSQL test server without TLS: {why}"
+            );
+            None
+        }
+    };
     fs::OpenOptions::new()
         .append(true)
         .open(data.join("postgresql.conf"))
@@ -293,10 +320,81 @@ fn start() -> Result<TestServer, Unavailable> {
         port,
         password,
         folder,
+        tls_root,
         psql: programs.psql,
         startup: began.elapsed(),
         _watchdog: watchdog,
     })
+}
+
+/// A CA and a server certificate signed by it (ECDSA P-256, valid two days, for 127.0.0.1 and
+/// localhost), made with the `openssl` program into `folder/tls`: the CA's certificate path and
+/// the `postgresql.conf` lines that turn TLS on.
+fn make_certificates(
+    folder: &Path,
+    owner: Option<(u32, u32)>,
+) -> Result<(PathBuf, String), String> {
+    let tls = folder.join("tls");
+    fs::create_dir(&tls).map_err(|e| format!("{}: {e}", tls.display()))?;
+    let path = |name: &str| tls.join(name).to_string_lossy().into_owned();
+    fs::write(
+        tls.join("server.ext"),
+        "subjectAltName = IP:127.0.0.1, DNS:localhost\nbasicConstraints = CA:FALSE\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let steps: [Vec<String>; 3] = [
+        ["req", "-x509"]
+            .iter()
+            .chain(&ec)
+            .map(|s| s.to_string())
+            .chain(["-days", "2", "-subj", "/CN=ocpoll test CA", "-keyout"].map(String::from))
+            .chain([path("ca.key"), "-out".into(), path("ca.pem")])
+            .collect(),
+        ["req"]
+            .iter()
+            .chain(&ec)
+            .map(|s| s.to_string())
+            .chain(["-subj", "/CN=localhost", "-keyout"].map(String::from))
+            .chain([path("server.key"), "-out".into(), path("server.csr")])
+            .collect(),
+        ["x509", "-req", "-days", "2", "-in"]
+            .map(String::from)
+            .into_iter()
+            .chain([
+                path("server.csr"),
+                "-CA".into(),
+                path("ca.pem"),
+                "-CAkey".into(),
+            ])
+            .chain([path("ca.key"), "-CAcreateserial".into(), "-out".into()])
+            .chain([path("server.pem"), "-extfile".into(), path("server.ext")])
+            .collect(),
+    ];
+    for args in steps {
+        let mut openssl = Command::new("openssl");
+        openssl.args(&args);
+        run(&mut openssl).map_err(|e| format!("openssl {}: {e}", args[0]))?;
+    }
+    // The server reads its key as its own user, and refuses one others can read.
+    let key = tls.join("server.key");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).map_err(|e| e.to_string())?;
+    for file in [&tls, &key, &tls.join("server.pem")] {
+        chown(file, owner).map_err(|e| format!("{}: {e}", file.display()))?;
+    }
+    let quote = |path: String| path.replace('\'', "''");
+    let lines = format!(
+        "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+        quote(path("server.pem")),
+        quote(path("server.key"))
+    );
+    Ok((tls.join("ca.pem"), lines))
 }
 
 /// `pg_ctl start` on a free port, trying another port when the chosen one was taken between

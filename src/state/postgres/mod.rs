@@ -477,9 +477,8 @@ impl PgStore {
     /// schema row with its own values: one row, no change in meaning.
     pub fn check_writable(&self) -> Result<(), StateError> {
         self.call(|session| {
-            session.run(|client| {
-                client.batch_execute("UPDATE ocpoll_schema SET version = version")
-            })?;
+            session
+                .run(|client| client.batch_execute("UPDATE ocpoll_schema SET version = version"))?;
             Ok(())
         })
     }

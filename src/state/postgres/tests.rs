@@ -7,6 +7,7 @@
 //! database.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 
@@ -733,6 +734,43 @@ fn sslmode_prefer_falls_back_and_require_insists() {
             assert!(error.to_string().contains("TLS"), "{error}");
         }
     }
+}
+
+/// TLS against the test server's own CA (it has TLS when `openssl` could make its
+/// certificate): `verify-full` with `sslrootcert` connects over TLS to 127.0.0.1, which the
+/// certificate names; a root that did not sign the server's certificate is refused; `prefer`,
+/// the default, uses TLS too.
+#[test]
+fn verify_full_connects_with_the_servers_ca_and_refuses_another_root() {
+    let Some(server) = crate::testing::postgres::server() else {
+        return;
+    };
+    let Some(root) = server.tls_root() else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: the test server has no TLS (no openssl)"
+        );
+        return;
+    };
+    let url = server.fresh_database();
+    let ssl_in_use = |store: &PgStore| {
+        store.count_sql("SELECT count(*) FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl")
+            == 1
+    };
+    let verified = format!("{url}?sslmode=verify-full&sslrootcert={}", root.display());
+    let store = PgStore::connect(&settings(&verified), true).unwrap();
+    assert!(ssl_in_use(&store), "verify-full uses TLS");
+    let preferred = PgStore::connect(&settings(&url), false).unwrap();
+    assert!(
+        ssl_in_use(&preferred),
+        "prefer uses TLS when the server offers it"
+    );
+    // The server's own certificate as the root: it did not sign itself.
+    let wrong = root.with_file_name("server.pem");
+    let refused = format!("{url}?sslmode=verify-full&sslrootcert={}", wrong.display());
+    let error = PgStore::connect(&settings(&refused), false).unwrap_err();
+    assert!(error.to_string().contains("TLS"), "{error}");
+    assert!(!error.to_string().contains(server.password()), "{error}");
 }
 
 /// The password as libpq users give it, against the real server: a `${env:..}` reference in
