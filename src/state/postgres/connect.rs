@@ -166,6 +166,8 @@ fn decode(text: &str) -> String {
 }
 
 /// Resolves a whole-value `${env:NAME}` / `${file:PATH}` reference (None: not a reference).
+/// `[secrets]` does not limit it: it limits what instance files may read, and this URL is the
+/// operator's own configuration.
 /// A file's one trailing newline is removed, as for instance files.
 fn resolve_reference(
     raw: &str,
@@ -177,7 +179,8 @@ fn resolve_reference(
         return Some(secrets.env(name).filter(|v| !v.is_empty()).ok_or_else(|| {
             config_error(
                 location,
-                format!("the password refers to ${{env:{name}}}, which is not set"),
+                // The one wording of an unresolved reference (as for instance files).
+                format!("unresolved secret: set {name}"),
             )
         }));
     }
@@ -192,7 +195,7 @@ fn resolve_reference(
             .map_err(|e| {
                 config_error(
                     location,
-                    format!("the password file {path} cannot be read ({e})"),
+                    format!("unresolved secret: file {path} not readable ({e})"),
                 )
             }),
     )
