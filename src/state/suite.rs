@@ -91,7 +91,7 @@ fn count_sql(store: &Store, sql: &'static str) -> i64 {
     }
 }
 
-fn at(seconds: i64) -> DateTime<Utc> {
+pub(super) fn at(seconds: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_800_000_000 + seconds, 0).unwrap()
 }
 
@@ -99,11 +99,11 @@ fn nanos(time: DateTime<Utc>) -> i64 {
     time.timestamp_nanos_opt().unwrap()
 }
 
-fn key(instance: &str, resource: &str) -> ResourceKey {
+pub(super) fn key(instance: &str, resource: &str) -> ResourceKey {
     ResourceKey::new(instance, resource, &BTreeMap::new())
 }
 
-fn event(id: &str, updated: Option<i64>) -> StagedEvent {
+pub(super) fn event(id: &str, updated: Option<i64>) -> StagedEvent {
     StagedEvent {
         record_id: id.to_owned(),
         updated,
@@ -115,7 +115,7 @@ fn event(id: &str, updated: Option<i64>) -> StagedEvent {
     }
 }
 
-fn outcome(watermark: Option<DateTime<Utc>>, seen_floor: Option<i64>) -> PollOutcome {
+pub(super) fn outcome(watermark: Option<DateTime<Utc>>, seen_floor: Option<i64>) -> PollOutcome {
     PollOutcome {
         watermark,
         seen_floor,
@@ -128,7 +128,7 @@ fn outcome(watermark: Option<DateTime<Utc>>, seen_floor: Option<i64>) -> PollOut
     }
 }
 
-fn notification(id: &str, instance: &str, body: &[u8], events: u32) -> NewNotification {
+pub(super) fn notification(id: &str, instance: &str, body: &[u8], events: u32) -> NewNotification {
     NewNotification {
         id: id.to_owned(),
         instance: instance.to_owned(),
@@ -138,14 +138,13 @@ fn notification(id: &str, instance: &str, body: &[u8], events: u32) -> NewNotifi
     }
 }
 
-/// Commits `poll` with one notification per staged event, its body the event's raw bytes.
-fn commit_one_per_event(
-    store: &mut Store,
-    poll: PollId,
+/// Commits a poll's `commit` with one notification per staged event, its body the event's
+/// raw bytes (either backend's transaction, so each backend's own tests use it too).
+pub(super) fn commit_one_per_event(
+    commit: CommitTxn<'_>,
     instance: &str,
     outcome: PollOutcome,
 ) -> Vec<String> {
-    let commit = store.begin_commit(poll).unwrap();
     let mut ids = Vec::new();
     commit
         .for_each_staged(|staged| -> Result<(), StateError> {
@@ -164,6 +163,16 @@ fn commit_one_per_event(
         .unwrap();
     commit.finish(outcome).unwrap();
     ids
+}
+
+/// [`commit_one_per_event`] of `poll`.
+fn commit_poll(
+    store: &mut Store,
+    poll: PollId,
+    instance: &str,
+    outcome: PollOutcome,
+) -> Vec<String> {
+    commit_one_per_event(store.begin_commit(poll).unwrap(), instance, outcome)
 }
 
 fn staging_rows(store: &Store) -> i64 {
@@ -226,7 +235,7 @@ fn a_poll_commits_events_watermark_and_seen_pairs_in_order(store: &mut Store) {
     let second_page = [again, event("c", Some(t(20))), event("a", Some(t(30)))];
     assert_eq!(store.stage_events(poll, &second_page).unwrap(), 2);
 
-    let ids = commit_one_per_event(
+    let ids = commit_poll(
         store,
         poll,
         "crm",
@@ -285,19 +294,19 @@ fn seen_pairs_are_old_union_new_above_the_floor(store: &mut Store) {
     store
         .stage_events(poll, &[event("a", Some(10)), event("b", Some(20))])
         .unwrap();
-    commit_one_per_event(store, poll, "crm", outcome(None, Some(10)));
+    commit_poll(store, poll, "crm", outcome(None, Some(10)));
     let poll = store.begin_poll(&k).unwrap();
     store
         .stage_events(poll, &[event("c", Some(25)), event("d", Some(5))])
         .unwrap();
-    commit_one_per_event(store, poll, "crm", outcome(None, Some(20)));
+    commit_poll(store, poll, "crm", outcome(None, Some(20)));
     let seen = store.seen_pairs(&k).unwrap();
     let expected: HashSet<_> = [("b".to_owned(), 20), ("c".to_owned(), 25)].into();
     assert_eq!(seen, expected);
 
     // No floor keeps none.
     let poll = store.begin_poll(&k).unwrap();
-    commit_one_per_event(store, poll, "crm", outcome(None, None));
+    commit_poll(store, poll, "crm", outcome(None, None));
     assert!(store.seen_pairs(&k).unwrap().is_empty());
 }
 
@@ -321,7 +330,7 @@ fn dropping_the_commit_rolls_everything_back(store: &mut Store) {
     assert_eq!(store.resource_state(&k).unwrap().unwrap().watermark, None);
     assert!(store.seen_pairs(&k).unwrap().is_empty());
     // The staging survives the rollback, so the same poll can still commit...
-    let ids = commit_one_per_event(store, poll, "crm", outcome(Some(at(0)), Some(0)));
+    let ids = commit_poll(store, poll, "crm", outcome(Some(at(0)), Some(0)));
     assert_eq!(ids.len(), 1);
 }
 
@@ -346,7 +355,7 @@ fn a_new_poll_of_the_same_resource_discards_the_unfinished_one(store: &mut Store
         Err(StateError::PollGone(_))
     ));
     store.stage_events(new, &[event("c", Some(12))]).unwrap();
-    let ids = commit_one_per_event(store, new, "crm", outcome(Some(at(0)), Some(0)));
+    let ids = commit_poll(store, new, "crm", outcome(Some(at(0)), Some(0)));
     assert_eq!(
         ids,
         [String::from("n-c-12")],
@@ -354,7 +363,7 @@ fn a_new_poll_of_the_same_resource_discards_the_unfinished_one(store: &mut Store
     );
 
     // The other resource's poll was not touched.
-    let ids = commit_one_per_event(store, other_poll, "crm", outcome(None, None));
+    let ids = commit_poll(store, other_poll, "crm", outcome(None, None));
     assert_eq!(ids, [String::from("n-x-1")]);
 }
 
@@ -373,7 +382,7 @@ fn a_failed_poll_records_its_error_and_leaves_the_watermark(store: &mut Store) {
     let k = key("crm", "contacts");
     let poll = store.begin_poll(&k).unwrap();
     store.stage_events(poll, &[event("a", Some(10))]).unwrap();
-    commit_one_per_event(store, poll, "crm", outcome(Some(at(10)), Some(10)));
+    commit_poll(store, poll, "crm", outcome(Some(at(10)), Some(10)));
 
     let poll = store.begin_poll(&k).unwrap();
     store.stage_events(poll, &[event("b", Some(20))]).unwrap();
@@ -646,7 +655,7 @@ fn store_with_three_instances(store: &mut Store) {
     for (i, k) in keys.iter().enumerate() {
         let poll = store.begin_poll(k).unwrap();
         store.stage_events(poll, &[event("1", Some(100))]).unwrap();
-        commit_one_per_event(
+        commit_poll(
             store,
             poll,
             &k.instance,

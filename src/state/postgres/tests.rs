@@ -6,14 +6,13 @@
 //! backends. Then what only PostgreSQL has: migrations, settings, and two nodes on one
 //! database.
 
-use std::collections::BTreeMap;
 use std::io::Write;
 
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use chrono::{TimeDelta, Utc};
 
 use super::super::*;
 use super::*;
-use crate::detect::EventType;
+use crate::state::suite::{at, commit_one_per_event, event, key, notification, outcome};
 
 /// A new empty database on the test server (`crate::testing::postgres`), or None: PostgreSQL
 /// is not installed, and the test is skipped (the harness says so on stderr).
@@ -44,77 +43,6 @@ impl PgStore {
             .unwrap()
             .get(0)
     }
-}
-
-fn at(seconds: i64) -> DateTime<Utc> {
-    Utc.timestamp_opt(1_800_000_000 + seconds, 0).unwrap()
-}
-
-fn key(instance: &str, resource: &str) -> ResourceKey {
-    ResourceKey::new(instance, resource, &BTreeMap::new())
-}
-
-fn event(id: &str, updated: Option<i64>) -> StagedEvent {
-    StagedEvent {
-        record_id: id.to_owned(),
-        updated,
-        kind: StagedKind::Event(EventType::Updated),
-        date: "2027-01-15T08:00:00Z".to_owned(),
-        path_params_json: None,
-        raw: format!(r#"{{"id":"{id}"}}"#).into_bytes(),
-        hash: None,
-    }
-}
-
-fn outcome(watermark: Option<DateTime<Utc>>, seen_floor: Option<i64>) -> PollOutcome {
-    PollOutcome {
-        watermark,
-        seen_floor,
-        window_floor: None,
-        next_due_at: Some(at(600)),
-        records_read: 3,
-        events: 2,
-        polled_at: at(1),
-        problems: None,
-    }
-}
-
-fn notification(id: &str, instance: &str, body: &[u8], events: u32) -> NewNotification {
-    NewNotification {
-        id: id.to_owned(),
-        instance: instance.to_owned(),
-        body: body.to_vec(),
-        events,
-        created_at: at(2),
-    }
-}
-
-/// Commits `poll` with one notification per staged event, its body the event's raw bytes.
-fn commit_one_per_event(
-    store: &mut PgStore,
-    poll: PollId,
-    instance: &str,
-    outcome: PollOutcome,
-) -> Vec<String> {
-    let commit = store.begin_commit(poll).unwrap();
-    let mut ids = Vec::new();
-    commit
-        .for_each_staged(|staged| -> Result<(), StateError> {
-            let id = match instance {
-                "crm" => format!("n-{}-{}", staged.record_id, staged.updated.unwrap_or(0)),
-                other => format!(
-                    "{other}-{}-{}",
-                    staged.record_id,
-                    staged.updated.unwrap_or(0)
-                ),
-            };
-            commit.insert_notification(notification(&id, instance, &staged.raw, 1))?;
-            ids.push(id);
-            Ok(())
-        })
-        .unwrap();
-    commit.finish(outcome).unwrap();
-    ids
 }
 
 fn staging_rows(store: &PgStore) -> i64 {
@@ -379,7 +307,11 @@ fn a_poll_lease_is_exclusive_until_it_expires_then_taken_over() {
     // B polls and commits: the commit releases the lease; the next claim is not due yet.
     let poll = b.begin_poll(&k).unwrap();
     b.stage_events(poll, &[event("1", Some(1))]).unwrap();
-    commit_one_per_event(&mut b, poll, "crm", outcome(Some(at(50)), Some(1)));
+    commit_one_per_event(
+        CommitTxn::Postgres(b.begin_commit(poll).unwrap()),
+        "crm",
+        outcome(Some(at(50)), Some(1)),
+    );
     assert_eq!(
         a.claim_poll(&k, &node_a, &file, LEASE, at(100)).unwrap(),
         PollClaim::NotDue {
@@ -535,7 +467,11 @@ fn discarding_unfinished_polls_spares_another_live_nodes_poll() {
         b.begin_commit(dead_poll),
         Err(StateError::PollGone(_))
     ));
-    let ids = commit_one_per_event(&mut b, their_poll, "crm", outcome(None, None));
+    let ids = commit_one_per_event(
+        CommitTxn::Postgres(b.begin_commit(their_poll).unwrap()),
+        "crm",
+        outcome(None, None),
+    );
     assert_eq!(ids, ["n-2-2"], "node b's poll was left alone");
 }
 
@@ -639,7 +575,11 @@ fn ten_thousand_events_commit_in_batches() {
         assert_eq!(store.stage_events(poll, &events).unwrap(), 500);
     }
     let staged = started.elapsed();
-    let ids = commit_one_per_event(&mut store, poll, "crm", outcome(Some(at(9)), Some(0)));
+    let ids = commit_one_per_event(
+        CommitTxn::Postgres(store.begin_commit(poll).unwrap()),
+        "crm",
+        outcome(Some(at(9)), Some(0)),
+    );
     let elapsed = started.elapsed();
     assert_eq!(ids.len(), total);
     assert_eq!(store.outbox_pending().unwrap(), total as u64);
@@ -851,7 +791,11 @@ fn two_nodes_polling_the_same_resources_at_once_poll_each_once() {
                             next_due_at: Some(at(5000)),
                             ..outcome(Some(at(1)), Some(1))
                         };
-                        commit_one_per_event(&mut store, poll, "crm", outcome);
+                        commit_one_per_event(
+                            CommitTxn::Postgres(store.begin_commit(poll).unwrap()),
+                            "crm",
+                            outcome,
+                        );
                         polled.push(k.resource.clone());
                     }
                     PollClaim::Held { .. } | PollClaim::NotDue { .. } => {}

@@ -4,80 +4,8 @@ use super::*;
 use crate::state::*;
 // These tests are of the SQLite backend itself (its file, its connection).
 use super::SqliteStore as Store;
-use crate::detect::EventType;
-use chrono::TimeZone;
+use crate::state::suite::{at, commit_one_per_event, event, key, notification, outcome};
 use std::os::unix::fs::PermissionsExt;
-
-fn at(seconds: i64) -> DateTime<Utc> {
-    Utc.timestamp_opt(1_800_000_000 + seconds, 0).unwrap()
-}
-
-fn key(instance: &str, resource: &str) -> ResourceKey {
-    ResourceKey::new(instance, resource, &BTreeMap::new())
-}
-
-fn event(id: &str, updated: Option<i64>) -> StagedEvent {
-    StagedEvent {
-        record_id: id.to_owned(),
-        updated,
-        kind: StagedKind::Event(EventType::Updated),
-        date: "2027-01-15T08:00:00Z".to_owned(),
-        path_params_json: None,
-        raw: format!(r#"{{"id":"{id}"}}"#).into_bytes(),
-        hash: None,
-    }
-}
-
-fn outcome(watermark: Option<DateTime<Utc>>, seen_floor: Option<i64>) -> PollOutcome {
-    PollOutcome {
-        watermark,
-        seen_floor,
-        window_floor: None,
-        next_due_at: Some(at(600)),
-        records_read: 3,
-        events: 2,
-        polled_at: at(1),
-        problems: None,
-    }
-}
-
-fn notification(id: &str, instance: &str, body: &[u8], events: u32) -> NewNotification {
-    NewNotification {
-        id: id.to_owned(),
-        instance: instance.to_owned(),
-        body: body.to_vec(),
-        events,
-        created_at: at(2),
-    }
-}
-
-/// Commits `poll` with one notification per staged event, its body the event's raw bytes.
-fn commit_one_per_event(
-    store: &mut Store,
-    poll: PollId,
-    instance: &str,
-    outcome: PollOutcome,
-) -> Vec<String> {
-    let commit = store.begin_commit(poll).unwrap();
-    let mut ids = Vec::new();
-    commit
-        .for_each_staged(|staged| -> Result<(), StateError> {
-            let id = match instance {
-                "crm" => format!("n-{}-{}", staged.record_id, staged.updated.unwrap_or(0)),
-                other => format!(
-                    "{other}-{}-{}",
-                    staged.record_id,
-                    staged.updated.unwrap_or(0)
-                ),
-            };
-            commit.insert_notification(notification(&id, instance, &staged.raw, 1))?;
-            ids.push(id);
-            Ok(())
-        })
-        .unwrap();
-    commit.finish(outcome).unwrap();
-    ids
-}
 
 fn staging_rows(store: &Store) -> i64 {
     store
@@ -112,7 +40,11 @@ fn open_creates_a_private_wal_file_and_its_folders_and_reopens_it() {
         assert_eq!(synchronous, 2, "FULL");
         let poll = store.begin_poll(&key("crm", "contacts")).unwrap();
         store.stage_events(poll, &[event("1", Some(5))]).unwrap();
-        commit_one_per_event(&mut store, poll, "crm", outcome(Some(at(5)), Some(0)));
+        commit_one_per_event(
+            CommitTxn::Sqlite(store.begin_commit(poll).unwrap()),
+            "crm",
+            outcome(Some(at(5)), Some(0)),
+        );
         // The -wal file exists while a connection is open and inherits the file's mode.
         let wal = dir.path().join("deep/er/state.db-wal");
         let wal_mode = std::fs::metadata(&wal).unwrap().permissions().mode();
@@ -187,7 +119,11 @@ fn populated_state_file(path: &Path) {
             .map(|i| event(&format!("{i}-{}", "x".repeat(40)), Some(i)))
             .collect();
         store.stage_events(poll, &events).unwrap();
-        commit_one_per_event(&mut store, poll, &name, outcome(Some(at(9)), Some(0)));
+        commit_one_per_event(
+            CommitTxn::Sqlite(store.begin_commit(poll).unwrap()),
+            &name,
+            outcome(Some(at(9)), Some(0)),
+        );
     }
     drop(store);
     assert!(
