@@ -199,6 +199,14 @@ async fn poll_and_deliver(
     let mut runner = PollRunner::new(config, Arc::clone(&store))
         .map_err(|e| e.to_string())?
         .with_fleet(fleet.clone());
+    // In a fleet, this tick's leases are renewed while it runs, as a daemon's are.
+    let (stop_renewal, renewal_stopped) = tokio::sync::oneshot::channel::<()>();
+    let renewal = fleet.clone().map(|fleet| {
+        let stopped = async move {
+            let _ = renewal_stopped.await;
+        };
+        tokio::spawn(fleet.renew_until(Arc::clone(&store), stopped))
+    });
     let delivery = Delivery::with_egress(store, config.delivery_policy(), config.http.egress())
         .map(|delivery| Arc::new(delivery.with_fleet(fleet)))
         .map_err(|error| error.to_string())?;
@@ -221,7 +229,12 @@ async fn poll_and_deliver(
         &ended,
         args.deliver_timeout,
     );
-    Ok(tokio::join!(polls, deliveries))
+    let results = tokio::join!(polls, deliveries);
+    let _ = stop_renewal.send(());
+    if let Some(renewal) = renewal {
+        let _ = renewal.await;
+    }
+    Ok(results)
 }
 
 fn load_instances(config: &Config) -> Result<Vec<LoadedFile>, CommandError> {
