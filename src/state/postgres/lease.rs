@@ -80,6 +80,13 @@ fn held_by(
     ))
 }
 
+/// Whether a lease row another transaction has locked right now (another node claiming it) is
+/// still `node`'s own, unexpired: then `node` keeps it (its renewal extends it) rather than
+/// taking itself for a stranger and giving its work up.
+fn still_ours(held: &(String, String), node: &str, now: &str) -> bool {
+    held.0 == node && held.1.as_str() > now
+}
+
 /// The answer for a lease whose previous holder is `holder`: held by another live node, or
 /// free (with whether taking it is a takeover).
 fn judge(
@@ -189,14 +196,17 @@ impl PgStore {
                 )?;
                 let holder = match lease_state(row) {
                     LeaseRow::Locked => {
-                        let (other, until) = held_by(
+                        let held = held_by(
                             &mut tx,
                             "SELECT node, expires_at FROM poll_lease WHERE resource_id = $1",
                             &resource_id,
                             &now,
                         )?;
                         tx.commit()?;
-                        return Ok(Answer::Held(other, until));
+                        if still_ours(&held, &node, &now) {
+                            return Ok(Answer::Claim(PollClaim::Granted { takeover: false }));
+                        }
+                        return Ok(Answer::Held(held.0, held.1));
                     }
                     LeaseRow::Free { holder } => holder,
                 };
@@ -291,6 +301,9 @@ impl PgStore {
                             &now,
                         )?;
                         tx.commit()?;
+                        if still_ours(&held, &node, &now) {
+                            return Ok(Ok(false));
+                        }
                         return Ok(Err(held));
                     }
                     LeaseRow::Free { holder } => holder,

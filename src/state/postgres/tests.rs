@@ -386,6 +386,59 @@ fn a_node_with_an_older_copy_of_the_instance_file_polls_nothing_of_it() {
     );
 }
 
+/// A node whose lease row another node is claiming at that very moment (the row locked, so its
+/// own claim skips it) still holds its unexpired lease: it must not take itself for a stranger
+/// and give the queue up (the fleet bench lost a notification that way: the holder stopped,
+/// and the other node saw an unexpired lease and skipped the queue).
+#[test]
+fn a_lease_locked_by_another_nodes_claim_is_still_its_holders() {
+    let Some((mut a, b)) = two_nodes() else {
+        return;
+    };
+    let node_a = a.node().clone();
+    let key = key("crm", "contacts");
+    assert_eq!(
+        a.claim_delivery("crm", &node_a, LEASE, at(0)).unwrap(),
+        DeliveryClaim::Granted { takeover: false }
+    );
+    assert_eq!(
+        a.claim_poll(&key, &node_a, &config("h", 1), LEASE, at(0))
+            .unwrap(),
+        PollClaim::Granted { takeover: false }
+    );
+    // B holds both rows locked, as its claim does between its SELECT and its commit.
+    b.call(|session| {
+        session.begin()?;
+        session.run(|client| {
+            client.batch_execute(
+                "SELECT 1 FROM delivery_lease FOR UPDATE; SELECT 1 FROM poll_lease FOR UPDATE",
+            )
+        })
+    })
+    .unwrap();
+    assert_eq!(
+        a.claim_delivery("crm", &node_a, LEASE, at(5)).unwrap(),
+        DeliveryClaim::Granted { takeover: false },
+        "still A's"
+    );
+    assert_eq!(
+        a.claim_poll(&key, &node_a, &config("h", 1), LEASE, at(5))
+            .unwrap(),
+        PollClaim::Granted { takeover: false },
+        "still A's"
+    );
+    // Expired meanwhile, it is not A's to keep without the row: Held by the claimer.
+    assert!(matches!(
+        a.claim_delivery("crm", &node_a, LEASE, at(31)).unwrap(),
+        DeliveryClaim::Held { .. }
+    ));
+    b.call(|session| {
+        session.rollback();
+        Ok(())
+    })
+    .unwrap();
+}
+
 #[test]
 fn the_delivery_lease_is_exclusive_and_checked_before_sending() {
     let Some((mut a, mut b)) = two_nodes() else {
