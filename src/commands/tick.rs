@@ -6,6 +6,7 @@ use crate::cli::TickArgs;
 use crate::commands::{Access, CommandError, exit, open_state, runtime, take_lock};
 use crate::config::Config;
 use crate::daemon::logging;
+use crate::fleet::Skipped;
 use crate::instance::{self, Instance, LoadedFile, UnresolvedSecrets};
 use crate::outbox::deliver::{DeliverError, Delivery, DeliverySummary, Recipient};
 use crate::poll::{PollReport, PollTarget};
@@ -355,12 +356,19 @@ fn print_summary(out: &mut impl Write, results: &[(PollTarget, PollReport)], sta
     ];
     let _ = super::write_table(out, &header, &rows);
     let failed = results.iter().filter(|(_, r)| r.error.is_some()).count();
+    let skipped = results.iter().filter(|(_, r)| r.skipped.is_some()).count();
     let events: u64 = results.iter().map(|(_, r)| r.events).sum();
     let notifications: u64 = results.iter().map(|(_, r)| r.notifications).sum();
+    // Only a fleet skips: there, what other nodes polled is said apart.
+    let others = if skipped > 0 {
+        format!(", {skipped} left to other nodes")
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "{} polled, {} failed; {events} events in {notifications} notifications written to the outbox ({}).",
-        results.len(),
+        "{} polled{others}, {} failed; {events} events in {notifications} notifications written to the outbox ({}).",
+        results.len() - skipped,
         failed,
         state
     );
@@ -369,6 +377,14 @@ fn print_summary(out: &mut impl Write, results: &[(PollTarget, PollReport)], sta
 fn result_text(report: &PollReport) -> String {
     if let Some(error) = &report.error {
         return format!("failed: {error}");
+    }
+    match &report.skipped {
+        Some(Skipped::NotDue(_)) => return "skipped: another node polled it".to_owned(),
+        Some(Skipped::Held { node, .. }) => return format!("skipped: {node} polls it"),
+        Some(Skipped::StaleConfig) => {
+            return "skipped: another node has a newer copy of the instance file".to_owned();
+        }
+        None => {}
     }
     let outcome = if report.baseline { "baseline" } else { "ok" };
     if report.problem_count == 0 {
