@@ -27,7 +27,8 @@
 //! Correctness is checked inside the bench, so a broken fleet cannot produce a good figure:
 //! every changed record must reach the receiver (deduplicated by eventId), with valid
 //! signatures, no change under two eventIds, each instance polled once per tick round (the
-//! provider's requests are counted per instance), and every tick must exit 0.
+//! provider's requests are counted per instance), and every tick must exit 0; after a kill, the
+//! other node must not poll before the lease it was told expires, and must log the takeover.
 //!
 //! The test server runs with `fsync` and `synchronous_commit` off (src/testing/postgres.rs):
 //! the database's figures are its CPU and round trips, not a disk's syncs.
@@ -729,6 +730,11 @@ fn round(binary: &Path, pg: &TestServer, db: &DbServer, shape: &Shape, nodes: us
     finish(dir, pg, database_name(&url));
     // Checked after printing, so a failure shows the figures that led to it.
     assert_eq!(unpolled, 0, "{} instances were never polled", unpolled);
+    // Each poll claimed once: a second poll of an instance means a lease did not hold.
+    assert_eq!(
+        result.polled_twice, 0,
+        "instances polled by more than one node"
+    );
     result.tally.check(shape.expected_events());
     result
 }
@@ -1216,6 +1222,14 @@ fn takeover(binary: &Path, pg: &TestServer, lease: Option<u64>, kills: usize) ->
             result.to_commit.as_secs_f64(),
             killed.elapsed()
         );
+        // A lease that did not hold would make a fine figure: the other node must have waited
+        // for the expiry it was told (a clock's worth of slack), and said it took over.
+        assert!(
+            result.to_start.as_secs_f64() >= lease_left - 0.1,
+            "the other node polled {:.2}s after the kill, before the lease's expiry ({lease_left:.2}s)",
+            result.to_start.as_secs_f64()
+        );
+        assert!(takeover_logged, "the other node did not log a takeover");
         results.push(result);
         restarts[victim] += 1;
         nodes[victim] = Daemon::start(
