@@ -30,6 +30,9 @@
 //! provider's requests are counted per instance), and every tick must exit 0; after a kill, the
 //! other node must not poll before the lease it was told expires, and must log the takeover.
 //!
+//! When a round's changes did not all arrive, the bench prints the outbox rows left in the
+//! database with their instance's delivery lease (`UNDELIVERED ...`) before it fails.
+//!
 //! The test server runs with `fsync` and `synchronous_commit` off (src/testing/postgres.rs):
 //! the database's figures are its CPU and round trips, not a disk's syncs.
 //!
@@ -708,6 +711,9 @@ fn round(binary: &Path, pg: &TestServer, db: &DbServer, shape: &Shape, nodes: us
         .filter(|name| !per_instance.contains_key(*name))
         .count();
     let tally = Tally::of(&receiver.received(), received_before);
+    if tally.distinct_records < shape.expected_events() {
+        undelivered(pg, &url, log_statements.then_some(log_before));
+    }
     let result = Round {
         shape: shape.name,
         nodes,
@@ -737,6 +743,41 @@ fn round(binary: &Path, pg: &TestServer, db: &DbServer, shape: &Shape, nodes: us
     );
     result.tally.check(shape.expected_events());
     result
+}
+
+/// What the database says of the notifications no node delivered: each one, its instance's
+/// delivery lease, and (with `BENCH_FLEET_LOG_STATEMENTS`) the server's log lines naming that
+/// instance since `log_from`, which show which backend claimed its lease when.
+fn undelivered(pg: &TestServer, url: &str, log_from: Option<u64>) {
+    let db = database_name(url);
+    let rows = pg.psql(
+        db,
+        "SELECT o.instance, o.id, o.created_at, o.attempts, o.next_attempt_at, o.dead, \
+         l.node, l.expires_at FROM outbox o LEFT JOIN delivery_lease l USING (instance) \
+         ORDER BY o.seq",
+    );
+    println!(
+        "  UNDELIVERED (instance | id | created | attempts | next attempt | dead | lease node | lease until):"
+    );
+    for row in rows.lines() {
+        println!("    {row}");
+    }
+    let Some(from) = log_from else { return };
+    let log = std::fs::read(pg.log_path()).unwrap_or_default();
+    let text = String::from_utf8_lossy(&log[(from as usize).min(log.len())..]).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    for row in rows.lines() {
+        let instance = row.split('|').next().unwrap_or_default();
+        println!("  server log naming {instance} (with the statement before each):");
+        for (index, line) in lines.iter().enumerate() {
+            if line.contains(&format!("'{instance}'")) {
+                if index > 0 {
+                    println!("    {}", lines[index - 1]);
+                }
+                println!("    {line}");
+            }
+        }
+    }
 }
 
 /// Transactions committed and rolled back in the round's database so far.
