@@ -402,7 +402,7 @@ struct Node {
     peak_rss_kib: u64,
     /// `poll` lines in its log (polls it ran and committed).
     polls: usize,
-    /// Its summary lines: "N polled, ..." (skipped polls included) and "Delivery: ...".
+    /// Its summary lines: "N polled, M left to other nodes, ..." and "Delivery: ...".
     polled_line: String,
     delivery_line: String,
 }
