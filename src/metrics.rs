@@ -173,6 +173,7 @@ pub struct Metrics {
     oauth_revoked: Family<InstanceLabels, Gauge>,
     fleet_polls: Family<NodeLabels, Gauge>,
     fleet_skipped: Family<NodeLabels, Gauge>,
+    fleet_stale: Family<NodeLabels, Gauge>,
     fleet_takeovers: Family<NodeLabels, Gauge>,
     fleet_leases: Family<LeaseLabels, Gauge>,
 }
@@ -206,6 +207,7 @@ impl Metrics {
             oauth_revoked: Family::default(),
             fleet_polls: Family::default(),
             fleet_skipped: Family::default(),
+            fleet_stale: Family::default(),
             fleet_takeovers: Family::default(),
             fleet_leases: Family::default(),
         };
@@ -322,6 +324,12 @@ impl Metrics {
             self.fleet_skipped.clone(),
         );
         r.register(
+            "fleet_polls_stale_file",
+            "With a PostgreSQL state: polls refused because this node's copy of the instance \
+             file is older than another node's",
+            self.fleet_stale.clone(),
+        );
+        r.register(
             "fleet_lease_takeovers",
             "With a PostgreSQL state: leases this node took over from a node whose lease expired",
             self.fleet_takeovers.clone(),
@@ -349,6 +357,9 @@ impl Metrics {
         self.fleet_skipped
             .get_or_create(&node)
             .set(as_gauge(counts.skipped.load(Relaxed)));
+        self.fleet_stale
+            .get_or_create(&node)
+            .set(as_gauge(counts.stale_config.load(Relaxed)));
         self.fleet_takeovers
             .get_or_create(&node)
             .set(as_gauge(counts.takeovers.load(Relaxed)));

@@ -349,6 +349,7 @@ fn a_fleet_node_shows_its_polls_takeovers_and_leases() {
     fleet.counts.polls.store(7, Relaxed);
     fleet.counts.skipped.store(3, Relaxed);
     fleet.counts.takeovers.store(2, Relaxed);
+    fleet.counts.stale_config.store(5, Relaxed);
     fleet.counts.held_polls.store(4, Relaxed);
     fleet.counts.held_deliveries.store(1, Relaxed);
     metrics.set_fleet(&fleet);
@@ -364,6 +365,13 @@ fn a_fleet_node_shows_its_polls_takeovers_and_leases() {
             &format!(r#"ocpoll_fleet_polls_skipped{{node="{node}"}}"#)
         ),
         Some(3.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            &format!(r#"ocpoll_fleet_polls_stale_file{{node="{node}"}}"#)
+        ),
+        Some(5.0)
     );
     assert_eq!(
         sample(
