@@ -7,7 +7,7 @@
 //!   resource each on the shared loopback mock provider, one changed record each after a
 //!   baseline. For each node count: a fresh database, `ocpoll state migrate`, a baseline tick
 //!   (one process), the resources' next-due times cleared in the database (as if the interval
-//!   had passed), one record changed, then N `ocpoll tick --all` processes started at once.
+//!   had passed), one record changed, then N `ocpoll tick` processes started at once.
 //!   They split the polls by leases: a poll claimed by one is `Held` (being polled) or `NotDue`
 //!   (polled already) for the others. Figures: wall time from the start to the last exit,
 //!   instances/s, CPU seconds per node and in total, CPU per instance, and the database
@@ -308,7 +308,7 @@ fn is_postgres(pid: libc::pid_t, folder: &str) -> bool {
 }
 
 // -------------------------------------------------------------------------------------------
-// Tick and events: N concurrent `ocpoll tick --all`
+// Tick and events: N concurrent `ocpoll tick`
 // -------------------------------------------------------------------------------------------
 
 struct Shape {
@@ -543,8 +543,8 @@ fn round(binary: &Path, pg: &TestServer, db: &DbServer, shape: &Shape, nodes: us
         &["tick", "--all"],
         "the baseline tick",
     );
-    // As if the interval had passed: every resource due again (a fleet's tick polls only what
-    // the database says is due, `--all` or not).
+    // As if the interval had passed: every resource due again. The measured ticks run without
+    // `--all`: in a fleet `tick --all` polls even what another node has just polled.
     pg.psql(
         database_name(&url),
         "UPDATE resource_state SET next_due_at = NULL",
@@ -576,7 +576,7 @@ fn round(binary: &Path, pg: &TestServer, db: &DbServer, shape: &Shape, nodes: us
     let mut children: Vec<Child> = (0..nodes)
         .map(|n| {
             wrapped(binary, dir.path(), &url, n)
-                .args(["--log-format", "json", "-v", "tick", "--all"])
+                .args(["--log-format", "json", "-v", "tick"])
                 .stdout(std::fs::File::create(dir.path().join(format!("node{n}.stdout"))).unwrap())
                 .stderr(std::fs::File::create(dir.path().join(format!("node{n}.log"))).unwrap())
                 .spawn()
