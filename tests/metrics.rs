@@ -222,8 +222,12 @@ async fn counters_move_as_records_change_and_no_secret_or_url_is_scraped() {
 
     // An update of c1 (created before the watermark): UPDATED.
     setup.upsert("c1", now + TimeDelta::seconds(2), now - TimeDelta::hours(1));
+    // Delivered counts at the 2xx; the row leaves the outbox when the pass writes its batch of
+    // acknowledgements, a moment later: wait for both.
     let updated = scrape_until("an UPDATED event delivered", &daemon, &address, |s| {
-        s.value(UPDATED) == 1.0 && s.value(DELIVERED) > created.value(DELIVERED)
+        s.value(UPDATED) == 1.0
+            && s.value(DELIVERED) > created.value(DELIVERED)
+            && s.value(PENDING) == 0.0
     })
     .await;
     assert_eq!(updated.value(CREATED), 2.0);
