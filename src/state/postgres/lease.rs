@@ -26,7 +26,9 @@ use super::super::lease::{
     ConfigVersion, DeliveryClaim, LeaseCounts, NodeId, PollClaim, lease_until,
 };
 use super::super::{ResourceKey, StateError, encode_time};
-use super::{PgStore, ensure_resource, parse_time, resource_id};
+use super::{
+    ENSURE_RESOURCE, PgStore, RESOURCE_ID, ensure_resource_by, parse_time, resource_id_by,
+};
 
 /// Whether a claim respects the resource's next due time.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -59,9 +61,9 @@ fn lease_state(row: Option<postgres::Row>) -> LeaseRow {
 }
 
 /// Who holds a row another transaction has locked, as far as a plain read tells.
-fn held_by(
+fn held_by<T: ?Sized + postgres::ToStatement>(
     client: &mut impl postgres::GenericClient,
-    sql: &str,
+    sql: &T,
     key: &(dyn postgres::types::ToSql + Sync),
     now: &str,
 ) -> Result<(String, String), postgres::Error> {
@@ -129,6 +131,9 @@ impl PgStore {
         self.claim(key, node, config, (lease, now), Due::Now)
     }
 
+    /// The claims' statements are prepared once per connection ((`Session::prepare`)):
+    /// a statement sent as text is parsed again at every call, one more round trip each, and
+    /// these run for every poll and every send.
     fn claim(
         &mut self,
         key: &ResourceKey,
@@ -149,13 +154,38 @@ impl PgStore {
             NotDue(String),
         }
         let answer = self.call(move |session| {
+            let newest_version = session
+                .prepare("SELECT hash, modified FROM instance_config WHERE instance = $1")?;
+            let record_version = session.prepare(
+                "INSERT INTO instance_config AS c (instance, hash, modified, seen_by, seen_at)
+                         VALUES ($1, $2, $3, $4, $5)
+                         ON CONFLICT (instance) DO UPDATE SET hash = excluded.hash,
+                             modified = excluded.modified, seen_by = excluded.seen_by,
+                             seen_at = excluded.seen_at
+                         WHERE (excluded.modified, excluded.hash) > (c.modified, c.hash)",
+            )?;
+            let read_newest_hash =
+                session.prepare("SELECT hash FROM instance_config WHERE instance = $1")?;
+            let create_lease = session.prepare(
+                "INSERT INTO poll_lease (resource_id) VALUES ($1) ON CONFLICT DO NOTHING",
+            )?;
+            let lock_lease = session.prepare(
+                "SELECT node, expires_at FROM poll_lease WHERE resource_id = $1
+                     FOR UPDATE SKIP LOCKED",
+            )?;
+            let read_lease = session
+                .prepare("SELECT node, expires_at FROM poll_lease WHERE resource_id = $1")?;
+            let next_due =
+                session.prepare("SELECT next_due_at FROM resource_state WHERE id = $1")?;
+            let take_lease = session.prepare(
+                "UPDATE poll_lease SET node = $2, expires_at = $3, config_hash = $4
+                     WHERE resource_id = $1",
+            )?;
+            let find_or_add_resource = session.prepare(ENSURE_RESOURCE)?;
             session.run(|client| {
                 let mut tx = client.transaction()?;
                 // The newest copy of the instance file wins.
-                let newest = tx.query_opt(
-                    "SELECT hash, modified FROM instance_config WHERE instance = $1",
-                    &[&key.instance],
-                )?;
+                let newest = tx.query_opt(&newest_version, &[&key.instance])?;
                 let ours_newer = match &newest {
                     None => true,
                     Some(row) => {
@@ -165,43 +195,21 @@ impl PgStore {
                 };
                 if ours_newer {
                     tx.execute(
-                        "INSERT INTO instance_config AS c (instance, hash, modified, seen_by, seen_at)
-                         VALUES ($1, $2, $3, $4, $5)
-                         ON CONFLICT (instance) DO UPDATE SET hash = excluded.hash,
-                             modified = excluded.modified, seen_by = excluded.seen_by,
-                             seen_at = excluded.seen_at
-                         WHERE (excluded.modified, excluded.hash) > (c.modified, c.hash)",
+                        &record_version,
                         &[&key.instance, &hash, &modified, &node, &now],
                     )?;
                 }
-                let newest_hash: String = tx
-                    .query_one(
-                        "SELECT hash FROM instance_config WHERE instance = $1",
-                        &[&key.instance],
-                    )?
-                    .get(0);
+                let newest_hash: String = tx.query_one(&read_newest_hash, &[&key.instance])?.get(0);
                 if newest_hash != hash {
                     tx.commit()?;
                     return Ok(Answer::Claim(PollClaim::StaleConfig { newest_hash }));
                 }
-                let resource_id = ensure_resource(&mut tx, &key)?;
-                tx.execute(
-                    "INSERT INTO poll_lease (resource_id) VALUES ($1) ON CONFLICT DO NOTHING",
-                    &[&resource_id],
-                )?;
-                let row = tx.query_opt(
-                    "SELECT node, expires_at FROM poll_lease WHERE resource_id = $1
-                     FOR UPDATE SKIP LOCKED",
-                    &[&resource_id],
-                )?;
+                let resource_id = ensure_resource_by(&mut tx, &find_or_add_resource, &key)?;
+                tx.execute(&create_lease, &[&resource_id])?;
+                let row = tx.query_opt(&lock_lease, &[&resource_id])?;
                 let holder = match lease_state(row) {
                     LeaseRow::Locked => {
-                        let held = held_by(
-                            &mut tx,
-                            "SELECT node, expires_at FROM poll_lease WHERE resource_id = $1",
-                            &resource_id,
-                            &now,
-                        )?;
+                        let held = held_by(&mut tx, &read_lease, &resource_id, &now)?;
                         tx.commit()?;
                         if still_ours(&held, &node, &now) {
                             return Ok(Answer::Claim(PollClaim::Granted { takeover: false }));
@@ -217,22 +225,13 @@ impl PgStore {
                         return Ok(Answer::Held(other, until));
                     }
                 };
-                let next_due: Option<String> = tx
-                    .query_one(
-                        "SELECT next_due_at FROM resource_state WHERE id = $1",
-                        &[&resource_id],
-                    )?
-                    .get(0);
+                let next_due: Option<String> = tx.query_one(&next_due, &[&resource_id])?.get(0);
                 let waits = |next: &String| due == Due::Wait && next.as_str() > now.as_str();
                 if let Some(next_due) = next_due.filter(waits) {
                     tx.commit()?;
                     return Ok(Answer::NotDue(next_due));
                 }
-                tx.execute(
-                    "UPDATE poll_lease SET node = $2, expires_at = $3, config_hash = $4
-                     WHERE resource_id = $1",
-                    &[&resource_id, &node, &until, &hash],
-                )?;
+                tx.execute(&take_lease, &[&resource_id, &node, &until, &hash])?;
                 tx.commit()?;
                 Ok(Answer::Claim(PollClaim::Granted { takeover }))
             })
@@ -254,15 +253,16 @@ impl PgStore {
         let key = key.clone();
         let node = node.0.clone();
         self.call(move |session| {
+            let release = session.prepare(
+                "UPDATE poll_lease SET node = NULL, expires_at = NULL
+                     WHERE resource_id = $1 AND node = $2",
+            )?;
+            let find_resource = session.prepare(RESOURCE_ID)?;
             session.run(|client| {
-                let Some(resource_id) = resource_id(client, &key)? else {
+                let Some(resource_id) = resource_id_by(client, &find_resource, &key)? else {
                     return Ok(());
                 };
-                client.execute(
-                    "UPDATE poll_lease SET node = NULL, expires_at = NULL
-                     WHERE resource_id = $1 AND node = $2",
-                    &[&resource_id, &node],
-                )?;
+                client.execute(&release, &[&resource_id, &node])?;
                 Ok(())
             })
         })
@@ -281,25 +281,25 @@ impl PgStore {
         let until = encode_time(&lease_until(now, lease));
         let now = encode_time(&now);
         let answer = self.call(move |session| {
+            let create_lease = session.prepare(
+                "INSERT INTO delivery_lease (instance) VALUES ($1) ON CONFLICT DO NOTHING",
+            )?;
+            let lock_lease = session.prepare(
+                "SELECT node, expires_at FROM delivery_lease WHERE instance = $1
+                     FOR UPDATE SKIP LOCKED",
+            )?;
+            let read_lease = session
+                .prepare("SELECT node, expires_at FROM delivery_lease WHERE instance = $1")?;
+            let take_lease = session.prepare(
+                "UPDATE delivery_lease SET node = $2, expires_at = $3 WHERE instance = $1",
+            )?;
             session.run(|client| {
                 let mut tx = client.transaction()?;
-                tx.execute(
-                    "INSERT INTO delivery_lease (instance) VALUES ($1) ON CONFLICT DO NOTHING",
-                    &[&instance],
-                )?;
-                let row = tx.query_opt(
-                    "SELECT node, expires_at FROM delivery_lease WHERE instance = $1
-                     FOR UPDATE SKIP LOCKED",
-                    &[&instance],
-                )?;
+                tx.execute(&create_lease, &[&instance])?;
+                let row = tx.query_opt(&lock_lease, &[&instance])?;
                 let holder = match lease_state(row) {
                     LeaseRow::Locked => {
-                        let held = held_by(
-                            &mut tx,
-                            "SELECT node, expires_at FROM delivery_lease WHERE instance = $1",
-                            &instance,
-                            &now,
-                        )?;
+                        let held = held_by(&mut tx, &read_lease, &instance, &now)?;
                         tx.commit()?;
                         if still_ours(&held, &node, &now) {
                             return Ok(Ok(false));
@@ -315,10 +315,7 @@ impl PgStore {
                         return Ok(Err(held));
                     }
                 };
-                tx.execute(
-                    "UPDATE delivery_lease SET node = $2, expires_at = $3 WHERE instance = $1",
-                    &[&instance, &node, &until],
-                )?;
+                tx.execute(&take_lease, &[&instance, &node, &until])?;
                 tx.commit()?;
                 Ok(Ok(takeover))
             })
@@ -337,14 +334,12 @@ impl PgStore {
         let instance = instance.to_owned();
         let node = node.0.clone();
         self.call(move |session| {
-            session
-                .run(|client| {
-                    client.execute(
-                        "UPDATE delivery_lease SET node = NULL, expires_at = NULL
+            let release = session.prepare(
+                "UPDATE delivery_lease SET node = NULL, expires_at = NULL
                          WHERE instance = $1 AND node = $2",
-                        &[&instance, &node],
-                    )
-                })
+            )?;
+            session
+                .run(|client| client.execute(&release, &[&instance, &node]))
                 .map(drop)
         })
     }

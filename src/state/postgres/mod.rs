@@ -112,23 +112,37 @@ fn read_resource_state(row: &postgres::Row, first: usize) -> Result<ResourceStat
 }
 
 /// The resource's row id, creating an empty row (never polled) when it has none.
+/// The id of `key`'s row, created when missing (see [`ensure_resource_by`]).
+pub(super) const ENSURE_RESOURCE: &str = "WITH inserted AS (
+         INSERT INTO resource_state (instance, resource, path_params) VALUES ($1, $2, $3)
+         ON CONFLICT (instance, resource, path_params) DO NOTHING RETURNING id)
+     SELECT id FROM inserted
+     UNION ALL
+     SELECT id FROM resource_state WHERE instance = $1 AND resource = $2 AND path_params = $3
+     LIMIT 1";
+
+/// The id of `key`'s row, if it has one.
+pub(super) const RESOURCE_ID: &str =
+    "SELECT id FROM resource_state WHERE instance = $1 AND resource = $2 AND path_params = $3";
+
 fn ensure_resource(
     client: &mut impl postgres::GenericClient,
+    key: &ResourceKey,
+) -> Result<i64, postgres::Error> {
+    ensure_resource_by(client, ENSURE_RESOURCE, key)
+}
+
+/// [`ENSURE_RESOURCE`], as text or prepared (the hot paths keep it prepared: a statement given
+/// as text costs one more round trip, to be parsed).
+pub(super) fn ensure_resource_by<T: ?Sized + postgres::ToStatement>(
+    client: &mut impl postgres::GenericClient,
+    statement: &T,
     key: &ResourceKey,
 ) -> Result<i64, postgres::Error> {
     let params: [&(dyn postgres::types::ToSql + Sync); 3] =
         [&key.instance, &key.resource, &key.path_params];
     loop {
-        if let Some(row) = client.query_opt(
-            "WITH inserted AS (
-                 INSERT INTO resource_state (instance, resource, path_params) VALUES ($1, $2, $3)
-                 ON CONFLICT (instance, resource, path_params) DO NOTHING RETURNING id)
-             SELECT id FROM inserted
-             UNION ALL
-             SELECT id FROM resource_state WHERE instance = $1 AND resource = $2 AND path_params = $3
-             LIMIT 1",
-            &params,
-        )? {
+        if let Some(row) = client.query_opt(statement, &params)? {
             return Ok(row.get(0));
         }
         // Another node inserted it in a transaction that committed after this statement's
@@ -136,15 +150,14 @@ fn ensure_resource(
     }
 }
 
-fn resource_id(
+/// [`RESOURCE_ID`], as text or prepared.
+pub(super) fn resource_id_by<T: ?Sized + postgres::ToStatement>(
     client: &mut impl postgres::GenericClient,
+    statement: &T,
     key: &ResourceKey,
 ) -> Result<Option<i64>, postgres::Error> {
     Ok(client
-        .query_opt(
-            "SELECT id FROM resource_state WHERE instance = $1 AND resource = $2 AND path_params = $3",
-            &[&key.instance, &key.resource, &key.path_params],
-        )?
+        .query_opt(statement, &[&key.instance, &key.resource, &key.path_params])?
         .map(|row| row.get(0)))
 }
 
