@@ -117,6 +117,17 @@ impl Session {
         result.map_err(|e| self.fail(e))
     }
 
+    /// Runs `sql` with `params`, the statement prepared once per connection (see
+    /// [`Session::prepare`]): the rows it changed.
+    pub fn exec(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn postgres::types::ToSql + Sync)],
+    ) -> Result<u64, StateError> {
+        let statement = self.prepare(sql)?;
+        self.run(|client| client.execute(&statement, params))
+    }
+
     /// Opens a transaction that later jobs continue (a poll's commit).
     pub fn begin(&mut self) -> Result<(), StateError> {
         self.txn_lost = false;

@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use super::super::staging::{PollId, PollOutcome, StagedEvent, StagedKind};
 use super::super::{NewNotification, PollResult, ResourceKey, StateError, encode_time};
 use super::actor::Session;
-use super::{PgStore, encode_opt, ensure_resource, outbox};
+use super::{ENSURE_RESOURCE, PgStore, encode_opt, ensure_resource, ensure_resource_by, outbox};
 use crate::detect::EventType;
 
 /// Starts a transaction's relaxed commit: it returns before its WAL reaches the disk. For
@@ -289,15 +289,17 @@ impl PgStore {
         let key = key.clone();
         let resource_id = self.call(move |session| {
             session.begin()?;
-            let found = session.run(|client| {
-                let resource_id = ensure_resource(client, &key)?;
-                client.execute("DELETE FROM poll WHERE resource_id = $1", &[&resource_id])?;
-                client.execute(
+            let found = (|| {
+                let find_or_add = session.prepare(ENSURE_RESOURCE)?;
+                let resource_id =
+                    session.run(|client| ensure_resource_by(client, &find_or_add, &key))?;
+                session.exec("DELETE FROM poll WHERE resource_id = $1", &[&resource_id])?;
+                session.exec(
                     "SELECT 1 FROM resource_state WHERE id = $1 FOR NO KEY UPDATE",
                     &[&resource_id],
                 )?;
                 Ok(resource_id)
-            });
+            })();
             if found.is_err() {
                 session.rollback();
             }
@@ -523,36 +525,36 @@ impl<'a> PgCommitTxn<'a> {
                 for instance in &to_lock {
                     outbox::lock_instance(client, instance)?;
                 }
-                outbox::insert_notifications(client, &buffers.notifications)?;
-                if !buffers.seen.is_empty() {
-                    let (ids, updated): (Vec<String>, Vec<i64>) = buffers.seen.into_iter().unzip();
-                    client.execute(
-                        "INSERT INTO seen_pair (resource_id, updated, record_id)
-                         SELECT $1, u.updated, u.record_id
-                         FROM unnest($2::int8[], $3::text[]) AS u(updated, record_id)
-                         ON CONFLICT DO NOTHING",
-                        &[&resource_id, &updated, &ids],
-                    )?;
+                outbox::insert_notifications(client, &buffers.notifications)
+            })?;
+            if !buffers.seen.is_empty() {
+                let (ids, updated): (Vec<String>, Vec<i64>) = buffers.seen.into_iter().unzip();
+                session.exec(
+                    "INSERT INTO seen_pair (resource_id, updated, record_id)
+                     SELECT $1, u.updated, u.record_id
+                     FROM unnest($2::int8[], $3::text[]) AS u(updated, record_id)
+                     ON CONFLICT DO NOTHING",
+                    &[&resource_id, &updated, &ids],
+                )?;
+            }
+            if !buffers.window.is_empty() {
+                let mut ids = Vec::new();
+                let mut hashes = Vec::new();
+                let mut seen = Vec::new();
+                for ((id, hash), at) in buffers.window {
+                    ids.push(id);
+                    hashes.push(hash);
+                    seen.push(at);
                 }
-                if !buffers.window.is_empty() {
-                    let mut ids = Vec::new();
-                    let mut hashes = Vec::new();
-                    let mut seen = Vec::new();
-                    for ((id, hash), at) in buffers.window {
-                        ids.push(id);
-                        hashes.push(hash);
-                        seen.push(at);
-                    }
-                    client.execute(
-                        "INSERT INTO window_pair (resource_id, record_id, hash, seen_at)
-                         SELECT $1, u.* FROM unnest($2::text[], $3::text[], $4::int8[]) AS u
-                         ON CONFLICT (resource_id, record_id, hash)
-                         DO UPDATE SET seen_at = greatest(window_pair.seen_at, excluded.seen_at)",
-                        &[&resource_id, &ids, &hashes, &seen],
-                    )?;
-                }
-                Ok(())
-            })
+                session.exec(
+                    "INSERT INTO window_pair (resource_id, record_id, hash, seen_at)
+                     SELECT $1, u.* FROM unnest($2::text[], $3::text[], $4::int8[]) AS u
+                     ON CONFLICT (resource_id, record_id, hash)
+                     DO UPDATE SET seen_at = greatest(window_pair.seen_at, excluded.seen_at)",
+                    &[&resource_id, &ids, &hashes, &seen],
+                )?;
+            }
+            Ok(())
         })?;
         self.locked.borrow_mut().extend(newly_locked);
         Ok(())
@@ -573,18 +575,18 @@ impl<'a> PgCommitTxn<'a> {
             PollResult::Ok
         };
         self.store.call(move |session| {
-            session.run(|client| {
+            {
                 // Seen pairs: (old ∪ staged) above the floor, or none.
                 match (outcome.seen_floor, poll) {
                     (None, _) => {
-                        client.execute(
+                        session.exec(
                             "DELETE FROM seen_pair WHERE resource_id = $1",
                             &[&resource_id],
                         )?;
                     }
                     (Some(floor), poll) => {
                         if let Some(poll) = poll {
-                            client.execute(
+                            session.exec(
                                 "INSERT INTO seen_pair (resource_id, updated, record_id)
                                  SELECT $1, updated, record_id FROM staged_event
                                  WHERE poll_id = $2 AND updated IS NOT NULL AND updated >= $3
@@ -592,7 +594,7 @@ impl<'a> PgCommitTxn<'a> {
                                 &[&resource_id, &poll, &floor],
                             )?;
                         }
-                        client.execute(
+                        session.exec(
                             "DELETE FROM seen_pair WHERE resource_id = $1 AND updated < $2",
                             &[&resource_id, &floor],
                         )?;
@@ -600,7 +602,7 @@ impl<'a> PgCommitTxn<'a> {
                 }
                 if let Some(floor) = outcome.window_floor {
                     if let Some(poll) = poll {
-                        client.execute(
+                        session.exec(
                             "INSERT INTO window_pair (resource_id, record_id, hash, seen_at)
                              SELECT $1, record_id, hash, max(updated) FROM staged_event
                              WHERE poll_id = $2 AND hash IS NOT NULL AND updated IS NOT NULL
@@ -610,19 +612,19 @@ impl<'a> PgCommitTxn<'a> {
                             &[&resource_id, &poll],
                         )?;
                     }
-                    client.execute(
+                    session.exec(
                         "DELETE FROM window_pair WHERE resource_id = $1 AND seen_at < $2",
                         &[&resource_id, &floor],
                     )?;
                 }
                 if let (true, Some(poll)) = (snapshot, poll) {
-                    client.execute(
+                    session.exec(
                         "DELETE FROM snapshot_item WHERE resource_id = $1 AND NOT EXISTS (
                              SELECT 1 FROM staged_snapshot AS now
                              WHERE now.poll_id = $2 AND now.record_id = snapshot_item.record_id)",
                         &[&resource_id, &poll],
                     )?;
-                    client.execute(
+                    session.exec(
                         "INSERT INTO snapshot_item (resource_id, record_id, hash, raw)
                          SELECT $1, record_id, hash, raw FROM staged_snapshot WHERE poll_id = $2
                          ON CONFLICT (resource_id, record_id)
@@ -630,7 +632,7 @@ impl<'a> PgCommitTxn<'a> {
                         &[&resource_id, &poll],
                     )?;
                 }
-                client.execute(
+                session.exec(
                     "UPDATE resource_state SET watermark = $2, last_poll_at = $3,
                          last_result = $4, last_error = $5, next_due_at = $6,
                          records_read = $7, events = $8
@@ -647,15 +649,14 @@ impl<'a> PgCommitTxn<'a> {
                     ],
                 )?;
                 if let Some(poll) = poll {
-                    client.execute("DELETE FROM poll WHERE id = $1", &[&poll])?;
+                    session.exec("DELETE FROM poll WHERE id = $1", &[&poll])?;
                 }
-                client.execute(
+                session.exec(
                     "UPDATE poll_lease SET node = NULL, expires_at = NULL
                      WHERE resource_id = $1 AND node = $2",
                     &[&resource_id, &node],
                 )?;
-                Ok(())
-            })?;
+            }
             session.commit()
         })?;
         self.finished.set(true);
