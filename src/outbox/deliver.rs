@@ -410,8 +410,8 @@ impl Delivery {
         self
     }
 
-    /// Whether this node may send `instance`'s head now: claims (or extends) its delivery
-    /// lease. Always true without a fleet.
+    /// Whether this node may send `instance`'s queue in this pass: claims its delivery lease.
+    /// Always true without a fleet.
     fn claim(&self, instance: &str) -> Result<bool, DeliverError> {
         let Some(fleet) = &self.fleet else {
             return Ok(true);
@@ -429,6 +429,16 @@ impl Delivery {
             }
             DeliveryClaim::Held { .. } => false,
         })
+    }
+
+    /// Whether this node still holds `instance`'s delivery lease (checked before each send: a
+    /// node that stalled past its lease stops, the queue being another node's). One read; the
+    /// fleet's renewal task extends the lease. Always true without a fleet.
+    fn still_holds(&self, instance: &str) -> Result<bool, DeliverError> {
+        let Some(fleet) = &self.fleet else {
+            return Ok(true);
+        };
+        self.with_store(|store| store.holds_delivery(instance, &fleet.node, Utc::now()))
     }
 
     /// Gives back the delivery leases of `instances`, once their acknowledgements are written
@@ -610,8 +620,7 @@ async fn drain_instance(
         // Nothing due: a retry in backoff waits for a later run, not for this one (a tick
         // against a receiver that is down must not spend its whole delivery time waiting).
         let Some(head) = head else { break };
-        // Extends the lease; lost (this node stalled past it), the queue is another node's.
-        if !delivery.claim(&instance.name)? {
+        if !delivery.still_holds(&instance.name)? {
             break;
         }
         if let Err(reason) = check_body(&head.id, &head.body) {

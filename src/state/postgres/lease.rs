@@ -26,9 +26,7 @@ use super::super::lease::{
     ConfigVersion, DeliveryClaim, LeaseCounts, NodeId, PollClaim, lease_until,
 };
 use super::super::{ResourceKey, StateError, encode_time};
-use super::{
-    ENSURE_RESOURCE, PgStore, RESOURCE_ID, ensure_resource_by, parse_time, resource_id_by,
-};
+use super::{ENSURE_RESOURCE, PgStore, ensure_resource_by, parse_time};
 
 /// Whether a claim respects the resource's next due time.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -253,18 +251,14 @@ impl PgStore {
         let key = key.clone();
         let node = node.0.clone();
         self.call(move |session| {
-            let release = session.prepare(
-                "UPDATE poll_lease SET node = NULL, expires_at = NULL
-                     WHERE resource_id = $1 AND node = $2",
-            )?;
-            let find_resource = session.prepare(RESOURCE_ID)?;
-            session.run(|client| {
-                let Some(resource_id) = resource_id_by(client, &find_resource, &key)? else {
-                    return Ok(());
-                };
-                client.execute(&release, &[&resource_id, &node])?;
-                Ok(())
-            })
+            session
+                .exec(
+                    "UPDATE poll_lease SET node = NULL, expires_at = NULL
+                     WHERE node = $4 AND resource_id = (SELECT id FROM resource_state
+                         WHERE instance = $1 AND resource = $2 AND path_params = $3)",
+                    &[&key.instance, &key.resource, &key.path_params, &node],
+                )
+                .map(drop)
         })
     }
 
@@ -334,12 +328,12 @@ impl PgStore {
         let instance = instance.to_owned();
         let node = node.0.clone();
         self.call(move |session| {
-            let release = session.prepare(
-                "UPDATE delivery_lease SET node = NULL, expires_at = NULL
-                         WHERE instance = $1 AND node = $2",
-            )?;
             session
-                .run(|client| client.execute(&release, &[&instance, &node]))
+                .exec(
+                    "UPDATE delivery_lease SET node = NULL, expires_at = NULL
+                     WHERE instance = $1 AND node = $2",
+                    &[&instance, &node],
+                )
                 .map(drop)
         })
     }

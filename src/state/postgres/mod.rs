@@ -121,10 +121,6 @@ pub(super) const ENSURE_RESOURCE: &str = "WITH inserted AS (
      SELECT id FROM resource_state WHERE instance = $1 AND resource = $2 AND path_params = $3
      LIMIT 1";
 
-/// The id of `key`'s row, if it has one.
-pub(super) const RESOURCE_ID: &str =
-    "SELECT id FROM resource_state WHERE instance = $1 AND resource = $2 AND path_params = $3";
-
 fn ensure_resource(
     client: &mut impl postgres::GenericClient,
     key: &ResourceKey,
@@ -148,17 +144,6 @@ pub(super) fn ensure_resource_by<T: ?Sized + postgres::ToStatement>(
         // Another node inserted it in a transaction that committed after this statement's
         // snapshot: the next statement sees it.
     }
-}
-
-/// [`RESOURCE_ID`], as text or prepared.
-pub(super) fn resource_id_by<T: ?Sized + postgres::ToStatement>(
-    client: &mut impl postgres::GenericClient,
-    statement: &T,
-    key: &ResourceKey,
-) -> Result<Option<i64>, postgres::Error> {
-    Ok(client
-        .query_opt(statement, &[&key.instance, &key.resource, &key.path_params])?
-        .map(|row| row.get(0)))
 }
 
 impl PgStore {
