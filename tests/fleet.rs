@@ -484,3 +484,24 @@ async fn metrics_show_the_nodes_polls_and_leases_and_healthz_fails_when_the_data
     assert!(!health.1.contains(server.password()), "{}", health.1);
     node.stop();
 }
+
+/// A database that cannot be reached fails the command at once, naming where, never the password
+/// (no PostgreSQL needed: nothing listens on port 1).
+#[test]
+fn an_unreachable_database_fails_the_command_without_printing_the_password() {
+    let dir = Dir::with_layout(CONFIG);
+    let url = "postgres://ocpoll:unreachable-secret@127.0.0.1:1/fleet?sslmode=disable";
+    for args in [&["tick", "--all"][..], &["status"], &["state", "migrate"]] {
+        let run = ocpoll_at(&dir, url, args);
+        let text = format!("{}{}", run.stdout(), run.stderr());
+        assert_ne!(run.code(), Some(0), "{args:?}: {text}");
+        assert!(
+            text.contains("127.0.0.1"),
+            "{args:?} names the database: {text}"
+        );
+        assert!(
+            !text.contains("unreachable-secret"),
+            "{args:?} printed the password: {text}"
+        );
+    }
+}
