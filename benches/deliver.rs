@@ -44,10 +44,12 @@ mod mock_receiver;
 mod process;
 
 use bulk_provider::BulkServer;
-use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
+use chrono::{SecondsFormat, TimeDelta, Utc};
 use mock_provider::{MockProvider, Paging};
 use mock_receiver::{MockReceiver, Received};
-use process::{isolate, memory_kib, write_report};
+use process::{
+    isolate, load_average, memory_kib, own_cpu_seconds, seconds, whole_millis, write_report,
+};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -882,34 +884,9 @@ fn read_schedstat(pid: libc::pid_t, threads: &mut HashMap<String, (u64, u64)>) {
     }
 }
 
-/// The machine's one-minute load average (other builds and benches share the two cores).
-fn load_average() -> f64 {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|text| text.split_whitespace().next()?.parse().ok())
-        .unwrap_or(f64::NAN)
-}
-
-/// User plus system CPU of this process so far.
-fn own_cpu_seconds() -> f64 {
-    // SAFETY: getrusage only writes into the zeroed struct we pass.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let result = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    assert_eq!(result, 0, "getrusage failed");
-    seconds(usage.ru_utime) + seconds(usage.ru_stime)
-}
-
-fn seconds(t: libc::timeval) -> f64 {
-    t.tv_sec as f64 + t.tv_usec as f64 / 1e6
-}
-
 fn bench_dir(name: &str) -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix(&format!("ocpoll-bench-deliver-{name}-"))
         .tempdir()
         .expect("temporary folder")
-}
-
-fn whole_millis(instant: DateTime<Utc>) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(instant.timestamp_millis()).unwrap_or(instant)
 }

@@ -57,7 +57,10 @@ use chrono::{DateTime, TimeDelta, Utc};
 use mock_provider::{Failure, MockProvider, Paging};
 use mock_receiver::{MockReceiver, Received};
 use ocpoll::testing::postgres::{TestServer, database_name};
-use process::{cpu_seconds, isolate, memory_kib, write_report};
+use process::{
+    cpu_seconds, isolate, load_average, memory_kib, own_cpu_seconds, seconds, whole_millis,
+    write_report,
+};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -195,31 +198,6 @@ fn finish(dir: tempfile::TempDir, pg: &TestServer, db: &str) {
     } else {
         pg.psql("postgres", &format!("DROP DATABASE \"{db}\" WITH (FORCE)"));
     }
-}
-
-fn whole_millis(instant: DateTime<Utc>) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(instant.timestamp_millis()).unwrap_or(instant)
-}
-
-/// The machine's one-minute load average (other builds share the two cores).
-fn load_average() -> f64 {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|text| text.split_whitespace().next()?.parse().ok())
-        .unwrap_or(f64::NAN)
-}
-
-fn seconds(t: libc::timeval) -> f64 {
-    t.tv_sec as f64 + t.tv_usec as f64 / 1e6
-}
-
-/// User plus system CPU of this process so far (the mock servers).
-fn own_cpu_seconds() -> f64 {
-    // SAFETY: getrusage only writes into the zeroed struct we pass.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let result = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    assert_eq!(result, 0, "getrusage failed");
-    seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 // -------------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use mock_provider::{MockProvider, Paging};
 use ocpoll::config::Synchronous;
 use ocpoll::state::{OutboxFilter, Store};
-use process::{isolate, write_report};
+use process::{isolate, whole_millis, write_report};
 use serde_json::json;
 use std::collections::HashMap;
 use std::fs::File;
@@ -883,11 +883,6 @@ fn bench_dir(name: &str) -> tempfile::TempDir {
         .prefix(&format!("ocpoll-bench-tick-{name}-"))
         .tempdir()
         .expect("temporary folder")
-}
-
-fn whole_millis(instant: DateTime<Utc>) -> DateTime<Utc> {
-    let millis = instant.timestamp_millis();
-    DateTime::from_timestamp_millis(millis).unwrap_or(instant)
 }
 
 fn verdict(met: bool) -> &'static str {

@@ -74,3 +74,31 @@ pub fn write_report(binary: &Path, name: &str, report: &serde_json::Value) {
     std::fs::write(&file, text).expect("write the report");
     println!("written to {}", file.display());
 }
+
+/// The machine's one-minute load average (other builds share the two cores), beside every wall
+/// time a bench prints.
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// User plus system CPU of this process (the mocks) so far.
+pub fn own_cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes into the zeroed struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let result = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    assert_eq!(result, 0, "getrusage failed");
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// A `timeval` in seconds.
+pub fn seconds(t: libc::timeval) -> f64 {
+    t.tv_sec as f64 + t.tv_usec as f64 / 1e6
+}
+
+/// `instant` cut to whole milliseconds, as the mock provider's dates carry it.
+pub fn whole_millis(instant: chrono::DateTime<chrono::Utc>) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(instant.timestamp_millis()).unwrap_or(instant)
+}
