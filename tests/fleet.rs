@@ -485,6 +485,23 @@ async fn metrics_show_the_nodes_polls_and_leases_and_healthz_fails_when_the_data
     node.stop();
 }
 
+/// A database URL that cannot be used is a configuration error (exit 78, as for a damaged state
+/// file), named without its password (no PostgreSQL needed).
+#[test]
+fn an_unusable_database_url_exits_78_without_printing_the_password() {
+    let dir = Dir::with_layout(CONFIG);
+    for url in [
+        "postgres://ocpoll:bad-url-secret@127.0.0.1/db?sslmode=bogus",
+        "postgres://ocpoll:bad-url-secret@127.0.0.1:notaport/db",
+        "postgres://ocpoll:${env:OCPOLL_TEST_UNSET_PASSWORD}@127.0.0.1/db",
+    ] {
+        let run = ocpoll_at(&dir, url, &["status"]);
+        let text = format!("{}{}", run.stdout(), run.stderr());
+        assert_eq!(run.code(), Some(78), "{url}: {text}");
+        assert!(!text.contains("bad-url-secret"), "{url}: {text}");
+    }
+}
+
 /// A database that cannot be reached fails the command at once, naming where, never the password
 /// (no PostgreSQL needed: nothing listens on port 1).
 #[test]

@@ -48,8 +48,8 @@ pub mod exit {
         ),
         (
             CONFIG,
-            "The configuration is unusable: the config file, the instances folder or the state \
-             file cannot be read or used.",
+            "The configuration is unusable: the config file, the instances folder, the state \
+             file or the state database (its URL, or a schema to migrate) cannot be read or used.",
         ),
         (
             INTERRUPTED,

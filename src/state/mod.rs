@@ -161,9 +161,11 @@ pub enum StateError {
 }
 
 impl StateError {
-    /// True for the errors that make the file unusable as it is (the CLI exits 78 on them):
+    /// True for the errors that make the state unusable as it is (the CLI exits 78 on them):
     /// not SQLite, another program's database, corrupted or truncated, from a newer schema, or
-    /// with an unwritable `-wal`/`-shm` file beside it.
+    /// with an unwritable `-wal`/`-shm` file beside it; a database not migrated, another
+    /// program's, or whose URL cannot be used (bad settings, an unresolved password reference):
+    /// waiting will not fix those, the configuration must change.
     pub fn is_unusable_file(&self) -> bool {
         matches!(
             self,
@@ -174,6 +176,7 @@ impl StateError {
                 | StateError::SideFileUnwritable { .. }
                 | StateError::Unmigrated { .. }
                 | StateError::ForeignDatabase { .. }
+                | StateError::PostgresSettings { .. }
         )
     }
 }
